@@ -1,1 +1,8 @@
+//! switchyard: receives vendor webhooks for many workspaces, verifies them in constant time,
+//! drops repeats, maps each to one canonical envelope and routes it to the workspace's sinks.
+//!
+//! Data flows one way: [`ingest`] (HTTP) -> [`plugins`] (handshake, map) and [`verify`] ->
+//! [`dedupe`] -> [`route`] -> [`store`] (durable queue) -> [`deliver`] -> [`sinks`].
 
+pub mod config;
+pub mod names;

@@ -16,6 +16,9 @@ pub struct MessageReceived {
     pub conversation_id: Option<String>,
     /// RFC 3339.
     pub sent_at: Option<String>,
+    /// Earlier messages of the conversation, decoded, when the vendor sends them (WhatsAble's
+    /// `last_messages`); `null` otherwise.
+    pub history: Option<serde_json::Value>,
 }
 
 /// `message.status`.

@@ -58,6 +58,7 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 }),
                 conversation_id: payload::text(data, "conversation_id"),
                 sent_at: payload::timestamp(data, "timestamp"),
+                history: None,
             }),
         ),
         "message.status" => (
@@ -105,7 +106,7 @@ mod tests {
         assert_eq!(
             event.data,
             json!({"message_id":"m1","from":"+15550001","to":"+15550002","text":"Hello",
-                   "media":null,"contact":null,"conversation_id":null,"sent_at":"2024-03-23T21:41:40Z"})
+                   "media":null,"contact":null,"conversation_id":null,"sent_at":"2024-03-23T21:41:40Z","history":null})
         );
         assert_eq!(event.raw["data"]["text"], "Hello");
     }

@@ -1,0 +1,1 @@
+//! placeholder while config is written
