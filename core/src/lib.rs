@@ -5,4 +5,15 @@
 //! [`dedupe`] -> [`route`] -> [`store`] (durable queue) -> [`deliver`] -> [`sinks`].
 
 pub mod config;
+pub mod dedupe;
+pub mod deliver;
+pub mod envelope;
+pub mod ingest;
 pub mod names;
+pub mod plugins;
+pub mod route;
+pub mod server;
+pub mod sinks;
+pub mod store;
+pub mod topology;
+pub mod verify;

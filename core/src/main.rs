@@ -1,1 +1,304 @@
-fn main() {}
+//! The `switchyard` command: serve, check a configuration, list plugins, sign a test delivery.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use switchyard::config::{self, Config};
+use switchyard::plugins::{Plugins, VendorPlugin};
+use switchyard::server;
+use switchyard::verify::{Signable, Signed};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Verify, dedupe and route vendor webhooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the hooks in a routes file.
+    Serve {
+        #[arg(long, short, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a routes file and the plugins it needs (test vectors included), without serving.
+    Check {
+        #[arg(long, short, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// List the plugins found in the plugins directory.
+    Plugins {
+        /// Directory to scan; default: the routes file's plugins_dir, else beside this binary.
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
+        /// Routes file whose plugins_dir to use (ignored if absent and no --plugins-dir).
+        #[arg(long, short, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// Print the headers a vendor would send for a body, and a ready curl line.
+    Sign {
+        /// Vendor whose scheme to sign with (a loaded plugin's name).
+        #[arg(long)]
+        vendor: String,
+        /// The signing secret.
+        #[arg(long, env = "SWITCHYARD_SIGN_SECRET", hide_env_values = true)]
+        secret: String,
+        /// File holding the body; standard input when absent.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Workspace for the curl line's URL.
+        #[arg(long, default_value = "demo")]
+        workspace: String,
+        /// Server base URL for the curl line.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Delivery id to send, for vendors that have a delivery-id header.
+        #[arg(long)]
+        delivery_id: Option<String>,
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
+        #[arg(long, short, default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to standard error: standard output belongs to the stdout sink and to commands.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Plugins {
+            plugins_dir,
+            config,
+        } => list_plugins(plugins_dir, &config),
+        Command::Sign {
+            vendor,
+            secret,
+            file,
+            workspace,
+            url,
+            delivery_id,
+            plugins_dir,
+            config,
+        } => sign(SignArgs {
+            vendor,
+            secret,
+            file,
+            workspace,
+            url,
+            delivery_id,
+            plugins_dir,
+            config,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the routes file and loads the plugins it needs: everything `check` proves.
+fn load(config_path: &Path) -> Result<(Config, Plugins), String> {
+    let config = config::load(config_path).map_err(|e| e.to_string())?;
+    let dir = server::plugins_dir(config.server.plugins_dir.as_ref());
+    let plugins = load_plugins(&dir)?;
+    config
+        .check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())
+        .map_err(|e| {
+            format!(
+                "{e}\n(plugins in {}: {})",
+                dir.display(),
+                vendor_list(&plugins)
+            )
+        })?;
+    Ok((config, plugins))
+}
+
+fn load_plugins(dir: &Path) -> Result<Plugins, String> {
+    let plugins = Plugins::load_dir(dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        format!("{} plugin(s) refused:\n{}", errors.len(), lines.join("\n"))
+    })?;
+    if plugins.is_empty() {
+        return Err(format!(
+            "no plugins (libswitchyard_*{}) in {}; run `cargo build --release` or set server.plugins_dir",
+            std::env::consts::DLL_SUFFIX,
+            dir.display()
+        ));
+    }
+    Ok(plugins)
+}
+
+fn vendor_list(plugins: &Plugins) -> String {
+    plugins
+        .iter()
+        .map(|p| p.vendor.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn serve(config_path: &Path) -> Result<(), String> {
+    let (config, plugins) = load(config_path)?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(server::run(config, plugins))
+        .map_err(|e| e.to_string())
+}
+
+fn check(config_path: &Path) -> Result<(), String> {
+    let (config, plugins) = load(config_path)?;
+    println!(
+        "{}: ok: {} workspace(s), plugins: {}",
+        config.path.display(),
+        config.workspaces.len(),
+        vendor_list(&plugins)
+    );
+    for default in &config.default_secrets {
+        println!(
+            "warning: {} uses the development default of ${{{}}}",
+            default.key, default.var
+        );
+    }
+    Ok(())
+}
+
+/// The plugins directory for commands that do not need a whole configuration.
+fn plugins_dir_for(explicit: Option<PathBuf>, config_path: &Path) -> Result<PathBuf, String> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    if config_path.exists() {
+        let config = config::load(config_path).map_err(|e| e.to_string())?;
+        return Ok(server::plugins_dir(config.server.plugins_dir.as_ref()));
+    }
+    Ok(server::plugins_dir(None))
+}
+
+fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(), String> {
+    let dir = plugins_dir_for(explicit, config_path)?;
+    let plugins = load_plugins(&dir)?;
+    println!(
+        "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} SCHEME",
+        "VENDOR", "VERSION", "ABI", "SIGNATURE HEADER", "DELIVERY-ID HEADER", "VECTORS"
+    );
+    for p in plugins.iter() {
+        println!(
+            "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} {}",
+            p.vendor,
+            p.version,
+            format!("{}.{}", switchyard_plugin::abi::ABI_MAJOR, p.abi_minor),
+            p.scheme.header.as_str(),
+            p.delivery_id_header.as_ref().map_or("-", |h| h.as_str()),
+            p.test_vector_count,
+            p.scheme_summary(),
+        );
+    }
+    println!("({} plugin(s) in {})", plugins.len(), dir.display());
+    Ok(())
+}
+
+struct SignArgs {
+    vendor: String,
+    secret: String,
+    file: Option<PathBuf>,
+    workspace: String,
+    url: String,
+    delivery_id: Option<String>,
+    plugins_dir: Option<PathBuf>,
+    config: PathBuf,
+}
+
+fn sign(args: SignArgs) -> Result<(), String> {
+    let dir = plugins_dir_for(args.plugins_dir, &args.config)?;
+    let plugins = load_plugins(&dir)?;
+    let plugin: &VendorPlugin = plugins.get(&args.vendor).ok_or_else(|| {
+        format!(
+            "no plugin for vendor `{}` in {} (have: {})",
+            args.vendor,
+            dir.display(),
+            vendor_list(&plugins)
+        )
+    })?;
+    let body = match &args.file {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| format!("cannot read body file {}: {e}", path.display()))?,
+        None => {
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .map_err(|e| format!("cannot read the body from standard input: {e}"))?;
+            body
+        }
+    };
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs().to_string())
+        .unwrap_or_default();
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if let Signed::Template {
+        timestamp_header: Some(name),
+        ..
+    } = &plugin.scheme.signed
+    {
+        headers.push((name.to_string(), timestamp.clone()));
+    }
+    if let (Some(header), Some(id)) = (&plugin.delivery_id_header, &args.delivery_id) {
+        headers.push((header.to_string(), id.clone()));
+    }
+    let signature = plugin.scheme.sign(
+        args.secret.as_bytes(),
+        &Signable {
+            body: &body,
+            timestamp: Some(&timestamp),
+            delivery_id: args.delivery_id.as_deref(),
+        },
+    );
+    headers.push((plugin.scheme.header.to_string(), signature));
+    for (name, value) in &headers {
+        println!("{name}: {value}");
+    }
+    let data = match &args.file {
+        Some(path) => format!("@{}", path.display()),
+        None => String::from_utf8_lossy(&body).into_owned(),
+    };
+    let header_args: Vec<String> = headers
+        .iter()
+        .map(|(n, v)| format!("-H {}", shell_quote(&format!("{n}: {v}"))))
+        .collect();
+    println!();
+    println!(
+        "curl -sS -X POST {}/hooks/{}/{} {} --data-binary {}",
+        args.url.trim_end_matches('/'),
+        args.workspace,
+        plugin.vendor,
+        header_args.join(" "),
+        shell_quote(&data)
+    );
+    Ok(())
+}
+
+/// Single-quotes a string for POSIX shells.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,1 +1,191 @@
-//! placeholder while config is written
+//! routes.yaml: the server settings and, per workspace, its vendors, sinks and routes.
+//!
+//! Loading runs in stages: YAML to a `serde_yaml::Value`, `${VAR}` expansion of every string
+//! ([`env`]), deserializing the shapes ([`raw`]), then checking and typing them ([`validate`]).
+//! Every problem carries a key path, placed on a line of the file by [`locate`].
+
+mod env;
+mod error;
+mod locate;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use self::error::Problems;
+pub use self::error::{ConfigError, Problem};
+use self::locate::KeyPath;
+use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub workspaces: BTreeMap<WorkspaceId, WorkspaceConfig>,
+    /// Secrets that came from a `${VAR:-default}` because VAR was unset (or empty).
+    pub default_secrets: Vec<DefaultSecret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultSecret {
+    /// Where the secret is, such as `workspaces.demo.vendors.watsi.secrets[0]`.
+    pub key: String,
+    /// The environment variable that was not set.
+    pub var: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// Default `data` beside the configuration file.
+    pub data_dir: PathBuf,
+    /// Default 1 MiB; never 0.
+    pub max_body_bytes: usize,
+    /// `None`: the binary decides (beside itself).
+    pub plugins_dir: Option<PathBuf>,
+    /// `None` when absent or empty (as `${SWITCHYARD_ADMIN_TOKEN:-}` gives).
+    pub admin_token: Option<Secret>,
+    /// Default 10s.
+    pub header_read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceConfig {
+    /// Default 72h.
+    pub dedupe_window: Duration,
+    /// Never empty.
+    pub vendors: BTreeMap<VendorName, VendorConfig>,
+    pub sinks: BTreeMap<SinkName, SinkConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorConfig {
+    /// At least one, none empty; several while a secret is rotated.
+    pub secrets: Vec<Secret>,
+    /// Overrides the plugin's signature header for this workspace; a valid header name, in
+    /// lower case.
+    pub signature_header: Option<String>,
+    /// Empty: any source address. A bare address is a /32 or /128.
+    pub allow_ips: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    Stdout,
+    File {
+        path: PathBuf,
+    },
+    Http {
+        /// Absolute, http or https.
+        url: hyper::Uri,
+        /// Default 10s.
+        timeout: Duration,
+        /// Signs deliveries (Standard Webhooks) when present.
+        secret: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `match.vendor`: `None` matches any vendor.
+    pub vendors: Option<Vec<VendorName>>,
+    /// `match.type`: a glob such as `message.*`; default `*`.
+    pub event_type: String,
+    /// Never empty.
+    pub to: Vec<SinkName>,
+}
+
+/// Reads and checks the file at `path`, with variables from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Checks `text`, read from `path` (which names it in errors and anchors relative paths).
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Problems::new(path, text);
+    let mut value: Value = match serde_yaml::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            problems.syntax(&error);
+            return Err(problems.into_error());
+        }
+    };
+    // `<<: *defaults` lets workspaces share settings.
+    if let Err(error) = value.apply_merge() {
+        problems.syntax(&error);
+        return Err(problems.into_error());
+    }
+    if value.is_null() {
+        problems.add(
+            &KeyPath::root(),
+            "the file is empty: expected `server` and `workspaces`",
+        );
+        return Err(problems.into_error());
+    }
+
+    let expanded = env::expand_tree(&mut value, env);
+    for (at, message) in &expanded.problems {
+        problems.add_settled(at, message.as_str());
+    }
+    let raw: raw::RawConfig = match serde_path_to_error::deserialize(value) {
+        Ok(raw) => raw,
+        Err(error) => {
+            problems.shape(&error);
+            return Err(problems.into_error());
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new(""));
+    let built = validate::build(raw, base, &expanded.defaulted, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.into_error());
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        server: built.server,
+        workspaces: built.workspaces,
+        default_secrets: built.default_secrets,
+    })
+}
+
+impl Config {
+    /// Every vendor a workspace enables must have a loaded plugin.
+    pub fn check_vendors(
+        &self,
+        is_loaded: &dyn Fn(&VendorName) -> bool,
+    ) -> Result<(), ConfigError> {
+        // Only to place problems on lines: a file gone since loading just loses them.
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let mut problems = Problems::new(&self.path, &text);
+        for (workspace, config) in &self.workspaces {
+            for vendor in config.vendors.keys().filter(|vendor| !is_loaded(vendor)) {
+                let at = KeyPath::root().key("workspaces").key(workspace.as_str());
+                let message = format!("no loaded plugin provides vendor `{vendor}`");
+                problems.add(&at.key("vendors").key(vendor.as_str()), message);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.into_error())
+        }
+    }
+}

@@ -38,21 +38,24 @@ macro_rules! export_plugin {
                 request: *const $crate::abi::Request,
                 out: *const $crate::abi::Writer,
             ) -> u32 {
-                $crate::export::map_event_entry(&SWITCHYARD_PLUGIN, request, out)
+                // SAFETY: the core lends a request and writer valid for the whole call.
+                unsafe { $crate::export::map_event_entry(&SWITCHYARD_PLUGIN, request, out) }
             }
 
             extern "C" fn verify(
                 request: *const $crate::abi::Request,
                 secret: $crate::abi::Slice,
             ) -> u32 {
-                $crate::export::verify_entry(&SWITCHYARD_PLUGIN, request, secret)
+                // SAFETY: the core lends a request and secret valid for the whole call.
+                unsafe { $crate::export::verify_entry(&SWITCHYARD_PLUGIN, request, secret) }
             }
 
             extern "C" fn handshake(
                 request: *const $crate::abi::Request,
                 out: *const $crate::abi::Writer,
             ) -> u32 {
-                $crate::export::handshake_entry(&SWITCHYARD_PLUGIN, request, out)
+                // SAFETY: the core lends a request and writer valid for the whole call.
+                unsafe { $crate::export::handshake_entry(&SWITCHYARD_PLUGIN, request, out) }
             }
 
             #[no_mangle]
@@ -180,8 +183,11 @@ fn build(plugin: &'static Plugin, entries: Entries) -> Exported {
     }
 }
 
+/// # Safety
+/// `request` (and `out`, where taken) must be null or valid for the whole call, as the core
+/// guarantees for every call through the descriptor.
 #[doc(hidden)]
-pub fn map_event_entry(
+pub unsafe fn map_event_entry(
     plugin: &Plugin,
     request: *const abi::Request,
     out: *const abi::Writer,
@@ -218,8 +224,15 @@ pub fn map_event_entry(
     }
 }
 
+/// # Safety
+/// `request` (and `out`, where taken) must be null or valid for the whole call, as the core
+/// guarantees for every call through the descriptor.
 #[doc(hidden)]
-pub fn verify_entry(plugin: &Plugin, request: *const abi::Request, secret: abi::Slice) -> u32 {
+pub unsafe fn verify_entry(
+    plugin: &Plugin,
+    request: *const abi::Request,
+    secret: abi::Slice,
+) -> u32 {
     let Some(verify) = plugin.verify else {
         return abi::VERIFY_PANICKED;
     };
@@ -240,8 +253,11 @@ pub fn verify_entry(plugin: &Plugin, request: *const abi::Request, secret: abi::
     }
 }
 
+/// # Safety
+/// `request` (and `out`, where taken) must be null or valid for the whole call, as the core
+/// guarantees for every call through the descriptor.
 #[doc(hidden)]
-pub fn handshake_entry(
+pub unsafe fn handshake_entry(
     plugin: &Plugin,
     request: *const abi::Request,
     out: *const abi::Writer,

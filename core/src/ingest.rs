@@ -1,0 +1,412 @@
+//! The HTTP front door: `POST /hooks/{workspace}/{vendor}` (verify, map, dedupe, keep, answer),
+//! the GET handshake, and the health endpoints. Every answer is the DESIGN.md table's.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::{field, Instrument};
+
+use crate::dedupe::{Claim, DedupeKey, FirstSeen};
+use crate::envelope::{Envelope, EventId};
+use crate::names::VendorName;
+use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
+use crate::store::{Accept, SinkQueue, Store};
+use crate::topology::{Topology, VendorBinding, Workspace};
+
+/// How long a client may take to send a body once its headers are in.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a vendor is told to wait before retrying when we cannot keep its event.
+const RETRY_AFTER_SECS: &str = "5";
+
+type Answer = Response<Full<Bytes>>;
+
+/// Everything a request needs, shared by all connections.
+pub struct FrontDoor {
+    pub topology: Topology,
+    pub plugins: Arc<Plugins>,
+    pub store: Arc<Store>,
+    pub max_body_bytes: usize,
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight requests finish (for at
+/// most `drain`).
+pub async fn serve(
+    listener: TcpListener,
+    door: Arc<FrontDoor>,
+    header_read_timeout: Duration,
+    drain: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let door = door.clone();
+        let service = service_fn(move |request| {
+            let door = door.clone();
+            async move { Ok::<_, Infallible>(door.answer(request, peer).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time; closing them");
+    }
+}
+
+impl FrontDoor {
+    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> Answer {
+        let path = request.uri().path().to_owned();
+        match (request.method(), path.as_str()) {
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, "/readyz") => self.readiness(),
+            _ => match hook_path(&path) {
+                Some((workspace, vendor)) => self.hook(request, peer, workspace, vendor).await,
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint; hooks are POST /hooks/{workspace}/{vendor}",
+                ),
+            },
+        }
+    }
+
+    fn readiness(&self) -> Answer {
+        let plugins: Vec<&str> = self.plugins.iter().map(|p| p.vendor.as_str()).collect();
+        if self.store.is_healthy() && !self.plugins.is_empty() {
+            reply(
+                StatusCode::OK,
+                &json!({"status": "ready", "plugins": plugins}),
+            )
+        } else {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the store cannot take writes or no plugin is loaded",
+            )
+        }
+    }
+
+    async fn hook(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        workspace: &str,
+        vendor: &str,
+    ) -> Answer {
+        let Some(ws) = self.topology.workspace(workspace) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_workspace",
+                &format!("no workspace named `{workspace}`"),
+            );
+        };
+        let Some((vendor, binding)) = ws.vendors.get_key_value(vendor) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_vendor",
+                &format!("vendor `{vendor}` is not enabled for workspace `{workspace}`"),
+            );
+        };
+        let span = tracing::info_span!(
+            "hook",
+            workspace = %ws.id,
+            vendor = %vendor,
+            delivery_id = field::Empty,
+            event_type = field::Empty,
+            vendor_event_id = field::Empty,
+            event_id = field::Empty,
+        );
+        match *request.method() {
+            Method::POST => {
+                self.delivery(request, peer, ws, vendor, binding)
+                    .instrument(span)
+                    .await
+            }
+            Method::GET => handshake(request, binding).instrument(span).await,
+            _ => {
+                let mut answer = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "hooks accept POST (deliveries) and GET (the vendor's handshake)",
+                );
+                answer
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+                answer
+            }
+        }
+    }
+
+    async fn delivery(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        ws: &Workspace,
+        vendor: &VendorName,
+        binding: &VendorBinding,
+    ) -> Answer {
+        let received_at = SystemTime::now();
+        if !binding.allows(peer.ip()) {
+            tracing::warn!(source = %peer.ip(), "delivery refused: source address not allowed");
+            return error(
+                StatusCode::FORBIDDEN,
+                "source_not_allowed",
+                &format!(
+                    "source address {} is not in this vendor's allow_ips",
+                    peer.ip()
+                ),
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let body = match self.read_body(&parts.headers, body).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        let span = tracing::Span::current();
+        let delivery_id = binding
+            .plugin
+            .delivery_id_header
+            .as_ref()
+            .and_then(|h| parts.headers.get(h))
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = delivery_id {
+            span.record("delivery_id", id);
+        }
+        if let Err(e) = binding.plugin.verify_with(
+            &binding.scheme,
+            &parts.headers,
+            &body,
+            delivery_id,
+            &binding.secrets,
+            received_at,
+        ) {
+            tracing::warn!(reason = %e, "delivery refused: signature");
+            return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+        }
+        let mapped = match binding.plugin.map_event(&parts.headers, &body) {
+            Ok(mapped) => mapped,
+            Err(MapFailure::InvalidPayload(why)) => {
+                tracing::warn!(reason = %why, "delivery refused: payload cannot be mapped");
+                return error(StatusCode::BAD_REQUEST, "invalid_payload", &why);
+            }
+            Err(MapFailure::PluginFailed(why)) => {
+                tracing::error!(reason = %why, plugin = %binding.plugin.path.display(), "vendor plugin failed");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "plugin_failed",
+                    "the vendor plugin failed on this delivery; it has been logged",
+                );
+            }
+        };
+        span.record("event_type", mapped.canonical_type.as_str());
+        if let Some(id) = &mapped.vendor_event_id {
+            span.record("vendor_event_id", id.as_str());
+        }
+        let (key, basis) = DedupeKey::derive(
+            &ws.id,
+            vendor,
+            mapped.vendor_event_id.as_deref(),
+            delivery_id,
+            &body,
+        );
+        let id = EventId::generate();
+        let envelope =
+            Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
+        let workers = ws.route(vendor, &mapped.canonical_type);
+        let queues: Vec<SinkQueue> = workers.iter().map(|w| w.queue.clone()).collect();
+        let seen = self.store.accept(Accept {
+            key: &key,
+            claim: Claim::new(id.clone(), ws.dedupe_window, received_at),
+            envelope: &envelope,
+            queues: &queues,
+            now: received_at,
+        });
+        // A duplicate is answered only once its first copy is durable too: that copy may be a
+        // concurrent request still waiting for the same flush.
+        let seen = match seen {
+            Ok(seen) => self.store.commit().await.map(|()| seen),
+            Err(e) => Err(e),
+        };
+        match seen {
+            Ok(FirstSeen::Duplicate(first)) => {
+                span.record("event_id", field::display(&first));
+                tracing::info!(dedupe_key = %key, "duplicate dropped");
+                accepted("duplicate", &first)
+            }
+            Ok(FirstSeen::New) => {
+                span.record("event_id", field::display(&id));
+                for worker in &workers {
+                    worker.wake();
+                }
+                if workers.is_empty() {
+                    tracing::info!(dedupe_key = %key, "event kept, but no route matches its type");
+                    accepted("unrouted", &id)
+                } else {
+                    tracing::info!(sinks = workers.len(), "event accepted");
+                    accepted("accepted", &id)
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event could not be kept; the vendor will retry");
+                let mut answer = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the event could not be stored; retry later",
+                );
+                answer
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                answer
+            }
+        }
+    }
+
+    /// Reads the body, refusing one over `max_body_bytes` before reading it whole: at once when
+    /// Content-Length says so, and as soon as the count passes the limit when it does not (or lies).
+    async fn read_body(&self, headers: &hyper::HeaderMap, body: Incoming) -> Result<Bytes, Answer> {
+        let too_large = || {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!("body is over the {} byte limit", self.max_body_bytes),
+            )
+        };
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let read = Limited::new(body, self.max_body_bytes).collect();
+        match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(e)) => Err(error(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                &format!("the body could not be read: {e}"),
+            )),
+            Err(_) => Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body was not received in time",
+            )),
+        }
+    }
+}
+
+async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answer {
+    let query = request.uri().query().unwrap_or("");
+    match binding.plugin.handshake(request.headers(), query) {
+        HandshakeOutcome::Reply { status, body } => {
+            tracing::info!(status, "handshake answered");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            json_bytes(status, body)
+        }
+        HandshakeOutcome::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_handshake", &why),
+        HandshakeOutcome::NotSupported => {
+            let mut answer = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this vendor has no GET handshake; deliveries are POST",
+            );
+            answer
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            answer
+        }
+        HandshakeOutcome::Failed => {
+            tracing::error!(plugin = %binding.plugin.path.display(), "vendor plugin failed in its handshake");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_failed",
+                "the vendor plugin failed on this handshake; it has been logged",
+            )
+        }
+    }
+}
+
+/// `/hooks/{workspace}/{vendor}` with exactly two non-empty segments.
+fn hook_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/hooks/")?;
+    let (workspace, vendor) = rest.split_once('/')?;
+    (!workspace.is_empty() && !vendor.is_empty() && !vendor.contains('/'))
+        .then_some((workspace, vendor))
+}
+
+fn accepted(status: &str, id: &EventId) -> Answer {
+    reply(
+        StatusCode::OK,
+        &json!({"status": status, "id": id.to_string()}),
+    )
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Answer {
+    reply(status, &json!({"error": code, "message": message}))
+}
+
+fn reply(status: StatusCode, body: &serde_json::Value) -> Answer {
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_paths_need_exactly_two_segments() {
+        assert_eq!(hook_path("/hooks/acme/watsi"), Some(("acme", "watsi")));
+        assert_eq!(hook_path("/hooks/acme/"), None);
+        assert_eq!(hook_path("/hooks//watsi"), None);
+        assert_eq!(hook_path("/hooks/acme/watsi/extra"), None);
+        assert_eq!(hook_path("/hooks/acme"), None);
+        assert_eq!(hook_path("/other/acme/watsi"), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! `switchyard serve`: open the store, build the topology, start the sweeper, serve until
+//! SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::ingest::{self, FrontDoor};
+use crate::plugins::Plugins;
+use crate::store::{Store, StoreError};
+use crate::topology::{Topology, TopologyError};
+
+/// How often expired dedupe keys and old events are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long accepted events stay available for lookup.
+const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long in-flight requests may run after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
+    for default in &config.default_secrets {
+        tracing::warn!(
+            key = %default.key,
+            variable = %default.var,
+            "DEVELOPMENT SECRET IN USE: {} is unset, so {} uses the default from {}; never run like this in production",
+            default.var,
+            default.key,
+            config.path.display()
+        );
+    }
+    let store = Store::open(&config.server.data_dir)?;
+    let plugins = Arc::new(plugins);
+    let topology = Topology::build(&config, &plugins, &store).await?;
+    tokio::spawn(sweep(store.clone()));
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let mut workspaces: Vec<String> = config.workspaces.keys().map(|w| w.to_string()).collect();
+    workspaces.sort();
+    let vendors: Vec<&str> = plugins.iter().map(|p| p.vendor.as_str()).collect();
+    tracing::info!(
+        addr = %local,
+        data_dir = %config.server.data_dir.display(),
+        workspaces = %workspaces.join(","),
+        plugins = %vendors.join(","),
+        "switchyard is listening"
+    );
+    let door = Arc::new(FrontDoor {
+        topology,
+        plugins,
+        store,
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    ingest::serve(
+        listener,
+        door,
+        config.server.header_read_timeout,
+        DRAIN,
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("switchyard stopped");
+    Ok(())
+}
+
+async fn sweep(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let now = SystemTime::now();
+        match store.sweep_dedupe(now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired dedupe keys swept"),
+            Err(error) => tracing::error!(%error, "dedupe sweep failed"),
+        }
+        match store.sweep_events(EVENT_RETENTION, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "events past retention swept"),
+            Err(error) => tracing::error!(%error, "event retention sweep failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Where plugins are looked for: the configured directory, else the binary's own directory.
+pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {
+    configured.cloned().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
+}

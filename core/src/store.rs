@@ -1,0 +1,259 @@
+//! The embedded sled store: the dedupe index, per-sink delivery queues and recent events, and
+//! the group commit that makes an accept durable before it is answered.
+//!
+//! Trees:
+//! - `dedupe`, `dedupe_expiry`: see [`crate::dedupe`].
+//! - `events`: event id (16 bytes, time-ordered) -> envelope JSON; recent events for lookup.
+//! - `queue`: `{workspace}/{sink}\0` + event id -> envelope JSON; what each sink still owes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{IVec, Transactional, Tree};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dedupe::{self, Claim, DedupeKey, FirstSeen};
+use crate::envelope::EventId;
+use crate::names::{SinkName, WorkspaceId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store in {}: {source}", path.display())]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("the store cannot take writes: {0}")]
+    Write(String),
+    #[error("the store could not flush to disk: {0}")]
+    Flush(String),
+}
+
+/// One sink's queue: the key prefix its entries share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkQueue {
+    prefix: Vec<u8>,
+}
+
+impl SinkQueue {
+    pub fn new(workspace: &WorkspaceId, sink: &SinkName) -> SinkQueue {
+        // Names never contain '/' or NUL (config validates them), so prefixes cannot overlap.
+        let prefix = format!("{workspace}/{sink}\0").into_bytes();
+        SinkQueue { prefix }
+    }
+
+    fn key(&self, id: &EventId) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(&id.to_bytes());
+        key
+    }
+
+    /// The event id a queue key names.
+    pub fn event_id(&self, key: &[u8]) -> Option<EventId> {
+        let id: [u8; 16] = key.get(self.prefix.len()..)?.try_into().ok()?;
+        Some(EventId::from_bytes(id))
+    }
+}
+
+/// A verified, new event to keep.
+pub struct Accept<'a> {
+    pub key: &'a DedupeKey,
+    pub claim: Claim,
+    pub envelope: &'a [u8],
+    pub queues: &'a [SinkQueue],
+    pub now: SystemTime,
+}
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+pub struct Store {
+    db: sled::Db,
+    dedupe: Tree,
+    dedupe_expiry: Tree,
+    events: Tree,
+    queue: Tree,
+    flusher: mpsc::UnboundedSender<FlushWaiter>,
+    healthy: Arc<AtomicBool>,
+    flushes: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts its flusher; needs a Tokio runtime.
+    pub fn open(dir: &Path) -> Result<Arc<Store>, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from our own flush before every answer, not from a timer.
+            .flush_every_ms(None)
+            .open()
+            .map_err(open_error)?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_error);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flushes = Arc::new(AtomicU64::new(0));
+        Ok(Arc::new(Store {
+            dedupe: tree("dedupe")?,
+            dedupe_expiry: tree("dedupe_expiry")?,
+            events: tree("events")?,
+            queue: tree("queue")?,
+            flusher: spawn_flusher(db.clone(), healthy.clone(), flushes.clone()),
+            db,
+            healthy,
+            flushes,
+        }))
+    }
+
+    /// Atomically: claims the dedupe key if it is free (or expired), and if so keeps the event
+    /// and enqueues it for every sink. Two concurrent copies of one event cannot both be new.
+    /// Not durable until [`Store::commit`].
+    pub fn accept(&self, a: Accept<'_>) -> Result<FirstSeen, StoreError> {
+        let id = a.claim.event_id.clone();
+        let result = (&self.dedupe, &self.dedupe_expiry, &self.events, &self.queue).transaction(
+            |(dedupe, expiry, events, queue)| -> Result<FirstSeen, ConflictableTransactionError> {
+                let existing = dedupe.get(a.key.as_bytes())?;
+                if let FirstSeen::Duplicate(first) = Claim::decide(existing.as_deref(), a.now) {
+                    return Ok(FirstSeen::Duplicate(first));
+                }
+                if let Some(old) = existing.as_deref().and_then(Claim::decode) {
+                    expiry.remove(old.expiry_key(a.key))?;
+                }
+                dedupe.insert(a.key.as_bytes(), a.claim.encode())?;
+                expiry.insert(a.claim.expiry_key(a.key), &[])?;
+                events.insert(&id.to_bytes(), a.envelope)?;
+                for q in a.queues {
+                    queue.insert(q.key(&id), a.envelope)?;
+                }
+                Ok(FirstSeen::New)
+            },
+        );
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) | TransactionError::Storage(e) => {
+                self.healthy.store(false, Ordering::Relaxed);
+                StoreError::Write(e.to_string())
+            }
+        })
+    }
+
+    /// Waits until everything written before this call is on disk. Concurrent callers share
+    /// one flush (group commit).
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.flusher
+            .send(tx)
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Flush(e)),
+            Err(_) => Err(StoreError::Flush("the flusher has stopped".into())),
+        }
+    }
+
+    /// True while the last write and flush succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Flushes done so far (one per group commit).
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Up to `limit` of the oldest entries a sink still owes: (queue key, envelope).
+    pub fn queue_peek(&self, q: &SinkQueue, limit: usize) -> Result<Vec<(IVec, IVec)>, StoreError> {
+        self.queue
+            .scan_prefix(&q.prefix)
+            .take(limit)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    /// Drops a delivered entry. Not flushed: losing a removal in a crash means one more
+    /// delivery, which at-least-once allows.
+    pub fn queue_remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.queue
+            .remove(key)
+            .map(drop)
+            .map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    pub fn queue_depth(&self, q: &SinkQueue) -> usize {
+        self.queue.scan_prefix(&q.prefix).count()
+    }
+
+    /// A kept event's envelope.
+    pub fn event(&self, id: &EventId) -> Result<Option<IVec>, StoreError> {
+        self.events
+            .get(id.to_bytes())
+            .map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    /// Removes dedupe entries whose window ended before `now`; returns how many.
+    pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let write = |e: sled::Error| StoreError::Write(e.to_string());
+        let end = dedupe::millis(now).to_be_bytes();
+        let mut removed = 0;
+        for entry in self.dedupe_expiry.range(..end.as_slice()) {
+            let (expiry_key, _) = entry.map_err(write)?;
+            if let Some((at, key)) = dedupe::split_expiry_key(&expiry_key) {
+                if let Some(current) = self.dedupe.get(key).map_err(write)? {
+                    // Only the claim this expiry entry was written for; a reclaim has its own.
+                    if Claim::decode(&current).is_some_and(|c| c.expires_at_ms == at) {
+                        let _ = self
+                            .dedupe
+                            .compare_and_swap(key, Some(current), None::<&[u8]>)
+                            .map_err(write)?;
+                        removed += 1;
+                    }
+                }
+            }
+            self.dedupe_expiry.remove(&expiry_key).map_err(write)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes kept events older than `retention`; queued deliveries hold their own copy.
+    pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
+        let write = |e: sled::Error| StoreError::Write(e.to_string());
+        let cutoff_ms = dedupe::millis(now).saturating_sub(retention.as_millis() as u64);
+        let end = ulid::Ulid::from_parts(cutoff_ms, 0).to_bytes();
+        let mut removed = 0;
+        for entry in self.events.range(..end.as_slice()) {
+            let (key, _) = entry.map_err(write)?;
+            self.events.remove(key).map_err(write)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn spawn_flusher(
+    db: sled::Db,
+    healthy: Arc<AtomicBool>,
+    flushes: Arc<AtomicU64>,
+) -> mpsc::UnboundedSender<FlushWaiter> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            // Everyone already waiting wrote before this flush starts, so it covers them all;
+            // later arrivals wait for the next one.
+            let mut waiters = vec![first];
+            while let Ok(w) = rx.try_recv() {
+                waiters.push(w);
+            }
+            let result = db.flush_async().await.map(drop).map_err(|e| e.to_string());
+            healthy.store(result.is_ok(), Ordering::Relaxed);
+            flushes.fetch_add(1, Ordering::Relaxed);
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    });
+    tx
+}

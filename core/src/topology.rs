@@ -1,0 +1,148 @@
+//! The running shape of a configuration: each workspace with its vendors (plugin, effective
+//! signature scheme, secrets, allowed sources), its router, and one delivery worker per sink.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::config::Config;
+use crate::deliver::SinkWorker;
+use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::plugins::{Plugins, VendorPlugin};
+use crate::route::Router;
+use crate::sinks::{self, SinkBuildError};
+use crate::store::Store;
+use crate::verify::SignatureScheme;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("workspace `{workspace}`: vendor `{vendor}` has no loaded plugin")]
+    NoPlugin {
+        workspace: WorkspaceId,
+        vendor: VendorName,
+    },
+    #[error("workspace `{workspace}`, sink `{sink}`: {source}")]
+    Sink {
+        workspace: WorkspaceId,
+        sink: SinkName,
+        source: SinkBuildError,
+    },
+}
+
+/// One vendor as one workspace receives it.
+pub struct VendorBinding {
+    pub plugin: Arc<VendorPlugin>,
+    /// The plugin's scheme, with the header renamed where routes.yaml says so.
+    pub scheme: SignatureScheme,
+    pub secrets: Vec<Secret>,
+    pub allow_ips: Vec<IpNet>,
+}
+
+impl VendorBinding {
+    /// Whether a delivery from `ip` may be accepted (an empty list allows every source).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow_ips.is_empty() || self.allow_ips.iter().any(|net| net.contains(&ip))
+    }
+}
+
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub dedupe_window: Duration,
+    pub vendors: HashMap<VendorName, VendorBinding>,
+    router: Router,
+    workers: HashMap<SinkName, SinkWorker>,
+}
+
+impl Workspace {
+    /// The delivery workers an event of this vendor and type goes to; empty = unrouted.
+    pub fn route(&self, vendor: &VendorName, event_type: &str) -> Vec<&SinkWorker> {
+        self.router
+            .sinks_for(vendor, event_type)
+            .into_iter()
+            .filter_map(|sink| self.workers.get(sink))
+            .collect()
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &SinkWorker> {
+        self.workers.values()
+    }
+}
+
+pub struct Topology {
+    workspaces: HashMap<WorkspaceId, Workspace>,
+}
+
+impl Topology {
+    /// Builds every workspace and starts one delivery worker per sink.
+    pub async fn build(
+        config: &Config,
+        plugins: &Plugins,
+        store: &Arc<Store>,
+    ) -> Result<Topology, TopologyError> {
+        let mut workspaces = HashMap::new();
+        for (id, ws) in &config.workspaces {
+            let mut vendors = HashMap::new();
+            for (name, vendor) in &ws.vendors {
+                let plugin = plugins
+                    .get(name.as_str())
+                    .ok_or_else(|| TopologyError::NoPlugin {
+                        workspace: id.clone(),
+                        vendor: name.clone(),
+                    })?
+                    .clone();
+                let mut scheme = plugin.scheme.clone();
+                if let Some(header) = &vendor.signature_header {
+                    // Validated as a header name when the configuration was read.
+                    if let Ok(header) = hyper::header::HeaderName::from_bytes(header.as_bytes()) {
+                        scheme.header = header;
+                    }
+                }
+                vendors.insert(
+                    name.clone(),
+                    VendorBinding {
+                        plugin,
+                        scheme,
+                        secrets: vendor.secrets.clone(),
+                        allow_ips: vendor.allow_ips.clone(),
+                    },
+                );
+            }
+            let mut workers = HashMap::new();
+            for (sink_name, sink_config) in &ws.sinks {
+                let sink =
+                    sinks::build(sink_config)
+                        .await
+                        .map_err(|source| TopologyError::Sink {
+                            workspace: id.clone(),
+                            sink: sink_name.clone(),
+                            source,
+                        })?;
+                let worker = SinkWorker::spawn(id.clone(), sink_name.clone(), sink, store.clone());
+                workers.insert(sink_name.clone(), worker);
+            }
+            workspaces.insert(
+                id.clone(),
+                Workspace {
+                    id: id.clone(),
+                    dedupe_window: ws.dedupe_window,
+                    vendors,
+                    router: Router::new(&ws.routes),
+                    workers,
+                },
+            );
+        }
+        Ok(Topology { workspaces })
+    }
+
+    pub fn workspace(&self, id: &str) -> Option<&Workspace> {
+        self.workspaces.get(id)
+    }
+
+    pub fn workspaces(&self) -> impl Iterator<Item = &Workspace> {
+        self.workspaces.values()
+    }
+}

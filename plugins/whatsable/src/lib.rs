@@ -1,0 +1,234 @@
+//! WhatsAble: the body is `{event, data}`; `incoming_message` maps to `message.received` and
+//! `message_status` to `message.status`. Other events pass through, as the vendor's own sample
+//! handler tolerates them.
+//!
+//! The document asks receivers to verify signatures but names no header, so this plugin declares
+//! the common scheme, `X-WhatsAble-Signature` = hex HMAC-SHA256 of the raw body. Operators whose
+//! account sends another header name override it per workspace in routes.yaml.
+//!
+//! There is no event id, so `vendor_event_id` is always `None` and the core dedupes on the body
+//! hash. `data.message_id` cannot stand in for one: every status transition of one message
+//! (delivered, then read) carries the same `message_id`, so it names a message, not an event.
+//! The vendor's retries resend the same bytes, so the body hash is stable across retries while
+//! two transitions still differ.
+//!
+//! An incoming message's `last_messages` is a JSON string holding a JSON array (JSON inside
+//! JSON); it is decoded into `history`, and anything else under that key is refused, naming it.
+//! `user_timestamp` is Unix seconds; a status's `timestamp` is RFC 3339.
+
+use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
+use switchyard_plugin::prelude::*;
+
+pub const PLUGIN: Plugin = Plugin {
+    vendor: "whatsable",
+    version: env!("CARGO_PKG_VERSION"),
+    signature: Signature::hmac_sha256_hex("X-WhatsAble-Signature"),
+    delivery_id_header: None,
+    event_type_header: None,
+    handshake: Handshake::None,
+    test_vectors: &[TestVector::body(
+        r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"delivered","timestamp":"2024-03-23T21:41:44.477Z"}}"#,
+        "whatsable-test-vector-secret",
+        "f997643ab64c86a2b10dab1b4a25d77425cea4a49f93feffc56d923c4c61cceb",
+    )],
+    map_event,
+    verify: None,
+    handshake_override: None,
+};
+
+export_plugin!(PLUGIN);
+
+fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
+    let body = payload::parse_object(request.body())?;
+    let vendor_type = payload::required_str(&body, "event", "event")?.to_owned();
+    let empty = Map::new();
+    let data = payload::object(&body, "data").unwrap_or(&empty);
+    let (canonical_type, canonical_data, occurred_at) = match vendor_type.as_str() {
+        "incoming_message" => {
+            let sent_at = payload::timestamp(data, "user_timestamp");
+            let message = MessageReceived {
+                message_id: None,
+                from: payload::text(data, "phone_number"),
+                to: None,
+                text: payload::text(data, "last_message_of_user"),
+                media: payload::text(data, "attachment_url").map(|url| Media {
+                    url: Some(url),
+                    mime_type: None,
+                    caption: None,
+                }),
+                contact: contact(data),
+                conversation_id: None,
+                sent_at: sent_at.clone(),
+                history: history(data)?,
+            };
+            (
+                canonical::MESSAGE_RECEIVED,
+                canonical::to_data(&message),
+                sent_at,
+            )
+        }
+        "message_status" => {
+            let at = payload::timestamp(data, "timestamp");
+            let status = MessageStatus {
+                message_id: payload::text(data, "message_id"),
+                status: payload::text(data, "status").map(|s| s.to_lowercase()),
+                at: at.clone(),
+            };
+            (canonical::MESSAGE_STATUS, canonical::to_data(&status), at)
+        }
+        other => (other, Value::Object(data.clone()), None),
+    };
+    Ok(MappedEvent {
+        canonical_type: canonical_type.to_owned(),
+        vendor_type,
+        vendor_event_id: None,
+        occurred_at,
+        data: canonical_data,
+        raw: Value::Object(body),
+    })
+}
+
+/// The sender as a contact; `None` when the payload names none of its fields.
+fn contact(data: &Map<String, Value>) -> Option<Contact> {
+    let contact = Contact {
+        id: payload::text(data, "user_id"),
+        name: payload::text(data, "recipient_name"),
+        phone: payload::text(data, "phone_number"),
+    };
+    (contact != Contact::default()).then_some(contact)
+}
+
+/// `last_messages` decoded from its JSON string into the array it holds.
+fn history(data: &Map<String, Value>) -> Result<Option<Value>, MapError> {
+    let wrong_type = || MapError::WrongType {
+        field: "data.last_messages",
+        expected: "a string holding a JSON array",
+    };
+    match data.get("last_messages") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(encoded)) => match encoded.parse::<Value>() {
+            Ok(array @ Value::Array(_)) => Ok(Some(array)),
+            _ => Err(wrong_type()),
+        },
+        Some(_) => Err(wrong_type()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(body: &str) -> Result<MappedEvent, MapError> {
+        (PLUGIN.map_event)(&Request::from_body(body.as_bytes()))
+    }
+
+    const SEED_INCOMING: &str = r#"{"event":"incoming_message","data":{
+        "last_messages":"[{\"type\":\"user\",\"content\":\"Hello!\",\"timestamp\":\"2024-03-23T21:41:44.477Z\",\"content_type\":\"text\"}]",
+        "conversation_paragraph":"User (9:41:44 PM): Hello!","phone_number":"8801734363287","recipient_name":"John Doe",
+        "user_id":"6fb11ff2-d9b2-4560-8437-0fe58ec9f4a6","last_message_of_user":"Hello!","last_message_of_bot":"Hi there!",
+        "message_type":"text","user_timestamp":1234567890,"bot_timestamp":1234567890,
+        "attachment_url":"https://api.insightssystem.com/vault/attachment.jpg"}}"#;
+
+    #[test]
+    fn incoming_message_from_the_seed_maps_to_the_canonical_type() {
+        let event = map(SEED_INCOMING).unwrap();
+        assert_eq!(event.canonical_type, "message.received");
+        assert_eq!(event.vendor_type, "incoming_message");
+        assert_eq!(event.vendor_event_id, None);
+        assert_eq!(event.occurred_at.as_deref(), Some("2009-02-13T23:31:30Z"));
+        assert_eq!(
+            event.data,
+            json!({"message_id":null,"from":"8801734363287","to":null,"text":"Hello!",
+                   "media":{"url":"https://api.insightssystem.com/vault/attachment.jpg","mime_type":null,"caption":null},
+                   "contact":{"id":"6fb11ff2-d9b2-4560-8437-0fe58ec9f4a6","name":"John Doe","phone":"8801734363287"},
+                   "conversation_id":null,"sent_at":"2009-02-13T23:31:30Z",
+                   "history":[{"type":"user","content":"Hello!","timestamp":"2024-03-23T21:41:44.477Z","content_type":"text"}]})
+        );
+        assert_eq!(event.raw["data"]["last_message_of_bot"], "Hi there!");
+    }
+
+    #[test]
+    fn absent_attachment_history_and_sender_are_null() {
+        let event =
+            map(r#"{"event":"incoming_message","data":{"last_message_of_user":"hi"}}"#).unwrap();
+        assert_eq!(
+            event.data,
+            json!({"message_id":null,"from":null,"to":null,"text":"hi","media":null,"contact":null,
+                   "conversation_id":null,"sent_at":null,"history":null})
+        );
+        assert_eq!(event.occurred_at, None);
+    }
+
+    #[test]
+    fn last_messages_that_is_not_a_string_holding_an_array_is_named() {
+        let expected = MapError::WrongType {
+            field: "data.last_messages",
+            expected: "a string holding a JSON array",
+        };
+        for last_messages in [r#"[]"#, r#""not json""#, r#""{\"type\":\"user\"}""#, "42"] {
+            let body = format!(
+                r#"{{"event":"incoming_message","data":{{"last_messages":{last_messages}}}}}"#
+            );
+            assert_eq!(map(&body).unwrap_err(), expected, "{last_messages}");
+        }
+        assert_eq!(
+            expected.to_string(),
+            "field `data.last_messages` must be a string holding a JSON array"
+        );
+    }
+
+    #[test]
+    fn message_status_from_the_seed_is_lower_cased() {
+        let event = map(r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"DELIVERED","timestamp":"2024-03-23T21:41:44.477Z"}}"#)
+            .unwrap();
+        assert_eq!(event.canonical_type, "message.status");
+        assert_eq!(event.vendor_type, "message_status");
+        assert_eq!(
+            event.data,
+            json!({"message_id":"wamid.123456789","status":"delivered","at":"2024-03-23T21:41:44.477Z"})
+        );
+        assert_eq!(
+            event.occurred_at.as_deref(),
+            Some("2024-03-23T21:41:44.477Z")
+        );
+    }
+
+    #[test]
+    fn no_event_ever_carries_a_vendor_event_id() {
+        // Two transitions of one message share `message_id`: it must not become the event id.
+        for status in ["delivered", "read"] {
+            let body = format!(
+                r#"{{"event":"message_status","data":{{"message_id":"wamid.1","status":"{status}"}}}}"#
+            );
+            assert_eq!(map(&body).unwrap().vendor_event_id, None);
+        }
+        assert_eq!(map(SEED_INCOMING).unwrap().vendor_event_id, None);
+    }
+
+    #[test]
+    fn unknown_events_pass_through_unchanged() {
+        let event = map(r#"{"event":"message_reaction","data":{"emoji":"+1"}}"#).unwrap();
+        assert_eq!(event.canonical_type, "message_reaction");
+        assert_eq!(event.vendor_type, "message_reaction");
+        assert_eq!(event.data, json!({"emoji":"+1"}));
+    }
+
+    #[test]
+    fn missing_event_is_named() {
+        assert_eq!(
+            map(r#"{"data":{}}"#).unwrap_err(),
+            MapError::MissingField("event")
+        );
+        assert!(matches!(
+            map("not json").unwrap_err(),
+            MapError::InvalidJson(_)
+        ));
+    }
+
+    #[test]
+    fn the_test_vector_body_maps() {
+        for vector in PLUGIN.test_vectors {
+            map(vector.body).unwrap();
+        }
+    }
+}
