@@ -8,21 +8,23 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{field, Instrument};
 
+use crate::admin::Admin;
 use crate::dedupe::{Claim, DedupeKey, FirstSeen};
 use crate::envelope::{Envelope, EventId};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
+use crate::respond::{error, json_bytes, reply, Answer};
 use crate::store::{Accept, SinkQueue, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
 
@@ -31,11 +33,10 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a vendor is told to wait before retrying when we cannot keep its event.
 const RETRY_AFTER_SECS: &str = "5";
 
-type Answer = Response<Full<Bytes>>;
-
 /// Everything a request needs, shared by all connections.
 pub struct FrontDoor {
     pub topology: Topology,
+    pub admin: Admin,
     pub plugins: Arc<Plugins>,
     pub store: Arc<Store>,
     pub max_body_bytes: usize,
@@ -96,6 +97,18 @@ impl FrontDoor {
         match (request.method(), path.as_str()) {
             (&Method::GET, "/healthz") => reply(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readiness(),
+            (method, path) if path.starts_with("/admin/") => {
+                let method = method.clone();
+                self.admin
+                    .answer(
+                        &method,
+                        path,
+                        request.headers(),
+                        &self.topology,
+                        &self.store,
+                    )
+                    .await
+            }
             _ => match hook_path(&path) {
                 Some((workspace, vendor)) => self.hook(request, peer, workspace, vendor).await,
                 None => error(
@@ -377,23 +390,6 @@ fn accepted(status: &str, id: &EventId) -> Answer {
         StatusCode::OK,
         &json!({"status": status, "id": id.to_string()}),
     )
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Answer {
-    reply(status, &json!({"error": code, "message": message}))
-}
-
-fn reply(status: StatusCode, body: &serde_json::Value) -> Answer {
-    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
-}
-
-fn json_bytes(status: StatusCode, body: Vec<u8>) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from(body)));
-    *answer.status_mut() = status;
-    answer
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    answer
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Data flows one way: [`ingest`] (HTTP) -> [`plugins`] (handshake, map) and [`verify`] ->
 //! [`dedupe`] -> [`route`] -> [`store`] (durable queue) -> [`deliver`] -> [`sinks`].
 
+pub mod admin;
+pub mod admin_client;
 pub mod config;
 pub mod dedupe;
 pub mod deliver;
@@ -11,6 +13,7 @@ pub mod envelope;
 pub mod ingest;
 pub mod names;
 pub mod plugins;
+pub mod respond;
 pub mod route;
 pub mod server;
 pub mod sinks;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use hyper::Method;
+use switchyard::admin_client;
 use switchyard::config::{self, Config};
 use switchyard::plugins::{Plugins, VendorPlugin};
 use switchyard::server;
@@ -22,8 +24,66 @@ struct Cli {
     command: Command,
 }
 
+/// Where the operator commands find the server.
+#[derive(clap::Args)]
+struct Operator {
+    /// Routes file giving the listen address and admin token when not set below.
+    #[arg(long, short, default_value = "routes.yaml")]
+    config: PathBuf,
+    /// Server base URL; default: http:// + the routes file's server.listen.
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin bearer token; default: the routes file's server.admin_token.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List a sink's dead letters.
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Put dead letters back on the sink's queue (never blocked by the dedupe index).
+    Replay {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        /// One event id; omit with --all to replay every dead letter of the sink.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        operator: Operator,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Dead letters: list and replay (talks to a running server).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Queue depth and dead letters of every sink (talks to a running server).
+    Queues {
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// An event with its delivery attempts to each sink (talks to a running server).
+    Event {
+        /// The envelope id.
+        id: String,
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// Serve the hooks in a routes file.
     Serve {
         #[arg(long, short, default_value = "routes.yaml")]
@@ -82,6 +142,39 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
+        Command::Dlq {
+            command:
+                DlqCommand::List {
+                    workspace,
+                    sink,
+                    operator,
+                },
+        } => operate(
+            &operator,
+            Method::GET,
+            &format!("/admin/workspaces/{workspace}/sinks/{sink}/dead-letters"),
+        ),
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    workspace,
+                    sink,
+                    id,
+                    all: _,
+                    operator,
+                },
+        } => {
+            let which = id.map_or_else(String::new, |id| format!("/{id}"));
+            operate(
+                &operator,
+                Method::POST,
+                &format!("/admin/workspaces/{workspace}/sinks/{sink}/dead-letters{which}/replay"),
+            )
+        }
+        Command::Queues { operator } => operate(&operator, Method::GET, "/admin/queues"),
+        Command::Event { id, operator } => {
+            operate(&operator, Method::GET, &format!("/admin/events/{id}"))
+        }
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
         Command::Plugins {
@@ -296,6 +389,42 @@ fn sign(args: SignArgs) -> Result<(), String> {
         shell_quote(&data)
     );
     Ok(())
+}
+
+/// Calls the operator API and prints its JSON answer.
+fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), String> {
+    let config = config::load(&operator.config).ok();
+    let url = match (&operator.url, &config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => format!("http://{}", config.server.listen),
+        (None, None) => format!(
+            "http://127.0.0.1:8080 (could not read {}; pass --url)",
+            operator.config.display()
+        ),
+    };
+    let token = match (&operator.token, &config) {
+        (Some(token), _) => token.clone(),
+        (None, Some(config)) => match &config.server.admin_token {
+            Some(token) => String::from_utf8_lossy(token.expose()).into_owned(),
+            None => return Err("no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or set server.admin_token".into()),
+        },
+        (None, None) => return Err("no admin token: pass --token or set SWITCHYARD_ADMIN_TOKEN".into()),
+    };
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let (status, answer) = runtime.block_on(admin_client::call(&url, &token, method, path))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).unwrap_or_default()
+    );
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the server answered {status}: {}",
+            answer["message"].as_str().unwrap_or("no message")
+        ))
+    }
 }
 
 /// Single-quotes a string for POSIX shells.

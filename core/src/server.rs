@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 
+use crate::admin::Admin;
 use crate::config::Config;
 use crate::ingest::{self, FrontDoor};
 use crate::plugins::Plugins;
@@ -15,8 +16,6 @@ use crate::topology::{Topology, TopologyError};
 
 /// How often expired dedupe keys and old events are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// How long accepted events stay available for lookup.
-const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -48,7 +47,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     let store = Store::open(&config.server.data_dir)?;
     let plugins = Arc::new(plugins);
     let topology = Topology::build(&config, &plugins, &store).await?;
-    tokio::spawn(sweep(store.clone()));
+    tokio::spawn(sweep(store.clone(), config.server.retention));
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -66,6 +65,9 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     );
     let door = Arc::new(FrontDoor {
         topology,
+        admin: Admin {
+            token: config.server.admin_token.clone(),
+        },
         plugins,
         store,
         max_body_bytes: config.server.max_body_bytes,
@@ -82,7 +84,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn sweep(store: Arc<Store>) {
+async fn sweep(store: Arc<Store>, retention: Duration) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
@@ -92,7 +94,7 @@ async fn sweep(store: Arc<Store>) {
             Ok(n) => tracing::debug!(removed = n, "expired dedupe keys swept"),
             Err(error) => tracing::error!(%error, "dedupe sweep failed"),
         }
-        match store.sweep_events(EVENT_RETENTION, now) {
+        match store.sweep_events(retention, now) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "events past retention swept"),
             Err(error) => tracing::error!(%error, "event retention sweep failed"),

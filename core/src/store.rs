@@ -5,6 +5,11 @@
 //! - `dedupe`, `dedupe_expiry`: see [`crate::dedupe`].
 //! - `events`: event id (16 bytes, time-ordered) -> envelope JSON; recent events for lookup.
 //! - `queue`: `{workspace}/{sink}\0` + event id -> envelope JSON; what each sink still owes.
+//! - `attempts`: queue key -> the delivery state of a queued event (see [`crate::deliver`]).
+//! - `dead`: queue key -> a dead letter: the envelope with every attempt's outcome.
+//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
+//!
+//! The store keeps bytes; what a delivery record says is [`crate::deliver`]'s business.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,6 +77,9 @@ pub struct Store {
     dedupe_expiry: Tree,
     events: Tree,
     queue: Tree,
+    attempts: Tree,
+    dead: Tree,
+    delivered: Tree,
     flusher: mpsc::UnboundedSender<FlushWaiter>,
     healthy: Arc<AtomicBool>,
     flushes: Arc<AtomicU64>,
@@ -98,6 +106,9 @@ impl Store {
             dedupe_expiry: tree("dedupe_expiry")?,
             events: tree("events")?,
             queue: tree("queue")?,
+            attempts: tree("attempts")?,
+            dead: tree("dead")?,
+            delivered: tree("delivered")?,
             flusher: spawn_flusher(db.clone(), healthy.clone(), flushes.clone()),
             db,
             healthy,
@@ -182,6 +193,100 @@ impl Store {
         self.queue.scan_prefix(&q.prefix).count()
     }
 
+    /// The delivery state recorded for a queued entry, if it has been tried.
+    pub fn attempts(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        self.attempts.get(key).map_err(write_error)
+    }
+
+    /// Records a failed attempt's new delivery state, so retries resume after a restart.
+    pub fn set_attempts(&self, key: &[u8], state: &[u8]) -> Result<(), StoreError> {
+        self.attempts
+            .insert(key, state)
+            .map(drop)
+            .map_err(write_error)
+    }
+
+    /// A delivery finished: the entry leaves the queue and `record` is kept for lookup.
+    pub fn complete(&self, q: &SinkQueue, key: &[u8], record: &[u8]) -> Result<(), StoreError> {
+        let Some(id) = q.event_id(key) else {
+            return Ok(());
+        };
+        let mut delivered_key = id.to_bytes().to_vec();
+        delivered_key.extend_from_slice(&q.prefix);
+        (&self.queue, &self.attempts, &self.delivered)
+            .transaction(|(queue, attempts, delivered)| {
+                queue.remove(key)?;
+                attempts.remove(key)?;
+                delivered.insert(delivered_key.as_slice(), record)?;
+                Ok::<_, ConflictableTransactionError>(())
+            })
+            .map_err(transaction_error)
+    }
+
+    /// A delivery gave up: the entry moves from the queue to the dead letters.
+    pub fn bury(&self, key: &[u8], dead_letter: &[u8]) -> Result<(), StoreError> {
+        (&self.queue, &self.attempts, &self.dead)
+            .transaction(|(queue, attempts, dead)| {
+                queue.remove(key)?;
+                attempts.remove(key)?;
+                dead.insert(key, dead_letter)?;
+                Ok::<_, ConflictableTransactionError>(())
+            })
+            .map_err(transaction_error)
+    }
+
+    /// A sink's dead letters, oldest first: (key, dead letter).
+    pub fn dead_letters(&self, q: &SinkQueue) -> Result<Vec<(IVec, IVec)>, StoreError> {
+        self.dead
+            .scan_prefix(&q.prefix)
+            .collect::<Result<_, _>>()
+            .map_err(write_error)
+    }
+
+    /// One dead letter of a sink, by event id.
+    pub fn dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<Option<IVec>, StoreError> {
+        self.dead.get(q.key(id)).map_err(write_error)
+    }
+
+    /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
+    /// index is not consulted: a replay is deliberate.
+    pub fn requeue(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        envelope: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = q.key(id);
+        (&self.queue, &self.dead)
+            .transaction(|(queue, dead)| {
+                if dead.remove(key.as_slice())?.is_none() {
+                    return Ok(false);
+                }
+                queue.insert(key.as_slice(), envelope)?;
+                Ok::<_, ConflictableTransactionError>(true)
+            })
+            .map_err(transaction_error)
+    }
+
+    /// Where one event stands with one sink: queued (with its state), dead, or delivered.
+    pub fn delivery_of(&self, q: &SinkQueue, id: &EventId) -> Result<DeliveryOf, StoreError> {
+        let key = q.key(id);
+        if self.queue.contains_key(&key).map_err(write_error)? {
+            return Ok(DeliveryOf::Queued(self.attempts(&key)?));
+        }
+        if let Some(dead) = self.dead.get(&key).map_err(write_error)? {
+            return Ok(DeliveryOf::Dead(dead));
+        }
+        let mut delivered_key = id.to_bytes().to_vec();
+        delivered_key.extend_from_slice(&q.prefix);
+        Ok(
+            match self.delivered.get(delivered_key).map_err(write_error)? {
+                Some(record) => DeliveryOf::Delivered(record),
+                None => DeliveryOf::Unknown,
+            },
+        )
+    }
+
     /// A kept event's envelope.
     pub fn event(&self, id: &EventId) -> Result<Option<IVec>, StoreError> {
         self.events
@@ -213,16 +318,18 @@ impl Store {
         Ok(removed)
     }
 
-    /// Removes kept events older than `retention`; queued deliveries hold their own copy.
+    /// Removes kept events and delivery records older than `retention`; both are keyed by the
+    /// time-ordered event id first. Queued deliveries and dead letters hold their own copy.
     pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
-        let write = |e: sled::Error| StoreError::Write(e.to_string());
         let cutoff_ms = dedupe::millis(now).saturating_sub(retention.as_millis() as u64);
         let end = ulid::Ulid::from_parts(cutoff_ms, 0).to_bytes();
         let mut removed = 0;
-        for entry in self.events.range(..end.as_slice()) {
-            let (key, _) = entry.map_err(write)?;
-            self.events.remove(key).map_err(write)?;
-            removed += 1;
+        for tree in [&self.events, &self.delivered] {
+            for entry in tree.range(..end.as_slice()) {
+                let (key, _) = entry.map_err(write_error)?;
+                tree.remove(key).map_err(write_error)?;
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -230,6 +337,25 @@ impl Store {
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Where one event stands with one sink; the bytes are [`crate::deliver`]'s records.
+pub enum DeliveryOf {
+    Queued(Option<IVec>),
+    Dead(IVec),
+    Delivered(IVec),
+    /// Not routed to this sink, or its record is past retention.
+    Unknown,
+}
+
+fn write_error(e: sled::Error) -> StoreError {
+    StoreError::Write(e.to_string())
+}
+
+fn transaction_error(e: TransactionError) -> StoreError {
+    match e {
+        TransactionError::Abort(e) | TransactionError::Storage(e) => write_error(e),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::Config;
-use crate::deliver::SinkWorker;
+use crate::deliver::{DeliveryPolicy, SinkWorker};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin};
 use crate::route::Router;
@@ -70,6 +70,10 @@ impl Workspace {
     pub fn workers(&self) -> impl Iterator<Item = &SinkWorker> {
         self.workers.values()
     }
+
+    pub fn worker(&self, sink: &str) -> Option<&SinkWorker> {
+        self.workers.get(sink)
+    }
 }
 
 pub struct Topology {
@@ -113,15 +117,19 @@ impl Topology {
             }
             let mut workers = HashMap::new();
             for (sink_name, sink_config) in &ws.sinks {
-                let sink =
-                    sinks::build(sink_config)
-                        .await
-                        .map_err(|source| TopologyError::Sink {
-                            workspace: id.clone(),
-                            sink: sink_name.clone(),
-                            source,
-                        })?;
-                let worker = SinkWorker::spawn(id.clone(), sink_name.clone(), sink, store.clone());
+                let sink = sinks::build(&sink_config.kind).await.map_err(|source| {
+                    TopologyError::Sink {
+                        workspace: id.clone(),
+                        sink: sink_name.clone(),
+                        source,
+                    }
+                })?;
+                let policy = DeliveryPolicy {
+                    retry: sink_config.retry.clone(),
+                    concurrency: sink_config.concurrency,
+                };
+                let worker =
+                    SinkWorker::spawn(id.clone(), sink_name.clone(), sink, policy, store.clone());
                 workers.insert(sink_name.clone(), worker);
             }
             workspaces.insert(

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     /// Default 10s.
     pub header_read_timeout: Duration,
+    /// How long accepted events stay available for lookup and replay; default 7 days.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +82,32 @@ pub struct VendorConfig {
     pub allow_ips: Vec<ipnet::IpNet>,
 }
 
+/// One sink: what it is, and how its delivery worker treats failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkConfig {
+pub struct SinkConfig {
+    pub kind: SinkKind,
+    /// Waits before each retry: a failed delivery is retried `retry.len()` times, each after
+    /// (a random part of) the next wait, then moved to the dead letters. Default
+    /// [`DEFAULT_RETRY_SCHEDULE`].
+    pub retry: Vec<Duration>,
+    /// Deliveries in flight at once; default 1, which keeps the sink's order strict.
+    pub concurrency: usize,
+}
+
+/// About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: close to what Svix and Convoy use, spanning
+/// the day and a half a consumer may take to recover.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
     Stdout,
     File {
         path: PathBuf,

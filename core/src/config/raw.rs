@@ -29,6 +29,7 @@ pub(crate) struct RawServer {
     pub(crate) plugins_dir: Option<String>,
     pub(crate) admin_token: Option<Value>,
     pub(crate) header_read_timeout: Option<Value>,
+    pub(crate) retention: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +61,8 @@ pub(crate) struct RawSink {
     pub(crate) url: Option<String>,
     pub(crate) timeout: Option<Value>,
     pub(crate) secret: Option<Value>,
+    pub(crate) retry: Option<Vec<Value>>,
+    pub(crate) concurrency: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

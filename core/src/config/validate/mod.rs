@@ -1,0 +1,250 @@
+//! From the raw shapes to the typed configuration, collecting every problem on the way.
+//!
+//! A field with a problem is reported and replaced by its default, so checking goes on; the
+//! caller discards the result whenever any problem was reported.
+
+mod route;
+mod scalar;
+mod sink;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::error::Problems;
+use super::locate::KeyPath;
+use super::raw::{RawConfig, RawServer, RawVendor, RawWorkspace};
+use super::{DefaultSecret, ServerConfig, VendorConfig, WorkspaceConfig};
+use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 60 * 60);
+const NAME_RULE: &str = "expected 1-64 characters of A-Z, a-z, 0-9, `_` and `-`";
+
+pub(crate) struct Built {
+    pub(crate) server: ServerConfig,
+    pub(crate) workspaces: BTreeMap<WorkspaceId, WorkspaceConfig>,
+    pub(crate) default_secrets: Vec<DefaultSecret>,
+}
+
+/// Checks `raw`; relative paths resolve against `base`, the directory of the file.
+pub(crate) fn build(
+    raw: RawConfig,
+    base: &Path,
+    defaulted: &BTreeMap<String, Vec<String>>,
+    problems: &mut Problems,
+) -> Built {
+    let mut checker = Checker {
+        base,
+        defaulted,
+        problems,
+        default_secrets: Vec::new(),
+    };
+    let server = checker.server(raw.server);
+    let workspaces = checker.workspaces(raw.workspaces.unwrap_or_default());
+    Built {
+        server,
+        workspaces,
+        default_secrets: checker.default_secrets,
+    }
+}
+
+struct Checker<'a> {
+    base: &'a Path,
+    defaulted: &'a BTreeMap<String, Vec<String>>,
+    problems: &'a mut Problems,
+    default_secrets: Vec<DefaultSecret>,
+}
+
+impl Checker<'_> {
+    fn server(&mut self, raw: Option<RawServer>) -> ServerConfig {
+        let at = KeyPath::root().key("server");
+        let raw = raw.unwrap_or_default();
+        let listen = match raw.listen {
+            None => DEFAULT_LISTEN,
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                let message = format!(
+                    "invalid listen address {text:?}: expected an IP address and port such as \
+                     127.0.0.1:8080"
+                );
+                self.problems.add(&at.key("listen"), message);
+                DEFAULT_LISTEN
+            }),
+        };
+        let data_dir = self.path(&at.key("data_dir"), raw.data_dir);
+        let plugins_dir = self.path(&at.key("plugins_dir"), raw.plugins_dir);
+        let admin_token = match raw.admin_token {
+            // Empty, as from `${SWITCHYARD_ADMIN_TOKEN:-}`, means no token is configured.
+            None | Some(Value::Null) => None,
+            Some(Value::String(token)) if token.is_empty() => None,
+            Some(token) => self.secret(&at.key("admin_token"), &token),
+        };
+        ServerConfig {
+            listen,
+            data_dir: data_dir.unwrap_or_else(|| self.resolve("data")),
+            max_body_bytes: self.max_body_bytes(&at.key("max_body_bytes"), raw.max_body_bytes),
+            plugins_dir,
+            admin_token,
+            header_read_timeout: self.duration(
+                &at.key("header_read_timeout"),
+                raw.header_read_timeout,
+                DEFAULT_TIMEOUT,
+            ),
+            retention: self.duration(&at.key("retention"), raw.retention, DEFAULT_RETENTION),
+        }
+    }
+
+    fn workspaces(
+        &mut self,
+        raw: BTreeMap<String, RawWorkspace>,
+    ) -> BTreeMap<WorkspaceId, WorkspaceConfig> {
+        let at = KeyPath::root().key("workspaces");
+        if raw.is_empty() {
+            self.problems.add(&at, "no workspaces: define at least one");
+        }
+        let mut workspaces = BTreeMap::new();
+        for (name, raw) in raw {
+            let at = at.key(&name);
+            self.name(
+                &at,
+                "workspace",
+                &name,
+                " (it is a path segment of the hook URL)",
+            );
+            let workspace = self.workspace(&at, raw);
+            workspaces.insert(WorkspaceId::new(name), workspace);
+        }
+        workspaces
+    }
+
+    fn workspace(&mut self, at: &KeyPath, raw: RawWorkspace) -> WorkspaceConfig {
+        let dedupe_window = self.duration(
+            &at.key("dedupe_window"),
+            raw.dedupe_window,
+            DEFAULT_DEDUPE_WINDOW,
+        );
+        let raw_vendors = raw.vendors.unwrap_or_default();
+        if raw_vendors.is_empty() {
+            self.problems.add(
+                &at.key("vendors"),
+                "no vendors: a workspace must enable at least one",
+            );
+        }
+        let raw_sinks = raw.sinks.unwrap_or_default();
+        // Routes are checked against every name written, valid or not, so one bad name is
+        // reported once rather than again at each route using it.
+        let enabled: Vec<String> = raw_vendors.keys().cloned().collect();
+        let defined: Vec<String> = raw_sinks.keys().cloned().collect();
+
+        let mut vendors = BTreeMap::new();
+        for (name, raw) in raw_vendors {
+            let at = at.key("vendors").key(&name);
+            self.name(
+                &at,
+                "vendor",
+                &name,
+                " (it is a path segment of the hook URL)",
+            );
+            let vendor = self.vendor(&at, raw);
+            vendors.insert(VendorName::new(name), vendor);
+        }
+        let mut sinks = BTreeMap::new();
+        for (name, raw) in raw_sinks {
+            let at = at.key("sinks").key(&name);
+            self.name(&at, "sink", &name, "");
+            let sink = self.sink(&at, raw);
+            sinks.insert(SinkName::new(name), sink);
+        }
+        let routes = (raw.routes.unwrap_or_default().into_iter().enumerate())
+            .map(|(i, raw)| self.route(&at.key("routes").index(i), raw, &enabled, &defined))
+            .collect();
+        WorkspaceConfig {
+            dedupe_window,
+            vendors,
+            sinks,
+            routes,
+        }
+    }
+
+    fn vendor(&mut self, at: &KeyPath, raw: RawVendor) -> VendorConfig {
+        let secrets = self.secrets(&at.key("secrets"), raw.secrets);
+        let header_at = at.key("signature_header");
+        let signature_header = raw
+            .signature_header
+            .and_then(|header| self.header_name(&header_at, &header));
+        let allow_ips = (raw.allow_ips.unwrap_or_default().iter().enumerate())
+            .filter_map(|(i, text)| self.ip_net(&at.key("allow_ips").index(i), text))
+            .collect();
+        VendorConfig {
+            secrets,
+            signature_header,
+            allow_ips,
+        }
+    }
+
+    fn secrets(&mut self, at: &KeyPath, raw: Option<Value>) -> Vec<Secret> {
+        const EXAMPLE: &str = "such as secrets: [\"${ACME_WATSI_SECRET}\"]";
+        match raw {
+            Some(Value::Sequence(items)) if !items.is_empty() => (items.iter().enumerate())
+                .filter_map(|(i, item)| self.secret(&at.index(i), item))
+                .collect(),
+            None | Some(Value::Null | Value::Sequence(_)) => {
+                self.problems
+                    .add(at, format!("at least one secret is required, {EXAMPLE}"));
+                Vec::new()
+            }
+            Some(_) => {
+                self.problems
+                    .add(at, format!("expected a list of secrets, {EXAMPLE}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// A secret: a non-empty string. Messages say what is wrong, never what was written.
+    fn secret(&mut self, at: &KeyPath, raw: &Value) -> Option<Secret> {
+        match raw {
+            Value::String(text) if !text.is_empty() => {
+                let key = at.to_string();
+                for var in self.defaulted.get(&key).into_iter().flatten() {
+                    let secret = DefaultSecret {
+                        key: key.clone(),
+                        var: var.clone(),
+                    };
+                    self.default_secrets.push(secret);
+                }
+                Some(Secret::new(text))
+            }
+            Value::String(_) | Value::Null => {
+                self.problems.add(at, "the secret is empty");
+                None
+            }
+            _ => {
+                self.problems.add(
+                    at,
+                    "expected a string: quote the secret so YAML keeps it as written",
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, at: &KeyPath, kind: &str, name: &str, why: &str) {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            self.problems.add(
+                at,
+                format!("invalid {kind} name {name:?}: {NAME_RULE}{why}"),
+            );
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Routes: which events go to which sinks.
+
+use std::collections::BTreeSet;
+
+use serde_yaml::Value;
+
+use super::Checker;
+use crate::config::locate::KeyPath;
+use crate::config::raw::RawRoute;
+use crate::config::RouteConfig;
+use crate::names::{SinkName, VendorName};
+
+impl Checker<'_> {
+    /// `enabled` and `defined` are the workspace's vendor and sink names.
+    pub(super) fn route(
+        &mut self,
+        at: &KeyPath,
+        raw: RawRoute,
+        enabled: &[String],
+        defined: &[String],
+    ) -> RouteConfig {
+        let (vendor, event_type) = raw
+            .matcher
+            .map_or((None, None), |m| (m.vendor, m.event_type));
+        let vendors = vendor
+            .filter(|vendor| !vendor.is_null())
+            .map(|vendor| self.route_vendors(&at.key("match").key("vendor"), vendor, enabled));
+        let event_type = match event_type {
+            None => "*".to_owned(),
+            Some(glob) if glob.trim().is_empty() => {
+                let message = "empty type pattern: expected a glob such as \"message.*\" or \"*\"";
+                self.problems.add(&at.key("match").key("type"), message);
+                "*".to_owned()
+            }
+            Some(glob) => glob,
+        };
+        let to = self.route_sinks(&at.key("to"), raw.to, defined);
+        RouteConfig {
+            vendors,
+            event_type,
+            to,
+        }
+    }
+
+    fn route_vendors(&mut self, at: &KeyPath, raw: Value, enabled: &[String]) -> Vec<VendorName> {
+        let names = self.names(at, raw, "a vendor name", "omit `vendor` to match any");
+        for (item_at, name) in &names {
+            if !enabled.contains(name) {
+                let message = format!(
+                    "vendor `{name}` is not enabled in this workspace (it enables: {})",
+                    listing(enabled)
+                );
+                self.problems.add(item_at, message);
+            }
+        }
+        names
+            .into_iter()
+            .map(|(_, name)| VendorName::new(name))
+            .collect()
+    }
+
+    fn route_sinks(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<Value>,
+        defined: &[String],
+    ) -> Vec<SinkName> {
+        let names = match raw {
+            None | Some(Value::Null) => {
+                self.problems
+                    .add(at, "missing: a route needs `to`, the sinks it delivers to");
+                Vec::new()
+            }
+            Some(raw) => self.names(at, raw, "a sink name", "a route needs at least one sink"),
+        };
+        let mut seen = BTreeSet::new();
+        for (item_at, name) in &names {
+            if !defined.contains(name) {
+                let message = format!(
+                    "unknown sink `{name}` (this workspace defines: {})",
+                    listing(defined)
+                );
+                self.problems.add(item_at, message);
+            } else if !seen.insert(name.as_str()) {
+                self.problems
+                    .add(item_at, format!("sink `{name}` is listed twice"));
+            }
+        }
+        names
+            .into_iter()
+            .map(|(_, name)| SinkName::new(name))
+            .collect()
+    }
+
+    /// One name or a non-empty list of names, each with its own key path.
+    fn names(
+        &mut self,
+        at: &KeyPath,
+        raw: Value,
+        what: &str,
+        if_empty: &str,
+    ) -> Vec<(KeyPath, String)> {
+        match raw {
+            Value::String(name) => vec![(at.clone(), name)],
+            Value::Sequence(items) if items.is_empty() => {
+                self.problems.add(at, format!("empty list: {if_empty}"));
+                Vec::new()
+            }
+            Value::Sequence(items) => (items.into_iter().enumerate())
+                .filter_map(|(i, item)| match item {
+                    Value::String(name) => Some((at.index(i), name)),
+                    _ => {
+                        self.problems.add(&at.index(i), format!("expected {what}"));
+                        None
+                    }
+                })
+                .collect(),
+            _ => {
+                self.problems
+                    .add(at, format!("expected {what} or a list of them"));
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn listing(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,142 @@
+//! Single values: durations, sizes, paths, addresses, header names.
+
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+use ipnet::IpNet;
+use serde_yaml::Value;
+
+use super::{Checker, DEFAULT_MAX_BODY_BYTES};
+use crate::config::locate::KeyPath;
+
+const DURATION_HINT: &str = "expected a duration such as 72h or 30m";
+const SIZE_HINT: &str = "expected a whole number of bytes such as 1048576";
+
+impl Checker<'_> {
+    pub(super) fn duration(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<Value>,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
+            return default;
+        };
+        let Some(text) = scalar_text(&raw) else {
+            self.problems.add(at, DURATION_HINT);
+            return default;
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(duration) if !duration.is_zero() => return duration,
+            Ok(_) => self.problems.add(at, "must be greater than zero"),
+            Err(_) => {
+                let message = format!("invalid duration {text:?}: {DURATION_HINT}");
+                self.problems.add(at, message);
+            }
+        }
+        default
+    }
+
+    pub(super) fn max_body_bytes(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
+        let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
+            return DEFAULT_MAX_BODY_BYTES;
+        };
+        let Some(text) = scalar_text(&raw) else {
+            self.problems.add(at, SIZE_HINT);
+            return DEFAULT_MAX_BODY_BYTES;
+        };
+        match text.trim().parse::<usize>() {
+            Ok(0) => self.problems.add(at, "must be greater than 0"),
+            Ok(bytes) => return bytes,
+            Err(_) => self
+                .problems
+                .add(at, format!("invalid size {text:?}: {SIZE_HINT}")),
+        }
+        DEFAULT_MAX_BODY_BYTES
+    }
+
+    /// Deliveries in flight at once for one sink: 1 to 256, default 1.
+    pub(super) fn concurrency(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
+        let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
+            return 1;
+        };
+        match scalar_text(&raw).and_then(|text| text.trim().parse::<usize>().ok()) {
+            Some(n @ 1..=256) => n,
+            _ => {
+                self.problems.add(
+                    at,
+                    "expected a whole number from 1 to 256 (deliveries in flight)",
+                );
+                1
+            }
+        }
+    }
+
+    /// A directory or file path, resolved; `None` when absent or reported empty.
+    pub(super) fn path(&mut self, at: &KeyPath, raw: Option<String>) -> Option<PathBuf> {
+        match raw {
+            Some(text) if text.is_empty() => {
+                self.problems.add(at, "must not be empty");
+                None
+            }
+            Some(text) => Some(self.resolve(&text)),
+            None => None,
+        }
+    }
+
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            return path.to_owned();
+        }
+        // Drop `./` so `./data` reads as `<dir>/data` in logs.
+        let relative: PathBuf = path
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        if relative.as_os_str().is_empty() {
+            self.base.to_owned()
+        } else {
+            self.base.join(relative)
+        }
+    }
+
+    pub(super) fn ip_net(&mut self, at: &KeyPath, text: &str) -> Option<IpNet> {
+        if let Ok(net) = text.parse::<IpNet>() {
+            return Some(net.trunc());
+        }
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Some(IpNet::from(addr));
+        }
+        let message = format!(
+            "invalid address or CIDR {text:?}: expected an address or network such as \
+             203.0.113.0/24 or 2001:db8::1"
+        );
+        self.problems.add(at, message);
+        None
+    }
+
+    pub(super) fn header_name(&mut self, at: &KeyPath, text: &str) -> Option<String> {
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) => Some(name.as_str().to_owned()),
+            Err(_) => {
+                let message = format!(
+                    "invalid header name {text:?}: expected an HTTP header name such as X-Signature"
+                );
+                self.problems.add(at, message);
+                None
+            }
+        }
+    }
+}
+
+/// A scalar as text: durations and sizes may be written bare (`3600`) or come from a variable.
+fn scalar_text(raw: &Value) -> Option<String> {
+    match raw {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,54 @@
+//! What the store keeps about deliveries: each attempt's outcome, the state of a queued event,
+//! dead letters and completed deliveries. JSON, so an operator can read them through /admin/.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// One try at handing an event to a sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// RFC 3339.
+    pub at: String,
+    /// `delivered`, or why it failed.
+    pub outcome: String,
+}
+
+/// A queued event's attempts so far and when the next one is due.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    pub attempts: Vec<Attempt>,
+    /// Milliseconds since the Unix epoch.
+    pub next_attempt_at_ms: u64,
+}
+
+/// An event a sink did not take after its last attempt (or refused for good).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub workspace: String,
+    pub sink: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub dead_at: String,
+    pub attempts: Vec<Attempt>,
+    pub envelope: Box<RawValue>,
+}
+
+/// A completed delivery, kept for lookup until retention ends.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Delivered {
+    /// RFC 3339.
+    pub delivered_at: String,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Records are written by this module only, so a record that does not decode is damage; it
+/// reads as absent rather than stopping delivery.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    serde_json::from_slice(bytes).ok()
+}
+
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Records hold strings, numbers and already-valid JSON: serialisation cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}

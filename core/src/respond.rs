@@ -1,0 +1,31 @@
+//! JSON answers, shared by the hook and operator endpoints.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+pub type Answer = Response<Full<Bytes>>;
+
+/// `{"error": code, "message": message}`: `code` is stable for programs, `message` for people.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Answer {
+    reply(status, &json!({"error": code, "message": message}))
+}
+
+pub fn reply(status: StatusCode, body: &serde_json::Value) -> Answer {
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Answer {
+    with_type(status, body, "application/json")
+}
+
+pub fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    answer
+}

@@ -1,0 +1,209 @@
+//! `http`: POSTs each envelope as JSON over a pooled keep-alive client (http or https). With a
+//! secret, requests are signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`), so consumers can
+//! verify with any Standard Webhooks library.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
+use crate::names::Secret;
+use crate::verify::{Encoding, Signable, SignatureScheme, Signed};
+
+/// A consumer's answer body is read (so the connection can be reused) up to this much.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+pub struct HttpSink {
+    url: Uri,
+    timeout: Duration,
+    /// The HMAC key: a `whsec_` secret's decoded bytes, else the secret as given.
+    key: Option<Vec<u8>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpSink {
+    pub fn new(
+        url: Uri,
+        timeout: Duration,
+        secret: Option<Secret>,
+    ) -> Result<HttpSink, SinkBuildError> {
+        let key = secret
+            .map(|s| standard_webhooks_key(s.expose()))
+            .transpose()?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(HttpSink {
+            url,
+            timeout,
+            key,
+            client,
+        })
+    }
+
+    fn request(&self, delivery: &Delivery<'_>) -> Result<Request<Full<Bytes>>, SinkError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("switchyard/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::copy_from_slice(delivery.envelope)))
+            .map_err(|e| SinkError::Request(e.to_string()))?;
+        if let Some(key) = &self.key {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .to_string();
+            let signature = signature_scheme().sign(
+                key,
+                &Signable {
+                    body: delivery.envelope,
+                    timestamp: Some(&timestamp),
+                    delivery_id: Some(delivery.event_id),
+                },
+            );
+            let headers = request.headers_mut();
+            for (name, value) in [
+                ("webhook-id", delivery.event_id),
+                ("webhook-timestamp", timestamp.as_str()),
+                ("webhook-signature", signature.as_str()),
+            ] {
+                let value =
+                    HeaderValue::from_str(value).map_err(|e| SinkError::Request(e.to_string()))?;
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        Ok(request)
+    }
+}
+
+impl Sink for HttpSink {
+    fn deliver<'a>(&'a self, delivery: Delivery<'a>) -> SinkFuture<'a> {
+        Box::pin(async move {
+            let request = self.request(&delivery)?;
+            let exchange = async {
+                let answer = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| SinkError::Request(error_chain(&e)))?;
+                let status = answer.status();
+                let retry_after = answer
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                // Drain a bounded amount so the pooled connection can carry the next event.
+                let _ = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER_BYTES)
+                    .collect()
+                    .await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(SinkError::Status {
+                        status: status.as_u16(),
+                        retry_after,
+                    })
+                }
+            };
+            tokio::time::timeout(self.timeout, exchange)
+                .await
+                .map_err(|_| SinkError::Timeout(self.timeout))?
+        })
+    }
+}
+
+/// Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
+fn signature_scheme() -> SignatureScheme {
+    SignatureScheme {
+        header: HeaderName::from_static("webhook-signature"),
+        encoding: Encoding::Base64,
+        prefix: "v1,".into(),
+        signed: Signed::Template {
+            template: "{id}.{timestamp}.{body}".into(),
+            timestamp_header: Some(HeaderName::from_static("webhook-timestamp")),
+            tolerance: None,
+        },
+    }
+}
+
+/// A `whsec_<base64>` secret is the base64 of the key, as Standard Webhooks libraries expect;
+/// any other secret is used as raw bytes.
+fn standard_webhooks_key(secret: &[u8]) -> Result<Vec<u8>, SinkBuildError> {
+    match secret.strip_prefix(b"whsec_") {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| {
+                SinkBuildError::Secret("it starts with whsec_ but the rest is not base64")
+            }),
+        None => Ok(secret.to_vec()),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// hyper's errors put the useful part (connection refused...) in their sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whsec_secrets_are_base64_keys() {
+        assert_eq!(
+            standard_webhooks_key(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            base64::engine::general_purpose::STANDARD
+                .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .unwrap()
+        );
+        assert_eq!(standard_webhooks_key(b"plain").unwrap(), b"plain");
+        assert!(standard_webhooks_key(b"whsec_!!!").is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let parsed = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(parsed > Duration::from_secs(3500) && parsed <= Duration::from_secs(3600));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
