@@ -22,9 +22,10 @@ use tracing::{field, Instrument};
 use crate::admin::Admin;
 use crate::dedupe::{Claim, DedupeKey, FirstSeen};
 use crate::envelope::{Envelope, EventId};
+use crate::metrics::{Metrics, SinkLabels};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
-use crate::respond::{error, json_bytes, reply, Answer};
+use crate::respond::{error, json_bytes, reply, with_type, Answer, Outcome};
 use crate::store::{Accept, SinkQueue, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
 
@@ -35,6 +36,7 @@ const RETRY_AFTER_SECS: &str = "5";
 
 /// Everything a request needs, shared by all connections.
 pub struct FrontDoor {
+    pub metrics: Arc<Metrics>,
     pub topology: Topology,
     pub admin: Admin,
     pub plugins: Arc<Plugins>,
@@ -97,6 +99,7 @@ impl FrontDoor {
         match (request.method(), path.as_str()) {
             (&Method::GET, "/healthz") => reply(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readiness(),
+            (&Method::GET, "/metrics") => self.metrics(),
             (method, path) if path.starts_with("/admin/") => {
                 let method = method.clone();
                 self.admin
@@ -118,6 +121,36 @@ impl FrontDoor {
                 ),
             },
         }
+    }
+
+    fn metrics(&self) -> Answer {
+        for worker in self.topology.workspaces().flat_map(|ws| ws.workers()) {
+            let labels = SinkLabels {
+                workspace: worker.workspace.to_string(),
+                sink: worker.sink.to_string(),
+            };
+            let depth = self.store.queue_depth(&worker.queue);
+            let dead = self
+                .store
+                .dead_letters(&worker.queue)
+                .map_or(0, |d| d.len());
+            self.metrics
+                .queue_depth
+                .get_or_create(&labels)
+                .set(depth as i64);
+            self.metrics
+                .dead_letters
+                .get_or_create(&labels)
+                .set(dead as i64);
+        }
+        self.metrics
+            .store_bytes
+            .set(self.store.size_on_disk() as i64);
+        with_type(
+            StatusCode::OK,
+            self.metrics.render().into_bytes(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
     }
 
     fn readiness(&self) -> Answer {
@@ -168,9 +201,18 @@ impl FrontDoor {
         );
         match *request.method() {
             Method::POST => {
-                self.delivery(request, peer, ws, vendor, binding)
+                let started = std::time::Instant::now();
+                let answer = self
+                    .delivery(request, peer, ws, vendor, binding)
                     .instrument(span)
-                    .await
+                    .await;
+                self.metrics
+                    .hook_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Some(Outcome(outcome)) = answer.extensions().get::<Outcome>() {
+                    self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
+                }
+                answer
             }
             Method::GET => handshake(request, binding).instrument(span).await,
             _ => {
@@ -385,11 +427,13 @@ fn hook_path(path: &str) -> Option<(&str, &str)> {
         .then_some((workspace, vendor))
 }
 
-fn accepted(status: &str, id: &EventId) -> Answer {
-    reply(
+fn accepted(status: &'static str, id: &EventId) -> Answer {
+    let mut answer = reply(
         StatusCode::OK,
         &json!({"status": status, "id": id.to_string()}),
-    )
+    );
+    answer.extensions_mut().insert(Outcome(status));
+    answer
 }
 
 #[cfg(test)]

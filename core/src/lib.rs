@@ -11,6 +11,7 @@ pub mod dedupe;
 pub mod deliver;
 pub mod envelope;
 pub mod ingest;
+pub mod metrics;
 pub mod names;
 pub mod plugins;
 pub mod respond;

@@ -8,9 +8,16 @@ use serde_json::json;
 
 pub type Answer = Response<Full<Bytes>>;
 
+/// The outcome word an answer carries (as a response extension) for metrics and logs:
+/// `accepted`, `duplicate`, `unrouted`, or an error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome(pub &'static str);
+
 /// `{"error": code, "message": message}`: `code` is stable for programs, `message` for people.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Answer {
-    reply(status, &json!({"error": code, "message": message}))
+pub fn error(status: StatusCode, code: &'static str, message: &str) -> Answer {
+    let mut answer = reply(status, &json!({"error": code, "message": message}));
+    answer.extensions_mut().insert(Outcome(code));
+    answer
 }
 
 pub fn reply(status: StatusCode, body: &serde_json::Value) -> Answer {

@@ -10,12 +10,16 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::ingest::{self, FrontDoor};
+use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::store::{Store, StoreError};
 use crate::topology::{Topology, TopologyError};
 
-/// How often expired dedupe keys and old events are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
+/// outlives its window by much, but never more often than every second nor less than a minute.
+const SWEEPS_PER_WINDOW: u32 = 4;
+const SWEEP_EVERY_MIN: Duration = Duration::from_secs(1);
+const SWEEP_EVERY_MAX: Duration = Duration::from_secs(60);
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -44,10 +48,19 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
             config.path.display()
         );
     }
-    let store = Store::open(&config.server.data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::open(&config.server.data_dir, metrics.store_flushes.clone())?;
     let plugins = Arc::new(plugins);
-    let topology = Topology::build(&config, &plugins, &store).await?;
-    tokio::spawn(sweep(store.clone(), config.server.retention));
+    let topology = Topology::build(&config, &plugins, &store, &metrics).await?;
+    let shortest_window = config
+        .workspaces
+        .values()
+        .map(|ws| ws.dedupe_window)
+        .chain([config.server.retention])
+        .min()
+        .unwrap_or(SWEEP_EVERY_MAX);
+    let every = (shortest_window / SWEEPS_PER_WINDOW).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
+    tokio::spawn(sweep(store.clone(), config.server.retention, every));
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -64,6 +77,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         "switchyard is listening"
     );
     let door = Arc::new(FrontDoor {
+        metrics,
         topology,
         admin: Admin {
             token: config.server.admin_token.clone(),
@@ -84,8 +98,8 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn sweep(store: Arc<Store>, retention: Duration) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let now = SystemTime::now();

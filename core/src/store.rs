@@ -12,10 +12,11 @@
 //! The store keeps bytes; what a delivery record says is [`crate::deliver`]'s business.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
 use tokio::sync::{mpsc, oneshot};
@@ -82,12 +83,13 @@ pub struct Store {
     delivered: Tree,
     flusher: mpsc::UnboundedSender<FlushWaiter>,
     healthy: Arc<AtomicBool>,
-    flushes: Arc<AtomicU64>,
+    flushes: Counter,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir` and starts its flusher; needs a Tokio runtime.
-    pub fn open(dir: &Path) -> Result<Arc<Store>, StoreError> {
+    /// `flushes` counts group commits.
+    pub fn open(dir: &Path, flushes: Counter) -> Result<Arc<Store>, StoreError> {
         let open_error = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
@@ -100,7 +102,6 @@ impl Store {
             .map_err(open_error)?;
         let tree = |name: &str| db.open_tree(name).map_err(open_error);
         let healthy = Arc::new(AtomicBool::new(true));
-        let flushes = Arc::new(AtomicU64::new(0));
         Ok(Arc::new(Store {
             dedupe: tree("dedupe")?,
             dedupe_expiry: tree("dedupe_expiry")?,
@@ -168,7 +169,7 @@ impl Store {
 
     /// Flushes done so far (one per group commit).
     pub fn flush_count(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
+        self.flushes.get()
     }
 
     /// Up to `limit` of the oldest entries a sink still owes: (queue key, envelope).
@@ -362,7 +363,7 @@ fn transaction_error(e: TransactionError) -> StoreError {
 fn spawn_flusher(
     db: sled::Db,
     healthy: Arc<AtomicBool>,
-    flushes: Arc<AtomicU64>,
+    flushes: Counter,
 ) -> mpsc::UnboundedSender<FlushWaiter> {
     let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
     tokio::spawn(async move {
@@ -375,7 +376,7 @@ fn spawn_flusher(
             }
             let result = db.flush_async().await.map(drop).map_err(|e| e.to_string());
             healthy.store(result.is_ok(), Ordering::Relaxed);
-            flushes.fetch_add(1, Ordering::Relaxed);
+            flushes.inc();
             for w in waiters {
                 let _ = w.send(result.clone());
             }

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::deliver::{DeliveryPolicy, SinkWorker};
+use crate::metrics::Metrics;
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin};
 use crate::route::Router;
@@ -86,6 +87,7 @@ impl Topology {
         config: &Config,
         plugins: &Plugins,
         store: &Arc<Store>,
+        metrics: &Arc<Metrics>,
     ) -> Result<Topology, TopologyError> {
         let mut workspaces = HashMap::new();
         for (id, ws) in &config.workspaces {
@@ -128,8 +130,14 @@ impl Topology {
                     retry: sink_config.retry.clone(),
                     concurrency: sink_config.concurrency,
                 };
-                let worker =
-                    SinkWorker::spawn(id.clone(), sink_name.clone(), sink, policy, store.clone());
+                let worker = SinkWorker::spawn(
+                    id.clone(),
+                    sink_name.clone(),
+                    sink,
+                    policy,
+                    store.clone(),
+                    metrics.clone(),
+                );
                 workers.insert(sink_name.clone(), worker);
             }
             workspaces.insert(

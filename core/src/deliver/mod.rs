@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::dedupe::millis;
 use crate::envelope::{rfc3339, EventId};
+use crate::metrics::Metrics;
 use crate::names::{SinkName, WorkspaceId};
 use crate::sinks::{Delivery, Sink, SinkError};
 use crate::store::{SinkQueue, Store, StoreError};
@@ -43,6 +44,7 @@ impl SinkWorker {
         sink: Arc<dyn Sink>,
         policy: DeliveryPolicy,
         store: Arc<Store>,
+        metrics: Arc<Metrics>,
     ) -> SinkWorker {
         let queue = SinkQueue::new(&workspace, &sink_name);
         let wake = Arc::new(Notify::new());
@@ -53,6 +55,7 @@ impl SinkWorker {
             sink,
             policy,
             store,
+            metrics,
             wake: wake.clone(),
         };
         tokio::spawn(worker.run());
@@ -77,6 +80,7 @@ struct Worker {
     sink: Arc<dyn Sink>,
     policy: DeliveryPolicy,
     store: Arc<Store>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
 }
 
@@ -190,6 +194,8 @@ impl Worker {
                     attempts: entry.state.attempts,
                 };
                 tracing::debug!(%workspace, %sink, event_id, "event delivered");
+                self.metrics
+                    .sink_attempt(workspace.as_str(), sink.as_str(), "delivered");
                 return self
                     .store
                     .complete(&self.queue, &entry.key, &record::encode(&record));
@@ -208,12 +214,16 @@ impl Worker {
         };
         match next {
             Next::RetryIn(wait) => {
+                self.metrics
+                    .sink_attempt(workspace.as_str(), sink.as_str(), "failed");
                 tracing::warn!(%workspace, %sink, event_id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
                 entry.state.next_attempt_at_ms = millis(now) + wait.as_millis() as u64;
                 self.store
                     .set_attempts(&entry.key, &record::encode(&entry.state))
             }
             Next::GiveUp => {
+                self.metrics
+                    .sink_attempt(workspace.as_str(), sink.as_str(), "dead");
                 let reason = if error.is_permanent() {
                     format!("refused for good: {error}")
                 } else {
