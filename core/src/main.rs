@@ -123,6 +123,9 @@ enum Command {
         /// Delivery id to send, for vendors that have a delivery-id header.
         #[arg(long)]
         delivery_id: Option<String>,
+        /// Event type to send, for vendors that name it in a header (Wappcloud).
+        #[arg(long)]
+        event_type: Option<String>,
         #[arg(long)]
         plugins_dir: Option<PathBuf>,
         #[arg(long, short, default_value = "routes.yaml")]
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
             workspace,
             url,
             delivery_id,
+            event_type,
             plugins_dir,
             config,
         } => sign(SignArgs {
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
             workspace,
             url,
             delivery_id,
+            event_type,
             plugins_dir,
             config,
         }),
@@ -318,6 +323,7 @@ struct SignArgs {
     workspace: String,
     url: String,
     delivery_id: Option<String>,
+    event_type: Option<String>,
     plugins_dir: Option<PathBuf>,
     config: PathBuf,
 }
@@ -358,6 +364,9 @@ fn sign(args: SignArgs) -> Result<(), String> {
     }
     if let (Some(header), Some(id)) = (&plugin.delivery_id_header, &args.delivery_id) {
         headers.push((header.to_string(), id.clone()));
+    }
+    if let (Some(header), Some(event_type)) = (&plugin.event_type_header, &args.event_type) {
+        headers.push((header.to_string(), event_type.clone()));
     }
     let signature = plugin.scheme.sign(
         args.secret.as_bytes(),
