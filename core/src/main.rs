@@ -104,33 +104,7 @@ enum Command {
         config: PathBuf,
     },
     /// Print the headers a vendor would send for a body, and a ready curl line.
-    Sign {
-        /// Vendor whose scheme to sign with (a loaded plugin's name).
-        #[arg(long)]
-        vendor: String,
-        /// The signing secret.
-        #[arg(long, env = "SWITCHYARD_SIGN_SECRET", hide_env_values = true)]
-        secret: String,
-        /// File holding the body; standard input when absent.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// Workspace for the curl line's URL.
-        #[arg(long, default_value = "demo")]
-        workspace: String,
-        /// Server base URL for the curl line.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// Delivery id to send, for vendors that have a delivery-id header.
-        #[arg(long)]
-        delivery_id: Option<String>,
-        /// Event type to send, for vendors that name it in a header (Wappcloud).
-        #[arg(long)]
-        event_type: Option<String>,
-        #[arg(long)]
-        plugins_dir: Option<PathBuf>,
-        #[arg(long, short, default_value = "routes.yaml")]
-        config: PathBuf,
-    },
+    Sign(SignArgs),
 }
 
 fn main() -> ExitCode {
@@ -184,27 +158,7 @@ fn main() -> ExitCode {
             plugins_dir,
             config,
         } => list_plugins(plugins_dir, &config),
-        Command::Sign {
-            vendor,
-            secret,
-            file,
-            workspace,
-            url,
-            delivery_id,
-            event_type,
-            plugins_dir,
-            config,
-        } => sign(SignArgs {
-            vendor,
-            secret,
-            file,
-            workspace,
-            url,
-            delivery_id,
-            event_type,
-            plugins_dir,
-            config,
-        }),
+        Command::Sign(args) => sign(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -316,15 +270,32 @@ fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(), Str
     Ok(())
 }
 
+#[derive(clap::Args)]
 struct SignArgs {
+    /// Vendor whose scheme to sign with (a loaded plugin's name).
+    #[arg(long)]
     vendor: String,
+    /// The signing secret.
+    #[arg(long, env = "SWITCHYARD_SIGN_SECRET", hide_env_values = true)]
     secret: String,
+    /// File holding the body; standard input when absent.
+    #[arg(long)]
     file: Option<PathBuf>,
+    /// Workspace for the curl line's URL.
+    #[arg(long, default_value = "demo")]
     workspace: String,
+    /// Server base URL for the curl line.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Delivery id to send, for vendors that have a delivery-id header.
+    #[arg(long)]
     delivery_id: Option<String>,
+    /// Event type to send, for vendors that name it in a header (Wappcloud).
+    #[arg(long)]
     event_type: Option<String>,
+    #[arg(long)]
     plugins_dir: Option<PathBuf>,
+    #[arg(long, short, default_value = "routes.yaml")]
     config: PathBuf,
 }
 

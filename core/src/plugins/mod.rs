@@ -224,8 +224,15 @@ impl VendorPlugin {
         // The vector's own timestamp is "now", so the tolerance check cannot reject it.
         let now = UNIX_EPOCH + Duration::from_secs(v.timestamp.parse().unwrap_or(0));
         let id = (!v.delivery_id.is_empty()).then_some(v.delivery_id.as_str());
-        self.verify(&headers, &v.body, id, &[Secret::new(&v.secret)], now)
-            .map_err(|e| e.to_string())
+        self.verify_with(
+            &self.scheme,
+            &headers,
+            &v.body,
+            id,
+            &[Secret::new(&v.secret)],
+            now,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Checks a delivery's signature with the plugin's override if it has one, else the core's
@@ -262,17 +269,6 @@ impl VendorPlugin {
                 Err(worst)
             }
         }
-    }
-
-    fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        delivery_id: Option<&str>,
-        secrets: &[Secret],
-        now: std::time::SystemTime,
-    ) -> Result<(), VerifyError> {
-        self.verify_with(&self.scheme, headers, body, delivery_id, secrets, now)
     }
 
     /// Maps a verified delivery to the envelope's vendor-dependent fields.

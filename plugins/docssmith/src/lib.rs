@@ -15,22 +15,17 @@
 use switchyard_plugin::canonical::ContactUpdated;
 use switchyard_plugin::prelude::*;
 
-pub const PLUGIN: Plugin = Plugin {
-    vendor: "docssmith",
-    version: env!("CARGO_PKG_VERSION"),
-    signature: Signature::hmac_sha256_hex("X-DocsSmith-Signature"),
-    delivery_id_header: None,
-    event_type_header: None,
-    handshake: Handshake::None,
-    test_vectors: &[TestVector::body(
-        r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#,
-        "docssmith-test-vector-secret",
-        "7889a05e8d6576821ddb81a75bbcf8d7d6f99eb4be65309acc5a666fdc0c4135",
-    )],
+pub const PLUGIN: Plugin = Plugin::new(
+    "docssmith",
+    env!("CARGO_PKG_VERSION"),
+    Signature::hmac_sha256_hex("X-DocsSmith-Signature"),
     map_event,
-    verify: None,
-    handshake_override: None,
-};
+)
+.test_vectors(&[TestVector::body(
+    r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#,
+    "docssmith-test-vector-secret",
+    "7889a05e8d6576821ddb81a75bbcf8d7d6f99eb4be65309acc5a666fdc0c4135",
+)]);
 
 export_plugin!(PLUGIN);
 

@@ -25,6 +25,72 @@ pub struct Plugin {
     pub handshake_override: Option<fn(&Request<'_>) -> Option<HandshakeReply>>,
 }
 
+impl Plugin {
+    /// A plugin with the required parts; the rest default to none (no delivery-id or event-type
+    /// header, no handshake, no test vectors, the core's own verification).
+    pub const fn new(
+        vendor: &'static str,
+        version: &'static str,
+        signature: Signature,
+        map_event: fn(&Request<'_>) -> Result<MappedEvent, MapError>,
+    ) -> Plugin {
+        Plugin {
+            vendor,
+            version,
+            signature,
+            delivery_id_header: None,
+            event_type_header: None,
+            handshake: Handshake::None,
+            test_vectors: &[],
+            map_event,
+            verify: None,
+            handshake_override: None,
+        }
+    }
+
+    pub const fn delivery_id_header(self, header: &'static str) -> Plugin {
+        Plugin {
+            delivery_id_header: Some(header),
+            ..self
+        }
+    }
+
+    pub const fn event_type_header(self, header: &'static str) -> Plugin {
+        Plugin {
+            event_type_header: Some(header),
+            ..self
+        }
+    }
+
+    pub const fn handshake(self, handshake: Handshake) -> Plugin {
+        Plugin { handshake, ..self }
+    }
+
+    pub const fn test_vectors(self, test_vectors: &'static [TestVector]) -> Plugin {
+        Plugin {
+            test_vectors,
+            ..self
+        }
+    }
+
+    pub const fn verify(self, verify: fn(&Request<'_>, &[u8]) -> Verdict) -> Plugin {
+        Plugin {
+            verify: Some(verify),
+            ..self
+        }
+    }
+
+    pub const fn handshake_override(
+        self,
+        handshake: fn(&Request<'_>) -> Option<HandshakeReply>,
+    ) -> Plugin {
+        Plugin {
+            handshake_override: Some(handshake),
+            ..self
+        }
+    }
+}
+
 /// How the vendor signs: HMAC-SHA256, in a header, encoded hex or base64.
 #[derive(Clone, Copy, Debug)]
 pub struct Signature {

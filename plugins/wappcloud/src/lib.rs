@@ -16,26 +16,23 @@ use switchyard_plugin::prelude::*;
 
 const EVENT_HEADER: &str = "X-Wappcloud-Event";
 
-pub const PLUGIN: Plugin = Plugin {
-    vendor: "wappcloud",
-    version: env!("CARGO_PKG_VERSION"),
-    signature: Signature::hmac_sha256_hex("X-Wappcloud-Signature").with_prefix("sha256="),
-    delivery_id_header: None,
-    event_type_header: Some(EVENT_HEADER),
-    handshake: Handshake::EchoQuery {
-        param: "challenge",
-        field: "challenge",
-        max_len: 1024,
-    },
-    test_vectors: &[TestVector::body(
-        r#"{"id":"evt_1","from":"+15550001","text":"hi"}"#,
-        "wappcloud-test-vector-secret",
-        "sha256=a19079485cc226bd22c68a2eb8416f6552bd15a371a05ffd6f7ee6ebd749ebd7",
-    )],
+pub const PLUGIN: Plugin = Plugin::new(
+    "wappcloud",
+    env!("CARGO_PKG_VERSION"),
+    Signature::hmac_sha256_hex("X-Wappcloud-Signature").with_prefix("sha256="),
     map_event,
-    verify: None,
-    handshake_override: None,
-};
+)
+.event_type_header(EVENT_HEADER)
+.handshake(Handshake::EchoQuery {
+    param: "challenge",
+    field: "challenge",
+    max_len: 1024,
+})
+.test_vectors(&[TestVector::body(
+    r#"{"id":"evt_1","from":"+15550001","text":"hi"}"#,
+    "wappcloud-test-vector-secret",
+    "sha256=a19079485cc226bd22c68a2eb8416f6552bd15a371a05ffd6f7ee6ebd749ebd7",
+)]);
 
 export_plugin!(PLUGIN);
 

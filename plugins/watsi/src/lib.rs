@@ -10,22 +10,18 @@
 use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
 
-pub const PLUGIN: Plugin = Plugin {
-    vendor: "watsi",
-    version: env!("CARGO_PKG_VERSION"),
-    signature: Signature::hmac_sha256_hex("X-Watsi-Signature"),
-    delivery_id_header: Some("X-Watsi-Delivery-Id"),
-    event_type_header: None,
-    handshake: Handshake::None,
-    test_vectors: &[TestVector::body(
-        r#"{"id":"evt_01HXYZ123456789","type":"message.received","data":{"text":"hi"}}"#,
-        "watsi-test-vector-secret",
-        "14b882fff1a63aec1bbd5631ab344f528e4920ed573a1a432088e3877eec16cc",
-    )],
+pub const PLUGIN: Plugin = Plugin::new(
+    "watsi",
+    env!("CARGO_PKG_VERSION"),
+    Signature::hmac_sha256_hex("X-Watsi-Signature"),
     map_event,
-    verify: None,
-    handshake_override: None,
-};
+)
+.delivery_id_header("X-Watsi-Delivery-Id")
+.test_vectors(&[TestVector::body(
+    r#"{"id":"evt_01HXYZ123456789","type":"message.received","data":{"text":"hi"}}"#,
+    "watsi-test-vector-secret",
+    "14b882fff1a63aec1bbd5631ab344f528e4920ed573a1a432088e3877eec16cc",
+)]);
 
 export_plugin!(PLUGIN);
 

@@ -19,22 +19,17 @@
 use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
 
-pub const PLUGIN: Plugin = Plugin {
-    vendor: "whatsable",
-    version: env!("CARGO_PKG_VERSION"),
-    signature: Signature::hmac_sha256_hex("X-WhatsAble-Signature"),
-    delivery_id_header: None,
-    event_type_header: None,
-    handshake: Handshake::None,
-    test_vectors: &[TestVector::body(
-        r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"delivered","timestamp":"2024-03-23T21:41:44.477Z"}}"#,
-        "whatsable-test-vector-secret",
-        "f997643ab64c86a2b10dab1b4a25d77425cea4a49f93feffc56d923c4c61cceb",
-    )],
+pub const PLUGIN: Plugin = Plugin::new(
+    "whatsable",
+    env!("CARGO_PKG_VERSION"),
+    Signature::hmac_sha256_hex("X-WhatsAble-Signature"),
     map_event,
-    verify: None,
-    handshake_override: None,
-};
+)
+.test_vectors(&[TestVector::body(
+    r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"delivered","timestamp":"2024-03-23T21:41:44.477Z"}}"#,
+    "whatsable-test-vector-secret",
+    "f997643ab64c86a2b10dab1b4a25d77425cea4a49f93feffc56d923c4c61cceb",
+)]);
 
 export_plugin!(PLUGIN);
 

@@ -18,22 +18,17 @@
 use switchyard_plugin::canonical::{ContactUpdated, MediaUploaded, MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
 
-pub const PLUGIN: Plugin = Plugin {
-    vendor: "whatssync",
-    version: env!("CARGO_PKG_VERSION"),
-    signature: Signature::hmac_sha256_hex("X-Whatsync-Signature"),
-    delivery_id_header: None,
-    event_type_header: None,
-    handshake: Handshake::None,
-    test_vectors: &[TestVector::body(
-        r#"{"event":"message.incoming","id":"msg_123456789","timestamp":"2023-06-15T14:22:33Z","data":{"from":"+1234567890","to":"+0987654321","text":"Hello, how are you?","media":null,"timestamp":"2023-06-15T14:22:30Z"}}"#,
-        "whatssync-test-vector-secret",
-        "09048069ecbe44a0252ade169db0140d7b7c9533d10a0bb9c928e9bff91d4f55",
-    )],
+pub const PLUGIN: Plugin = Plugin::new(
+    "whatssync",
+    env!("CARGO_PKG_VERSION"),
+    Signature::hmac_sha256_hex("X-Whatsync-Signature"),
     map_event,
-    verify: None,
-    handshake_override: None,
-};
+)
+.test_vectors(&[TestVector::body(
+    r#"{"event":"message.incoming","id":"msg_123456789","timestamp":"2023-06-15T14:22:33Z","data":{"from":"+1234567890","to":"+0987654321","text":"Hello, how are you?","media":null,"timestamp":"2023-06-15T14:22:30Z"}}"#,
+    "whatssync-test-vector-secret",
+    "09048069ecbe44a0252ade169db0140d7b7c9533d10a0bb9c928e9bff91d4f55",
+)]);
 
 export_plugin!(PLUGIN);
 
