@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
@@ -28,6 +29,10 @@ use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
 use crate::respond::{error, json_bytes, reply, with_type, Answer, Outcome};
 use crate::store::{Accept, SinkQueue, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
+
+/// Marks an answer given after the request body was read whole.
+#[derive(Clone, Copy)]
+struct BodyConsumed;
 
 /// How long a client may take to send a body once its headers are in.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,7 +101,21 @@ pub async fn serve(
 impl FrontDoor {
     async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> Answer {
         let path = request.uri().path().to_owned();
-        match (request.method(), path.as_str()) {
+        let has_body = !request.body().is_end_stream();
+        let mut answer = self.route(request, peer, &path).await;
+        // Refused before its body was read (403, 404, 405, 413...): hyper will not read the rest
+        // to reuse the connection, so say it closes, or a keep-alive client would send its next
+        // request down a dead connection.
+        if has_body && answer.extensions().get::<BodyConsumed>().is_none() {
+            answer
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        answer
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr, path: &str) -> Answer {
+        match (request.method(), path) {
             (&Method::GET, "/healthz") => reply(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readiness(),
             (&Method::GET, "/metrics") => self.metrics(),
@@ -112,7 +131,7 @@ impl FrontDoor {
                     )
                     .await
             }
-            _ => match hook_path(&path) {
+            _ => match hook_path(path) {
                 Some((workspace, vendor)) => self.hook(request, peer, workspace, vendor).await,
                 None => error(
                     StatusCode::NOT_FOUND,
@@ -254,20 +273,37 @@ impl FrontDoor {
             Ok(body) => body,
             Err(answer) => return answer,
         };
+        let mut answer = self
+            .keep(&parts.headers, &body, received_at, ws, vendor, binding)
+            .await;
+        answer.extensions_mut().insert(BodyConsumed);
+        answer
+    }
+
+    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole.
+    async fn keep(
+        &self,
+        headers: &hyper::HeaderMap,
+        body: &Bytes,
+        received_at: SystemTime,
+        ws: &Workspace,
+        vendor: &VendorName,
+        binding: &VendorBinding,
+    ) -> Answer {
         let span = tracing::Span::current();
         let delivery_id = binding
             .plugin
             .delivery_id_header
             .as_ref()
-            .and_then(|h| parts.headers.get(h))
+            .and_then(|h| headers.get(h))
             .and_then(|v| v.to_str().ok());
         if let Some(id) = delivery_id {
             span.record("delivery_id", id);
         }
         if let Err(e) = binding.plugin.verify_with(
             &binding.scheme,
-            &parts.headers,
-            &body,
+            headers,
+            body,
             delivery_id,
             &binding.secrets,
             received_at,
@@ -275,7 +311,7 @@ impl FrontDoor {
             tracing::warn!(reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
-        let mapped = match binding.plugin.map_event(&parts.headers, &body) {
+        let mapped = match binding.plugin.map_event(headers, body) {
             Ok(mapped) => mapped,
             Err(MapFailure::InvalidPayload(why)) => {
                 tracing::warn!(reason = %why, "delivery refused: payload cannot be mapped");
@@ -299,7 +335,7 @@ impl FrontDoor {
             vendor,
             mapped.vendor_event_id.as_deref(),
             delivery_id,
-            &body,
+            body,
         );
         let id = EventId::generate();
         let envelope =
