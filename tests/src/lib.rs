@@ -26,6 +26,9 @@ use hmac::{Hmac, Mac};
 pub use serde_json::{json, Value};
 use sha2::Sha256;
 
+mod receiver;
+pub use receiver::{Mode, Receiver, SinkRequest};
+
 /// How long a server may take to log its address and answer `/readyz` 200.
 pub const START_DEADLINE: Duration = Duration::from_secs(20);
 /// How long an accepted event may take to reach a sink.
@@ -239,6 +242,7 @@ pub fn secret(workspace: &str, vendor: &str, n: u32) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     max_body_bytes: Option<usize>,
+    admin_token: Option<String>,
     workspaces: Vec<Workspace>,
 }
 
@@ -258,10 +262,50 @@ pub struct Vendor {
     allow_ips: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SinkKind {
     File,
     Stdout,
+    Http(HttpSink),
+}
+
+/// An `http` sink: where it posts, how it signs, and its delivery policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSink {
+    url: String,
+    secret: Option<String>,
+    timeout: String,
+    retry: Vec<String>,
+    concurrency: usize,
+}
+
+impl HttpSink {
+    /// Posts to `url`, unsigned, 5 s timeout, retries every 20 ms (jittered) up to 50 times.
+    pub fn new(url: &str) -> HttpSink {
+        HttpSink {
+            url: url.to_owned(),
+            secret: None,
+            timeout: "5s".into(),
+            retry: vec!["20ms".into(); 50],
+            concurrency: 1,
+        }
+    }
+
+    pub fn secret(mut self, secret: &str) -> HttpSink {
+        self.secret = Some(secret.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: &str) -> HttpSink {
+        self.timeout = timeout.to_owned();
+        self
+    }
+
+    /// The waits before each retry, e.g. `["20ms", "20ms"]`: two retries, then dead.
+    pub fn retry(mut self, waits: &[&str]) -> HttpSink {
+        self.retry = waits.iter().map(|w| (*w).to_owned()).collect();
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +322,12 @@ impl Config {
 
     pub fn max_body_bytes(mut self, bytes: usize) -> Config {
         self.max_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Turns the operator API on with this bearer token.
+    pub fn admin_token(mut self, token: &str) -> Config {
+        self.admin_token = Some(token.to_owned());
         self
     }
 
@@ -301,6 +351,9 @@ impl Config {
         .unwrap();
         if let Some(bytes) = self.max_body_bytes {
             writeln!(y, "  max_body_bytes: {bytes}").unwrap();
+        }
+        if let Some(token) = &self.admin_token {
+            writeln!(y, "  admin_token: {}", q(token)).unwrap();
         }
         writeln!(y, "workspaces:").unwrap();
         for ws in &self.workspaces {
@@ -331,6 +384,17 @@ impl Config {
                     }
                     SinkKind::Stdout => {
                         writeln!(y, "      {}: {{ type: stdout }}", q(name)).unwrap();
+                    }
+                    SinkKind::Http(http) => {
+                        writeln!(y, "      {}:", q(name)).unwrap();
+                        writeln!(y, "        type: http").unwrap();
+                        writeln!(y, "        url: {}", q(&http.url)).unwrap();
+                        writeln!(y, "        timeout: {}", q(&http.timeout)).unwrap();
+                        writeln!(y, "        retry: {}", list(&http.retry)).unwrap();
+                        writeln!(y, "        concurrency: {}", http.concurrency).unwrap();
+                        if let Some(secret) = &http.secret {
+                            writeln!(y, "        secret: {}", q(secret)).unwrap();
+                        }
                     }
                 }
             }
@@ -398,6 +462,11 @@ impl Workspace {
 
     pub fn stdout_sink(mut self, name: &str) -> Workspace {
         self.sinks.push((name.to_owned(), SinkKind::Stdout));
+        self
+    }
+
+    pub fn http_sink(mut self, name: &str, sink: HttpSink) -> Workspace {
+        self.sinks.push((name.to_owned(), SinkKind::Http(sink)));
         self
     }
 
