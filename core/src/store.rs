@@ -94,10 +94,12 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
+        // Acks are made durable by an explicit flush (commit) before the answer; sled's own
+        // periodic flush only narrows what a crash can undo of work nobody waits for, such as
+        // dequeues (each one undone is one more delivery).
         let db = sled::Config::new()
             .path(dir)
-            // Durability comes from our own flush before every answer, not from a timer.
-            .flush_every_ms(None)
+            .flush_every_ms(Some(500))
             .open()
             .map_err(open_error)?;
         let tree = |name: &str| db.open_tree(name).map_err(open_error);

@@ -370,3 +370,48 @@ fn every_acknowledged_event_survives_sigkill_under_load() {
         delivered.len()
     );
 }
+
+#[test]
+fn pending_retries_and_their_attempts_survive_a_restart() {
+    let receiver = Receiver::start(Mode::Fail(503));
+    let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["50ms"; 200]));
+    let mut server = dir.serve(&config);
+    let id = server
+        .deliver("acme", &WATSI, "s1", &watsi_body(0, "restart"), &[])
+        .expect_accepted();
+    // A worker commits each pass's records before its next attempt, so once three attempts are
+    // recorded the first two are on disk whenever the kill lands.
+    let attempts = |server: &Server| {
+        let event = admin(server, "GET", &format!("/admin/events/{id}"));
+        event["deliveries"][0]["attempts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + WITHIN;
+    while attempts(&server).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three attempts were never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+    receiver.set_mode(Mode::Accept);
+    server.restart();
+    receiver.wait_for_delivered(std::slice::from_ref(&id), WITHIN);
+
+    let kept = attempts(&server);
+    let refused = kept
+        .iter()
+        .filter(|a| a["outcome"] == "answered HTTP 503")
+        .count();
+    assert!(
+        refused >= 2,
+        "attempts made before the kill were lost: {kept:?}"
+    );
+    assert_eq!(
+        kept.last().map(|a| &a["outcome"]),
+        Some(&json!("delivered"))
+    );
+}

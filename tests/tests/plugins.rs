@@ -203,3 +203,30 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
     assert_eq!(events[0]["data"]["text"], "still here");
     assert!(server.is_running(), "the server died:\n{}", server.log());
 }
+
+#[test]
+fn a_plugin_built_with_panic_abort_does_not_compile() {
+    // Under panic=abort a plugin's panic would kill the server instead of failing one request,
+    // so the export macro refuses to compile. Build the real Watsi plugin that way (the flag
+    // applies to that crate alone) after the workspace build, so cargo's lock is free.
+    let built = artifacts();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "rustc",
+            "-p",
+            "switchyard-watsi",
+            "--lib",
+            "--manifest-path",
+        ])
+        .arg(built.workspace_root.join("Cargo.toml"))
+        .args(["--", "-C", "panic=abort"])
+        .output()
+        .expect("cargo runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it compiled:\n{stderr}");
+    assert!(
+        stderr.contains("switchyard plugins must be built with panic = \"unwind\""),
+        "refused for another reason:\n{stderr}"
+    );
+}

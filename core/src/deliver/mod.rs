@@ -163,24 +163,31 @@ impl Worker {
                 worker.settle(entry, &event_id, result)
             });
         }
+        let mut failed = false;
         while let Some(settled) = attempts.join_next().await {
             match settled {
-                Ok(result) => result?,
+                Ok(result) => failed |= result?,
                 Err(error) => {
                     tracing::error!(workspace = %self.workspace, sink = %self.sink_name, %error, "delivery task failed; the event stays queued");
                 }
             }
         }
+        // A failure's record (attempts, next due time, dead letter) must survive a crash; a lost
+        // completion only means one more delivery, which at-least-once allows.
+        if failed {
+            self.store.commit().await?;
+        }
         Ok(None)
     }
 
-    /// Records an attempt's outcome: delivered, to retry later, or dead.
+    /// Records an attempt's outcome: delivered, to retry later, or dead. Returns whether it
+    /// failed.
     fn settle(
         &self,
         mut entry: Due,
         event_id: &str,
         result: Result<(), SinkError>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = SystemTime::now();
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         let error = match result {
@@ -198,7 +205,8 @@ impl Worker {
                     .sink_attempt(workspace.as_str(), sink.as_str(), "delivered");
                 return self
                     .store
-                    .complete(&self.queue, &entry.key, &record::encode(&record));
+                    .complete(&self.queue, &entry.key, &record::encode(&record))
+                    .map(|()| false);
             }
             Err(error) => error,
         };
@@ -220,6 +228,7 @@ impl Worker {
                 entry.state.next_attempt_at_ms = millis(now) + wait.as_millis() as u64;
                 self.store
                     .set_attempts(&entry.key, &record::encode(&entry.state))
+                    .map(|()| true)
             }
             Next::GiveUp => {
                 self.metrics
@@ -244,7 +253,9 @@ impl Worker {
                     attempts: entry.state.attempts,
                     envelope,
                 };
-                self.store.bury(&entry.key, &record::encode(&dead))
+                self.store
+                    .bury(&entry.key, &record::encode(&dead))
+                    .map(|()| true)
             }
         }
     }
