@@ -1,0 +1,282 @@
+//! `switchyard-bench`: the one command that prints switchyard's speed and memory figures.
+//!
+//! ```text
+//! cargo build --release --workspace && cargo run --release -p switchyard-bench -- [--quick] [scenario...]
+//! ```
+//!
+//! Scenarios (all of them when none is named):
+//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process.
+//! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
+//! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
+//! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
+//!
+//! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
+//! here, never in tests.
+
+mod ingest;
+mod isolation;
+mod load;
+mod map;
+mod payload;
+mod retention;
+mod server;
+mod sink;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+pub type BenchResult<T> = Result<T, BenchError>;
+
+const SCENARIOS: [&str; 4] = ["map", "ingest", "isolation", "retention"];
+
+const USAGE: &str = "\
+usage: cargo run --release -p switchyard-bench -- [--quick] [scenario...]
+
+Build first: cargo build --release --workspace (the bench runs target/release/switchyard and
+loads the plugins beside it).
+
+scenarios (default: all, in this order):
+  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
+  ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
+  isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
+  retention   steady load with 5 s windows: store size, data dir and RSS over time
+
+options:
+  --quick     a ~30 s smoke run with shorter durations and fewer iterations
+  -h, --help  this text
+
+The exit status is 1 when a figure looks wrong (each is listed at the end), 2 on bad arguments.";
+
+/// What every scenario needs to know about the run.
+pub struct Env {
+    /// `target/release`: the server binary and the plugin libraries.
+    pub profile_dir: PathBuf,
+    /// `target/release/switchyard`.
+    pub binary: PathBuf,
+    pub quick: bool,
+}
+
+/// Figures that look wrong; printed again at the end, and the exit status is 1.
+#[derive(Default)]
+pub struct Problems(Vec<String>);
+
+impl Problems {
+    pub fn add(&mut self, scenario: &str, what: String) {
+        println!("  !! {what}");
+        self.0.push(format!("{scenario}: {what}"));
+    }
+}
+
+fn main() -> ExitCode {
+    let mut quick = false;
+    let mut chosen: Vec<&'static str> = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            name => match SCENARIOS.iter().find(|s| **s == name) {
+                Some(s) if !chosen.contains(s) => chosen.push(s),
+                Some(_) => {}
+                None => {
+                    eprintln!("unknown scenario or option `{name}`\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+        }
+    }
+    if chosen.is_empty() {
+        chosen = SCENARIOS.to_vec();
+    } else {
+        // Always in the documented order, whatever order they were named in.
+        chosen.sort_by_key(|s| SCENARIOS.iter().position(|x| x == s));
+    }
+    let env = match locate(quick) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("switchyard-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("switchyard-bench: cannot start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_header(&env, &chosen);
+    let started = Instant::now();
+    let mut problems = Problems::default();
+    let mut interrupted = false;
+    for scenario in &chosen {
+        println!();
+        let load_before = machine::load_average();
+        let result = if *scenario == "map" {
+            // In process and synchronous: Ctrl-C keeps its default meaning.
+            map::run(&env, &mut problems)
+        } else {
+            // Ctrl-C ends the scenario's future, whose drop kills every server it started.
+            runtime.block_on(async {
+                tokio::select! {
+                    result = run(scenario, &env, &mut problems) => result,
+                    _ = tokio::signal::ctrl_c() => {
+                        interrupted = true;
+                        Err("interrupted".into())
+                    }
+                }
+            })
+        };
+        println!(
+            "machine load average (1 min) before / after: {load_before} / {} (other processes compete for the same cores when the first is well above 0)",
+            machine::load_average()
+        );
+        if let Err(e) = result {
+            problems.add(scenario, format!("the scenario failed: {e}"));
+            if interrupted {
+                break;
+            }
+        }
+    }
+    println!();
+    println!("total time: {:.0} s", started.elapsed().as_secs_f64());
+    if problems.0.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("figures that look wrong:");
+        for p in &problems.0 {
+            println!("  - {p}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<()> {
+    match scenario {
+        "ingest" => ingest::run(env, problems).await,
+        "isolation" => isolation::run(env, problems).await,
+        "retention" => retention::run(env, problems).await,
+        other => Err(format!("no scenario `{other}`").into()),
+    }
+}
+
+/// Finds the server binary and the plugins beside this executable (`target/release`).
+fn locate(quick: bool) -> BenchResult<Env> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .ok_or("this executable has no parent directory")?
+        .to_path_buf();
+    let binary = profile_dir.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX));
+    if !binary.is_file() {
+        return Err(format!(
+            "{} does not exist; run `cargo build --release --workspace` first",
+            binary.display()
+        )
+        .into());
+    }
+    if profile_dir.file_name().and_then(|n| n.to_str()) != Some("release") {
+        eprintln!(
+            "warning: running from {}, not a release build; figures are not comparable",
+            profile_dir.display()
+        );
+    }
+    Ok(Env {
+        profile_dir,
+        binary,
+        quick,
+    })
+}
+
+fn print_header(env: &Env, chosen: &[&str]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    println!("switchyard benchmark");
+    let args = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" -- {}", args.join(" "))
+    };
+    println!(
+        "  command:  cargo build --release --workspace && cargo run --release -p switchyard-bench{args}"
+    );
+    println!(
+        "  mode:     {} ({})",
+        if env.quick { "quick" } else { "default" },
+        chosen.join(", ")
+    );
+    println!("  machine:  {}", machine::describe());
+    println!("  server:   {}", env.binary.display());
+    println!(
+        "  temp dir: {} ({})",
+        std::env::temp_dir().display(),
+        machine::filesystem_of(&std::env::temp_dir())
+    );
+}
+
+/// What the figures ran on.
+pub mod machine {
+    use std::path::Path;
+
+    /// Cores the process may use.
+    pub fn cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// `2 cores, Intel(R) Xeon(R) ..., Linux 6.1.0`.
+    pub fn describe() -> String {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| format!("Linux {}", k.trim()))
+            .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(format!(", {:.1} GiB RAM", kib as f64 / (1024.0 * 1024.0)))
+            })
+            .unwrap_or_default();
+        format!("{} cores, {cpu}, {kernel}{memory}", cores())
+    }
+
+    /// The 1-minute load average, from /proc/loadavg.
+    pub fn load_average() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// The type of the filesystem holding `path` (from /proc/mounts): fsync costs depend on it.
+    pub fn filesystem_of(path: &Path) -> String {
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        mounts
+            .lines()
+            .filter_map(|l| {
+                let mut fields = l.split_whitespace();
+                let (device, at, kind) = (fields.next()?, fields.next()?, fields.next()?);
+                path.starts_with(at)
+                    .then(|| (at.len(), format!("{kind} on {device}")))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, fs)| fs)
+            .unwrap_or_else(|| "filesystem unknown".into())
+    }
+}

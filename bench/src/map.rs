@@ -1,0 +1,194 @@
+//! `map`: the five real plugins loaded from target/release with the server's own loader, each
+//! given its vendor's ~1 KB delivery: `VendorPlugin::map_event` through the C ABI (the header
+//! pairs lent, the plugin's JSON parse and canonical mapping, its output written back through the
+//! writer callback, and the core's parse of that output), then `VendorPlugin::verify_with`, the
+//! constant-time HMAC-SHA256 check the server runs first, with one secret.
+
+use std::hint::black_box;
+use std::time::{Instant, SystemTime};
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use switchyard::names::Secret;
+use switchyard::plugins::{Plugins, VendorPlugin};
+
+use crate::payload::{self, Template};
+use crate::stats::median;
+use crate::{BenchResult, Env, Problems};
+
+/// How long each measurement runs.
+struct Params {
+    rounds: usize,
+    iterations: u32,
+    warmup: u32,
+}
+
+impl Params {
+    fn new(quick: bool) -> Params {
+        if quick {
+            Params {
+                rounds: 5,
+                iterations: 2_000,
+                warmup: 200,
+            }
+        } else {
+            Params {
+                rounds: 9,
+                iterations: 20_000,
+                warmup: 2_000,
+            }
+        }
+    }
+}
+
+const SECRET: &str = "bench-map-secret";
+
+/// One row of the table.
+struct Row {
+    vendor: &'static str,
+    body_len: usize,
+    mapped_to: String,
+    map_rounds: Vec<f64>,
+    verify_rounds: Vec<f64>,
+}
+
+pub fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
+    let p = Params::new(env.quick);
+    println!("== map: VendorPlugin::map_event and verify_with on a 1 KB delivery ==");
+    println!(
+        "settings: plugins loaded with Plugins::load_dir({}); per vendor and operation {} rounds x {} calls after {} warm-up calls, one thread; figure = median of the rounds' ns/call (min-max across rounds in brackets); verify = the plugin's scheme, one secret, a valid signature",
+        env.profile_dir.display(),
+        p.rounds,
+        p.iterations,
+        p.warmup
+    );
+    let plugins = Plugins::load_dir(&env.profile_dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("the plugins did not load:\n  {}", lines.join("\n  "))
+    })?;
+    let mut rows = Vec::new();
+    for template in payload::templates() {
+        let Some(plugin) = plugins.get(template.vendor) else {
+            problems.add(
+                "map",
+                format!("no plugin for vendor `{}` was loaded", template.vendor),
+            );
+            continue;
+        };
+        match measure(plugin, &template, &p) {
+            Ok(row) => rows.push(row),
+            Err(e) => problems.add("map", format!("{}: {e}", template.vendor)),
+        }
+    }
+    println!(
+        "{:<10} {:>6}  {:<17} {:>26}  {:>26}",
+        "vendor", "body", "mapped to", "map_event ns/call", "verify ns/call"
+    );
+    for row in &rows {
+        println!(
+            "{:<10} {:>4} B  {:<17} {:>26}  {:>26}",
+            row.vendor,
+            row.body_len,
+            row.mapped_to,
+            spread(&row.map_rounds),
+            spread(&row.verify_rounds)
+        );
+    }
+    for row in &rows {
+        let ns = median(&row.map_rounds);
+        if ns > 100_000.0 {
+            problems.add(
+                "map",
+                format!(
+                    "{}: map_event takes {:.0} µs on 1 KB; the issue asks for microseconds",
+                    row.vendor,
+                    ns / 1e3
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn measure(plugin: &VendorPlugin, template: &Template, p: &Params) -> BenchResult<Row> {
+    let body = template.body(&payload::event_id(1, 1, 1));
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in template.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value)?,
+        );
+    }
+    headers.insert(
+        HeaderName::from_bytes(template.signature_header.as_bytes())?,
+        HeaderValue::from_str(&template.signature(SECRET.as_bytes(), &body))?,
+    );
+    let delivery_id = plugin
+        .delivery_id_header
+        .as_ref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let secrets = [Secret::new(SECRET)];
+    let now = SystemTime::now();
+
+    // Both must succeed before their cost means anything.
+    let mapped = plugin
+        .map_event(&headers, &body)
+        .map_err(|e| format!("map_event refused the benchmark payload: {e}"))?;
+    if mapped.canonical_type != template.canonical_type {
+        return Err(format!(
+            "mapped to `{}`, expected `{}`",
+            mapped.canonical_type, template.canonical_type
+        )
+        .into());
+    }
+    let verify = || {
+        plugin.verify_with(
+            &plugin.scheme,
+            black_box(&headers),
+            black_box(&body),
+            delivery_id.as_deref(),
+            &secrets,
+            now,
+        )
+    };
+    verify().map_err(|e| format!("verify_with refused a valid signature: {e}"))?;
+
+    let map_rounds = rounds(p, || {
+        let _ = black_box(plugin.map_event(black_box(&headers), black_box(&body)));
+    });
+    let verify_rounds = rounds(p, || {
+        let _ = black_box(verify());
+    });
+    Ok(Row {
+        vendor: template.vendor,
+        body_len: body.len(),
+        mapped_to: mapped.canonical_type,
+        map_rounds,
+        verify_rounds,
+    })
+}
+
+/// ns per call of each round, after a warm-up.
+fn rounds(p: &Params, mut call: impl FnMut()) -> Vec<f64> {
+    for _ in 0..p.warmup {
+        call();
+    }
+    (0..p.rounds)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..p.iterations {
+                call();
+            }
+            started.elapsed().as_nanos() as f64 / f64::from(p.iterations)
+        })
+        .collect()
+}
+
+/// `3412 [3390-3501]`.
+fn spread(rounds: &[f64]) -> String {
+    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rounds.iter().copied().fold(0.0, f64::max);
+    format!("{:.0} [{:.0}-{:.0}]", median(rounds), min, max)
+}
