@@ -216,18 +216,22 @@ impl Store {
             .map_err(write_error)
     }
 
-    /// A delivery finished: the entry leaves the queue and `record` is kept for lookup.
-    pub fn complete(&self, q: &SinkQueue, key: &[u8], record: &[u8]) -> Result<(), StoreError> {
-        let Some(id) = q.event_id(key) else {
+    /// Deliveries finished: their entries leave the queue and their records are kept for
+    /// lookup, all in one transaction.
+    pub fn complete(&self, q: &SinkQueue, done: &[(IVec, Vec<u8>)]) -> Result<(), StoreError> {
+        if done.is_empty() {
             return Ok(());
-        };
-        let mut delivered_key = id.to_bytes().to_vec();
-        delivered_key.extend_from_slice(&q.prefix);
+        }
         (&self.queue, &self.attempts, &self.delivered)
             .transaction(|(queue, attempts, delivered)| {
-                queue.remove(key)?;
-                attempts.remove(key)?;
-                delivered.insert(delivered_key.as_slice(), record)?;
+                for (key, record) in done {
+                    let Some(id) = q.event_id(key) else { continue };
+                    let mut delivered_key = id.to_bytes().to_vec();
+                    delivered_key.extend_from_slice(&q.prefix);
+                    queue.remove(key)?;
+                    attempts.remove(key)?;
+                    delivered.insert(delivered_key.as_slice(), record.as_slice())?;
+                }
                 Ok::<_, ConflictableTransactionError>(())
             })
             .map_err(transaction_error)

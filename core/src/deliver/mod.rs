@@ -25,6 +25,8 @@ use crate::store::{SinkQueue, Store, StoreError};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
 pub use retry::{DeliveryPolicy, Next};
 
+/// Queue entries a worker takes per pass.
+const BATCH: usize = 64;
 /// How long a worker waits before reading its queue again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -84,6 +86,14 @@ struct Worker {
     wake: Arc<Notify>,
 }
 
+/// What became of one attempt.
+enum Settled {
+    /// Delivered: the queue key and the delivery record to keep.
+    Delivered(IVec, Vec<u8>),
+    /// Failed; its record is already written.
+    Failed,
+}
+
 /// One queued event being tried.
 struct Due {
     key: IVec,
@@ -111,18 +121,15 @@ impl Worker {
         }
     }
 
-    /// Tries every due entry at the head of the queue. Returns how long to wait when nothing
-    /// was due (`Some(None)`: until woken).
+    /// Delivers the leading run of due entries (up to [`BATCH`]) in order, `concurrency` at a
+    /// time, stopping after the first group with a failure so that a retry still goes before
+    /// anything newer. Returns how long to wait when nothing was due (`Some(None)`: until woken).
     async fn pass(self: &Arc<Self>) -> Result<Option<Option<Duration>>, StoreError> {
         let head = self
             .store
-            .queue_peek(&self.queue, self.policy.concurrency)?;
-        if head.is_empty() {
-            return Ok(Some(None));
-        }
+            .queue_peek(&self.queue, BATCH.max(self.policy.concurrency))?;
         let now = millis(SystemTime::now());
         let mut due = Vec::new();
-        let mut next_due: Option<u64> = None;
         for (key, envelope) in head {
             let state: DeliveryState = self
                 .store
@@ -130,48 +137,46 @@ impl Worker {
                 .and_then(|bytes| decode(&bytes))
                 .unwrap_or_default();
             if state.next_attempt_at_ms > now {
-                next_due = Some(next_due.map_or(state.next_attempt_at_ms, |d| {
-                    d.min(state.next_attempt_at_ms)
-                }));
-            } else {
-                due.push(Due {
-                    key,
-                    envelope,
-                    state,
-                });
+                if due.is_empty() {
+                    return Ok(Some(Some(Duration::from_millis(
+                        state.next_attempt_at_ms - now,
+                    ))));
+                }
+                break;
             }
-        }
-        if due.is_empty() {
-            return Ok(Some(next_due.map(|at| Duration::from_millis(at - now))));
-        }
-        let mut attempts = JoinSet::new();
-        for entry in due {
-            let worker = self.clone();
-            attempts.spawn(async move {
-                let event_id = worker
-                    .queue
-                    .event_id(&entry.key)
-                    .map(|id| id.to_string())
-                    .unwrap_or_default();
-                let result = worker
-                    .sink
-                    .deliver(Delivery {
-                        event_id: &event_id,
-                        envelope: &entry.envelope,
-                    })
-                    .await;
-                worker.settle(entry, &event_id, result)
+            due.push(Due {
+                key,
+                envelope,
+                state,
             });
         }
+        if due.is_empty() {
+            return Ok(Some(None));
+        }
+        let mut completed = Vec::new();
         let mut failed = false;
-        while let Some(settled) = attempts.join_next().await {
-            match settled {
-                Ok(result) => failed |= result?,
-                Err(error) => {
-                    tracing::error!(workspace = %self.workspace, sink = %self.sink_name, %error, "delivery task failed; the event stays queued");
+        let mut due = due.into_iter().peekable();
+        while due.peek().is_some() && !failed {
+            let mut attempts = JoinSet::new();
+            for entry in due.by_ref().take(self.policy.concurrency) {
+                let worker = self.clone();
+                attempts.spawn(async move { worker.attempt(entry).await });
+            }
+            while let Some(settled) = attempts.join_next().await {
+                match settled {
+                    Ok(Ok(Settled::Delivered(key, record))) => completed.push((key, record)),
+                    Ok(Ok(Settled::Failed)) => failed = true,
+                    Ok(Err(error)) => return Err(error),
+                    Err(error) => {
+                        tracing::error!(workspace = %self.workspace, sink = %self.sink_name, %error, "delivery task failed; the event stays queued");
+                        failed = true;
+                    }
                 }
             }
         }
+        // One transaction for the whole run's completions: a sled transaction is a synchronous
+        // log write, and completions need not wait for each other.
+        self.store.complete(&self.queue, &completed)?;
         // A failure's record (attempts, next due time, dead letter) must survive a crash; a lost
         // completion only means one more delivery, which at-least-once allows.
         if failed {
@@ -180,14 +185,30 @@ impl Worker {
         Ok(None)
     }
 
-    /// Records an attempt's outcome: delivered, to retry later, or dead. Returns whether it
-    /// failed.
+    async fn attempt(&self, entry: Due) -> Result<Settled, StoreError> {
+        let event_id = self
+            .queue
+            .event_id(&entry.key)
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let result = self
+            .sink
+            .deliver(Delivery {
+                event_id: &event_id,
+                envelope: &entry.envelope,
+            })
+            .await;
+        self.settle(entry, &event_id, result)
+    }
+
+    /// Records a failed attempt's outcome (to retry later, or dead); a delivery's record is
+    /// returned for [`Store::complete`] to batch.
     fn settle(
         &self,
         mut entry: Due,
         event_id: &str,
         result: Result<(), SinkError>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Settled, StoreError> {
         let now = SystemTime::now();
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         let error = match result {
@@ -203,10 +224,7 @@ impl Worker {
                 tracing::debug!(%workspace, %sink, event_id, "event delivered");
                 self.metrics
                     .sink_attempt(workspace.as_str(), sink.as_str(), "delivered");
-                return self
-                    .store
-                    .complete(&self.queue, &entry.key, &record::encode(&record))
-                    .map(|()| false);
+                return Ok(Settled::Delivered(entry.key, record::encode(&record)));
             }
             Err(error) => error,
         };
@@ -228,7 +246,7 @@ impl Worker {
                 entry.state.next_attempt_at_ms = millis(now) + wait.as_millis() as u64;
                 self.store
                     .set_attempts(&entry.key, &record::encode(&entry.state))
-                    .map(|()| true)
+                    .map(|()| Settled::Failed)
             }
             Next::GiveUp => {
                 self.metrics
@@ -255,7 +273,7 @@ impl Worker {
                 };
                 self.store
                     .bury(&entry.key, &record::encode(&dead))
-                    .map(|()| true)
+                    .map(|()| Settled::Failed)
             }
         }
     }
