@@ -86,6 +86,16 @@ struct Worker {
     wake: Arc<Notify>,
 }
 
+/// What a worker does after a pass.
+enum AfterPass {
+    /// It delivered something: look again at once.
+    Again,
+    /// The head of the queue is waiting for its retry time (new events wake it too).
+    Sleep(Duration),
+    /// The queue is empty: wait to be woken.
+    Idle,
+}
+
 /// What became of one attempt.
 enum Settled {
     /// Delivered: the queue key and the delivery record to keep.
@@ -106,13 +116,14 @@ impl Worker {
         let worker = Arc::new(self);
         loop {
             match worker.pass().await {
-                Ok(None) => {}
-                Ok(Some(idle)) => {
+                Ok(AfterPass::Again) => {}
+                Ok(AfterPass::Sleep(wait)) => {
                     tokio::select! {
                         () = worker.wake.notified() => {}
-                        () = sleep_for(idle) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
+                Ok(AfterPass::Idle) => worker.wake.notified().await,
                 Err(error) => {
                     tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                     tokio::time::sleep(STORE_RETRY).await;
@@ -123,8 +134,8 @@ impl Worker {
 
     /// Delivers the leading run of due entries (up to [`BATCH`]) in order, `concurrency` at a
     /// time, stopping after the first group with a failure so that a retry still goes before
-    /// anything newer. Returns how long to wait when nothing was due (`Some(None)`: until woken).
-    async fn pass(self: &Arc<Self>) -> Result<Option<Option<Duration>>, StoreError> {
+    /// anything newer.
+    async fn pass(self: &Arc<Self>) -> Result<AfterPass, StoreError> {
         let head = self
             .store
             .queue_peek(&self.queue, BATCH.max(self.policy.concurrency))?;
@@ -138,9 +149,8 @@ impl Worker {
                 .unwrap_or_default();
             if state.next_attempt_at_ms > now {
                 if due.is_empty() {
-                    return Ok(Some(Some(Duration::from_millis(
-                        state.next_attempt_at_ms - now,
-                    ))));
+                    let wait = Duration::from_millis(state.next_attempt_at_ms - now);
+                    return Ok(AfterPass::Sleep(wait));
                 }
                 break;
             }
@@ -151,7 +161,7 @@ impl Worker {
             });
         }
         if due.is_empty() {
-            return Ok(Some(None));
+            return Ok(AfterPass::Idle);
         }
         let mut completed = Vec::new();
         let mut failed = false;
@@ -182,7 +192,7 @@ impl Worker {
         if failed {
             self.store.commit().await?;
         }
-        Ok(None)
+        Ok(AfterPass::Again)
     }
 
     async fn attempt(&self, entry: Due) -> Result<Settled, StoreError> {
@@ -276,13 +286,6 @@ impl Worker {
                     .map(|()| Settled::Failed)
             }
         }
-    }
-}
-
-async fn sleep_for(wait: Option<Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
     }
 }
 
