@@ -611,6 +611,11 @@ impl TestDir {
     pub fn serve(&self, config: &Config) -> Server {
         Server::start(&self.write_config(config))
     }
+
+    /// [`TestDir::serve`] under [`Server::start_with_file_size_limit`].
+    pub fn serve_with_file_size_limit(&self, config: &Config, blocks: u64) -> Server {
+        Server::start_with_file_size_limit(&self.write_config(config), blocks)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -862,6 +867,7 @@ pub struct Server {
     stderr: Capture,
     stdout: Capture,
     agent: ureq::Agent,
+    file_size_limit: Option<u64>,
 }
 
 impl Server {
@@ -873,11 +879,14 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables (kept for [`Server::restart`]).
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Server {
-        // Every request on a new connection: the server may close a kept-alive connection after
-        // answering before the body was read (see contract.rs,
-        // `an_answer_given_before_the_body_is_read_leaves_a_keep_alive_client_a_usable_connection`),
-        // and a reused connection would make whichever unrelated request came next fail at
-        // random. That behaviour has its own deterministic test.
+        let mut server = Server::prepare(config, env);
+        server.launch();
+        server
+    }
+
+    fn prepare(config: &Path, env: &[(&str, &str)]) -> Server {
+        // Every request on a new connection, so no test depends on the state another request
+        // left a connection in; keep-alive behaviour has its own test in contract.rs.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_TIMEOUT))
@@ -885,7 +894,7 @@ impl Server {
             .max_idle_connections_per_host(0)
             .build()
             .into();
-        let mut server = Server {
+        Server {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: config.to_path_buf(),
@@ -896,17 +905,46 @@ impl Server {
             stderr: Capture::default(),
             stdout: Capture::default(),
             agent,
-        };
+            file_size_limit: None,
+        }
+    }
+
+    /// [`Server::start`] under a limit on the size of any file it writes (`ulimit -f`, in the
+    /// shell's blocks), with SIGXFSZ ignored: writes past it fail with EFBIG, as on a full disk.
+    pub fn start_with_file_size_limit(config: &Path, blocks: u64) -> Server {
+        let mut server = Server::prepare(config, &[]);
+        server.file_size_limit = Some(blocks);
         server.launch();
         server
     }
 
     fn launch(&mut self) {
-        let mut command = switchyard_command([
+        let args = [
             "serve".as_ref(),
             "--config".as_ref(),
             self.config.as_os_str(),
-        ]);
+        ];
+        let mut command = switchyard_command(args);
+        if let Some(blocks) = self.file_size_limit {
+            // sh sets the limit and ignores SIGXFSZ (which would kill the server), and exec
+            // keeps both.
+            let mut limited = Command::new("sh");
+            limited
+                .arg("-c")
+                .arg(format!(
+                    "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+                ))
+                .arg(command.get_program())
+                .args(args)
+                .stdin(Stdio::null());
+            for (name, value) in command.get_envs() {
+                match value {
+                    Some(value) => limited.env(name, value),
+                    None => limited.env_remove(name),
+                };
+            }
+            command = limited;
+        }
         if let Some(dir) = self.config.parent() {
             command.current_dir(dir);
         }

@@ -59,6 +59,7 @@ impl SinkWorker {
             store,
             metrics,
             wake: wake.clone(),
+            unrecorded: std::sync::Mutex::default(),
         };
         tokio::spawn(worker.run());
         SinkWorker {
@@ -84,6 +85,10 @@ struct Worker {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// Deliveries the store failed to record: recorded before anything is delivered again, so
+    /// a store that cannot take writes does not make the sink receive the same events over and
+    /// over.
+    unrecorded: std::sync::Mutex<Vec<(IVec, Vec<u8>)>>,
 }
 
 /// What a worker does after a pass.
@@ -136,6 +141,14 @@ impl Worker {
     /// time, stopping after the first group with a failure so that a retry still goes before
     /// anything newer.
     async fn pass(self: &Arc<Self>) -> Result<AfterPass, StoreError> {
+        {
+            let mut unrecorded = self
+                .unrecorded
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.store.complete(&self.queue, &unrecorded)?;
+            unrecorded.clear();
+        }
         let head = self
             .store
             .queue_peek(&self.queue, BATCH.max(self.policy.concurrency))?;
@@ -186,7 +199,13 @@ impl Worker {
         }
         // One transaction for the whole run's completions: a sled transaction is a synchronous
         // log write, and completions need not wait for each other.
-        self.store.complete(&self.queue, &completed)?;
+        if let Err(error) = self.store.complete(&self.queue, &completed) {
+            *self
+                .unrecorded
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = completed;
+            return Err(error);
+        }
         // A failure's record (attempts, next due time, dead letter) must survive a crash; a lost
         // completion only means one more delivery, which at-least-once allows.
         if failed {
