@@ -27,7 +27,7 @@ use crate::metrics::{Metrics, SinkLabels};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
 use crate::respond::{error, json_bytes, reply, with_type, Answer, Outcome};
-use crate::store::{Accept, SinkQueue, Store};
+use crate::store::{Accept, SinkQueue, Store, StoreError};
 use crate::topology::{Topology, VendorBinding, Workspace};
 
 /// Marks an answer given after the request body was read whole.
@@ -342,13 +342,23 @@ impl FrontDoor {
             Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
         let workers = ws.route(vendor, &mapped.canonical_type);
         let queues: Vec<SinkQueue> = workers.iter().map(|w| w.queue.clone()).collect();
-        let seen = self.store.accept(Accept {
-            key: &key,
-            claim: Claim::new(id.clone(), ws.dedupe_window, received_at),
-            envelope: &envelope,
-            queues: &queues,
-            now: received_at,
-        });
+        let claim = Claim::new(id.clone(), ws.dedupe_window, received_at);
+        // A sled transaction writes its log synchronously: off the async threads, so one slow
+        // disk write does not stall every other connection.
+        let seen = tokio::task::spawn_blocking({
+            let (store, key) = (self.store.clone(), key.clone());
+            move || {
+                store.accept(Accept {
+                    key: &key,
+                    claim,
+                    envelope: &envelope,
+                    queues: &queues,
+                    now: received_at,
+                })
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Write(format!("the store task failed: {e}"))));
         // A duplicate is answered only once its first copy is durable too: that copy may be a
         // concurrent request still waiting for the same flush.
         let seen = match seen {
