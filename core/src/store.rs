@@ -83,7 +83,6 @@ pub struct Store {
     delivered: Tree,
     flusher: mpsc::UnboundedSender<FlushWaiter>,
     healthy: Arc<AtomicBool>,
-    flushes: Counter,
 }
 
 impl Store {
@@ -119,10 +118,9 @@ impl Store {
             attempts: tree("attempts")?,
             dead: tree("dead")?,
             delivered: tree("delivered")?,
-            flusher: spawn_flusher(db.clone(), log, healthy.clone(), flushes.clone()),
+            flusher: spawn_flusher(db.clone(), log, healthy.clone(), flushes),
             db,
             healthy,
-            flushes,
         }))
     }
 
@@ -176,26 +174,12 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Flushes done so far (one per group commit).
-    pub fn flush_count(&self) -> u64 {
-        self.flushes.get()
-    }
-
     /// Up to `limit` of the oldest entries a sink still owes: (queue key, envelope).
     pub fn queue_peek(&self, q: &SinkQueue, limit: usize) -> Result<Vec<(IVec, IVec)>, StoreError> {
         self.queue
             .scan_prefix(&q.prefix)
             .take(limit)
             .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Write(e.to_string()))
-    }
-
-    /// Drops a delivered entry. Not flushed: losing a removal in a crash means one more
-    /// delivery, which at-least-once allows.
-    pub fn queue_remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.queue
-            .remove(key)
-            .map(drop)
             .map_err(|e| StoreError::Write(e.to_string()))
     }
 
