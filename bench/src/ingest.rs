@@ -128,7 +128,7 @@ async fn one(env: &Env, concurrency: usize, duration: Duration) -> BenchResult<R
         tokio::time::sleep(SINK_POLL).await;
     };
     let after = server.metrics().await?;
-    let flushes = counter(&after, &before, "switchyard_store_flushes_total");
+    let flushes = counter(&after, &before, "switchyard_store_commits_total");
     let (log, _) = server.log_summary();
     Ok(Run {
         concurrency,

@@ -316,11 +316,11 @@ mod tests {
     #[test]
     fn sums_metrics_by_label() {
         let m = Metrics::parse(
-            "# TYPE x counter\nswitchyard_store_flushes_total 12\n\
+            "# TYPE x counter\nswitchyard_store_commits_total 12\n\
              switchyard_sink_queue_depth{workspace=\"a\",sink=\"slow\"} 7\n\
              switchyard_sink_queue_depth{workspace=\"b\",sink=\"events\"} 1\n# EOF\n",
         );
-        assert_eq!(m.sum("switchyard_store_flushes_total", &[]), 12.0);
+        assert_eq!(m.sum("switchyard_store_commits_total", &[]), 12.0);
         assert_eq!(m.sum("switchyard_sink_queue_depth", &[]), 8.0);
         assert_eq!(
             m.sum("switchyard_sink_queue_depth", &["workspace=\"a\""]),

@@ -1,16 +1,11 @@
-//! Repeat detection: which key a delivery is known by, and the first-seen decision over the
-//! dedupe index. The index lives in the store; this module decides what its entries mean.
-//!
-//! Index entry: dedupe key -> `expires_at` (u64 ms, big-endian) + the first event's id.
-//! Expiry index: `expires_at` (big-endian) + dedupe key -> (), so the sweeper walks only what
-//! has expired, oldest first, without scanning the whole index.
+//! Repeat detection: which key a delivery is known by. The first-seen decision is the store's
+//! commit writer's, made atomically for a whole batch (see [`crate::store`]).
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::envelope::EventId;
 use crate::names::{VendorName, WorkspaceId};
 
 /// What a repeat check keyed the delivery on, best first.
@@ -74,72 +69,10 @@ impl fmt::Display for DedupeKey {
     }
 }
 
-/// The first-seen decision for one delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FirstSeen {
-    New,
-    /// Seen inside the window; the first delivery's event id.
-    Duplicate(EventId),
-}
-
-/// An index entry: when it expires and which event first claimed the key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub expires_at_ms: u64,
-    pub event_id: EventId,
-}
-
-impl Claim {
-    pub fn new(event_id: EventId, window: Duration, now: SystemTime) -> Claim {
-        Claim {
-            expires_at_ms: millis(now).saturating_add(window.as_millis() as u64),
-            event_id,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = self.expires_at_ms.to_be_bytes().to_vec();
-        out.extend_from_slice(self.event_id.to_string().as_bytes());
-        out
-    }
-
-    /// `None` for an entry this version cannot read (treated as absent, so the key is reclaimed).
-    pub fn decode(bytes: &[u8]) -> Option<Claim> {
-        let (at, id) = bytes.split_first_chunk::<8>()?;
-        Some(Claim {
-            expires_at_ms: u64::from_be_bytes(*at),
-            event_id: EventId::parse(std::str::from_utf8(id).ok()?)?,
-        })
-    }
-
-    /// What an existing entry means for a new delivery at `now`.
-    pub fn decide(existing: Option<&[u8]>, now: SystemTime) -> FirstSeen {
-        match existing.and_then(Claim::decode) {
-            Some(claim) if claim.expires_at_ms > millis(now) => {
-                FirstSeen::Duplicate(claim.event_id)
-            }
-            _ => FirstSeen::New,
-        }
-    }
-
-    /// The expiry-index key for this claim.
-    pub fn expiry_key(&self, key: &DedupeKey) -> Vec<u8> {
-        let mut out = self.expires_at_ms.to_be_bytes().to_vec();
-        out.extend_from_slice(key.as_bytes());
-        out
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Splits an expiry-index key into its expiry and dedupe key.
-pub fn split_expiry_key(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let (at, key) = bytes.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*at), key))
 }
 
 #[cfg(test)]
@@ -177,21 +110,5 @@ mod tests {
         let a = DedupeKey::derive(&WorkspaceId::new("a"), &v, Some("e"), None, b"").0;
         let b = DedupeKey::derive(&WorkspaceId::new("b"), &v, Some("e"), None, b"").0;
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn a_claim_is_a_duplicate_until_it_expires() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let id = EventId::generate();
-        let claim = Claim::new(id.clone(), Duration::from_secs(60), now);
-        let bytes = claim.encode();
-        assert_eq!(Claim::decode(&bytes), Some(claim));
-        assert_eq!(Claim::decide(Some(&bytes), now), FirstSeen::Duplicate(id));
-        assert_eq!(
-            Claim::decide(Some(&bytes), now + Duration::from_secs(61)),
-            FirstSeen::New
-        );
-        assert_eq!(Claim::decide(None, now), FirstSeen::New);
-        assert_eq!(Claim::decide(Some(b"junk"), now), FirstSeen::New);
     }
 }

@@ -1,8 +1,9 @@
 //! switchyard: receives vendor webhooks for many workspaces, verifies them in constant time,
 //! drops repeats, maps each to one canonical envelope and routes it to the workspace's sinks.
 //!
-//! Data flows one way: [`ingest`] (HTTP) -> [`plugins`] (handshake, map) and [`verify`] ->
-//! [`dedupe`] -> [`route`] -> [`store`] (durable queue) -> [`deliver`] -> [`sinks`].
+//! Data flows one way: [`http`] (listeners, router) -> [`hooks`] (the vendor front door) ->
+//! [`plugins`] (handshake, map) and [`verify`] -> [`dedupe`] -> [`route`] -> [`store`] (durable
+//! commit, queues) -> [`deliver`] -> [`sinks`]. [`admin`] is the operator's view of the same.
 
 pub mod admin;
 pub mod admin_client;
@@ -10,11 +11,11 @@ pub mod config;
 pub mod dedupe;
 pub mod deliver;
 pub mod envelope;
-pub mod ingest;
+pub mod hooks;
+pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod plugins;
-pub mod respond;
 pub mod route;
 pub mod server;
 pub mod sinks;

@@ -40,9 +40,28 @@ pub struct Metrics {
     pub hook_duration: Histogram,
     pub sink_attempts: Family<SinkOutcomeLabels, Counter>,
     pub queue_depth: Family<SinkLabels, Gauge>,
+    pub in_flight: Family<SinkLabels, Gauge>,
     pub dead_letters: Family<SinkLabels, Gauge>,
-    pub store_flushes: Counter<u64, AtomicU64>,
+    pub store_commits: Counter<u64, AtomicU64>,
+    pub store_batch_events: Histogram,
     pub store_bytes: Gauge,
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4, what a scraper gets unless it asks for OpenMetrics.
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -79,17 +98,29 @@ impl Metrics {
             "Events a sink still owes",
             queue_depth.clone(),
         );
+        let in_flight = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "sink_in_flight",
+            "Events handed to a sink and not yet settled",
+            in_flight.clone(),
+        );
         let dead_letters = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "sink_dead_letters",
             "Events a sink gave up on, awaiting replay",
             dead_letters.clone(),
         );
-        let store_flushes = Counter::default();
+        let store_commits = Counter::default();
         registry.register(
-            "store_flushes",
-            "Group commits: flushes shared by every accept waiting at the time",
-            store_flushes.clone(),
+            "store_commits",
+            "Batches made durable: one write-ahead log write and sync each",
+            store_commits.clone(),
+        );
+        let store_batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "store_batch_events",
+            "New events per committed batch",
+            store_batch_events.clone(),
         );
         let store_bytes = Gauge::default();
         registry.register(
@@ -103,8 +134,10 @@ impl Metrics {
             hook_duration,
             sink_attempts,
             queue_depth,
+            in_flight,
             dead_letters,
-            store_flushes,
+            store_commits,
+            store_batch_events,
             store_bytes,
         }
     }
@@ -129,13 +162,41 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition in the format asked for.
+    pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => classic(&out),
+        }
     }
+}
+
+/// OpenMetrics text as Prometheus text 0.0.4: no `# EOF` or `# UNIT`, and a counter's
+/// `# HELP`/`# TYPE` name its `_total` series, as the classic format expects.
+fn classic(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -148,7 +209,14 @@ mod tests {
         m.hook("acme", "watsi", "accepted");
         m.hook("acme", "watsi", "accepted");
         m.sink_attempt("acme", "crm", "dead");
-        let text = m.render();
+        let text = m.render(Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"));
+        let classic = m.render(Format::Prometheus);
+        assert!(!classic.contains("# EOF"));
+        assert!(
+            classic.contains("# TYPE switchyard_hook_requests_total counter"),
+            "{classic}"
+        );
         assert!(text.contains(
             r#"switchyard_hook_requests_total{workspace="acme",vendor="watsi",outcome="accepted"} 2"#
         ), "{text}");

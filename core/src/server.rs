@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::ingest::{self, FrontDoor};
+use crate::hooks::Hooks;
+use crate::http::{self, router::Router};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreMetrics, StoreOptions, DEFAULT_CACHE_BYTES};
 use crate::topology::{Topology, TopologyError};
 
 /// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
@@ -49,9 +50,18 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         );
     }
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(&config.server.data_dir, metrics.store_flushes.clone())?;
+    let store = Store::open(
+        &config.server.data_dir,
+        &StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        },
+        StoreMetrics {
+            commits: metrics.store_commits.clone(),
+            batch_events: Some(metrics.store_batch_events.clone()),
+        },
+    )?;
     let plugins = Arc::new(plugins);
-    let topology = Topology::build(&config, &plugins, &store, &metrics).await?;
+    let topology = Arc::new(Topology::build(&config, &plugins, &store, &metrics).await?);
     let shortest_window = config
         .workspaces
         .values()
@@ -76,24 +86,31 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         plugins = %vendors.join(","),
         "switchyard is listening"
     );
-    let door = Arc::new(FrontDoor {
-        metrics,
-        topology,
+    let router = Arc::new(Router {
+        hooks: Hooks {
+            topology: topology.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        },
         admin: Admin {
             token: config.server.admin_token.clone(),
+            topology,
+            store: store.clone(),
+            plugins,
+            metrics,
         },
-        plugins,
-        store,
-        max_body_bytes: config.server.max_body_bytes,
+        access_log: false,
     });
-    ingest::serve(
+    http::serve(
         listener,
-        door,
+        router,
         config.server.header_read_timeout,
         DRAIN,
         shutdown_signal(),
     )
     .await;
+    store.close();
     tracing::info!("switchyard stopped");
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin};
 use crate::route::Router;
 use crate::sinks::{self, SinkBuildError};
-use crate::store::Store;
+use crate::store::{SinkQueue, Store};
 use crate::verify::SignatureScheme;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +59,13 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The delivery workers an event of this vendor and type goes to; empty = unrouted.
-    pub fn route(&self, vendor: &VendorName, event_type: &str) -> Vec<&SinkWorker> {
+    /// The sink queues an event of this vendor and type goes to; empty = unrouted.
+    pub fn route(&self, vendor: &VendorName, event_type: &str) -> Vec<SinkQueue> {
         self.router
             .sinks_for(vendor, event_type)
             .into_iter()
             .filter_map(|sink| self.workers.get(sink))
+            .map(|worker| worker.queue.clone())
             .collect()
     }
 
@@ -160,5 +161,12 @@ impl Topology {
 
     pub fn workspaces(&self) -> impl Iterator<Item = &Workspace> {
         self.workspaces.values()
+    }
+
+    /// Every sink's queue.
+    pub fn queues(&self) -> impl Iterator<Item = &SinkQueue> {
+        self.workspaces()
+            .flat_map(|ws| ws.workers())
+            .map(|w| &w.queue)
     }
 }

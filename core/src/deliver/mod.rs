@@ -11,8 +11,6 @@ mod retry;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sled::IVec;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::dedupe::millis;
@@ -35,7 +33,6 @@ pub struct SinkWorker {
     pub workspace: WorkspaceId,
     pub sink: SinkName,
     pub queue: SinkQueue,
-    wake: Arc<Notify>,
 }
 
 impl SinkWorker {
@@ -48,8 +45,7 @@ impl SinkWorker {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> SinkWorker {
-        let queue = SinkQueue::new(&workspace, &sink_name);
-        let wake = Arc::new(Notify::new());
+        let queue = store.queue(&workspace, &sink_name);
         let worker = Worker {
             workspace: workspace.clone(),
             sink_name: sink_name.clone(),
@@ -58,7 +54,6 @@ impl SinkWorker {
             policy,
             store,
             metrics,
-            wake: wake.clone(),
             unrecorded: std::sync::Mutex::default(),
         };
         tokio::spawn(worker.run());
@@ -66,13 +61,7 @@ impl SinkWorker {
             workspace,
             sink: sink_name,
             queue,
-            wake,
         }
-    }
-
-    /// Tells the worker its queue has new entries.
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 }
 
@@ -84,11 +73,10 @@ struct Worker {
     policy: DeliveryPolicy,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    wake: Arc<Notify>,
     /// Deliveries the store failed to record: recorded before anything is delivered again, so
     /// a store that cannot take writes does not make the sink receive the same events over and
     /// over.
-    unrecorded: std::sync::Mutex<Vec<(IVec, Vec<u8>)>>,
+    unrecorded: std::sync::Mutex<Vec<(EventId, Vec<u8>)>>,
 }
 
 /// What a worker does after a pass.
@@ -103,16 +91,16 @@ enum AfterPass {
 
 /// What became of one attempt.
 enum Settled {
-    /// Delivered: the queue key and the delivery record to keep.
-    Delivered(IVec, Vec<u8>),
+    /// Delivered: the event and the delivery record to keep.
+    Delivered(EventId, Vec<u8>),
     /// Failed; its record is already written.
     Failed,
 }
 
 /// One queued event being tried.
 struct Due {
-    key: IVec,
-    envelope: IVec,
+    id: EventId,
+    envelope: Vec<u8>,
     state: DeliveryState,
 }
 
@@ -124,11 +112,11 @@ impl Worker {
                 Ok(AfterPass::Again) => {}
                 Ok(AfterPass::Sleep(wait)) => {
                     tokio::select! {
-                        () = worker.wake.notified() => {}
+                        () = worker.queue.changed() => {}
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
-                Ok(AfterPass::Idle) => worker.wake.notified().await,
+                Ok(AfterPass::Idle) => worker.queue.changed().await,
                 Err(error) => {
                     tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                     tokio::time::sleep(STORE_RETRY).await;
@@ -151,15 +139,22 @@ impl Worker {
         }
         let head = self
             .store
-            .queue_peek(&self.queue, BATCH.max(self.policy.concurrency))?;
+            .peek(&self.queue, BATCH.max(self.policy.concurrency))?;
         let now = millis(SystemTime::now());
         let mut due = Vec::new();
-        for (key, envelope) in head {
-            let state: DeliveryState = self
-                .store
-                .attempts(&key)?
+        for queued in head {
+            let state: DeliveryState = queued
+                .state
                 .and_then(|bytes| decode(&bytes))
                 .unwrap_or_default();
+            let Some(envelope) = queued.envelope else {
+                self.bury(
+                    queued.id,
+                    state,
+                    "the event's stored record is missing or unreadable".into(),
+                )?;
+                continue;
+            };
             if state.next_attempt_at_ms > now {
                 if due.is_empty() {
                     let wait = Duration::from_millis(state.next_attempt_at_ms - now);
@@ -168,7 +163,7 @@ impl Worker {
                 break;
             }
             due.push(Due {
-                key,
+                id: queued.id,
                 envelope,
                 state,
             });
@@ -187,7 +182,7 @@ impl Worker {
             }
             while let Some(settled) = attempts.join_next().await {
                 match settled {
-                    Ok(Ok(Settled::Delivered(key, record))) => completed.push((key, record)),
+                    Ok(Ok(Settled::Delivered(id, record))) => completed.push((id, record)),
                     Ok(Ok(Settled::Failed)) => failed = true,
                     Ok(Err(error)) => return Err(error),
                     Err(error) => {
@@ -209,17 +204,13 @@ impl Worker {
         // A failure's record (attempts, next due time, dead letter) must survive a crash; a lost
         // completion only means one more delivery, which at-least-once allows.
         if failed {
-            self.store.commit().await?;
+            self.store.sync().await?;
         }
         Ok(AfterPass::Again)
     }
 
     async fn attempt(&self, entry: Due) -> Result<Settled, StoreError> {
-        let event_id = self
-            .queue
-            .event_id(&entry.key)
-            .map(|id| id.to_string())
-            .unwrap_or_default();
+        let event_id = entry.id.to_string();
         let result = self
             .sink
             .deliver(Delivery {
@@ -253,7 +244,7 @@ impl Worker {
                 tracing::debug!(%workspace, %sink, event_id, "event delivered");
                 self.metrics
                     .sink_attempt(workspace.as_str(), sink.as_str(), "delivered");
-                return Ok(Settled::Delivered(entry.key, record::encode(&record)));
+                return Ok(Settled::Delivered(entry.id, record::encode(&record)));
             }
             Err(error) => error,
         };
@@ -274,7 +265,7 @@ impl Worker {
                 tracing::warn!(%workspace, %sink, event_id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
                 entry.state.next_attempt_at_ms = millis(now) + wait.as_millis() as u64;
                 self.store
-                    .set_attempts(&entry.key, &record::encode(&entry.state))
+                    .set_attempts(&self.queue, &entry.id, &record::encode(&entry.state))
                     .map(|()| Settled::Failed)
             }
             Next::GiveUp => {
@@ -285,60 +276,53 @@ impl Worker {
                 } else {
                     format!("gave up after {failures} attempts; last: {error}")
                 };
-                tracing::error!(%workspace, %sink, event_id, %reason, "event moved to the dead letters");
-                let envelope =
-                    serde_json::from_slice::<Box<serde_json::value::RawValue>>(&entry.envelope)
-                        .map_err(|e| {
-                            StoreError::Write(format!("queued envelope is not JSON: {e}"))
-                        })?;
-                let dead = DeadLetter {
-                    event_id: event_id.to_owned(),
-                    workspace: workspace.to_string(),
-                    sink: sink.to_string(),
-                    reason,
-                    dead_at: rfc3339(now),
-                    attempts: entry.state.attempts,
-                    envelope,
-                };
-                self.store
-                    .bury(&entry.key, &record::encode(&dead))
+                self.bury(entry.id, entry.state, reason)
                     .map(|()| Settled::Failed)
             }
         }
+    }
+
+    /// Moves an event to the sink's dead letters, with why and every attempt.
+    fn bury(&self, id: EventId, state: DeliveryState, reason: String) -> Result<(), StoreError> {
+        let (workspace, sink) = (&self.workspace, &self.sink_name);
+        tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
+        let dead = DeadLetter {
+            event_id: id.to_string(),
+            workspace: workspace.to_string(),
+            sink: sink.to_string(),
+            reason,
+            dead_at: rfc3339(SystemTime::now()),
+            attempts: state.attempts,
+        };
+        self.store.bury(&self.queue, &id, &record::encode(&dead))
     }
 }
 
 /// Puts dead letters of one sink back on its queue: one by id, or all. Returns how many.
 pub fn replay(
     store: &Store,
-    worker: &SinkWorker,
+    queue: &SinkQueue,
     only: Option<&EventId>,
 ) -> Result<usize, StoreError> {
-    let letters = match only {
-        Some(id) => store
-            .dead_letter(&worker.queue, id)?
-            .map(|bytes| (id.clone(), bytes))
-            .into_iter()
-            .collect(),
-        None => store
-            .dead_letters(&worker.queue)?
-            .into_iter()
-            .filter_map(|(key, bytes)| Some((worker.queue.event_id(&key)?, bytes)))
-            .collect::<Vec<_>>(),
-    };
     let mut replayed = 0;
-    for (id, bytes) in letters {
-        let Some(dead) = decode::<DeadLetter>(&bytes) else {
-            tracing::error!(workspace = %worker.workspace, sink = %worker.sink, event_id = %id, "dead letter unreadable; left in place");
-            continue;
-        };
-        if store.requeue(&worker.queue, &id, dead.envelope.get().as_bytes())? {
-            replayed += 1;
+    match only {
+        Some(id) => replayed += usize::from(store.requeue(queue, id)?),
+        None => {
+            let mut after = None;
+            loop {
+                let page = store.dead_letters(queue, after.as_ref(), 1000)?;
+                for (id, _) in &page.letters {
+                    replayed += usize::from(store.requeue(queue, id)?);
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
         }
     }
     if replayed > 0 {
-        tracing::info!(workspace = %worker.workspace, sink = %worker.sink, replayed, "dead letters replayed");
-        worker.wake();
+        tracing::info!(workspace = %queue.workspace(), sink = %queue.sink(), replayed, "dead letters replayed");
     }
     Ok(replayed)
 }

@@ -2,7 +2,6 @@
 //! dead letters and completed deliveries. JSON, so an operator can read them through /admin/.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// One try at handing an event to a sink.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +20,8 @@ pub struct DeliveryState {
     pub next_attempt_at_ms: u64,
 }
 
-/// An event a sink did not take after its last attempt (or refused for good).
+/// An event a sink did not take after its last attempt (or refused for good). Its envelope
+/// stays with the event in the store; the operator API shows them together.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub event_id: String,
@@ -31,7 +31,6 @@ pub struct DeadLetter {
     /// RFC 3339.
     pub dead_at: String,
     pub attempts: Vec<Attempt>,
-    pub envelope: Box<RawValue>,
 }
 
 /// A completed delivery, kept for lookup until retention ends.

@@ -13,6 +13,10 @@ pub type Answer = Response<Full<Bytes>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome(pub &'static str);
 
+/// Marks an answer given after the request body was read whole: the connection can be reused.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyConsumed;
+
 /// `{"error": code, "message": message}`: `code` is stable for programs, `message` for people.
 pub fn error(status: StatusCode, code: &'static str, message: &str) -> Answer {
     let mut answer = reply(status, &json!({"error": code, "message": message}));

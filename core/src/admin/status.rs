@@ -1,0 +1,67 @@
+//! `/readyz` and `/metrics`: what an orchestrator and a Prometheus server ask.
+
+use hyper::header::ACCEPT;
+use hyper::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use super::Admin;
+use crate::http::answer::{error, reply, with_type, Answer};
+use crate::metrics::{Format, SinkLabels};
+
+impl Admin {
+    /// Ready while the store takes writes and plugins are loaded.
+    pub fn readiness(&self) -> Answer {
+        let plugins: Vec<&str> = self.plugins.iter().map(|p| p.vendor.as_str()).collect();
+        if self.store.is_healthy() && !self.plugins.is_empty() {
+            reply(
+                StatusCode::OK,
+                &json!({"status": "ready", "plugins": plugins}),
+            )
+        } else {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the store cannot take writes or no plugin is loaded",
+            )
+        }
+    }
+
+    /// The metrics, from counters only: no scan, whatever the backlog.
+    pub fn metrics(&self, headers: &HeaderMap) -> Answer {
+        for queue in self.topology.queues() {
+            let labels = SinkLabels {
+                workspace: queue.workspace().to_string(),
+                sink: queue.sink().to_string(),
+            };
+            let set = |family: &prometheus_client::metrics::family::Family<
+                SinkLabels,
+                prometheus_client::metrics::gauge::Gauge,
+            >,
+                       n: u64| {
+                family
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            set(&self.metrics.queue_depth, queue.depth());
+            set(&self.metrics.in_flight, queue.in_flight());
+            set(&self.metrics.dead_letters, queue.dead());
+        }
+        self.metrics
+            .store_bytes
+            .set(i64::try_from(self.store.size_on_disk()).unwrap_or(i64::MAX));
+        let openmetrics = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/openmetrics-text"));
+        let format = if openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        };
+        with_type(
+            StatusCode::OK,
+            self.metrics.render(format).into_bytes(),
+            format.content_type(),
+        )
+    }
+}

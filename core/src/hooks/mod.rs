@@ -1,0 +1,271 @@
+//! The vendor front door, `/hooks/{workspace}/{vendor}`: POST is a delivery (allow-list,
+//! verify, map through the plugin, dedupe key, envelope, durable commit, answer); GET is the
+//! vendor's handshake. Every answer is the README's table.
+
+mod body;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use serde_json::json;
+use tracing::{field, Instrument};
+
+use crate::dedupe::{millis, DedupeKey};
+use crate::envelope::{Envelope, EventId};
+use crate::http::answer::{error, json_bytes, reply, Answer, BodyConsumed, Outcome};
+use crate::metrics::Metrics;
+use crate::names::VendorName;
+use crate::plugins::{HandshakeOutcome, MapFailure};
+use crate::store::{Accept, Accepted, Store};
+use crate::topology::{Topology, VendorBinding, Workspace};
+
+/// What a vendor is told to wait before retrying when we cannot keep its event.
+const RETRY_AFTER_SECS: &str = "5";
+
+pub struct Hooks {
+    pub topology: Arc<Topology>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+impl Hooks {
+    pub async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        workspace: &str,
+        vendor: &str,
+    ) -> Answer {
+        let Some(ws) = self.topology.workspace(workspace) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_workspace",
+                &format!("no workspace named `{workspace}`"),
+            );
+        };
+        let Some((vendor, binding)) = ws.vendors.get_key_value(vendor) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_vendor",
+                &format!("vendor `{vendor}` is not enabled for workspace `{workspace}`"),
+            );
+        };
+        let span = tracing::debug_span!(
+            "hook",
+            workspace = %ws.id,
+            vendor = %vendor,
+            delivery_id = field::Empty,
+            event_type = field::Empty,
+            vendor_event_id = field::Empty,
+            event_id = field::Empty,
+        );
+        match *request.method() {
+            Method::POST => {
+                let started = Instant::now();
+                let answer = self
+                    .delivery(request, peer, ws, vendor, binding)
+                    .instrument(span)
+                    .await;
+                self.metrics
+                    .hook_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Some(Outcome(outcome)) = answer.extensions().get::<Outcome>() {
+                    self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
+                }
+                answer
+            }
+            Method::GET => handshake(request, binding).instrument(span).await,
+            _ => {
+                let mut answer = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "hooks accept POST (deliveries) and GET (the vendor's handshake)",
+                );
+                answer
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+                answer
+            }
+        }
+    }
+
+    async fn delivery(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        ws: &Workspace,
+        vendor: &VendorName,
+        binding: &VendorBinding,
+    ) -> Answer {
+        let received_at = SystemTime::now();
+        if !binding.allows(peer.ip()) {
+            tracing::warn!(workspace = %ws.id, %vendor, source = %peer.ip(), "delivery refused: source address not allowed");
+            return error(
+                StatusCode::FORBIDDEN,
+                "source_not_allowed",
+                &format!(
+                    "source address {} is not in this vendor's allow_ips",
+                    peer.ip()
+                ),
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let body = match body::read(&parts.headers, body, self.max_body_bytes).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        let mut answer = self
+            .keep(&parts.headers, &body, received_at, ws, vendor, binding)
+            .await;
+        answer.extensions_mut().insert(BodyConsumed);
+        answer
+    }
+
+    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole.
+    async fn keep(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        received_at: SystemTime,
+        ws: &Workspace,
+        vendor: &VendorName,
+        binding: &VendorBinding,
+    ) -> Answer {
+        let span = tracing::Span::current();
+        let delivery_id = binding
+            .plugin
+            .delivery_id_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = delivery_id {
+            span.record("delivery_id", id);
+        }
+        if let Err(e) = binding.plugin.verify_with(
+            &binding.scheme,
+            headers,
+            body,
+            delivery_id,
+            &binding.secrets,
+            received_at,
+        ) {
+            tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
+            return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+        }
+        let mapped = match binding.plugin.map_event(headers, body) {
+            Ok(mapped) => mapped,
+            Err(MapFailure::InvalidPayload(why)) => {
+                tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "delivery refused: payload cannot be mapped");
+                return error(StatusCode::BAD_REQUEST, "invalid_payload", &why);
+            }
+            Err(MapFailure::PluginFailed(why)) => {
+                tracing::error!(workspace = %ws.id, %vendor, reason = %why, plugin = %binding.plugin.path.display(), "vendor plugin failed");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "plugin_failed",
+                    "the vendor plugin failed on this delivery; it has been logged",
+                );
+            }
+        };
+        span.record("event_type", mapped.canonical_type.as_str());
+        if let Some(id) = &mapped.vendor_event_id {
+            span.record("vendor_event_id", id.as_str());
+        }
+        let (key, basis) = DedupeKey::derive(
+            &ws.id,
+            vendor,
+            mapped.vendor_event_id.as_deref(),
+            delivery_id,
+            body,
+        );
+        let id = EventId::generate();
+        let envelope =
+            Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
+        let queues = ws.route(vendor, &mapped.canonical_type);
+        let unrouted = queues.is_empty();
+        let now_ms = millis(received_at);
+        let accept = Accept {
+            key,
+            id: id.clone(),
+            claim_expires_at_ms: now_ms.saturating_add(ws.dedupe_window.as_millis() as u64),
+            now_ms,
+            envelope,
+            queues,
+        };
+        match self.store.accept(accept).await {
+            Ok(Accepted::Duplicate(first)) => {
+                span.record("event_id", field::display(&first));
+                tracing::debug!("duplicate dropped");
+                accepted("duplicate", &first)
+            }
+            Ok(Accepted::New) => {
+                span.record("event_id", field::display(&id));
+                if unrouted {
+                    tracing::debug!("event kept, but no route matches its type");
+                    accepted("unrouted", &id)
+                } else {
+                    tracing::debug!("event accepted");
+                    accepted("accepted", &id)
+                }
+            }
+            Err(e) => {
+                tracing::error!(workspace = %ws.id, %vendor, error = %e, "event could not be kept; the vendor will retry");
+                let mut answer = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the event could not be stored; retry later",
+                );
+                answer
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                answer
+            }
+        }
+    }
+}
+
+async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answer {
+    let query = request.uri().query().unwrap_or("");
+    match binding.plugin.handshake(request.headers(), query) {
+        HandshakeOutcome::Reply { status, body } => {
+            tracing::info!(status, "handshake answered");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            json_bytes(status, body)
+        }
+        HandshakeOutcome::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_handshake", &why),
+        HandshakeOutcome::NotSupported => {
+            let mut answer = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this vendor has no GET handshake; deliveries are POST",
+            );
+            answer
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            answer
+        }
+        HandshakeOutcome::Failed => {
+            tracing::error!(plugin = %binding.plugin.path.display(), "vendor plugin failed in its handshake");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_failed",
+                "the vendor plugin failed on this handshake; it has been logged",
+            )
+        }
+    }
+}
+
+fn accepted(status: &'static str, id: &EventId) -> Answer {
+    let mut answer = reply(
+        StatusCode::OK,
+        &json!({"status": status, "id": id.to_string()}),
+    );
+    answer.extensions_mut().insert(Outcome(status));
+    answer
+}

@@ -1,0 +1,95 @@
+//! Which part answers a request: `/hooks/*` (the vendor front door), `/healthz`, and the
+//! operator endpoints (`/readyz`, `/metrics`, `/admin/*`). Every answer is the README's table.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::{Method, Request, StatusCode};
+use serde_json::json;
+
+use super::answer::{error, reply, Answer, BodyConsumed, Outcome};
+use super::Handler;
+use crate::admin::Admin;
+use crate::hooks::Hooks;
+
+pub struct Router {
+    pub hooks: Hooks,
+    pub admin: Admin,
+    /// One info line per request (method, path, status, latency) when set.
+    pub access_log: bool,
+}
+
+impl Handler for Router {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Answer {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let has_body = !request.body().is_end_stream();
+        let mut answer = self.route(request, peer, &path).await;
+        // Refused before its body was read (403, 404, 405, 413...): hyper will not read the rest
+        // to reuse the connection, so say it closes, or a keep-alive client would send its next
+        // request down a dead connection.
+        if has_body && answer.extensions().get::<BodyConsumed>().is_none() {
+            answer
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.access_log {
+            let outcome = answer.extensions().get::<Outcome>().map_or("", |o| o.0);
+            tracing::info!(%peer, %method, path, status = answer.status().as_u16(), outcome, latency_us = started.elapsed().as_micros() as u64, "request");
+        }
+        answer
+    }
+}
+
+impl Router {
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr, path: &str) -> Answer {
+        match (request.method(), path) {
+            (&Method::GET | &Method::HEAD, "/healthz") => {
+                reply(StatusCode::OK, &json!({"status": "ok"}))
+            }
+            (&Method::GET, "/readyz") => self.admin.readiness(),
+            (&Method::GET, "/metrics") => self.admin.metrics(request.headers()),
+            (_, path) if path.starts_with("/admin/") => {
+                let method = request.method().clone();
+                let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
+                self.admin.answer(&method, target, request.headers()).await
+            }
+            _ => match hook_path(path) {
+                Some((workspace, vendor)) => {
+                    self.hooks.answer(request, peer, workspace, vendor).await
+                }
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint; hooks are POST /hooks/{workspace}/{vendor}",
+                ),
+            },
+        }
+    }
+}
+
+/// `/hooks/{workspace}/{vendor}` with exactly two non-empty segments.
+fn hook_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/hooks/")?;
+    let (workspace, vendor) = rest.split_once('/')?;
+    (!workspace.is_empty() && !vendor.is_empty() && !vendor.contains('/'))
+        .then_some((workspace, vendor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_paths_need_exactly_two_segments() {
+        assert_eq!(hook_path("/hooks/acme/watsi"), Some(("acme", "watsi")));
+        assert_eq!(hook_path("/hooks/acme/"), None);
+        assert_eq!(hook_path("/hooks//watsi"), None);
+        assert_eq!(hook_path("/hooks/acme/watsi/extra"), None);
+        assert_eq!(hook_path("/hooks/acme"), None);
+        assert_eq!(hook_path("/other/acme/watsi"), None);
+    }
+}

@@ -1,0 +1,370 @@
+//! The store boundary: everything the ingest path and the delivery workers keep, behind one
+//! [`Store`] type whose methods say what happens (accept a batch, take due entries, complete,
+//! bury, replay). Today's implementation is embedded: a write-ahead log ([`wal`]) makes each
+//! accepted batch durable with one write and one sync, and sled holds the dedupe index, each
+//! event's envelope once, per-sink queues of references, attempt records, dead letters and
+//! completed deliveries.
+//!
+//! sled trees (every value starts with a format version, see [`record`]):
+//! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
+//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + its envelope.
+//! - `queue`: `{workspace}/{sink}\0` + event id -> (); what each sink still owes.
+//! - `attempts`: queue key -> the delivery state of a queued event (see [`crate::deliver`]).
+//! - `dead`: queue key -> a dead letter (why, and every attempt; the envelope stays in `events`).
+//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
+//! - `meta`: the store's format version.
+
+mod commit;
+mod queue;
+pub mod record;
+mod sweep;
+mod wal;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use sled::Tree;
+use tokio::sync::Notify;
+
+use crate::envelope::EventId;
+use crate::names::{SinkName, WorkspaceId};
+
+pub use commit::{Accept, Accepted};
+pub use queue::{DeadPage, DeliveryOf, Queued};
+pub use record::RecordError;
+
+/// sled's page cache when routes.yaml does not say (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store in {}: {source}", path.display())]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("cannot open the write-ahead log in {}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store in {} was written by an earlier release (no format version); deliver its queues with that release, or move the directory aside to start empty", path.display())]
+    Unversioned { path: PathBuf },
+    #[error("the store in {} has format version {found}; this release reads {}", path.display(), record::VERSION)]
+    Version { path: PathBuf, found: u8 },
+    #[error("the store cannot take writes: {0}")]
+    Write(String),
+    #[error("the store could not sync to disk: {0}")]
+    Sync(String),
+    #[error("a stored record could not be read: {0}")]
+    Record(#[from] RecordError),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Write(e.to_string())
+    }
+}
+
+/// How the store is opened, from routes.yaml.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub cache_bytes: u64,
+}
+
+/// What the store reports to /metrics.
+#[derive(Clone, Default)]
+pub struct StoreMetrics {
+    /// Batches made durable (one log write and sync each).
+    pub commits: Counter,
+    /// Events per committed batch.
+    pub batch_events: Option<Histogram>,
+}
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    dedupe: Tree,
+    dedupe_expiry: Tree,
+    events: Tree,
+    queue: Tree,
+    attempts: Tree,
+    dead: Tree,
+    delivered: Tree,
+}
+
+/// One sink's queue: its key prefix, its counters (kept in memory, rebuilt once at start-up)
+/// and the signal that wakes its delivery worker.
+#[derive(Clone)]
+pub struct SinkQueue(Arc<QueueState>);
+
+struct QueueState {
+    workspace: WorkspaceId,
+    sink: SinkName,
+    prefix: Vec<u8>,
+    depth: AtomicU64,
+    dead: AtomicU64,
+    in_flight: AtomicU64,
+    wake: Notify,
+}
+
+impl SinkQueue {
+    pub fn workspace(&self) -> &WorkspaceId {
+        &self.0.workspace
+    }
+
+    pub fn sink(&self) -> &SinkName {
+        &self.0.sink
+    }
+
+    /// Events the sink still owes (in flight included).
+    pub fn depth(&self) -> u64 {
+        self.0.depth.load(Ordering::Relaxed)
+    }
+
+    pub fn dead(&self) -> u64 {
+        self.0.dead.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.0.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The delivery worker counts what it has handed to the sink and not yet settled.
+    pub fn set_in_flight(&self, n: u64) {
+        self.0.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    /// Resolves once the queue has new entries (or already had them since the last wait).
+    pub async fn changed(&self) {
+        self.0.wake.notified().await;
+    }
+
+    fn wake(&self) {
+        self.0.wake.notify_one();
+    }
+
+    fn key(&self, id: &EventId) -> Vec<u8> {
+        let mut key = self.0.prefix.clone();
+        key.extend_from_slice(&id.to_bytes());
+        key
+    }
+
+    fn prefix(&self) -> &[u8] {
+        &self.0.prefix
+    }
+
+    fn event_id(&self, key: &[u8]) -> Option<EventId> {
+        let id: [u8; 16] = key.get(self.0.prefix.len()..)?.try_into().ok()?;
+        Some(EventId::from_bytes(id))
+    }
+}
+
+/// Names never contain '/' or NUL (config validates them), so prefixes cannot overlap.
+fn queue_prefix(workspace: &WorkspaceId, sink: &SinkName) -> Vec<u8> {
+    format!("{workspace}/{sink}\0").into_bytes()
+}
+
+pub struct Store {
+    dir: PathBuf,
+    trees: Trees,
+    committer: commit::Committer,
+    healthy: Arc<AtomicBool>,
+    queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
+    /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
+    found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
+    accepted: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`: replays the write-ahead log past the last
+    /// checkpoint into sled, counts every queue once, and starts the commit writer.
+    pub fn open(
+        dir: &Path,
+        options: &StoreOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Arc<Store>, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        // The write-ahead log is the durability point; sled's own periodic flush only keeps
+        // the replay after a crash short, and narrows what a crash can undo of work nobody
+        // waits for, such as completions (each one undone is one more delivery).
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(open_error)?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_error);
+        let trees = Trees {
+            dedupe: tree("dedupe")?,
+            dedupe_expiry: tree("dedupe_expiry")?,
+            events: tree("events")?,
+            queue: tree("queue")?,
+            attempts: tree("attempts")?,
+            dead: tree("dead")?,
+            delivered: tree("delivered")?,
+            db: db.clone(),
+        };
+        check_format(dir, &db, &trees)?;
+        let wal_dir = dir.join("wal");
+        let log_error = |source| StoreError::Log {
+            path: wal_dir.clone(),
+            source,
+        };
+        let replayed = commit::recover(&trees, &wal_dir).map_err(log_error)?;
+        if replayed > 0 {
+            tracing::info!(
+                batches = replayed,
+                "write-ahead log replayed into the store"
+            );
+        }
+        let found = count_queues(&trees)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let committer = commit::Committer::start(trees.clone(), &wal_dir, healthy.clone(), metrics)
+            .map_err(log_error)?;
+        Ok(Arc::new(Store {
+            dir: dir.to_owned(),
+            trees,
+            committer,
+            healthy,
+            queues: Mutex::default(),
+            found: Mutex::new(found),
+            accepted: AtomicU64::new(0),
+        }))
+    }
+
+    /// The queue of one sink, with its counters.
+    pub fn queue(&self, workspace: &WorkspaceId, sink: &SinkName) -> SinkQueue {
+        let prefix = queue_prefix(workspace, sink);
+        let mut queues = lock(&self.queues);
+        queues
+            .entry(prefix.clone())
+            .or_insert_with(|| {
+                let (depth, dead) = lock(&self.found).remove(&prefix).unwrap_or_default();
+                SinkQueue(Arc::new(QueueState {
+                    workspace: workspace.clone(),
+                    sink: sink.clone(),
+                    prefix,
+                    depth: AtomicU64::new(depth),
+                    dead: AtomicU64::new(dead),
+                    in_flight: AtomicU64::new(0),
+                    wake: Notify::new(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.
+    /// Answers once the batch holding it is durable; wakes its sinks' workers itself, so the
+    /// event is announced whether or not its client is still there.
+    pub async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
+        let result = self.committer.accept(accept).await;
+        if matches!(result, Ok(Accepted::New)) {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// True while the last commit succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Makes every write so far durable (sled's flush and an fsync of its log): for records
+    /// that do not go through the write-ahead log, such as a failed attempt's retry time.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let trees = self.trees.clone();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
+            .await
+            .map_err(|e| StoreError::Sync(format!("the sync task failed: {e}")))?
+            .map_err(|e| StoreError::Sync(e.to_string()))
+    }
+
+    /// A kept event's envelope.
+    pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.trees.events.get(id.to_bytes())? {
+            Some(bytes) => Ok(Some(record::StoredEvent::decode(&bytes)?.envelope.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes the store occupies on disk (sled and the write-ahead log).
+    pub fn size_on_disk(&self) -> u64 {
+        let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        self.trees.db.size_on_disk().unwrap_or(0) + wal
+    }
+
+    /// Records sled's state as checkpointed, so the next start replays nothing; called on a
+    /// clean shutdown.
+    pub fn close(&self) {
+        self.committer.checkpoint_now();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
+/// syncs metadata; an fsync of its log file (fsync acts on the file, not the descriptor)
+/// makes what it wrote survive a power loss too.
+fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
+    db.flush().map_err(std::io::Error::other)?;
+    std::fs::File::open(dir.join("db"))?.sync_data()
+}
+
+/// A store from before format versions held envelopes in its queues; refuse it rather than
+/// misread it.
+fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
+    let meta = db.open_tree("meta").map_err(|source| StoreError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    match meta.get("format")? {
+        Some(v) if v.as_ref() == [record::VERSION] => Ok(()),
+        Some(v) => Err(StoreError::Version {
+            path: dir.to_path_buf(),
+            found: v.first().copied().unwrap_or(0),
+        }),
+        None if !trees.events.is_empty() || !trees.queue.is_empty() => {
+            Err(StoreError::Unversioned {
+                path: dir.to_path_buf(),
+            })
+        }
+        None => {
+            meta.insert("format", &[record::VERSION])?;
+            Ok(())
+        }
+    }
+}
+
+/// Queue depth and dead letters per queue prefix: the one scan, at start-up.
+fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+    let mut found: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+    for (tree, dead) in [(&trees.queue, false), (&trees.dead, true)] {
+        for key in tree.iter().keys() {
+            let key = key?;
+            let Some(end) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let counts = found.entry(key[..=end].to_vec()).or_default();
+            if dead {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+    }
+    Ok(found)
+}

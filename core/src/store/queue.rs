@@ -1,0 +1,215 @@
+//! The delivery side of the store: what each sink owes, in event-id (accept) order, and what
+//! became of each delivery. Queue entries are references; the envelope is read from `events`.
+
+use std::sync::atomic::Ordering;
+
+use sled::IVec;
+
+use super::record::{self, StoredEvent};
+use super::{SinkQueue, Store, StoreError};
+use crate::envelope::EventId;
+
+/// A queued event, as a delivery worker takes it.
+pub struct Queued {
+    pub id: EventId,
+    /// `None` when the event's record is missing or unreadable (damage): the worker
+    /// dead-letters it with that reason rather than stalling its queue.
+    pub envelope: Option<Vec<u8>>,
+    /// The delivery state recorded by earlier attempts.
+    pub state: Option<Vec<u8>>,
+}
+
+/// One page of a sink's dead letters, oldest first.
+pub struct DeadPage {
+    pub letters: Vec<(EventId, Vec<u8>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<EventId>,
+}
+
+/// Where one event stands with one sink; the bytes are [`crate::deliver`]'s records.
+pub enum DeliveryOf {
+    Queued(Option<Vec<u8>>),
+    Dead(Vec<u8>),
+    Delivered(Vec<u8>),
+    /// Not routed to this sink, or its record is past retention.
+    Unknown,
+}
+
+impl Store {
+    /// Up to `limit` of the oldest entries a sink still owes.
+    pub fn peek(&self, q: &SinkQueue, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.trees.queue.scan_prefix(q.prefix()).keys().take(limit) {
+            let key = key?;
+            let Some(id) = q.event_id(&key) else { continue };
+            let envelope = match self.trees.events.get(id.to_bytes())? {
+                Some(bytes) => match StoredEvent::decode(&bytes) {
+                    Ok(event) => Some(event.envelope.to_vec()),
+                    Err(error) => {
+                        tracing::error!(event_id = %id, %error, "stored event unreadable");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let state = self.versioned(&self.trees.attempts, &key)?;
+            out.push(Queued {
+                id,
+                envelope,
+                state,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a failed attempt's new delivery state, so retries resume after a restart.
+    pub fn set_attempts(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        self.trees
+            .attempts
+            .insert(q.key(id), record::versioned(state))?;
+        Ok(())
+    }
+
+    /// Deliveries finished: their entries leave the queue and their records are kept for
+    /// lookup. The record is written before the entry goes, so a crash in between means one
+    /// more delivery, never a lost one.
+    pub fn complete(&self, q: &SinkQueue, done: &[(EventId, Vec<u8>)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut delivered = sled::Batch::default();
+        for (id, record) in done {
+            let mut key = id.to_bytes().to_vec();
+            key.extend_from_slice(q.prefix());
+            delivered.insert(key, record::versioned(record));
+        }
+        self.trees.delivered.apply_batch(delivered)?;
+        for (id, _) in done {
+            let key = q.key(id);
+            self.trees.attempts.remove(&key)?;
+            if self.trees.queue.remove(&key)?.is_some() {
+                q.0.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// A delivery gave up: the entry moves from the queue to the dead letters.
+    pub fn bury(&self, q: &SinkQueue, id: &EventId, dead_letter: &[u8]) -> Result<(), StoreError> {
+        let key = q.key(id);
+        if self
+            .trees
+            .dead
+            .insert(&key, record::versioned(dead_letter))?
+            .is_none()
+        {
+            q.0.dead.fetch_add(1, Ordering::Relaxed);
+        }
+        self.trees.attempts.remove(&key)?;
+        if self.trees.queue.remove(&key)?.is_some() {
+            q.0.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A page of a sink's dead letters, oldest first, starting after `after`.
+    pub fn dead_letters(
+        &self,
+        q: &SinkQueue,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<DeadPage, StoreError> {
+        let start = match after {
+            Some(id) => {
+                let mut key = q.key(id);
+                key.push(0);
+                key
+            }
+            None => q.prefix().to_vec(),
+        };
+        let mut letters = Vec::new();
+        let mut next = None;
+        for entry in self.trees.dead.range(start..) {
+            let (key, bytes) = entry?;
+            if !key.starts_with(q.prefix()) {
+                break;
+            }
+            let Some(id) = q.event_id(&key) else { continue };
+            if letters.len() == limit {
+                next = letters
+                    .last()
+                    .map(|(id, _): &(EventId, Vec<u8>)| id.clone());
+                break;
+            }
+            letters.push((id, record::payload(&bytes)?.to_vec()));
+        }
+        Ok(DeadPage { letters, next })
+    }
+
+    /// One dead letter of a sink.
+    pub fn dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.versioned(&self.trees.dead, &q.key(id))
+    }
+
+    /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
+    /// index is not consulted: a replay is deliberate.
+    pub fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+        let key = q.key(id);
+        if self.trees.dead.remove(&key)?.is_none() {
+            return Ok(false);
+        }
+        q.0.dead.fetch_sub(1, Ordering::Relaxed);
+        self.trees.attempts.remove(&key)?;
+        if self.trees.queue.insert(&key, &[record::VERSION])?.is_none() {
+            q.0.depth.fetch_add(1, Ordering::Relaxed);
+        }
+        q.wake();
+        Ok(true)
+    }
+
+    /// Deletes a dead letter for good; its event then leaves with retention.
+    pub fn delete_dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+        let removed = self.trees.dead.remove(q.key(id))?.is_some();
+        if removed {
+            q.0.dead.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+
+    /// Where one event stands with one sink: queued (with its state), dead, or delivered.
+    pub fn delivery_of(&self, q: &SinkQueue, id: &EventId) -> Result<DeliveryOf, StoreError> {
+        let key = q.key(id);
+        if self.trees.queue.contains_key(&key)? {
+            return Ok(DeliveryOf::Queued(
+                self.versioned(&self.trees.attempts, &key)?,
+            ));
+        }
+        if let Some(dead) = self.versioned(&self.trees.dead, &key)? {
+            return Ok(DeliveryOf::Dead(dead));
+        }
+        let mut delivered_key = id.to_bytes().to_vec();
+        delivered_key.extend_from_slice(q.prefix());
+        Ok(
+            match self.versioned(&self.trees.delivered, &delivered_key)? {
+                Some(record) => DeliveryOf::Delivered(record),
+                None => DeliveryOf::Unknown,
+            },
+        )
+    }
+
+    fn versioned(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match tree.get(key)? {
+            Some(bytes) => Ok(Some(payload_of(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn payload_of(bytes: &IVec) -> Result<Vec<u8>, StoreError> {
+    Ok(record::payload(bytes)?.to_vec())
+}

@@ -1,0 +1,200 @@
+//! The byte layout of what the store keeps. Every value starts with a format version, so a
+//! future release can tell an old record from damage and migrate it instead of guessing.
+
+use crate::envelope::EventId;
+
+/// The format version written by this release.
+pub const VERSION: u8 = 1;
+
+/// Why a stored value could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record is empty")]
+    Empty,
+    #[error("record has format version {0}; this release reads version {VERSION}")]
+    Version(u8),
+    #[error("record is truncated or damaged")]
+    Damaged,
+}
+
+/// `value` behind the version byte.
+pub fn versioned(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 1);
+    out.push(VERSION);
+    out.extend_from_slice(value);
+    out
+}
+
+/// The payload of a versioned value.
+pub fn payload(bytes: &[u8]) -> Result<&[u8], RecordError> {
+    match bytes.split_first() {
+        None => Err(RecordError::Empty),
+        Some((&VERSION, rest)) => Ok(rest),
+        Some((&other, _)) => Err(RecordError::Version(other)),
+    }
+}
+
+/// A kept event: the sink queues it was put on (so retention knows what may still need it)
+/// and its envelope, stored once however many sinks it goes to.
+pub struct StoredEvent<'a> {
+    pub queues: Vec<&'a [u8]>,
+    pub envelope: &'a [u8],
+}
+
+impl<'a> StoredEvent<'a> {
+    pub fn encode(queues: &[&[u8]], envelope: &[u8]) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        let count = u8::try_from(queues.len()).unwrap_or(u8::MAX);
+        out.push(count);
+        for q in queues.iter().take(usize::from(count)) {
+            put_bytes16(&mut out, q);
+        }
+        out.extend_from_slice(envelope);
+        out
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<StoredEvent<'a>, RecordError> {
+        let mut r = Reader(payload(bytes)?);
+        let count = r.u8()?;
+        let queues = (0..count)
+            .map(|_| r.bytes16())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StoredEvent {
+            queues,
+            envelope: r.0,
+        })
+    }
+}
+
+/// A dedupe index entry: when the claim ends and which event made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub expires_at_ms: u64,
+    pub event_id: EventId,
+}
+
+impl Claim {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.event_id.to_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Claim, RecordError> {
+        let mut r = Reader(payload(bytes)?);
+        let expires_at_ms = r.u64()?;
+        let id: [u8; 16] = r.take(16)?.try_into().map_err(|_| RecordError::Damaged)?;
+        Ok(Claim {
+            expires_at_ms,
+            event_id: EventId::from_bytes(id),
+        })
+    }
+
+    /// The expiry-index key: expiry first, so the sweeper reads only what has expired.
+    pub fn expiry_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut out = self.expires_at_ms.to_be_bytes().to_vec();
+        out.extend_from_slice(key);
+        out
+    }
+}
+
+/// Splits an expiry-index key into its expiry and dedupe key.
+pub fn split_expiry_key(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (at, key) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*at), key))
+}
+
+pub fn put_bytes16(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&bytes[..usize::from(len)]);
+}
+
+pub fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&bytes[..len as usize]);
+}
+
+/// Reads fields front to back; every read checks its length, so damage is an error, never a
+/// panic.
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.0.len() < n {
+            return Err(RecordError::Damaged);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, RecordError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub fn u16(&mut self) -> Result<u16, RecordError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32(&mut self) -> Result<u32, RecordError> {
+        let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| RecordError::Damaged)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, RecordError> {
+        let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| RecordError::Damaged)?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    pub fn bytes16(&mut self) -> Result<&'a [u8], RecordError> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+
+    pub fn bytes32(&mut self) -> Result<&'a [u8], RecordError> {
+        let n = self.u32()?;
+        self.take(n as usize)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_events_round_trip_and_damage_is_an_error() {
+        let bytes = StoredEvent::encode(&[b"acme/crm\0", b"acme/audit\0"], b"{\"id\":1}");
+        let event = StoredEvent::decode(&bytes).unwrap();
+        assert_eq!(event.queues, vec![&b"acme/crm\0"[..], &b"acme/audit\0"[..]]);
+        assert_eq!(event.envelope, b"{\"id\":1}");
+        assert!(StoredEvent::decode(&bytes[..5]).is_err());
+        let mut future = bytes.clone();
+        future[0] = 9;
+        assert_eq!(
+            StoredEvent::decode(&future).err(),
+            Some(RecordError::Version(9))
+        );
+    }
+
+    #[test]
+    fn claims_round_trip() {
+        let claim = Claim {
+            expires_at_ms: 42,
+            event_id: EventId::generate(),
+        };
+        assert_eq!(Claim::decode(&claim.encode()), Ok(claim.clone()));
+        assert_eq!(
+            split_expiry_key(&claim.expiry_key(b"k")),
+            Some((42, &b"k"[..]))
+        );
+        assert!(Claim::decode(b"\x01junk").is_err());
+    }
+}
