@@ -84,6 +84,8 @@ pub async fn get(addr: SocketAddr, path: &str) -> BenchResult<(StatusCode, Strin
 /// What a load posts: unique deliveries of one vendor to one workspace, signed with its secret.
 pub struct Poster {
     path: String,
+    /// A baseline server answers a bare 200 where switchyard answers `accepted` with an id.
+    plain: bool,
     template: Template,
     secret: Vec<u8>,
     /// Keeps ids unique across bench processes (the pid) and across the loads that share this
@@ -98,11 +100,19 @@ impl Poster {
         let poster = POSTERS.fetch_add(1, Ordering::Relaxed);
         Poster {
             path: format!("/hooks/{workspace}/{}", template.vendor),
+            plain: false,
             template,
             secret: secret.as_bytes().to_vec(),
             base: (std::process::id() << 12) ^ (poster << 6),
             loads: AtomicU32::new(0),
         }
+    }
+
+    /// Posts to `path` of a baseline server, where any 200 counts as taken.
+    pub fn baseline(mut self, path: &str) -> Poster {
+        self.path = path.to_owned();
+        self.plain = true;
+        self
     }
 
     /// The body size every delivery of this poster has.
@@ -302,14 +312,24 @@ async fn connection(
         };
         seq += 1;
         report.sent += 1;
-        let sent_at = Instant::now();
+        // At a fixed rate, latency counts from when the request was due, so a server that
+        // falls behind shows its queueing delay too (no coordinated omission).
+        let sent_at = match spec.pace {
+            Pace::Closed => Instant::now(),
+            Pace::Rate { .. } => due,
+        };
         let answer = live.send(Method::POST, &poster.path, &headers, body).await;
         let answered_at = Instant::now();
         report.ended = Some(answered_at);
         match answer {
             Ok((status, body)) => {
                 report.latencies.push(answered_at - sent_at);
-                match accepted_id(status, &body) {
+                let taken = if poster.plain && status == StatusCode::OK {
+                    Ok(String::new())
+                } else {
+                    accepted_id(status, &body)
+                };
+                match taken {
                     Ok(id) => {
                         report.accepted += 1;
                         accepted.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,8 @@
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
+mod baseline;
+mod compare;
 mod ingest;
 mod isolation;
 mod load;
@@ -30,7 +32,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 4] = ["map", "ingest", "isolation", "retention"];
+const SCENARIOS: [&str; 5] = ["compare", "map", "ingest", "isolation", "retention"];
 
 const USAGE: &str = "\
 usage: cargo run --release -p switchyard-bench -- [--quick] [scenario...]
@@ -39,6 +41,9 @@ Build first: cargo build --release --workspace (the bench runs target/release/sw
 loads the plugins beside it).
 
 scenarios (default: all, in this order):
+  compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run:
+              rates and ratios, latency (closed loop and at half the maximum rate), sink
+              drain, queue depth, bytes on disk per event, peak RSS, time to ready
   map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
@@ -71,6 +76,15 @@ impl Problems {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(baseline::BARE_HYPER_ARG) {
+        return match baseline::serve_bare_hyper() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bare hyper server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut quick = false;
     let mut chosen: Vec<&'static str> = Vec::new();
     for arg in std::env::args().skip(1) {
@@ -161,6 +175,7 @@ fn main() -> ExitCode {
 
 async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<()> {
     match scenario {
+        "compare" => compare::run(env, problems).await,
         "ingest" => ingest::run(env, problems).await,
         "isolation" => isolation::run(env, problems).await,
         "retention" => retention::run(env, problems).await,

@@ -210,6 +210,14 @@ impl Server {
         Some(kib * 1024)
     }
 
+    /// The server's peak resident set size so far (VmHWM in /proc/<pid>/status).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// `12034 log lines, 0 WARN, 0 ERROR`, plus the first warnings or errors if there were any.
     pub fn log_summary(&self) -> (String, Vec<String>) {
         match self.log.lock() {

@@ -130,6 +130,11 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
             Ok(n) => tracing::debug!(removed = n, "events past retention swept"),
             Err(error) => tracing::error!(%error, "event retention sweep failed"),
         }
+        match store.sweep_log(retention, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(segments = n, "log segments past retention retired"),
+            Err(error) => tracing::error!(%error, "log retention sweep failed"),
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! The one commit path. Requests hand their verified, mapped event to a single writer thread,
-//! which takes everything waiting, decides each dedupe key against the index and the rest of
-//! the batch, appends the batch's new events to the write-ahead log with one write and one
-//! sync, applies them to sled, and only then answers every waiter and wakes the sinks'
-//! workers. A checkpointer thread flushes sled behind it and moves the log's checkpoint on.
+//! which takes everything waiting, decides each dedupe key against the index, the claims still
+//! on their way into it and the rest of the batch, and appends the batch's new events to the
+//! write-ahead log with one write and one sync. An applier thread then applies the batch to
+//! sled and only then answers every waiter and wakes the sinks' workers, while the writer
+//! already syncs the next batch. A checkpointer thread flushes sled behind them and moves the
+//! log's checkpoint on.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{self, Claim, Reader, RecordError, StoredEvent};
+use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
 use super::wal::{self, Position, Wal};
 use super::{lock, sync_sled, SinkQueue, StoreError, StoreMetrics, Trees};
 use crate::dedupe::DedupeKey;
@@ -62,17 +64,31 @@ impl Committer {
     ) -> std::io::Result<Committer> {
         let wal = Wal::open(wal_dir)?;
         let applied = Arc::new(Mutex::new(None));
+        let pending = Arc::new(Mutex::new(HashMap::new()));
         let (sender, receiver) = mpsc::unbounded_channel();
+        // Two batches in the pipeline at most: one being synced, one being applied.
+        let (to_apply, logged) = std_mpsc::sync_channel(1);
         let writer = Writer {
             trees: trees.clone(),
             wal,
+            healthy: healthy.clone(),
+            pending: pending.clone(),
+            to_apply,
+        };
+        let applier = Applier {
+            trees: trees.clone(),
             healthy,
             metrics,
+            pending,
             applied: applied.clone(),
+            stuck: false,
         };
         std::thread::Builder::new()
             .name("switchyard-commit".into())
             .spawn(move || writer.run(receiver))?;
+        std::thread::Builder::new()
+            .name("switchyard-apply".into())
+            .spawn(move || applier.run(logged))?;
         let (checkpoint, requests) = std_mpsc::channel();
         let wal_dir = wal_dir.to_owned();
         std::thread::Builder::new()
@@ -93,29 +109,40 @@ impl Committer {
     }
 }
 
-struct Writer {
-    trees: Trees,
-    wal: Wal,
-    healthy: Arc<AtomicBool>,
-    metrics: StoreMetrics,
-    /// Where the log stands once everything in it is applied to sled.
-    applied: Arc<Mutex<Option<Position>>>,
-}
+/// Claims logged but not yet applied to sled: the writer decides the next batch against them
+/// while the applier is still on the previous one.
+type PendingClaims = Arc<Mutex<HashMap<Vec<u8>, EventId>>>;
 
 /// What the writer decided for one request of a batch.
 enum Decision {
     New,
     /// A copy of the batch's event at this index.
     RepeatInBatch(usize),
-    /// Claimed by an earlier, already durable event.
+    /// Claimed by an earlier event.
     Seen(EventId),
     Failed(StoreError),
 }
 
-/// A new event of the batch being committed, and the claim it replaces (expired) if any.
-struct Fresh {
-    index: usize,
-    replaced_expiry: Option<Vec<u8>>,
+/// A batch on its way from the writer to the applier.
+struct Logged {
+    batch: Vec<(Accept, Reply)>,
+    decisions: Vec<Decision>,
+    /// The log payload of its new events (empty when it has none), where it starts in the
+    /// log and where the log ends after it.
+    payload: Vec<u8>,
+    logged_at: Option<(Position, Position)>,
+    replaced_expiry: Vec<Vec<u8>>,
+    /// Set when the log write failed: every new event of the batch is refused.
+    failed: Option<String>,
+}
+
+/// Stage one: decides dedupe for a batch and makes its new events durable in the log.
+struct Writer {
+    trees: Trees,
+    wal: Wal,
+    healthy: Arc<AtomicBool>,
+    pending: PendingClaims,
+    to_apply: std_mpsc::SyncSender<Logged>,
 }
 
 impl Writer {
@@ -132,78 +159,160 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            let logged = self.log(batch);
+            if self.to_apply.send(logged).is_err() {
+                return;
+            }
         }
     }
 
-    fn commit(&mut self, batch: Vec<(Accept, Reply)>) {
+    fn log(&mut self, batch: Vec<(Accept, Reply)>) -> Logged {
         let mut decisions: Vec<Decision> = Vec::with_capacity(batch.len());
-        let mut fresh: Vec<Fresh> = Vec::new();
-        // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
-        let mut claimed: HashMap<&[u8], usize> = HashMap::new();
-        for (index, (accept, _)) in batch.iter().enumerate() {
-            let key = accept.key.as_bytes();
-            if let Some(&first) = claimed.get(key) {
-                decisions.push(Decision::RepeatInBatch(first));
-                continue;
+        let mut replaced_expiry = Vec::new();
+        let mut payload = Vec::new();
+        let mut fresh = 0u32;
+        {
+            let pending = lock(&self.pending);
+            // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
+            let mut claimed: HashMap<&[u8], usize> = HashMap::new();
+            for (index, (accept, _)) in batch.iter().enumerate() {
+                let key = accept.key.as_bytes();
+                if let Some(&first) = claimed.get(key) {
+                    decisions.push(Decision::RepeatInBatch(first));
+                    continue;
+                }
+                if let Some(first) = pending.get(key) {
+                    decisions.push(Decision::Seen(first.clone()));
+                    continue;
+                }
+                let existing = match self.trees.dedupe.get(key) {
+                    Ok(existing) => existing,
+                    Err(e) => {
+                        decisions.push(Decision::Failed(e.into()));
+                        continue;
+                    }
+                };
+                match existing.as_deref().map(Claim::decode) {
+                    Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
+                        decisions.push(Decision::Seen(claim.event_id));
+                        continue;
+                    }
+                    Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
+                    Some(Err(error)) => {
+                        tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
+                    }
+                    None => {}
+                }
+                claimed.insert(key, index);
+                if fresh == 0 {
+                    payload.extend_from_slice(&[0; 4]);
+                }
+                encode_event(&mut payload, accept);
+                fresh += 1;
+                decisions.push(Decision::New);
             }
-            let existing = match self.trees.dedupe.get(key) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    decisions.push(Decision::Failed(e.into()));
-                    continue;
-                }
-            };
-            let replaced_expiry = match existing.as_deref().map(Claim::decode) {
-                Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
-                    decisions.push(Decision::Seen(claim.event_id));
-                    continue;
-                }
-                Some(Ok(expired)) => Some(expired.expiry_key(key)),
-                Some(Err(error)) => {
-                    tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
-                    None
-                }
-                None => None,
-            };
-            claimed.insert(key, index);
-            fresh.push(Fresh {
-                index,
-                replaced_expiry,
-            });
-            decisions.push(Decision::New);
         }
-        let written = if fresh.is_empty() {
-            Ok(())
-        } else {
-            self.write(&batch, &fresh)
+        let mut logged = Logged {
+            batch,
+            decisions,
+            payload,
+            logged_at: None,
+            replaced_expiry,
+            failed: None,
         };
-        match &written {
-            Ok(()) if !fresh.is_empty() => {
-                self.healthy.store(true, Ordering::Relaxed);
-                self.metrics.commits.inc();
-                if let Some(h) = &self.metrics.batch_events {
-                    h.observe(fresh.len() as f64);
+        if fresh == 0 {
+            return logged;
+        }
+        logged.payload[..4].copy_from_slice(&fresh.to_be_bytes());
+        match self.wal.append(&logged.payload) {
+            Ok(at) => {
+                logged.logged_at = Some(at);
+                let mut pending = lock(&self.pending);
+                for ((accept, _), decision) in logged.batch.iter().zip(&logged.decisions) {
+                    if matches!(decision, Decision::New) {
+                        pending.insert(accept.key.as_bytes().to_vec(), accept.id.clone());
+                    }
                 }
             }
-            Ok(()) => {}
             Err(error) => {
                 self.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(%error, events = fresh.len(), "commit failed; the vendors will retry");
+                tracing::error!(%error, events = fresh, "the write-ahead log failed; the vendors will retry");
+                logged.failed = Some(format!("the write-ahead log: {error}"));
             }
         }
-        let ids: Vec<EventId> = batch.iter().map(|(a, _)| a.id.clone()).collect();
-        for ((accept, reply), decision) in batch.into_iter().zip(decisions) {
-            let answer = match (decision, &written) {
+        logged
+    }
+}
+
+/// Stage two: applies a logged batch to sled, then answers its waiters and wakes its sinks.
+struct Applier {
+    trees: Trees,
+    healthy: Arc<AtomicBool>,
+    metrics: StoreMetrics,
+    pending: PendingClaims,
+    /// Where the log stands once everything in it is applied to sled.
+    applied: Arc<Mutex<Option<Position>>>,
+    /// A batch failed to apply: the checkpoint must not move past it, so the next start
+    /// replays it.
+    stuck: bool,
+}
+
+impl Applier {
+    fn run(mut self, logged: std_mpsc::Receiver<Logged>) {
+        while let Ok(batch) = logged.recv() {
+            self.finish(batch);
+        }
+    }
+
+    fn finish(&mut self, logged: Logged) {
+        let mut failed = logged.failed;
+        if let (None, Some((start, end))) = (&failed, logged.logged_at) {
+            let applied = decode_batch(&logged.payload)
+                .map_err(StoreError::from)
+                .and_then(|events| {
+                    let replaced: Vec<&[u8]> =
+                        logged.replaced_expiry.iter().map(Vec::as_slice).collect();
+                    apply(&self.trees, start, &events, &replaced, false).map(|()| events.len())
+                });
+            match applied {
+                Ok(events) => {
+                    if !self.stuck {
+                        *lock(&self.applied) = Some(end);
+                    }
+                    self.healthy.store(true, Ordering::Relaxed);
+                    self.metrics.commits.inc();
+                    if let Some(h) = &self.metrics.batch_events {
+                        h.observe(events as f64);
+                    }
+                    let mut pending = lock(&self.pending);
+                    for ((accept, _), decision) in logged.batch.iter().zip(&logged.decisions) {
+                        if matches!(decision, Decision::New) {
+                            pending.remove(accept.key.as_bytes());
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Logged but not in sled: the next start replays it. Its claims stay
+                    // pending, so repeats are still recognised until then.
+                    self.healthy.store(false, Ordering::Relaxed);
+                    self.stuck = true;
+                    tracing::error!(%error, "a logged batch could not be applied to the store; it will be replayed at the next start");
+                    failed = Some(error.to_string());
+                }
+            }
+        }
+        let ids: Vec<EventId> = logged.batch.iter().map(|(a, _)| a.id.clone()).collect();
+        for ((accept, reply), decision) in logged.batch.into_iter().zip(logged.decisions) {
+            let answer = match (decision, &failed) {
                 (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
                 (Decision::Failed(error), _) => Err(error),
-                (Decision::New | Decision::RepeatInBatch(_), Err(error)) => {
-                    Err(StoreError::Write(error.to_string()))
+                (Decision::New | Decision::RepeatInBatch(_), Some(error)) => {
+                    Err(StoreError::Write(error.clone()))
                 }
-                (Decision::RepeatInBatch(first), Ok(())) => {
+                (Decision::RepeatInBatch(first), None) => {
                     Ok(Accepted::Duplicate(ids[first].clone()))
                 }
-                (Decision::New, Ok(())) => {
+                (Decision::New, None) => {
                     for queue in &accept.queues {
                         queue.0.depth.fetch_add(1, Ordering::Relaxed);
                         queue.wake();
@@ -215,27 +324,6 @@ impl Writer {
             let _ = reply.send(answer);
         }
     }
-
-    /// Logs the new events (one write, one sync), then applies them to sled.
-    fn write(&mut self, batch: &[(Accept, Reply)], fresh: &[Fresh]) -> Result<(), StoreError> {
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&(fresh.len() as u32).to_be_bytes());
-        for f in fresh {
-            encode_event(&mut payload, &batch[f.index].0);
-        }
-        let end = self
-            .wal
-            .append(&payload)
-            .map_err(|e| StoreError::Write(format!("the write-ahead log: {e}")))?;
-        let events = decode_batch(&payload)?;
-        let replaced: Vec<&[u8]> = fresh
-            .iter()
-            .filter_map(|f| f.replaced_expiry.as_deref())
-            .collect();
-        apply(&self.trees, &events, &replaced, false)?;
-        *lock(&self.applied) = Some(end);
-        Ok(())
-    }
 }
 
 /// One new event as the log holds it.
@@ -244,7 +332,9 @@ struct LoggedEvent<'a> {
     expires_at_ms: u64,
     key: &'a [u8],
     queues: Vec<&'a [u8]>,
-    envelope: &'a [u8],
+    /// Where the envelope starts in the batch's payload, and its length.
+    envelope_at: usize,
+    envelope_len: u32,
 }
 
 fn encode_event(out: &mut Vec<u8>, a: &Accept) {
@@ -269,13 +359,16 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<LoggedEvent<'_>>, RecordError> {
         let queues = (0..r.u8()?)
             .map(|_| r.bytes16())
             .collect::<Result<Vec<_>, _>>()?;
-        let envelope = r.bytes32()?;
+        let envelope_len = r.u32()?;
+        let envelope_at = payload.len() - r.0.len();
+        r.take(envelope_len as usize)?;
         events.push(LoggedEvent {
             id: EventId::from_bytes(id),
             expires_at_ms,
             key,
             queues,
-            envelope,
+            envelope_at,
+            envelope_len,
         });
     }
     if !r.is_empty() {
@@ -284,10 +377,20 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<LoggedEvent<'_>>, RecordError> {
     Ok(events)
 }
 
-/// Brings sled up to date with logged events. A replay (after a crash) may meet events sled
-/// already has: it keeps newer claims and does not queue again what a sink already finished.
+/// Each event of a logged batch: its id and where its envelope is in the payload.
+pub(super) fn envelopes(payload: &[u8]) -> Result<Vec<(EventId, usize, usize)>, RecordError> {
+    Ok(decode_batch(payload)?
+        .into_iter()
+        .map(|e| (e.id, e.envelope_at, e.envelope_len as usize))
+        .collect())
+}
+
+/// Brings sled up to date with logged events, whose batch payload starts at `payload_at` in the
+/// log. A replay (after a crash) may meet events sled already has: it keeps newer claims and
+/// does not queue again what a sink already finished.
 fn apply(
     trees: &Trees,
+    payload_at: Position,
     events: &[LoggedEvent<'_>],
     replaced_expiry: &[&[u8]],
     replay: bool,
@@ -315,7 +418,12 @@ fn apply(
             expiry.insert(claim.expiry_key(e.key), &[]);
         }
         let id = e.id.to_bytes();
-        kept.insert(&id, StoredEvent::encode(&e.queues, e.envelope));
+        let span = LogSpan {
+            segment: payload_at.segment,
+            offset: payload_at.offset + e.envelope_at as u64,
+            len: e.envelope_len,
+        };
+        kept.insert(&id, StoredEvent::encode(&e.queues, Body::Logged(span)));
         for prefix in &e.queues {
             let mut key = prefix.to_vec();
             key.extend_from_slice(&id);
@@ -343,9 +451,9 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(wal_dir)?;
     let from = wal::read_checkpoint(wal_dir)?;
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let batches = wal::replay(wal_dir, from, |payload| {
+    let batches = wal::replay(wal_dir, from, |at, payload| {
         let events = decode_batch(payload).map_err(|e| invalid(e.into()))?;
-        apply(trees, &events, &[], true).map_err(invalid)
+        apply(trees, at, &events, &[], true).map_err(invalid)
     })?;
     if batches > 0 {
         let sled_dir = wal_dir.parent().unwrap_or(wal_dir);

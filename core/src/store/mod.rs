@@ -169,6 +169,7 @@ fn queue_prefix(workspace: &WorkspaceId, sink: &SinkName) -> Vec<u8> {
 pub struct Store {
     dir: PathBuf,
     trees: Trees,
+    log: wal::LogReader,
     committer: commit::Committer,
     healthy: Arc<AtomicBool>,
     queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
@@ -228,6 +229,7 @@ impl Store {
             .map_err(log_error)?;
         Ok(Arc::new(Store {
             dir: dir.to_owned(),
+            log: wal::LogReader::new(&wal_dir),
             trees,
             committer,
             healthy,
@@ -288,12 +290,27 @@ impl Store {
     /// A kept event's envelope.
     pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
         match self.trees.events.get(id.to_bytes())? {
-            Some(bytes) => Ok(Some(record::StoredEvent::decode(&bytes)?.envelope.to_vec())),
+            Some(bytes) => self
+                .envelope(&record::StoredEvent::decode(&bytes)?)
+                .map(Some),
             None => Ok(None),
         }
     }
 
-    /// Bytes the store occupies on disk (sled and the write-ahead log).
+    fn envelope(&self, event: &record::StoredEvent<'_>) -> Result<Vec<u8>, StoreError> {
+        match event.body {
+            record::Body::Inline(envelope) => Ok(envelope.to_vec()),
+            record::Body::Logged(span) => self.log.read(span).map_err(|e| match e.kind() {
+                // Segments are retired only once nothing points into them: this is damage.
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
+                    StoreError::Record(RecordError::Damaged)
+                }
+                _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
+            }),
+        }
+    }
+
+    /// Bytes the store occupies on disk (sled and the log).
     pub fn size_on_disk(&self) -> u64 {
         let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
             .into_iter()

@@ -43,12 +43,16 @@ impl Store {
             let key = key?;
             let Some(id) = q.event_id(&key) else { continue };
             let envelope = match self.trees.events.get(id.to_bytes())? {
-                Some(bytes) => match StoredEvent::decode(&bytes) {
-                    Ok(event) => Some(event.envelope.to_vec()),
-                    Err(error) => {
+                Some(bytes) => match StoredEvent::decode(&bytes)
+                    .map_err(StoreError::from)
+                    .and_then(|event| self.envelope(&event))
+                {
+                    Ok(envelope) => Some(envelope),
+                    Err(StoreError::Record(error)) => {
                         tracing::error!(event_id = %id, %error, "stored event unreadable");
                         None
                     }
+                    Err(error) => return Err(error),
                 },
                 None => None,
             };

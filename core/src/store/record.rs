@@ -34,22 +34,49 @@ pub fn payload(bytes: &[u8]) -> Result<&[u8], RecordError> {
     }
 }
 
+/// Where an envelope's bytes are: in a write-ahead log segment (the common case: written
+/// once, where it was made durable), or inline once its segment has been retired while a queue
+/// or a dead letter still needed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    Inline(&'a [u8]),
+    Logged(LogSpan),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogSpan {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
 /// A kept event: the sink queues it was put on (so retention knows what may still need it)
-/// and its envelope, stored once however many sinks it goes to.
+/// and where its envelope is, stored once however many sinks it goes to.
 pub struct StoredEvent<'a> {
     pub queues: Vec<&'a [u8]>,
-    pub envelope: &'a [u8],
+    pub body: Body<'a>,
 }
 
 impl<'a> StoredEvent<'a> {
-    pub fn encode(queues: &[&[u8]], envelope: &[u8]) -> Vec<u8> {
+    pub fn encode(queues: &[&[u8]], body: Body<'_>) -> Vec<u8> {
         let mut out = vec![VERSION];
         let count = u8::try_from(queues.len()).unwrap_or(u8::MAX);
         out.push(count);
         for q in queues.iter().take(usize::from(count)) {
             put_bytes16(&mut out, q);
         }
-        out.extend_from_slice(envelope);
+        match body {
+            Body::Inline(envelope) => {
+                out.push(0);
+                out.extend_from_slice(envelope);
+            }
+            Body::Logged(span) => {
+                out.push(1);
+                out.extend_from_slice(&span.segment.to_be_bytes());
+                out.extend_from_slice(&span.offset.to_be_bytes());
+                out.extend_from_slice(&span.len.to_be_bytes());
+            }
+        }
         out
     }
 
@@ -59,10 +86,16 @@ impl<'a> StoredEvent<'a> {
         let queues = (0..count)
             .map(|_| r.bytes16())
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(StoredEvent {
-            queues,
-            envelope: r.0,
-        })
+        let body = match r.u8()? {
+            0 => Body::Inline(r.0),
+            1 => Body::Logged(LogSpan {
+                segment: r.u64()?,
+                offset: r.u64()?,
+                len: r.u32()?,
+            }),
+            _ => return Err(RecordError::Damaged),
+        };
+        Ok(StoredEvent { queues, body })
     }
 }
 
@@ -171,10 +204,23 @@ mod tests {
 
     #[test]
     fn stored_events_round_trip_and_damage_is_an_error() {
-        let bytes = StoredEvent::encode(&[b"acme/crm\0", b"acme/audit\0"], b"{\"id\":1}");
+        let bytes = StoredEvent::encode(
+            &[b"acme/crm\0", b"acme/audit\0"],
+            Body::Inline(b"{\"id\":1}"),
+        );
         let event = StoredEvent::decode(&bytes).unwrap();
         assert_eq!(event.queues, vec![&b"acme/crm\0"[..], &b"acme/audit\0"[..]]);
-        assert_eq!(event.envelope, b"{\"id\":1}");
+        assert_eq!(event.body, Body::Inline(b"{\"id\":1}"));
+        let span = LogSpan {
+            segment: 3,
+            offset: 77,
+            len: 12,
+        };
+        let logged = StoredEvent::encode(&[], Body::Logged(span));
+        assert_eq!(
+            StoredEvent::decode(&logged).unwrap().body,
+            Body::Logged(span)
+        );
         assert!(StoredEvent::decode(&bytes[..5]).is_err());
         let mut future = bytes.clone();
         future[0] = 9;

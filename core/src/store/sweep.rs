@@ -1,9 +1,11 @@
-//! Background upkeep: expired dedupe claims, and events and delivery records past retention.
-//! An event still queued for a sink, or held by a dead letter, stays however old it is.
+//! Background upkeep: expired dedupe claims, events and delivery records past retention, and log
+//! segments retention has passed. An event still queued for a sink, or held by a dead letter,
+//! stays however old it is: when its segment is retired, its envelope moves into sled.
 
 use std::time::{Duration, SystemTime};
 
-use super::record::{self, Claim, StoredEvent};
+use super::record::{self, Body, Claim, StoredEvent};
+use super::wal;
 use super::{Store, StoreError};
 use crate::dedupe::millis;
 
@@ -58,6 +60,62 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// Retires log segments that are behind the checkpoint and older than `retention`: the
+    /// envelopes still needed (queued, dead, or kept for lookup) move inline into sled first.
+    /// Returns how many segments went.
+    pub fn sweep_log(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
+        let dir = self.dir.join("wal");
+        let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
+        let checkpoint = wal::read_checkpoint(&dir).map_err(io)?;
+        let mut retired = 0;
+        for segment in wal::segments(&dir).map_err(io)? {
+            if segment >= checkpoint.segment {
+                break;
+            }
+            let modified = std::fs::metadata(wal::segment_path(&dir, segment))
+                .and_then(|m| m.modified())
+                .map_err(io)?;
+            if modified + retention > now {
+                break;
+            }
+            let mut moved = 0;
+            wal::segment_frames(&dir, segment, 0, |at, payload| {
+                moved += self
+                    .keep_inline(at, payload)
+                    .map_err(std::io::Error::other)?;
+                Ok(())
+            })
+            .map_err(io)?;
+            self.trees.events.flush().map_err(StoreError::from)?;
+            self.log.retire(segment).map_err(io)?;
+            tracing::debug!(segment, moved, "log segment retired");
+            retired += 1;
+        }
+        Ok(retired)
+    }
+
+    /// Moves the envelopes of one logged batch that sled still points at into sled.
+    fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for (id, offset, len) in super::commit::envelopes(payload)? {
+            let Some(bytes) = self.trees.events.get(id.to_bytes())? else {
+                continue;
+            };
+            let event = StoredEvent::decode(&bytes)?;
+            let Body::Logged(span) = event.body else {
+                continue;
+            };
+            if span.segment != at.segment || span.offset != at.offset + offset as u64 {
+                continue;
+            }
+            let envelope = &payload[offset..offset + len];
+            let inline = StoredEvent::encode(&event.queues, Body::Inline(envelope));
+            self.trees.events.insert(id.to_bytes(), inline)?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     fn still_needed(&self, id: &[u8], queues: &[&[u8]]) -> Result<bool, StoreError> {

@@ -1,17 +1,22 @@
-//! The write-ahead log: where an accepted batch becomes durable. One writer appends a batch as
-//! one checksummed frame and syncs it (`fdatasync`) before anyone is answered; sled is brought
-//! up to date behind it, and a checkpoint records how far sled is known to be on disk, so
-//! start-up replays only what came after. The log is a directory of numbered segments; a new
-//! segment is started at every open and after any failed write, so a torn or failed tail is
-//! never appended to.
+//! The write-ahead log: where an accepted batch becomes durable, and where its envelopes stay.
+//! One writer appends a batch as one checksummed frame and syncs it (`fdatasync`) before anyone
+//! is answered; sled is brought up to date behind it (with pointers into the log, not copies),
+//! and a checkpoint records how far sled is known to be on disk, so start-up replays only what
+//! came after. The log is a directory of numbered segments; a new segment is started at every
+//! open and after any failed write, so a torn or failed tail is never appended to. A segment is
+//! retired once retention has passed it (see the store's sweep).
 //!
 //! Frame: `len` (u32, big-endian) + CRC-32 of the payload (u32) + payload. A frame that is
 //! short, zero-length or fails its checksum ends the segment: that is where a crash cut it.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::record::LogSpan;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -50,9 +55,10 @@ impl Wal {
         })
     }
 
-    /// Appends one frame and syncs it; returns the position after it. On failure nothing is
-    /// considered written, and the next append goes to a new segment.
-    pub fn append(&mut self, payload: &[u8]) -> io::Result<Position> {
+    /// Appends one frame and syncs it; returns where its payload starts and where the log
+    /// ends after it. On failure nothing is considered written, and the next append goes to a
+    /// new segment.
+    pub fn append(&mut self, payload: &[u8]) -> io::Result<(Position, Position)> {
         if self.broken || self.end.offset >= SEGMENT_BYTES {
             self.rotate()?;
         }
@@ -72,8 +78,12 @@ impl Wal {
             self.broken = true;
             return Err(error);
         }
+        let start = Position {
+            segment: self.end.segment,
+            offset: self.end.offset + FRAME_HEADER as u64,
+        };
         self.end.offset += frame.len() as u64;
-        Ok(self.end)
+        Ok((start, self.end))
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -88,28 +98,87 @@ impl Wal {
     }
 }
 
-/// Calls `apply` with every frame written after `from`, in order, across segments.
+/// Calls `apply` with every frame written after `from`, in order, across segments, with where
+/// its payload starts.
 pub fn replay(
     dir: &Path,
     from: Position,
-    mut apply: impl FnMut(&[u8]) -> io::Result<()>,
+    mut apply: impl FnMut(Position, &[u8]) -> io::Result<()>,
 ) -> io::Result<usize> {
     let mut frames = 0;
     for segment in segments(dir)?.into_iter().filter(|s| *s >= from.segment) {
-        let mut bytes = Vec::new();
-        File::open(segment_path(dir, segment))?.read_to_end(&mut bytes)?;
-        let mut at = if segment == from.segment {
-            from.offset as usize
+        let start = if segment == from.segment {
+            from.offset
         } else {
             0
         };
-        while let Some((payload, next)) = frame_at(&bytes, at) {
-            apply(payload)?;
-            frames += 1;
-            at = next;
-        }
+        frames += segment_frames(dir, segment, start, &mut apply)?;
     }
     Ok(frames)
+}
+
+/// Calls `apply` with every frame of one segment from `start` on.
+pub fn segment_frames(
+    dir: &Path,
+    segment: u64,
+    start: u64,
+    mut apply: impl FnMut(Position, &[u8]) -> io::Result<()>,
+) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    File::open(segment_path(dir, segment))?.read_to_end(&mut bytes)?;
+    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
+    let mut frames = 0;
+    while let Some((payload, next)) = frame_at(&bytes, at) {
+        let position = Position {
+            segment,
+            offset: (at + FRAME_HEADER) as u64,
+        };
+        apply(position, payload)?;
+        frames += 1;
+        at = next;
+    }
+    Ok(frames)
+}
+
+/// Reads envelopes out of the log's segments, keeping one open file per segment.
+pub struct LogReader {
+    dir: PathBuf,
+    files: Mutex<HashMap<u64, Arc<File>>>,
+}
+
+impl LogReader {
+    pub fn new(dir: &Path) -> LogReader {
+        LogReader {
+            dir: dir.to_owned(),
+            files: Mutex::default(),
+        }
+    }
+
+    pub fn read(&self, span: LogSpan) -> io::Result<Vec<u8>> {
+        let file = {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            match files.get(&span.segment) {
+                Some(file) => file.clone(),
+                None => {
+                    let file = Arc::new(File::open(segment_path(&self.dir, span.segment))?);
+                    files.insert(span.segment, file.clone());
+                    file
+                }
+            }
+        };
+        let mut out = vec![0; span.len as usize];
+        file.read_exact_at(&mut out, span.offset)?;
+        Ok(out)
+    }
+
+    /// Deletes a segment nothing reads any more.
+    pub fn retire(&self, segment: u64) -> io::Result<()> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&segment);
+        fs::remove_file(segment_path(&self.dir, segment))
+    }
 }
 
 fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
@@ -145,8 +214,7 @@ pub fn read_checkpoint(dir: &Path) -> io::Result<Position> {
     })
 }
 
-/// Records `at` as checkpointed (atomically: written aside, synced, renamed, directory synced)
-/// and removes the segments wholly before it.
+/// Records `at` as checkpointed (atomically: written aside, synced, renamed, directory synced).
 pub fn write_checkpoint(dir: &Path, at: Position) -> io::Result<()> {
     let mut body = at.segment.to_be_bytes().to_vec();
     body.extend_from_slice(&at.offset.to_be_bytes());
@@ -156,15 +224,11 @@ pub fn write_checkpoint(dir: &Path, at: Position) -> io::Result<()> {
     file.write_all(&body)?;
     file.sync_all()?;
     fs::rename(&aside, dir.join(CHECKPOINT))?;
-    File::open(dir)?.sync_all()?;
-    for segment in segments(dir)?.into_iter().filter(|s| *s < at.segment) {
-        fs::remove_file(segment_path(dir, segment))?;
-    }
-    Ok(())
+    File::open(dir)?.sync_all()
 }
 
 /// Segment numbers present, ascending.
-fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -180,7 +244,7 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(found)
 }
 
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:016x}.wal"))
 }
 
@@ -201,7 +265,7 @@ mod tests {
 
     fn collect(dir: &Path, from: Position) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        replay(dir, from, |p| {
+        replay(dir, from, |_, p| {
             out.push(p.to_vec());
             Ok(())
         })
@@ -214,7 +278,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
         wal.append(b"one").unwrap();
-        let after_one = wal.append(b"two").unwrap();
+        let (two, after_one) = wal.append(b"two").unwrap();
+        let span = LogSpan {
+            segment: two.segment,
+            offset: two.offset,
+            len: 3,
+        };
+        assert_eq!(LogReader::new(dir.path()).read(span).unwrap(), b"two");
         wal.append(b"three").unwrap();
         drop(wal);
         let mut wal = Wal::open(dir.path()).unwrap();
@@ -234,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
         wal.append(b"kept").unwrap();
-        let end = wal.append(b"torn").unwrap();
+        let (_, end) = wal.append(b"torn").unwrap();
         drop(wal);
         let path = segment_path(dir.path(), 1);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
