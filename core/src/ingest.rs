@@ -25,7 +25,7 @@ use crate::dedupe::{Claim, DedupeKey, FirstSeen};
 use crate::envelope::{Envelope, EventId};
 use crate::metrics::{Metrics, SinkLabels};
 use crate::names::VendorName;
-use crate::plugins::{HandshakeOutcome, MapFailure, Plugins};
+use crate::plugins::{HandshakeOutcome, MapOutcome, Plugins};
 use crate::respond::{error, json_bytes, reply, with_type, Answer, Outcome};
 use crate::store::{Accept, SinkQueue, Store, StoreError};
 use crate::topology::{Topology, VendorBinding, Workspace};
@@ -301,7 +301,7 @@ impl FrontDoor {
             span.record("delivery_id", id);
         }
         if let Err(e) = binding.plugin.verify_with(
-            &binding.scheme,
+            binding.scheme.as_ref(),
             headers,
             body,
             delivery_id,
@@ -311,13 +311,16 @@ impl FrontDoor {
             tracing::warn!(reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
-        let mapped = match binding.plugin.map_event(headers, body) {
-            Ok(mapped) => mapped,
-            Err(MapFailure::InvalidPayload(why)) => {
+        let mapped = match (binding.plugin)
+            .map_event_async(headers, body, binding.plugin_timeout, &self.metrics)
+            .await
+        {
+            MapOutcome::Mapped(mapped) => mapped,
+            MapOutcome::InvalidPayload(why) => {
                 tracing::warn!(reason = %why, "delivery refused: payload cannot be mapped");
                 return error(StatusCode::BAD_REQUEST, "invalid_payload", &why);
             }
-            Err(MapFailure::PluginFailed(why)) => {
+            MapOutcome::Failed(why) => {
                 tracing::error!(reason = %why, plugin = %binding.plugin.path.display(), "vendor plugin failed");
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -325,18 +328,29 @@ impl FrontDoor {
                     "the vendor plugin failed on this delivery; it has been logged",
                 );
             }
+            MapOutcome::TimedOut(limit) => {
+                tracing::error!(?limit, plugin = %binding.plugin.path.display(), "vendor plugin timed out");
+                let why = format!("the vendor plugin did not answer within {limit:?}; retry later");
+                let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, "plugin_timeout", &why);
+                answer
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                return answer;
+            }
+            MapOutcome::Quarantined(why) => {
+                tracing::warn!(reason = %why, "delivery refused: vendor plugin quarantined");
+                let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, "plugin_quarantined", &why);
+                answer
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                return answer;
+            }
         };
         span.record("event_type", mapped.canonical_type.as_str());
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
-        let (key, basis) = DedupeKey::derive(
-            &ws.id,
-            vendor,
-            mapped.vendor_event_id.as_deref(),
-            delivery_id,
-            body,
-        );
+        let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let envelope =
             Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();

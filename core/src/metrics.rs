@@ -34,6 +34,14 @@ pub struct SinkOutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginFaultLabels {
+    pub vendor: String,
+    /// `timeout`, `failed` (panicked or broke the ABI contract), or `quarantined` (answered 503
+    /// without calling the plugin).
+    pub kind: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub hook_requests: Family<HookLabels, Counter>,
@@ -43,6 +51,7 @@ pub struct Metrics {
     pub dead_letters: Family<SinkLabels, Gauge>,
     pub store_flushes: Counter<u64, AtomicU64>,
     pub store_bytes: Gauge,
+    pub plugin_faults: Family<PluginFaultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -97,6 +106,12 @@ impl Metrics {
             "Bytes the sled store occupies on disk",
             store_bytes.clone(),
         );
+        let plugin_faults = Family::<PluginFaultLabels, Counter>::default();
+        registry.register(
+            "plugin_faults",
+            "Vendor plugin calls that timed out or failed, and deliveries refused while the plugin was quarantined",
+            plugin_faults.clone(),
+        );
         Metrics {
             registry,
             hook_requests,
@@ -106,7 +121,17 @@ impl Metrics {
             dead_letters,
             store_flushes,
             store_bytes,
+            plugin_faults,
         }
+    }
+
+    pub fn plugin_fault(&self, vendor: &str, kind: &str) {
+        self.plugin_faults
+            .get_or_create(&PluginFaultLabels {
+                vendor: vendor.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     pub fn hook(&self, workspace: &str, vendor: &str, outcome: &str) {
@@ -148,6 +173,7 @@ mod tests {
         m.hook("acme", "watsi", "accepted");
         m.hook("acme", "watsi", "accepted");
         m.sink_attempt("acme", "crm", "dead");
+        m.plugin_fault("whatsable", "timeout");
         let text = m.render();
         assert!(text.contains(
             r#"switchyard_hook_requests_total{workspace="acme",vendor="watsi",outcome="accepted"} 2"#
@@ -156,6 +182,10 @@ mod tests {
             text.contains(
                 r#"switchyard_sink_attempts_total{workspace="acme",sink="crm",outcome="dead"} 1"#
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"switchyard_plugin_faults_total{vendor="whatsable",kind="timeout"} 1"#),
             "{text}"
         );
     }

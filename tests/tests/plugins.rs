@@ -17,9 +17,17 @@ fn watsi_config() -> Config {
     )
 }
 
-/// The rows of `switchyard plugins --plugins-dir DIR`, split on whitespace, without the header
-/// and the closing `(N plugin(s) in DIR)` line.
-fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
+/// One plugin as `switchyard plugins` lists it: its row split on whitespace, and the text of the
+/// `dedupe:` line under it.
+#[derive(Debug)]
+struct Listed {
+    row: Vec<String>,
+    dedupe: String,
+}
+
+/// The plugins `switchyard plugins --plugins-dir DIR` lists, without the header and the closing
+/// `(N plugin(s) in DIR)` line.
+fn listed_plugins(dir: &TestDir) -> Vec<Listed> {
     let mut command = switchyard_command([
         "plugins".as_ref(),
         "--plugins-dir".as_ref(),
@@ -35,13 +43,24 @@ fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
         "unexpected header: {}",
         out.stdout
     );
-    let rows: Vec<Vec<String>> = lines
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('('))
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
-        .collect();
+    let mut listed: Vec<Listed> = Vec::new();
+    for line in lines.filter(|l| !l.trim().is_empty() && !l.starts_with('(')) {
+        match line.trim_start().strip_prefix("dedupe: ") {
+            Some(dedupe) if line.starts_with(' ') => {
+                let last = listed
+                    .last_mut()
+                    .expect("a dedupe line follows its plugin's row");
+                last.dedupe = dedupe.to_owned();
+            }
+            _ => listed.push(Listed {
+                row: line.split_whitespace().map(str::to_owned).collect(),
+                dedupe: String::new(),
+            }),
+        }
+    }
     let footer = format!(
         "({} plugin(s) in {})",
-        rows.len(),
+        listed.len(),
         dir.plugins_dir().display()
     );
     assert!(
@@ -49,28 +68,47 @@ fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
         "no {footer:?} line in:\n{}",
         out.stdout
     );
-    rows
+    listed
+}
+
+/// What each vendor's plugin says identifies its events.
+fn dedupe_of(vendor: &str) -> &'static str {
+    match vendor {
+        "watsi" => "event_id: id; delivery_id: X-Watsi-Delivery-Id when the body has no id",
+        "whatsable" => "content: message_id, status, timestamp (status) or user, user_timestamp, text (incoming); else body_hash",
+        "whatssync" => "event_id: id",
+        "wappcloud" => "event_id: id; else body_hash",
+        "docssmith" => "event_id: id + type + payload.updated_at",
+        other => panic!("no dedupe statement known for {other}"),
+    }
 }
 
 #[track_caller]
-fn assert_listed(rows: &[Vec<String>], vendor: &VendorScheme) {
-    let row = rows
+fn assert_listed(listed: &[Listed], vendor: &VendorScheme) {
+    let plugin = listed
         .iter()
-        .find(|r| r[0] == vendor.name)
-        .unwrap_or_else(|| panic!("{} is not listed: {rows:?}", vendor.name));
+        .find(|p| p.row[0] == vendor.name)
+        .unwrap_or_else(|| panic!("{} is not listed: {listed:?}", vendor.name));
+    let row = &plugin.row;
     assert_eq!(
         row[1],
         env!("CARGO_PKG_VERSION"),
         "{}: version",
         vendor.name
     );
-    assert_eq!(row[2], "1.0", "{}: ABI", vendor.name);
+    assert_eq!(row[2], "1.1", "{}: ABI", vendor.name);
     assert!(
         row[3].eq_ignore_ascii_case(vendor.header),
         "{}: signature header {} is not {}",
         vendor.name,
         row[3],
         vendor.header
+    );
+    assert_eq!(
+        plugin.dedupe,
+        dedupe_of(vendor.name),
+        "{}: dedupe",
+        vendor.name
     );
 }
 
