@@ -425,3 +425,50 @@ fn a_plugin_built_with_panic_abort_does_not_compile() {
         "refused for another reason:\n{stderr}"
     );
 }
+
+#[test]
+fn the_out_of_tree_template_builds_outside_the_repository_and_loads() {
+    // Copied out of the repository, with its SDK dependency pointed back at this one, as a
+    // plugin author's own crate would be; built with this workspace's lock file and target
+    // directory so nothing is downloaded or rebuilt needlessly.
+    let built = artifacts();
+    let root = &built.workspace_root;
+    let dir = TestDir::without_plugins();
+    let crate_dir = dir.path().join("acmechat");
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    let template = root.join("templates/vendor-plugin");
+    let manifest = std::fs::read_to_string(template.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            r#"path = "../../plugins/sdk""#,
+            &format!("path = {:?}", root.join("plugins/sdk")),
+        );
+    std::fs::write(crate_dir.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(template.join("src/lib.rs"), crate_dir.join("src/lib.rs")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let target = built.profile_dir.parent().unwrap().join("template");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "--offline", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "the template does not build:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.install(
+        &target
+            .join("debug")
+            .join(library_file_name("switchyard_acmechat")),
+        "acmechat",
+    );
+    let listed = listed_plugins(&dir);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].row[0], "acmechat");
+    assert_eq!(listed[0].row[2], "1.1");
+    assert!(listed[0].dedupe.starts_with("event_id: id"), "{listed:?}");
+}
