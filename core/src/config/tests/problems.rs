@@ -419,3 +419,24 @@ fn signature_none_needs_allow_ips_and_no_secrets() {
          `signature: none`: remove them, or the `signature: none`"
     );
 }
+
+#[test]
+fn a_scheme_change_keeps_what_it_does_not_set() {
+    use crate::verify::{Encoding, SignatureScheme, Signed};
+    let plugin = SignatureScheme {
+        header: hyper::header::HeaderName::from_static("x-whatsable-signature"),
+        encoding: Encoding::Hex,
+        prefix: String::new(),
+        signed: Signed::Body,
+    };
+    let changed = SchemeChange {
+        header: None,
+        encoding: Some(Encoding::Base64),
+        prefix: Some("sha256=".into()),
+    }
+    .apply(&plugin);
+    assert_eq!(changed.header, plugin.header);
+    assert_eq!(changed.encoding, Encoding::Base64);
+    assert_eq!(changed.prefix, "sha256=");
+    assert_eq!(SchemeChange::default().apply(&plugin), plugin);
+}
