@@ -145,7 +145,7 @@ fn measure(plugin: &VendorPlugin, template: &Template, p: &Params) -> BenchResul
     }
     let verify = || {
         plugin.verify_with(
-            &plugin.scheme,
+            Some(&plugin.scheme),
             black_box(&headers),
             black_box(&body),
             delivery_id.as_deref(),

@@ -259,12 +259,13 @@ fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(), Str
             "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} {}",
             p.vendor,
             p.version,
-            format!("{}.{}", switchyard_plugin::abi::ABI_MAJOR, p.abi_minor),
+            format!("{}.{}", switchyard_plugin_abi::ABI_MAJOR, p.abi_minor),
             p.scheme.header.as_str(),
             p.delivery_id_header.as_ref().map_or("-", |h| h.as_str()),
             p.test_vector_count,
             p.scheme_summary(),
         );
+        println!("{:<10} dedupe: {}", "", p.dedupe_summary());
     }
     println!("({} plugin(s) in {})", plugins.len(), dir.display());
     Ok(())

@@ -34,6 +34,14 @@ pub struct SinkOutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginFaultLabels {
+    pub vendor: String,
+    /// `timeout`, `failed` (panicked or broke the ABI contract), or `quarantined` (answered 503
+    /// without calling the plugin).
+    pub kind: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub hook_requests: Family<HookLabels, Counter>,
@@ -45,6 +53,7 @@ pub struct Metrics {
     pub store_commits: Counter<u64, AtomicU64>,
     pub store_batch_events: Histogram,
     pub store_bytes: Gauge,
+    pub plugin_faults: Family<PluginFaultLabels, Counter>,
 }
 
 /// The two text formats a scraper may ask for.
@@ -125,8 +134,14 @@ impl Metrics {
         let store_bytes = Gauge::default();
         registry.register(
             "store_size_bytes",
-            "Bytes the sled store occupies on disk",
+            "Bytes the store (sled and its log) occupies on disk",
             store_bytes.clone(),
+        );
+        let plugin_faults = Family::<PluginFaultLabels, Counter>::default();
+        registry.register(
+            "plugin_faults",
+            "Vendor plugin calls that timed out or failed, and deliveries refused while the plugin was quarantined",
+            plugin_faults.clone(),
         );
         Metrics {
             registry,
@@ -139,7 +154,17 @@ impl Metrics {
             store_commits,
             store_batch_events,
             store_bytes,
+            plugin_faults,
         }
+    }
+
+    pub fn plugin_fault(&self, vendor: &str, kind: &str) {
+        self.plugin_faults
+            .get_or_create(&PluginFaultLabels {
+                vendor: vendor.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     pub fn hook(&self, workspace: &str, vendor: &str, outcome: &str) {
@@ -217,6 +242,8 @@ mod tests {
             classic.contains("# TYPE switchyard_hook_requests_total counter"),
             "{classic}"
         );
+        m.plugin_fault("whatsable", "timeout");
+        let text = m.render(Format::OpenMetrics);
         assert!(text.contains(
             r#"switchyard_hook_requests_total{workspace="acme",vendor="watsi",outcome="accepted"} 2"#
         ), "{text}");
@@ -224,6 +251,10 @@ mod tests {
             text.contains(
                 r#"switchyard_sink_attempts_total{workspace="acme",sink="crm",outcome="dead"} 1"#
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"switchyard_plugin_faults_total{vendor="whatsable",kind="timeout"} 1"#),
             "{text}"
         );
     }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::Config;
+use crate::config::{Config, SignatureConfig};
 use crate::deliver::{DeliveryPolicy, SinkWorker};
 use crate::metrics::Metrics;
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
-use crate::plugins::{Plugins, VendorPlugin};
+use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
 use crate::route::Router;
 use crate::sinks::{self, SinkBuildError};
 use crate::store::{SinkQueue, Store};
@@ -36,10 +36,13 @@ pub enum TopologyError {
 /// One vendor as one workspace receives it.
 pub struct VendorBinding {
     pub plugin: Arc<VendorPlugin>,
-    /// The plugin's scheme, with the header renamed where routes.yaml says so.
-    pub scheme: SignatureScheme,
+    /// The plugin's scheme, with what routes.yaml changes of it; `None` for `signature: none`
+    /// (which the configuration allows only with `allow_ips`).
+    pub scheme: Option<SignatureScheme>,
     pub secrets: Vec<Secret>,
     pub allow_ips: Vec<IpNet>,
+    /// How long one plugin call may take.
+    pub plugin_timeout: Duration,
 }
 
 impl VendorBinding {
@@ -101,13 +104,18 @@ impl Topology {
                         vendor: name.clone(),
                     })?
                     .clone();
-                let mut scheme = plugin.scheme.clone();
-                if let Some(header) = &vendor.signature_header {
-                    // Validated as a header name when the configuration was read.
-                    if let Ok(header) = hyper::header::HeaderName::from_bytes(header.as_bytes()) {
-                        scheme.header = header;
+                let scheme = match &vendor.signature {
+                    SignatureConfig::None => {
+                        tracing::warn!(
+                            workspace = %id,
+                            vendor = %name,
+                            allow_ips = ?vendor.allow_ips,
+                            "signature: none: deliveries are not signature-checked; only allow_ips admits them"
+                        );
+                        None
                     }
-                }
+                    SignatureConfig::Plugin(change) => Some(change.apply(&plugin.scheme)),
+                };
                 vendors.insert(
                     name.clone(),
                     VendorBinding {
@@ -115,6 +123,7 @@ impl Topology {
                         scheme,
                         secrets: vendor.secrets.clone(),
                         allow_ips: vendor.allow_ips.clone(),
+                        plugin_timeout: vendor.plugin_timeout.unwrap_or(DEFAULT_TIME_LIMIT),
                     },
                 );
             }

@@ -1,7 +1,10 @@
-//! Plugin loading: the five real plugins load; a library without the entry symbol, one built for
-//! another ABI major, one whose test vector fails, and two libraries claiming one vendor are each
-//! refused by `check` and by `serve`, naming the file and the reason; a plugin that panics costs
-//! its delivery a 500 and nothing else.
+//! Plugin loading: the five real plugins load, each saying what identifies its events; a plugin
+//! built against ABI 1.0 (a smaller descriptor, NULL optional functions) loads and serves; a
+//! library without the entry symbol, one built for another ABI major, one with a NULL
+//! `map_event`, one whose test vector fails, a truncated or corrupt file, and two libraries
+//! claiming one vendor are each refused by `check` and by `serve`, naming the file and the
+//! reason; a plugin that panics costs its delivery a 500 and nothing else; one that hangs is cut
+//! off at its time limit and, repeated, quarantined while every other vendor is served.
 
 use std::path::PathBuf;
 
@@ -17,9 +20,17 @@ fn watsi_config() -> Config {
     )
 }
 
-/// The rows of `switchyard plugins --plugins-dir DIR`, split on whitespace, without the header
-/// and the closing `(N plugin(s) in DIR)` line.
-fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
+/// One plugin as `switchyard plugins` lists it: its row split on whitespace, and the text of the
+/// `dedupe:` line under it.
+#[derive(Debug)]
+struct Listed {
+    row: Vec<String>,
+    dedupe: String,
+}
+
+/// The plugins `switchyard plugins --plugins-dir DIR` lists, without the header and the closing
+/// `(N plugin(s) in DIR)` line.
+fn listed_plugins(dir: &TestDir) -> Vec<Listed> {
     let mut command = switchyard_command([
         "plugins".as_ref(),
         "--plugins-dir".as_ref(),
@@ -35,13 +46,24 @@ fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
         "unexpected header: {}",
         out.stdout
     );
-    let rows: Vec<Vec<String>> = lines
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('('))
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
-        .collect();
+    let mut listed: Vec<Listed> = Vec::new();
+    for line in lines.filter(|l| !l.trim().is_empty() && !l.starts_with('(')) {
+        match line.trim_start().strip_prefix("dedupe: ") {
+            Some(dedupe) if line.starts_with(' ') => {
+                let last = listed
+                    .last_mut()
+                    .expect("a dedupe line follows its plugin's row");
+                last.dedupe = dedupe.to_owned();
+            }
+            _ => listed.push(Listed {
+                row: line.split_whitespace().map(str::to_owned).collect(),
+                dedupe: String::new(),
+            }),
+        }
+    }
     let footer = format!(
         "({} plugin(s) in {})",
-        rows.len(),
+        listed.len(),
         dir.plugins_dir().display()
     );
     assert!(
@@ -49,28 +71,47 @@ fn listed_plugins(dir: &TestDir) -> Vec<Vec<String>> {
         "no {footer:?} line in:\n{}",
         out.stdout
     );
-    rows
+    listed
+}
+
+/// What each vendor's plugin says identifies its events.
+fn dedupe_of(vendor: &str) -> &'static str {
+    match vendor {
+        "watsi" => "event_id: id; delivery_id: X-Watsi-Delivery-Id when the body has no id",
+        "whatsable" => "content: message_id, status, timestamp (status) or user, user_timestamp, text (incoming); else body_hash",
+        "whatssync" => "event_id: id",
+        "wappcloud" => "event_id: id; else body_hash",
+        "docssmith" => "event_id: id + type + payload.updated_at",
+        other => panic!("no dedupe statement known for {other}"),
+    }
 }
 
 #[track_caller]
-fn assert_listed(rows: &[Vec<String>], vendor: &VendorScheme) {
-    let row = rows
+fn assert_listed(listed: &[Listed], vendor: &VendorScheme) {
+    let plugin = listed
         .iter()
-        .find(|r| r[0] == vendor.name)
-        .unwrap_or_else(|| panic!("{} is not listed: {rows:?}", vendor.name));
+        .find(|p| p.row[0] == vendor.name)
+        .unwrap_or_else(|| panic!("{} is not listed: {listed:?}", vendor.name));
+    let row = &plugin.row;
     assert_eq!(
         row[1],
         env!("CARGO_PKG_VERSION"),
         "{}: version",
         vendor.name
     );
-    assert_eq!(row[2], "1.0", "{}: ABI", vendor.name);
+    assert_eq!(row[2], "1.1", "{}: ABI", vendor.name);
     assert!(
         row[3].eq_ignore_ascii_case(vendor.header),
         "{}: signature header {} is not {}",
         vendor.name,
         row[3],
         vendor.header
+    );
+    assert_eq!(
+        plugin.dedupe,
+        dedupe_of(vendor.name),
+        "{}: dedupe",
+        vendor.name
     );
 }
 
@@ -126,10 +167,164 @@ fn a_library_without_the_entry_symbol_is_refused() {
 }
 
 #[test]
-fn a_library_built_for_abi_99_is_refused() {
+fn a_library_built_for_abi_99_is_refused_naming_both_versions() {
     assert_refused(
         |dir| vec![dir.install_fixture("wrong_abi", "wrongabi")],
-        &["ABI 99"],
+        &["ABI 99.x", "this server speaks 1.1"],
+    );
+}
+
+#[test]
+fn a_descriptor_with_a_null_map_event_is_refused() {
+    assert_refused(
+        |dir| vec![dir.install_fixture("null_map_event", "nullmap")],
+        &["invalid descriptor", "`map_event` is NULL"],
+    );
+}
+
+#[test]
+fn a_truncated_or_corrupt_plugin_file_is_refused_before_it_is_loaded() {
+    assert_refused(
+        |dir| {
+            let real = std::fs::read(artifacts().plugin("watsi")).expect("the watsi plugin");
+            let cut = dir
+                .plugins_dir()
+                .join(library_file_name("switchyard_truncated"));
+            std::fs::write(&cut, &real[..real.len() / 3]).expect("write the truncated copy");
+            vec![cut]
+        },
+        &["refused before loading", "truncated"],
+    );
+    assert_refused(
+        |dir| {
+            let junk = dir.plugins_dir().join(library_file_name("switchyard_junk"));
+            let bytes: Vec<u8> = (0..64 * 1024).map(|_| fastrand::u8(..)).collect();
+            std::fs::write(&junk, bytes).expect("write the junk file");
+            vec![junk]
+        },
+        &["refused before loading", "not an ELF shared library"],
+    );
+}
+
+/// The `older_minor` fixture's vendor.
+const OLDMINOR: VendorScheme = VendorScheme {
+    name: "oldminor",
+    header: "X-Oldminor-Signature",
+    prefix: "",
+};
+
+#[test]
+fn a_plugin_built_against_abi_1_0_loads_and_serves() {
+    let dir = TestDir::new();
+    dir.install_fixture("older_minor", "oldminor");
+    let listed = listed_plugins(&dir);
+    let old = listed
+        .iter()
+        .find(|p| p.row[0] == "oldminor")
+        .unwrap_or_else(|| panic!("oldminor is not listed: {listed:?}"));
+    assert_eq!(old.row[2], "1.0", "{old:?}");
+    assert!(old.dedupe.contains("not stated (ABI 1.0)"), "{old:?}");
+
+    let config = Config::new().workspace(
+        Workspace::new("acme")
+            .vendor(Vendor::new("oldminor", &["old-secret"]))
+            .file_sink("events")
+            .route(Route::new("*", &["events"])),
+    );
+    let server = dir.serve(&config);
+    let body = r#"{"b":1,"a":12345678901234567890123}"#;
+    let id = server
+        .deliver("acme", &OLDMINOR, "old-secret", body, &[])
+        .expect_accepted();
+    // A 1.0 plugin reports no identity: keyed on the canonical body, so a re-serialised retry
+    // is a repeat.
+    let resent = r#"{ "a": 12345678901234567890123, "b": 1 }"#;
+    let again = server
+        .deliver("acme", &OLDMINOR, "old-secret", resent, &[])
+        .expect_ok("duplicate");
+    assert_eq!(again, id);
+    let events = dir.sink("acme", "events").wait_for(&id);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_subset(
+        &json!({"type": "ping", "dedupe_basis": "body_hash", "data": {"from": "oldminor"}}),
+        &events[0],
+        "oldminor envelope",
+    );
+    // The plugin's own `raw` is ignored: the core's is the request body.
+    let text = std::fs::read_to_string(dir.sink("acme", "events").path()).unwrap();
+    assert!(
+        text.trim_end().ends_with(&format!(r#","raw":{body}}}"#)),
+        "{text}"
+    );
+}
+
+/// The `slow` fixture's vendor.
+const SLOW: VendorScheme = VendorScheme {
+    name: "slow",
+    header: "X-Slow-Signature",
+    prefix: "",
+};
+
+#[test]
+fn a_plugin_past_its_time_limit_is_answered_503_and_quarantined_when_it_keeps_failing() {
+    let dir = TestDir::new();
+    dir.install_fixture("slow", "slow");
+    let config = Config::new().workspace(
+        Workspace::new("acme")
+            .vendor(Vendor::new("watsi", &["watsi-secret"]))
+            .vendor(Vendor::new("slow", &["slow-secret"]))
+            .file_sink("events")
+            .route(Route::new("*", &["events"])),
+    );
+    let yaml = config.render(&dir).replace(
+        "        secrets: [\"slow-secret\"]\n",
+        "        secrets: [\"slow-secret\"]\n        plugin_timeout: \"300ms\"\n",
+    );
+    assert!(yaml.contains("plugin_timeout"), "{yaml}");
+    let mut server = Server::start(&dir.write("routes.yaml", yaml));
+    let slow = |id: &str, sleep_ms: u64| {
+        let body = format!(r#"{{"id":"{id}","type":"ping","sleep_ms":{sleep_ms}}}"#);
+        server.deliver("acme", &SLOW, "slow-secret", &body, &[])
+    };
+
+    slow("quick", 0).expect_accepted();
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        let message = slow(&format!("hung-{i}"), 3000).expect_error(503, "plugin_timeout");
+        assert!(message.contains("300ms"), "{message}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(2500),
+            "the answer waited for the plugin: {:?}",
+            started.elapsed()
+        );
+    }
+    // Three in a row: quarantined, so even a quick delivery is refused without a call.
+    let reply = slow("quick-again", 0);
+    let message = reply.expect_error(503, "plugin_quarantined");
+    assert!(
+        message.contains("quarantined") && message.contains("3 failed calls in a row"),
+        "{message}"
+    );
+    assert!(reply.header("retry-after").is_some(), "{reply:?}");
+
+    // Every other vendor is served meanwhile.
+    let body = r#"{"id":"evt_beside_slow","type":"message.received","data":{"text":"served"}}"#;
+    let id = server
+        .deliver("acme", &WATSI, "watsi-secret", body, &[])
+        .expect_accepted();
+    dir.sink("acme", "events").wait_for(&id);
+    assert!(server.is_running(), "the server died:\n{}", server.log());
+    let metrics = server.get("/metrics").body;
+    for line in [
+        r#"switchyard_plugin_faults_total{vendor="slow",kind="timeout"} 3"#,
+        r#"switchyard_plugin_faults_total{vendor="slow",kind="quarantined"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
+    assert!(
+        server.log().contains("vendor plugin quarantined"),
+        "{}",
+        server.log()
     );
 }
 
@@ -229,4 +424,51 @@ fn a_plugin_built_with_panic_abort_does_not_compile() {
         stderr.contains("switchyard plugins must be built with panic = \"unwind\""),
         "refused for another reason:\n{stderr}"
     );
+}
+
+#[test]
+fn the_out_of_tree_template_builds_outside_the_repository_and_loads() {
+    // Copied out of the repository, with its SDK dependency pointed back at this one, as a
+    // plugin author's own crate would be; built with this workspace's lock file and target
+    // directory so nothing is downloaded or rebuilt needlessly.
+    let built = artifacts();
+    let root = &built.workspace_root;
+    let dir = TestDir::without_plugins();
+    let crate_dir = dir.path().join("acmechat");
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    let template = root.join("templates/vendor-plugin");
+    let manifest = std::fs::read_to_string(template.join("Cargo.toml"))
+        .unwrap()
+        .replace(
+            r#"path = "../../plugins/sdk""#,
+            &format!("path = {:?}", root.join("plugins/sdk")),
+        );
+    std::fs::write(crate_dir.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(template.join("src/lib.rs"), crate_dir.join("src/lib.rs")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let target = built.profile_dir.parent().unwrap().join("template");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "--offline", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "the template does not build:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.install(
+        &target
+            .join("debug")
+            .join(library_file_name("switchyard_acmechat")),
+        "acmechat",
+    );
+    let listed = listed_plugins(&dir);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].row[0], "acmechat");
+    assert_eq!(listed[0].row[2], "1.1");
+    assert!(listed[0].dedupe.starts_with("event_id: id"), "{listed:?}");
 }

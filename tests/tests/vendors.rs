@@ -1,8 +1,11 @@
 //! Each of the five vendors, with payloads from its seed document (/work/shared/seeds), through
 //! one table-driven contract: refused when tampered, signed with a wrong secret, unsigned or
-//! malformed; accepted when valid; a duplicate when repeated; accepted under the rotated secret;
-//! and written once each to the workspace's sink as the canonical envelope.
-//! Then the two vendor specifics: Wappcloud's GET handshake and WhatsAble's renamed header.
+//! malformed; accepted when valid; a duplicate when repeated, also re-serialised (other spacing,
+//! other key order); accepted under the rotated secret; and written once each to the workspace's
+//! sink as the canonical envelope, whose `raw` is the request body byte for byte.
+//! Then each vendor's specifics: distinct events sharing an id, optional fields empty or of
+//! another JSON type, identities (delivery id, content key), the signed body's event type over an
+//! unsigned header, Wappcloud's GET handshake, WhatsAble's signature settings from routes.yaml.
 
 use switchyard_e2e::*;
 
@@ -36,6 +39,57 @@ fn tamper(body: &str) -> String {
         c => c + 1,
     };
     String::from_utf8(bytes).expect("ASCII change keeps UTF-8")
+}
+
+/// The same JSON as `body`, written otherwise: keys in reverse order, spaced out, one line.
+fn reserialise(body: &str) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                out.push_str("{ ");
+                for (i, (key, value)) in map.iter().rev().enumerate() {
+                    if i > 0 {
+                        out.push_str(" , ");
+                    }
+                    out.push_str(&format!("{} : ", Value::String(key.clone())));
+                    write(value, out);
+                }
+                out.push_str(" }");
+            }
+            Value::Array(items) => {
+                out.push_str("[ ");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" , ");
+                    }
+                    write(item, out);
+                }
+                out.push_str(" ]");
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&serde_json::from_str(body).expect("a JSON body"), &mut out);
+    out
+}
+
+/// The sink's line for event `id` ends with `"raw":` and the body as sent: every byte, less the
+/// line breaks between tokens (a JSON-lines sink keeps each envelope on one line).
+#[track_caller]
+fn assert_raw_verbatim(dir: &TestDir, id: &str, body: &str) {
+    let sink = dir.sink(WS, "events");
+    let text = std::fs::read_to_string(sink.path()).expect("the sink file");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(r#""id":"{id}""#)))
+        .unwrap_or_else(|| panic!("no line for {id} in:\n{text}"));
+    let one_line: String = body.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    let tail = format!(r#","raw":{}}}"#, one_line.trim());
+    assert!(
+        line.ends_with(&tail),
+        "raw is not the body verbatim:\n  line: {line}\n  body: {one_line}"
+    );
 }
 
 fn vendor_contract(case: VendorCase) {
@@ -83,10 +137,18 @@ fn vendor_contract(case: VendorCase) {
         post(Some(value), first.body).expect_error(401, "signature_malformed");
     }
 
-    // Valid, then repeated (under either secret): one event.
+    // Valid, then repeated (under either secret, and re-serialised): one event.
     let first_id = post(Some(&signature), first.body).expect_accepted();
     let again = post(Some(&signature), first.body).expect_ok("duplicate");
     assert_eq!(again, first_id, "a duplicate answers the first id");
+    let reserialised = reserialise(first.body);
+    assert_ne!(reserialised, first.body);
+    let resigned = v.signature(&current, reserialised.as_bytes());
+    let again = post(Some(&resigned), &reserialised).expect_ok("duplicate");
+    assert_eq!(
+        again, first_id,
+        "a re-serialised retry answers the first id"
+    );
     let again = post(
         Some(&v.signature(&rotated, first.body.as_bytes())),
         first.body,
@@ -122,8 +184,7 @@ fn vendor_contract(case: VendorCase) {
             &context,
         );
         assert_subset(&delivery.expect, event, &context);
-        let raw: Value = serde_json::from_str(delivery.body).unwrap();
-        assert_eq!(event["raw"], raw, "{context}: raw");
+        assert_raw_verbatim(&dir, id, delivery.body);
         for field in [
             "type",
             "vendor_type",
@@ -223,9 +284,9 @@ fn whatsable() {
                 expect: json!({
                     "type": "message.received",
                     "vendor_type": "incoming_message",
-                    // No event id: the body hash is the dedupe basis.
+                    // No event id: a content key of user, time and text.
                     "vendor_event_id": null,
-                    "dedupe_basis": "body_hash",
+                    "dedupe_basis": "content",
                     "occurred_at": "2009-02-13T23:31:30Z",
                     "data": {
                         "message_id": null, "from": "8801734363287", "to": null, "text": "Hello!",
@@ -244,7 +305,7 @@ fn whatsable() {
                     "type": "message.status",
                     "vendor_type": "message_status",
                     "vendor_event_id": null,
-                    "dedupe_basis": "body_hash",
+                    "dedupe_basis": "content",
                     "data": {"message_id": "wamid.123456789", "status": "delivered", "at": "2024-03-23T21:41:44.477Z"}
                 }),
             },
@@ -393,20 +454,23 @@ fn docssmith() {
                     "dedupe_basis": "event_id",
                     "occurred_at": "1991-12-08T23:00:00Z",
                     "data": {
-                        "id": "SIuAFUNKdSYHZF2w",
+                        "message_id": "SIuAFUNKdSYHZF2w", "from": null, "to": null,
+                        "text": "I’m traveling with my dad. He’s at a meeting. I hate meetings.",
+                        "media": null,
+                        "contact": {"id": "WAz8eIbvDR60rouK", "name": "KevinMcCallister", "phone": "1-800-759-3000"},
                         "conversation_id": "xgQQXg3hrtjh7AvZ",
-                        "contact": {"username": "KevinMcCallister"},
-                        "message": "I’m traveling with my dad. He’s at a meeting. I hate meetings."
+                        "sent_at": "1991-12-08T23:00:00Z",
+                        "history": null
                     }
                 }),
             },
             Delivery {
-                body: r#"{"id":"b056V7R7NmNRjl71","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#,
+                body: r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#,
                 headers: &[],
                 expect: json!({
                     "type": "conversation.updated",
                     "vendor_type": "conversation.updated",
-                    "vendor_event_id": "b056V7R7NmNRjl71",
+                    "vendor_event_id": "a056V7R7NmNRjl70",
                     "occurred_at": null,
                     "data": {"id": "WAz8eIbvDR60rouK"}
                 }),
@@ -483,4 +547,235 @@ fn whatsable_verifies_under_a_signature_header_renamed_in_routes_yaml() {
     let events = dir.sink(WS, "events").wait_for(&id);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["data"]["message_id"], "wamid.renamed");
+}
+
+/// A standard workspace's server, and a way to deliver to it under the current secret.
+fn standard() -> (TestDir, Server) {
+    let dir = TestDir::new();
+    let server = dir.serve(&Config::new().workspace(Workspace::standard(WS)));
+    (dir, server)
+}
+
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+fn send(server: &Server, vendor: &VendorScheme, body: &str, headers: &[(&str, &str)]) -> Reply {
+    server.deliver(WS, vendor, &secret(WS, vendor.name, 1), body, headers)
+}
+
+#[test]
+fn raw_keeps_key_order_number_precision_and_escapes_for_every_vendor() {
+    let (dir, server) = standard();
+    let cases: [(&VendorScheme, &str, Headers); 5] = [
+        (
+            &WATSI,
+            r#"{"type":"message.received","id":"evt_big","data":{"z":1,"amount":12345678901234567890123,"text":"caf\u00e9","a":0.10}}"#,
+            &[],
+        ),
+        (
+            &WHATSABLE,
+            r#"{"event":"message_status","data":{"timestamp":"2024-03-23T21:41:44.477Z","status":"sent","message_id":"wamid.big","n":12345678901234567890123}}"#,
+            &[],
+        ),
+        (
+            &WHATSSYNC,
+            r#"{"id":"big_1","event":"message.status","data":{"status":"read","messageId":"m","n":1.50E+300}}"#,
+            &[],
+        ),
+        (
+            &WAPPCLOUD,
+            r#"{"text":"hi","id":"wc_big","n":-0.000000000000000000001}"#,
+            &[("X-Wappcloud-Event", "incoming_message")],
+        ),
+        (
+            &DOCSSMITH,
+            r#"{"type":"contact.created","id":"ds_big","payload":{"id":"c","n":12345678901234567890123}}"#,
+            &[],
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (vendor, body, headers) in cases {
+        ids.push((send(&server, vendor, body, headers).expect_accepted(), body));
+    }
+    dir.sink(WS, "events").wait_for(&ids.last().unwrap().0);
+    for (id, body) in &ids {
+        assert_raw_verbatim(&dir, id, body);
+    }
+}
+
+#[test]
+fn watsi_without_an_id_is_identified_by_its_delivery_id() {
+    let (dir, server) = standard();
+    let body = r#"{"type":"message.status","data":{"message_id":"wamid.w9","status":"read"}}"#;
+    let delivery = [("X-Watsi-Delivery-Id", "dlv_0099")];
+    let id = send(&server, &WATSI, body, &delivery).expect_accepted();
+    // The vendor's retry of that delivery, re-serialised: the same delivery id.
+    let retry = send(&server, &WATSI, &reserialise(body), &delivery).expect_ok("duplicate");
+    assert_eq!(retry, id);
+    // Another delivery is another event, even with the same body.
+    let other = [("X-Watsi-Delivery-Id", "dlv_0100")];
+    let second = send(&server, &WATSI, body, &other).expect_accepted();
+    // Neither an id nor a delivery id: nothing identifies it.
+    let message = send(&server, &WATSI, body, &[]).expect_error(400, "invalid_payload");
+    assert!(message.contains("X-Watsi-Delivery-Id"), "{message}");
+    let events = dir.sink(WS, "events").wait_for(&second);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_subset(
+        &json!({"id": id, "dedupe_basis": "delivery_id", "vendor_event_id": null,
+                "dedupe_key": "acme/watsi/delivery_id:dlv_0099"}),
+        &events[0],
+        "watsi delivery id",
+    );
+}
+
+#[test]
+fn whatsable_statuses_are_told_apart_by_content_and_optional_fields_never_lose_a_message() {
+    let (dir, server) = standard();
+    let status = r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"delivered","timestamp":"2024-03-23T21:41:44.477Z"}}"#;
+    let first = send(&server, &WHATSABLE, status, &[]).expect_accepted();
+    // The same status resent with other spacing, key order and case: one event.
+    let resent = r#"{ "data" : { "timestamp" : "2024-03-23T21:41:44.477Z" , "status" : "DELIVERED" , "message_id" : "wamid.123456789" } , "event" : "message_status" }"#;
+    assert_eq!(
+        send(&server, &WHATSABLE, resent, &[]).expect_ok("duplicate"),
+        first
+    );
+    // The next status of that message shares its message_id and is delivered too.
+    let read = status.replace("delivered", "read");
+    let second = send(&server, &WHATSABLE, &read, &[]).expect_accepted();
+
+    // Optional fields empty, or of another JSON type than the document shows: accepted.
+    let odd = [
+        r#"{"event":"incoming_message","data":{"last_messages":"","user_id":"u1","user_timestamp":1234567890,"last_message_of_user":"one"}}"#,
+        r#"{"event":"incoming_message","data":{"last_messages":[{"type":"user","content":"two"}],"user_id":"u1","user_timestamp":1234567891,"last_message_of_user":"two"}}"#,
+        r#"{"event":"incoming_message","data":{"last_messages":42,"recipient_name":{"first":"J"},"attachment_url":null,"phone_number":8801734363287,"user_timestamp":"not a time","last_message_of_user":"three"}}"#,
+    ];
+    let mut ids = vec![first, second];
+    for body in odd {
+        ids.push(send(&server, &WHATSABLE, body, &[]).expect_accepted());
+    }
+    let events = dir.sink(WS, "events").wait_for(ids.last().unwrap());
+    assert_eq!(events.len(), 5, "{events:#?}");
+    assert_eq!(events[1]["data"]["status"], "read");
+    assert_eq!(events[2]["data"]["history"], Value::Null);
+    assert_eq!(events[2]["data"]["text"], "one");
+    assert_eq!(
+        events[3]["data"]["history"],
+        json!([{"type": "user", "content": "two"}])
+    );
+    assert_subset(
+        &json!({"data": {"text": "three", "from": "8801734363287", "history": null, "media": null,
+                         "sent_at": null, "contact": {"name": null}}}),
+        &events[4],
+        "whatsable odd fields",
+    );
+}
+
+#[test]
+fn docssmith_events_sharing_an_id_are_both_delivered_and_retries_are_not() {
+    let (dir, server) = standard();
+    // The document's two examples, which share their id.
+    let conversation = r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#;
+    let message = r#"{"id":"a056V7R7NmNRjl70","type":"message.updated","payload":{"id":"SIuAFUNKdSYHZF2w","conversation_id":"xgQQXg3hrtjh7AvZ","message":"hi","reactions":"","attachments":null,"created_at":692233200,"updated_at":692233200}}"#;
+    let first = send(&server, &DOCSSMITH, conversation, &[]).expect_accepted();
+    let second = send(&server, &DOCSSMITH, message, &[]).expect_accepted();
+    assert_eq!(
+        send(&server, &DOCSSMITH, &reserialise(message), &[]).expect_ok("duplicate"),
+        second
+    );
+    // The same message updated later: a new event under the same id.
+    let later = message.replace(r#""updated_at":692233200"#, r#""updated_at":705103200"#);
+    let third = send(&server, &DOCSSMITH, &later, &[]).expect_accepted();
+    let events = dir.sink(WS, "events").wait_for(&third);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(events[0]["id"], first.as_str());
+    assert_eq!(events[1]["type"], "message.updated");
+    assert_eq!(events[1]["data"]["message_id"], "SIuAFUNKdSYHZF2w");
+    assert_eq!(events[1]["data"]["text"], "hi");
+}
+
+#[test]
+fn whatssync_and_wappcloud_retries_re_serialised_are_duplicates() {
+    let (dir, server) = standard();
+    let sync = r#"{"event":"contact.update","id":"contact_update_1","timestamp":"2023-06-15T15:30:00Z","data":{"contactId":"contact_123456","phone":"","name":null,"profileImage":7}}"#;
+    let sync_id = send(&server, &WHATSSYNC, sync, &[]).expect_accepted();
+    assert_eq!(
+        send(&server, &WHATSSYNC, &reserialise(sync), &[]).expect_ok("duplicate"),
+        sync_id
+    );
+    // No id: the canonical JSON's hash, not the bytes', identifies it.
+    let cloud = r#"{"data":{"message_id":"wamid.wc7","from":"+15550009","text":"no id"}}"#;
+    let header = [("X-Wappcloud-Event", "incoming_message")];
+    let cloud_id = send(&server, &WAPPCLOUD, cloud, &header).expect_accepted();
+    assert_eq!(
+        send(&server, &WAPPCLOUD, &reserialise(cloud), &header).expect_ok("duplicate"),
+        cloud_id
+    );
+    let events = dir.sink(WS, "events").wait_for(&cloud_id);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(
+        events[0]["data"]["contact"],
+        json!({"id": "contact_123456", "name": null, "phone": null})
+    );
+    assert_eq!(events[1]["dedupe_basis"], "body_hash");
+}
+
+#[test]
+fn wappcloud_takes_the_event_type_from_the_signed_body_over_the_unsigned_header() {
+    let (dir, server) = standard();
+    let body = r#"{"event":"status_update","id":"wc_t1","message_id":"wamid.1","status":"read"}"#;
+    let message = send(
+        &server,
+        &WAPPCLOUD,
+        body,
+        &[("X-Wappcloud-Event", "incoming_message")],
+    )
+    .expect_error(400, "invalid_payload");
+    assert!(
+        message.contains("status_update") && message.contains("incoming_message"),
+        "{message}"
+    );
+    let id = send(&server, &WAPPCLOUD, body, &[]).expect_accepted();
+    let events = dir.sink(WS, "events").wait_for(&id);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["type"], "message.status");
+    // An empty type is refused, naming where it was looked for.
+    send(&server, &WAPPCLOUD, r#"{"event":"","id":"x"}"#, &[]).expect_error(400, "invalid_payload");
+}
+
+#[test]
+fn whatsable_signature_none_is_served_behind_allow_ips_and_logged() {
+    let dir = TestDir::new();
+    let yaml = format!(
+        "server:\n  listen: \"127.0.0.1:0\"\n  data_dir: {data:?}\n  plugins_dir: {plugins:?}\n\
+         workspaces:\n  {WS}:\n    vendors:\n      whatsable:\n        signature: none\n        \
+         allow_ips: [\"127.0.0.1\"]\n    sinks:\n      events: {{ type: file, path: {sink:?} }}\n    \
+         routes:\n      - match: {{ type: \"*\" }}\n        to: [events]\n",
+        data = dir.data_dir(),
+        plugins = dir.plugins_dir(),
+        sink = dir.sink_path(WS, "events"),
+    );
+    let server = Server::start(&dir.write("routes.yaml", yaml));
+    assert!(
+        server.log().contains("signature: none"),
+        "start-up does not log the unsigned vendor:\n{}",
+        server.log()
+    );
+    let body = r#"{"event":"message_status","data":{"message_id":"wamid.open","status":"sent","timestamp":"2024-03-23T21:41:44Z"}}"#;
+    let id = server
+        .post(
+            &hook(WS, "whatsable"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .expect_accepted();
+    let events = dir.sink(WS, "events").wait_for(&id);
+    assert_eq!(events[0]["data"]["message_id"], "wamid.open");
+
+    // Without an allow-list, `check` refuses it.
+    let open = dir.write(
+        "open.yaml",
+        std::fs::read_to_string(dir.path().join("routes.yaml"))
+            .unwrap()
+            .replace("        allow_ips: [\"127.0.0.1\"]\n", ""),
+    );
+    check(&open).expect_failure("check", &["signature: none", "allow_ips"]);
 }

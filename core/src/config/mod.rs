@@ -73,13 +73,54 @@ pub struct WorkspaceConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VendorConfig {
-    /// At least one, none empty; several while a secret is rotated.
+    /// At least one, none empty, several while a secret is rotated; none with `signature: none`.
     pub secrets: Vec<Secret>,
-    /// Overrides the plugin's signature header for this workspace; a valid header name, in
-    /// lower case.
-    pub signature_header: Option<String>,
-    /// Empty: any source address. A bare address is a /32 or /128.
+    pub signature: SignatureConfig,
+    /// Empty: any source address. A bare address is a /32 or /128. Never empty with
+    /// `signature: none`.
     pub allow_ips: Vec<ipnet::IpNet>,
+    /// How long one call into the vendor's plugin may take; `None`: the core's default.
+    pub plugin_timeout: Option<Duration>,
+}
+
+/// How a workspace checks a vendor's signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureConfig {
+    /// `signature: none`: not checked, for vendors that sign nothing and are told apart by their
+    /// source addresses instead (WhatsAble's document leans on IP allow-lists).
+    None,
+    /// The plugin's scheme, with whatever routes.yaml changes of it.
+    Plugin(SchemeChange),
+}
+
+/// Changes to a plugin's signature scheme (`signature: { header, encoding, prefix }`, or the
+/// older `signature_header`), for a vendor account that signs differently from what its
+/// document suggests. Unset parts keep the plugin's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemeChange {
+    /// A valid header name, in lower case.
+    pub header: Option<String>,
+    pub encoding: Option<crate::verify::Encoding>,
+    pub prefix: Option<String>,
+}
+
+impl SchemeChange {
+    pub fn apply(&self, scheme: &crate::verify::SignatureScheme) -> crate::verify::SignatureScheme {
+        let mut scheme = scheme.clone();
+        if let Some(header) = &self.header {
+            // Validated as a header name when the configuration was read.
+            if let Ok(header) = hyper::header::HeaderName::from_bytes(header.as_bytes()) {
+                scheme.header = header;
+            }
+        }
+        if let Some(encoding) = self.encoding {
+            scheme.encoding = encoding;
+        }
+        if let Some(prefix) = &self.prefix {
+            scheme.prefix = prefix.clone();
+        }
+        scheme
+    }
 }
 
 /// One sink: what it is, and how its delivery worker treats failures.

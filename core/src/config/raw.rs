@@ -49,7 +49,10 @@ pub(crate) struct RawWorkspace {
 pub(crate) struct RawVendor {
     pub(crate) secrets: Option<Value>,
     pub(crate) signature_header: Option<String>,
+    /// `none`, or a mapping of `header`, `encoding`, `prefix`: checked by `validate`.
+    pub(crate) signature: Option<Value>,
     pub(crate) allow_ips: Option<Vec<String>>,
+    pub(crate) plugin_timeout: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,7 +20,7 @@ use crate::envelope::{Envelope, EventId};
 use crate::http::answer::{error, json_bytes, reply, Answer, BodyConsumed, Outcome};
 use crate::metrics::Metrics;
 use crate::names::VendorName;
-use crate::plugins::{HandshakeOutcome, MapFailure};
+use crate::plugins::{HandshakeOutcome, MapOutcome};
 use crate::store::{Accept, Accepted, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
 
@@ -148,7 +148,7 @@ impl Hooks {
             span.record("delivery_id", id);
         }
         if let Err(e) = binding.plugin.verify_with(
-            &binding.scheme,
+            binding.scheme.as_ref(),
             headers,
             body,
             delivery_id,
@@ -158,13 +158,16 @@ impl Hooks {
             tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
-        let mapped = match binding.plugin.map_event(headers, body) {
-            Ok(mapped) => mapped,
-            Err(MapFailure::InvalidPayload(why)) => {
+        let mapped = match (binding.plugin)
+            .map_event_async(headers, body, binding.plugin_timeout, &self.metrics)
+            .await
+        {
+            MapOutcome::Mapped(mapped) => mapped,
+            MapOutcome::InvalidPayload(why) => {
                 tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "delivery refused: payload cannot be mapped");
                 return error(StatusCode::BAD_REQUEST, "invalid_payload", &why);
             }
-            Err(MapFailure::PluginFailed(why)) => {
+            MapOutcome::Failed(why) => {
                 tracing::error!(workspace = %ws.id, %vendor, reason = %why, plugin = %binding.plugin.path.display(), "vendor plugin failed");
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,18 +175,21 @@ impl Hooks {
                     "the vendor plugin failed on this delivery; it has been logged",
                 );
             }
+            MapOutcome::TimedOut(limit) => {
+                tracing::error!(workspace = %ws.id, %vendor, ?limit, plugin = %binding.plugin.path.display(), "vendor plugin timed out");
+                let why = format!("the vendor plugin did not answer within {limit:?}; retry later");
+                return retry_later("plugin_timeout", &why);
+            }
+            MapOutcome::Quarantined(why) => {
+                tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "delivery refused: vendor plugin quarantined");
+                return retry_later("plugin_quarantined", &why);
+            }
         };
         span.record("event_type", mapped.canonical_type.as_str());
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
-        let (key, basis) = DedupeKey::derive(
-            &ws.id,
-            vendor,
-            mapped.vendor_event_id.as_deref(),
-            delivery_id,
-            body,
-        );
+        let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let envelope =
             Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
@@ -216,15 +222,10 @@ impl Hooks {
             }
             Err(e) => {
                 tracing::error!(workspace = %ws.id, %vendor, error = %e, "event could not be kept; the vendor will retry");
-                let mut answer = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                retry_later(
                     "store_unavailable",
                     "the event could not be stored; retry later",
-                );
-                answer
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-                answer
+                )
             }
         }
     }
@@ -259,6 +260,15 @@ async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answe
             )
         }
     }
+}
+
+/// 503 with Retry-After: the vendor retries, nothing is lost.
+fn retry_later(code: &'static str, message: &str) -> Answer {
+    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    answer
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    answer
 }
 
 fn accepted(status: &'static str, id: &EventId) -> Answer {

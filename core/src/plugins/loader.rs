@@ -6,7 +6,7 @@ use std::path::Path;
 
 use hyper::header::HeaderMap;
 use libloading::{Library, Symbol};
-use switchyard_plugin::abi;
+use switchyard_plugin_abi as abi;
 
 use super::PluginError;
 
@@ -20,6 +20,7 @@ pub(super) struct LoadedDescriptor {
     pub event_type_header: String,
     pub handshake: LoadedHandshake,
     pub test_vectors: Vec<LoadedVector>,
+    pub dedupe: String,
     pub entries: Entries,
 }
 
@@ -48,8 +49,8 @@ pub(super) struct LoadedVector {
     pub expected: String,
 }
 
-/// The plugin's functions. They stay callable for the life of the process because the library
-/// is never unloaded.
+/// The plugin's functions, `map_event` checked non-NULL. They stay callable for the life of the
+/// process because the library is never unloaded.
 #[derive(Clone, Copy)]
 pub(super) struct Entries {
     pub map_event: abi::MapEventFn,
@@ -60,8 +61,20 @@ pub(super) struct Entries {
 /// Opens the library at `path` and copies its descriptor out. The library is leaked on success:
 /// its code must outlive every pointer we keep to it, and unloading a Rust cdylib is unsound
 /// anyway (thread-locals, registered destructors).
+///
+/// Nothing of the descriptor is trusted before it is checked: first the pointer, then the major
+/// version (the one field every version keeps first), then the minor version and `struct_size`,
+/// and only then the fields `struct_size` covers; each slice and array pointer is checked before
+/// it is read.
 pub(super) fn open(path: &Path) -> Result<LoadedDescriptor, PluginError> {
     let file = path.to_path_buf();
+    let invalid = |reason: String| PluginError::InvalidDescriptor {
+        path: file.clone(),
+        reason,
+    };
+    // A file cut short would be mapped past its end, and the first touch of such a page kills the
+    // process (SIGBUS): refuse it before the dynamic loader sees it.
+    super::elf::check(path)?;
     // SAFETY: loading runs the library's initialisers. Plugins are code the operator installed in
     // plugins_dir, trusted like the server binary itself; a switchyard plugin has no initialisers
     // beyond Rust's standard ones.
@@ -75,13 +88,16 @@ pub(super) fn open(path: &Path) -> Result<LoadedDescriptor, PluginError> {
         .map_err(|_| PluginError::MissingSymbol { path: file.clone() })?;
     let descriptor = entry();
     if descriptor.is_null() {
-        return Err(PluginError::InvalidDescriptor {
-            path: file,
-            reason: "the entry point returned no descriptor (it panicked while building it)".into(),
-        });
+        return Err(invalid(
+            "the entry point returned no descriptor (it panicked while building it)".into(),
+        ));
     }
-    // SAFETY: every ABI version keeps `abi_major` as the descriptor's first field, so it can be
-    // read before anything else about the layout is trusted.
+    if !descriptor.is_aligned() {
+        return Err(invalid("the descriptor pointer is misaligned".into()));
+    }
+    // SAFETY: non-null and aligned (checked above), pointing at the plugin's 'static descriptor;
+    // every ABI version keeps `abi_major` as the first field, so it can be read before anything
+    // else about the layout is trusted.
     let major = unsafe { descriptor.cast::<u32>().read() };
     if major != abi::ABI_MAJOR {
         return Err(PluginError::WrongAbi {
@@ -89,50 +105,85 @@ pub(super) fn open(path: &Path) -> Result<LoadedDescriptor, PluginError> {
             found: major,
         });
     }
-    // SAFETY: ABI major 1 fixes the layout of `Descriptor`; the pointer is to a 'static in the
-    // library, which is never unloaded. `struct_size` is checked before any field past it is used.
-    let d = unsafe { &*descriptor };
-    if d.struct_size < std::mem::size_of::<abi::Descriptor>() {
-        return Err(PluginError::InvalidDescriptor {
+    // SAFETY: ABI major 1 starts every descriptor with `DescriptorHeader`'s three fields.
+    let header = unsafe { descriptor.cast::<abi::DescriptorHeader>().read() };
+    if header.abi_minor > abi::ABI_MINOR {
+        return Err(PluginError::NewerMinor {
             path: file,
-            reason: format!(
-                "struct_size {} is smaller than ABI 1.0's {}",
-                d.struct_size,
-                std::mem::size_of::<abi::Descriptor>()
-            ),
+            found: header.abi_minor,
         });
     }
+    if header.struct_size < abi::DESCRIPTOR_SIZE_1_0 {
+        return Err(invalid(format!(
+            "struct_size {} is smaller than ABI 1.0's {}",
+            header.struct_size,
+            abi::DESCRIPTOR_SIZE_1_0
+        )));
+    }
+    // Copy the part of the descriptor the plugin has; a plugin of an older minor has fewer fields
+    // and the rest keep their zero value (empty slices, `None`).
+    let covered = header
+        .struct_size
+        .min(std::mem::size_of::<abi::Descriptor>());
+    let mut d = std::mem::MaybeUninit::<abi::Descriptor>::zeroed();
+    // SAFETY: the plugin declares `struct_size` readable bytes at `descriptor` (at least ABI
+    // 1.0's, checked above) and we copy no more than that nor more than our own struct holds.
+    // All-zero bytes are a valid `Descriptor` (null pointers, zero lengths, `None` functions), so
+    // after the copy every byte is initialised with a valid value for its field.
+    let d = unsafe {
+        std::ptr::copy_nonoverlapping(
+            descriptor.cast::<u8>(),
+            d.as_mut_ptr().cast::<u8>(),
+            covered,
+        );
+        d.assume_init()
+    };
     let text = |slice: abi::Slice, field: &str| -> Result<String, PluginError> {
-        // SAFETY: descriptor slices point at 'static data in the never-unloaded library.
-        String::from_utf8(unsafe { bytes(slice) }.to_vec()).map_err(|_| {
-            PluginError::InvalidDescriptor {
-                path: path.to_path_buf(),
-                reason: format!("`{field}` is not UTF-8"),
-            }
-        })
+        // SAFETY: descriptor slices point at 'static data in the never-unloaded library;
+        // `checked` refuses a null or oversized one.
+        let bytes = unsafe { checked(slice) }.map_err(|why| invalid(format!("`{field}` {why}")))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| invalid(format!("`{field}` is not UTF-8")))
+    };
+    let bytes = |slice: abi::Slice, field: &str| -> Result<Vec<u8>, PluginError> {
+        // SAFETY: as for `text`.
+        let bytes = unsafe { checked(slice) }.map_err(|why| invalid(format!("`{field}` {why}")))?;
+        Ok(bytes.to_vec())
     };
     let vectors: &[abi::TestVector] = if d.test_vectors_len == 0 {
         &[]
+    } else if d.test_vectors.is_null() || !d.test_vectors.is_aligned() {
+        return Err(invalid(format!(
+            "`test_vectors` is null or misaligned but `test_vectors_len` is {}",
+            d.test_vectors_len
+        )));
+    } else if d.test_vectors_len > 1024 {
+        return Err(invalid(format!(
+            "`test_vectors_len` {} is not believable (at most 1024)",
+            d.test_vectors_len
+        )));
     } else {
-        // SAFETY: the plugin declares `test_vectors_len` entries at `test_vectors`, 'static.
+        // SAFETY: non-null, aligned, and the plugin declares `test_vectors_len` 'static entries.
         unsafe { std::slice::from_raw_parts(d.test_vectors, d.test_vectors_len) }
     };
     let test_vectors = vectors
         .iter()
         .map(|v| {
             Ok(LoadedVector {
-                // SAFETY: as for every descriptor slice above.
-                body: unsafe { bytes(v.body) }.to_vec(),
-                // SAFETY: as above.
-                secret: unsafe { bytes(v.secret) }.to_vec(),
+                body: bytes(v.body, "test_vectors.body")?,
+                secret: bytes(v.secret, "test_vectors.secret")?,
                 timestamp: text(v.timestamp, "test_vectors.timestamp")?,
                 delivery_id: text(v.delivery_id, "test_vectors.delivery_id")?,
                 expected: text(v.expected, "test_vectors.expected")?,
             })
         })
         .collect::<Result<Vec<_>, PluginError>>()?;
+    let Some(map_event) = d.map_event else {
+        return Err(invalid(
+            "`map_event` is NULL; it is the one function every plugin must have".into(),
+        ));
+    };
     let loaded = LoadedDescriptor {
-        abi_minor: d.abi_minor,
+        abi_minor: header.abi_minor,
         vendor: text(d.vendor, "vendor")?,
         version: text(d.version, "version")?,
         signature: LoadedSignature {
@@ -153,14 +204,34 @@ pub(super) fn open(path: &Path) -> Result<LoadedDescriptor, PluginError> {
             max_len: d.handshake.max_len,
         },
         test_vectors,
+        dedupe: text(d.dedupe, "dedupe")?,
         entries: Entries {
-            map_event: d.map_event,
+            map_event,
             verify: d.verify,
             handshake: d.handshake_override,
         },
     };
     std::mem::forget(library);
     Ok(loaded)
+}
+
+/// A descriptor slice, refused when it cannot be one: null or misplaced with a length, or longer
+/// than any descriptor string should be.
+///
+/// # Safety
+/// A non-null `s.ptr` must point at `s.len` readable bytes that live as long as the library.
+unsafe fn checked(s: abi::Slice) -> Result<&'static [u8], &'static str> {
+    const MAX: usize = 1 << 20;
+    if s.len == 0 {
+        Ok(&[])
+    } else if s.ptr.is_null() {
+        Err("is a null pointer with a non-zero length")
+    } else if s.len > MAX {
+        Err("is longer than 1 MiB")
+    } else {
+        // SAFETY: guaranteed by the caller; non-null and of a sane length, checked above.
+        Ok(unsafe { std::slice::from_raw_parts(s.ptr, s.len) })
+    }
 }
 
 /// A request lent to the plugin: the header pairs point into `headers`, which outlives the call.

@@ -1,7 +1,12 @@
 //! Vendor plugins: loading them from `plugins_dir`, proving their test vectors, and the safe
-//! wrapper ([`VendorPlugin`]) that is all the rest of the core sees of them.
+//! wrapper ([`VendorPlugin`]) that is all the rest of the core sees of them. Deliveries are mapped
+//! through [`VendorPlugin::map_event_async`]: off the async threads, within a time limit, and
+//! behind a quarantine ([`runner`]) so that a plugin that hangs or keeps failing costs its own
+//! vendor's deliveries a 503, not the server its threads.
 
+mod elf;
 mod loader;
+mod runner;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +16,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use switchyard_plugin::abi;
+use switchyard_plugin_abi as abi;
 
+pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
+use crate::dedupe::{Identity, IdentityError};
 use crate::names::{Secret, VendorName};
 use crate::verify::{Encoding, SignatureScheme, Signed, VerifyError};
 
@@ -31,8 +38,12 @@ pub enum PluginError {
     Open { path: PathBuf, reason: String },
     #[error("{}: does not export `switchyard_plugin_v1` (build it with switchyard_plugin::export_plugin!)", path.display())]
     MissingSymbol { path: PathBuf },
-    #[error("{}: built for plugin ABI {found}.x, this server speaks {}.x; rebuild it against this switchyard-plugin", path.display(), abi::ABI_MAJOR)]
+    #[error("{}: built for plugin ABI {found}.x, this server speaks {}.{}; rebuild it against this server's switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MINOR)]
     WrongAbi { path: PathBuf, found: u32 },
+    #[error("{}: built for plugin ABI {}.{found}, newer than this server's {}.{}; upgrade the server or build the plugin against an older switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MAJOR, abi::ABI_MINOR)]
+    NewerMinor { path: PathBuf, found: u32 },
+    #[error("{}: refused before loading: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
     #[error("{}: invalid descriptor: {reason}", path.display())]
     InvalidDescriptor { path: PathBuf, reason: String },
     #[error("{}: test vector {index} fails: the core's HMAC of its body does not match the declared header value ({reason})", path.display())]
@@ -60,17 +71,56 @@ pub enum MapFailure {
     PluginFailed(String),
 }
 
-/// The vendor-dependent envelope fields, as the plugin wrote them. `data` and `raw` stay
-/// serialised: the core only embeds them.
-#[derive(Debug, Deserialize)]
+/// The vendor-dependent envelope fields as the plugin wrote them, the event's identity, and the
+/// request body. `data` and `raw` stay serialised: the core only embeds them.
+#[derive(Debug)]
 pub struct MappedEvent {
     pub vendor_type: String,
-    #[serde(rename = "type")]
     pub canonical_type: String,
     pub vendor_event_id: Option<String>,
     pub occurred_at: Option<String>,
     pub data: Box<RawValue>,
+    pub identity: Identity,
+    /// The request body: its bytes, checked to be JSON, never re-serialised (see [`raw_json`]).
     pub raw: Box<RawValue>,
+}
+
+/// What `map_event` writes. A plugin's own `raw` (ABI 1.0 plugins still write one) is ignored:
+/// the core keeps the request bytes itself.
+#[derive(Deserialize)]
+struct WireEvent {
+    vendor_type: String,
+    #[serde(rename = "type")]
+    canonical_type: String,
+    vendor_event_id: Option<String>,
+    occurred_at: Option<String>,
+    data: Box<RawValue>,
+    /// Since ABI 1.1; absent from a 1.0 plugin's events.
+    identity: Option<WireIdentity>,
+}
+
+#[derive(Deserialize)]
+struct WireIdentity {
+    basis: String,
+    #[serde(default)]
+    parts: Vec<Option<String>>,
+}
+
+/// The body as the envelope's `raw`: the request's own bytes, checked to be JSON, so key order,
+/// number precision and string escapes survive. Line breaks are the one thing dropped: valid JSON
+/// can only hold them between tokens, where they mean nothing, and a JSON-lines sink needs each
+/// envelope on one line.
+pub fn raw_json(body: &[u8]) -> Result<Box<RawValue>, String> {
+    serde_json::from_slice::<&RawValue>(body)
+        .map_err(|e| format!("body is not valid JSON: {e}"))?;
+    let one_line: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\n' && *b != b'\r')
+        .collect();
+    // Still valid UTF-8 and JSON: only whitespace bytes between tokens were removed.
+    let text = String::from_utf8(one_line).map_err(|e| format!("body is not valid JSON: {e}"))?;
+    RawValue::from_string(text).map_err(|e| format!("body is not valid JSON: {e}"))
 }
 
 /// A GET handshake's answer.
@@ -108,8 +158,11 @@ pub struct VendorPlugin {
     pub event_type_header: Option<HeaderName>,
     pub handshake: HandshakeSpec,
     pub test_vector_count: usize,
+    /// What identifies one event, as the plugin says (empty for ABI 1.0 plugins).
+    pub dedupe: String,
     verify_override: bool,
     entries: loader::Entries,
+    guard: runner::Guard,
 }
 
 impl std::fmt::Debug for VendorPlugin {
@@ -194,8 +247,10 @@ impl VendorPlugin {
             event_type_header: header(&d.event_type_header, "event_type_header")?,
             handshake,
             test_vector_count: d.test_vectors.len(),
+            dedupe: d.dedupe,
             verify_override: d.entries.verify.is_some(),
             entries: d.entries,
+            guard: runner::Guard::new(runner::Policy::default()),
         };
         for (index, vector) in d.test_vectors.iter().enumerate() {
             plugin
@@ -225,7 +280,7 @@ impl VendorPlugin {
         let now = UNIX_EPOCH + Duration::from_secs(v.timestamp.parse().unwrap_or(0));
         let id = (!v.delivery_id.is_empty()).then_some(v.delivery_id.as_str());
         self.verify_with(
-            &self.scheme,
+            Some(&self.scheme),
             &headers,
             &v.body,
             id,
@@ -236,16 +291,20 @@ impl VendorPlugin {
     }
 
     /// Checks a delivery's signature with the plugin's override if it has one, else the core's
-    /// constant-time HMAC check using `scheme` (which routes.yaml may have renamed).
+    /// constant-time HMAC check using `scheme` (which routes.yaml may have changed). `None` is
+    /// routes.yaml's `signature: none`, allowed only behind an IP allow-list: nothing to check.
     pub fn verify_with(
         &self,
-        scheme: &SignatureScheme,
+        scheme: Option<&SignatureScheme>,
         headers: &HeaderMap,
         body: &[u8],
         delivery_id: Option<&str>,
         secrets: &[Secret],
         now: std::time::SystemTime,
     ) -> Result<(), VerifyError> {
+        let Some(scheme) = scheme else {
+            return Ok(());
+        };
         match self.entries.verify.filter(|_| self.verify_override) {
             None => scheme.verify(headers, body, delivery_id, secrets, now),
             Some(verify) => {
@@ -271,28 +330,53 @@ impl VendorPlugin {
         }
     }
 
-    /// Maps a verified delivery to the envelope's vendor-dependent fields.
+    /// Maps a verified delivery, inline on the calling thread: the body becomes `raw`, the plugin
+    /// maps it, and what it reports identifies the event. [`VendorPlugin::map_event_async`] is
+    /// what requests use.
     pub fn map_event(&self, headers: &HeaderMap, body: &[u8]) -> Result<MappedEvent, MapFailure> {
+        // A body that is not JSON is refused before the plugin sees it.
+        let raw = raw_json(body).map_err(MapFailure::InvalidPayload)?;
         let (status, out) = loader::map_event(self.entries, headers, body);
         let text = || String::from_utf8_lossy(&out).into_owned();
         match status {
-            abi::MAP_OK => {
-                let event: MappedEvent = serde_json::from_slice(&out).map_err(|e| {
-                    MapFailure::PluginFailed(format!("plugin wrote an invalid mapped event: {e}"))
-                })?;
-                if event.canonical_type.is_empty() || event.vendor_type.is_empty() {
-                    return Err(MapFailure::PluginFailed(
-                        "plugin mapped an event with an empty type".into(),
-                    ));
-                }
-                Ok(event)
+            abi::MAP_OK => {}
+            abi::MAP_INVALID_PAYLOAD => return Err(MapFailure::InvalidPayload(text())),
+            abi::MAP_PANICKED => return Err(MapFailure::PluginFailed(text())),
+            other => {
+                return Err(MapFailure::PluginFailed(format!(
+                    "plugin returned unknown status {other}"
+                )))
             }
-            abi::MAP_INVALID_PAYLOAD => Err(MapFailure::InvalidPayload(text())),
-            abi::MAP_PANICKED => Err(MapFailure::PluginFailed(text())),
-            other => Err(MapFailure::PluginFailed(format!(
-                "plugin returned unknown status {other}"
-            ))),
         }
+        let event: WireEvent = serde_json::from_slice(&out).map_err(|e| {
+            MapFailure::PluginFailed(format!("plugin wrote an invalid mapped event: {e}"))
+        })?;
+        if event.canonical_type.is_empty() || event.vendor_type.is_empty() {
+            return Err(MapFailure::InvalidPayload("the event type is empty".into()));
+        }
+        let identity = match &event.identity {
+            Some(wire) => {
+                Identity::from_parts(&wire.basis, &wire.parts, &raw).map_err(|e| match e {
+                    IdentityError::Empty(_) => MapFailure::InvalidPayload(e.to_string()),
+                    IdentityError::UnknownBasis(_) => MapFailure::PluginFailed(e.to_string()),
+                })?
+            }
+            None => {
+                let delivery_id = (self.delivery_id_header.as_ref())
+                    .and_then(|h| headers.get(h))
+                    .and_then(|v| v.to_str().ok());
+                Identity::implied(event.vendor_event_id.as_deref(), delivery_id, &raw)
+            }
+        };
+        Ok(MappedEvent {
+            vendor_type: event.vendor_type,
+            canonical_type: event.canonical_type,
+            vendor_event_id: event.vendor_event_id,
+            occurred_at: event.occurred_at,
+            data: event.data,
+            identity,
+            raw,
+        })
     }
 
     /// Answers a GET on the hook URL.
@@ -334,6 +418,15 @@ impl VendorPlugin {
                     }
                 }
             }
+        }
+    }
+
+    /// What identifies one event, for `switchyard plugins`.
+    pub fn dedupe_summary(&self) -> &str {
+        if self.dedupe.is_empty() {
+            "not stated (ABI 1.0): event_id when the event has one, else delivery_id, else body_hash"
+        } else {
+            &self.dedupe
         }
     }
 

@@ -6,13 +6,20 @@
 //! The body is `{id, type, payload}`, with `id` the event id. The fifteen `entity.verb` types
 //! (`contact`, `conversation`, `message`, `group`, `attachment` x `created`, `updated`, `deleted`)
 //! keep their names. `contact.updated` is also a canonical type, so its data is the contact
-//! (`id`, `name` or else `username`, `phone_number`); every other type carries `payload` as data.
+//! (`id`, `name` or else `username`, `phone_number`). `message.*` carry the canonical message
+//! fields, as every vendor's `message.*` do: `message_id` (the payload's `id`), `text`
+//! (`message`), `contact`, `conversation_id`, `sent_at` (`created_at`), the rest `null`. Every
+//! other type carries `payload` as data.
+//!
+//! The document's own examples give one `id` to two different events (a `conversation.updated`
+//! and a `message.updated`), so the id is not unique per event: the identity is the id, the type
+//! and the entity's `updated_at`.
 //!
 //! Payload times are Unix seconds and describe the entity: `occurred_at` is its `updated_at` for
 //! `*.updated` and its `created_at` for the other types, except `*.deleted`, which is `null`:
 //! the entity's creation time is not when it was deleted, and the document gives no deletion time.
 
-use switchyard_plugin::canonical::ContactUpdated;
+use switchyard_plugin::canonical::{ContactUpdated, MessageReceived};
 use switchyard_plugin::prelude::*;
 
 pub const PLUGIN: Plugin = Plugin::new(
@@ -21,6 +28,7 @@ pub const PLUGIN: Plugin = Plugin::new(
     Signature::hmac_sha256_hex("X-DocsSmith-Signature"),
     map_event,
 )
+.dedupe("event_id: id + type + payload.updated_at")
 .test_vectors(&[TestVector::body(
     r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#,
     "docssmith-test-vector-secret",
@@ -37,11 +45,16 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let entity = payload::object(&body, "payload").unwrap_or(&empty);
     let data = if vendor_type == canonical::CONTACT_UPDATED {
         canonical::to_data(&ContactUpdated {
-            contact: Contact {
-                id: payload::text(entity, "id"),
-                name: payload::text(entity, "name").or_else(|| payload::text(entity, "username")),
-                phone: payload::text(entity, "phone_number"),
-            },
+            contact: contact(entity),
+        })
+    } else if vendor_type.starts_with("message.") {
+        canonical::to_data(&MessageReceived {
+            message_id: payload::text(entity, "id"),
+            text: payload::text(entity, "message"),
+            contact: payload::object(entity, "contact").map(contact),
+            conversation_id: payload::text(entity, "conversation_id"),
+            sent_at: payload::timestamp(entity, "created_at"),
+            ..MessageReceived::default()
         })
     } else {
         Value::Object(entity.clone())
@@ -53,14 +66,25 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     } else {
         payload::timestamp(entity, "created_at")
     };
+    let identity = Identity::event_id(&event_id)
+        .and(Some(vendor_type.clone()))
+        .and(payload::text(entity, "updated_at"));
     Ok(MappedEvent {
         canonical_type: vendor_type.clone(),
         vendor_type,
         vendor_event_id: Some(event_id),
         occurred_at,
         data,
-        raw: Value::Object(body),
+        identity,
     })
+}
+
+fn contact(entity: &Map<String, Value>) -> Contact {
+    Contact {
+        id: payload::text(entity, "id"),
+        name: payload::text(entity, "name").or_else(|| payload::text(entity, "username")),
+        phone: payload::text(entity, "phone_number"),
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +127,9 @@ mod tests {
             assert_eq!(event.occurred_at.as_deref(), occurred_at, "{vendor_type}");
             let expected = if vendor_type == "contact.updated" {
                 json!({"contact":{"id":"p1","name":null,"phone":null}})
+            } else if vendor_type.starts_with("message.") {
+                json!({"message_id":"p1","from":null,"to":null,"text":null,"media":null,"contact":null,
+                       "conversation_id":null,"sent_at":"1991-12-08T23:00:00Z","history":null})
             } else {
                 entity.clone()
             };
@@ -111,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn message_updated_from_the_seed_carries_its_payload() {
+    fn message_updated_from_the_seed_carries_the_canonical_message_fields() {
         let event = map(r#"{"id":"a056V7R7NmNRjl70","type":"message.updated","payload":{
             "id":"SIuAFUNKdSYHZF2w","conversation_id":"xgQQXg3hrtjh7AvZ",
             "contact":{"id":"WAz8eIbvDR60rouK","username":"KevinMcCallister","phone_number":"1-800-759-3000",
@@ -124,16 +151,28 @@ mod tests {
         assert_eq!(event.occurred_at.as_deref(), Some("1991-12-08T23:00:00Z"));
         assert_eq!(
             event.data,
-            json!({"id":"SIuAFUNKdSYHZF2w","conversation_id":"xgQQXg3hrtjh7AvZ",
-                   "contact":{"id":"WAz8eIbvDR60rouK","username":"KevinMcCallister","phone_number":"1-800-759-3000",
-                              "avatar_url":"https://assets.DocsSmith Demo2.chat/avatars/kevin.jpg","last_active_at":705103200,"created_at":692233200},
-                   "message":"I’m traveling with my dad. He’s at a meeting. I hate meetings.",
-                   "reactions":[],"attachments":[],"read_at":705103200,"created_at":692233200,"updated_at":692233200})
+            json!({"message_id":"SIuAFUNKdSYHZF2w","from":null,"to":null,
+                   "text":"I’m traveling with my dad. He’s at a meeting. I hate meetings.","media":null,
+                   "contact":{"id":"WAz8eIbvDR60rouK","name":"KevinMcCallister","phone":"1-800-759-3000"},
+                   "conversation_id":"xgQQXg3hrtjh7AvZ","sent_at":"1991-12-08T23:00:00Z","history":null})
         );
+    }
+
+    #[test]
+    fn one_id_on_two_events_gives_two_identities() {
+        // The document's two examples share `a056V7R7NmNRjl70`.
+        let conversation = map(r#"{"id":"a056V7R7NmNRjl70","type":"conversation.updated","payload":{"id":"WAz8eIbvDR60rouK"}}"#).unwrap();
+        let message = map(r#"{"id":"a056V7R7NmNRjl70","type":"message.updated","payload":{"id":"SIuAFUNKdSYHZF2w","updated_at":692233200}}"#).unwrap();
         assert_eq!(
-            event.raw["payload"]["contact"]["username"],
-            "KevinMcCallister"
+            message.identity,
+            Identity::event_id("a056V7R7NmNRjl70")
+                .and(Some("message.updated".into()))
+                .and(Some("692233200".into()))
         );
+        assert_ne!(conversation.identity, message.identity);
+        // The same entity updated again is another event too.
+        let later = map(r#"{"id":"a056V7R7NmNRjl70","type":"message.updated","payload":{"id":"SIuAFUNKdSYHZF2w","updated_at":705103200}}"#).unwrap();
+        assert_ne!(later.identity, message.identity);
     }
 
     #[test]

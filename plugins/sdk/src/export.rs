@@ -173,9 +173,10 @@ fn build(plugin: &'static Plugin, entries: Entries) -> Exported {
         handshake,
         test_vectors: vectors.as_ptr(),
         test_vectors_len: vectors.len(),
-        map_event: entries.map_event,
+        map_event: Some(entries.map_event),
         verify: plugin.verify.map(|_| entries.verify),
         handshake_override: plugin.handshake_override.map(|_| entries.handshake),
+        dedupe: abi::Slice::from_str(plugin.dedupe),
     };
     Exported {
         descriptor,

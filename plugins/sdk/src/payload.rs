@@ -15,15 +15,16 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, MapError> {
     }
 }
 
-/// A required string field; `name` is how the error names it (e.g. `data.message_id`).
+/// A required string field; `name` is how the error names it (e.g. `data.message_id`). Empty
+/// counts as missing: an empty event type or id identifies nothing.
 pub fn required_str<'v>(
     object: &'v Map<String, Value>,
     key: &str,
     name: &'static str,
 ) -> Result<&'v str, MapError> {
     match object.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(MapError::MissingField(name)),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err(MapError::MissingField(name)),
         Some(_) => Err(MapError::WrongType {
             field: name,
             expected: "a string",
@@ -53,10 +54,11 @@ pub fn object<'v>(object: &'v Map<String, Value>, key: &str) -> Option<&'v Map<S
 }
 
 /// An optional text field: strings as they are, numbers in their decimal form, anything else
-/// (absent, null, objects) as `None`.
+/// (absent, null, empty, objects, arrays) as `None`: a field the consumer may never read is no
+/// reason to refuse an event.
 pub fn text(object: &Map<String, Value>, key: &str) -> Option<String> {
     match object.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     }
@@ -111,11 +113,26 @@ mod tests {
     }
 
     #[test]
+    fn optional_text_is_none_when_empty_or_of_another_type() {
+        let o = obj(json!({"s": "x", "n": 12, "e": "", "a": [1], "o": {}, "z": null}));
+        assert_eq!(text(&o, "s").as_deref(), Some("x"));
+        assert_eq!(text(&o, "n").as_deref(), Some("12"));
+        for key in ["e", "a", "o", "z", "missing"] {
+            assert_eq!(text(&o, key), None, "{key}");
+        }
+    }
+
+    #[test]
     fn field_errors_name_the_field() {
         let o = obj(json!({"id": 5}));
         assert_eq!(
             required_str(&o, "type", "type").unwrap_err().to_string(),
-            "required field `type` is missing"
+            "required field `type` is missing or empty"
+        );
+        let o = obj(json!({"id": 5, "type": ""}));
+        assert_eq!(
+            required_str(&o, "type", "type").unwrap_err(),
+            MapError::MissingField("type")
         );
         assert_eq!(
             required_str(&o, "id", "id").unwrap_err().to_string(),

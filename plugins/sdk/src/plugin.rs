@@ -23,6 +23,11 @@ pub struct Plugin {
     pub verify: Option<fn(&Request<'_>, &[u8]) -> Verdict>,
     /// Replaces the data-form handshake for GET requests.
     pub handshake_override: Option<fn(&Request<'_>) -> Option<HandshakeReply>>,
+    /// For people (`switchyard plugins`): what identifies one event, i.e. which [`Identity`]
+    /// `map_event` returns, such as `event_id: id; delivery_id when the body has none`.
+    ///
+    /// [`Identity`]: crate::Identity
+    pub dedupe: &'static str,
 }
 
 impl Plugin {
@@ -45,7 +50,12 @@ impl Plugin {
             map_event,
             verify: None,
             handshake_override: None,
+            dedupe: "",
         }
+    }
+
+    pub const fn dedupe(self, dedupe: &'static str) -> Plugin {
+        Plugin { dedupe, ..self }
     }
 
     pub const fn delivery_id_header(self, header: &'static str) -> Plugin {

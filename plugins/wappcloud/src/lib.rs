@@ -4,12 +4,14 @@
 //! `X-Wappcloud-Signature: sha256=<hex HMAC-SHA256 of the raw body>`.
 //!
 //! The document does not describe the body ("structure depends on the event type"), so this plugin
-//! assumes as little as it can. The event type is the header's, else a top-level `event` or
-//! `type`. Message fields are read from the body's `data` object when it has one, else from the
-//! body itself, and only from keys that exist: `message_id` (or `id`, for an incoming message),
-//! `from`, `to`, `text`, `timestamp`, and `status` for a status update; everything else is
-//! `null`. A top-level string `id` is taken as the event id; without one the core dedupes on the
-//! body hash.
+//! assumes as little as it can. The event type is the body's own top-level `event` when it has
+//! one, because the signature covers the body and not the `X-Wappcloud-Event` header; else the
+//! header; else a top-level `type`. A body and a header that disagree are refused: one of them
+//! was altered. Message fields are read from the body's `data` object when it has one, else from
+//! the body itself, and only from keys that exist: `message_id` (or `id`, for an incoming
+//! message), `from`, `to`, `text`, `timestamp`, and `status` for a status update; everything else
+//! is `null`. A top-level `id` is taken as the event id and identifies the event; without one the
+//! identity is the hash of the body's canonical JSON.
 
 use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
@@ -28,6 +30,7 @@ pub const PLUGIN: Plugin = Plugin::new(
     field: "challenge",
     max_len: 1024,
 })
+.dedupe("event_id: id; else body_hash")
 .test_vectors(&[TestVector::body(
     r#"{"id":"evt_1","from":"+15550001","text":"hi"}"#,
     "wappcloud-test-vector-secret",
@@ -64,29 +67,36 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 at: payload::timestamp(fields, "timestamp"),
             }),
         ),
-        other => (other, Value::Object(fields.clone())),
+        other => (other, canonical::unknown_type_data(other, fields)),
     };
     let occurred_at =
         payload::timestamp(fields, "timestamp").or_else(|| payload::timestamp(&body, "timestamp"));
+    let vendor_event_id = payload::text(&body, "id");
     Ok(MappedEvent {
         canonical_type: canonical_type.to_owned(),
         vendor_type,
-        vendor_event_id: body.get("id").and_then(Value::as_str).map(str::to_owned),
+        identity: vendor_event_id
+            .as_ref()
+            .map_or_else(Identity::body_hash, Identity::event_id),
+        vendor_event_id,
         occurred_at,
         data: canonical_data,
-        raw: Value::Object(body),
     })
 }
 
-/// The header's event type, else the body's own `event` or `type`.
+/// The signed body's `event`, else the unsigned header, else the body's `type`; a body and a
+/// header that name different types are refused.
 fn event_type(request: &Request<'_>, body: &Map<String, Value>) -> Result<String, MapError> {
-    request
-        .header(EVENT_HEADER)
-        .filter(|t| !t.is_empty())
-        .or_else(|| body.get("event").and_then(Value::as_str))
-        .or_else(|| body.get("type").and_then(Value::as_str))
-        .map(str::to_owned)
-        .ok_or(MapError::MissingField(EVENT_HEADER))
+    let header = request.header(EVENT_HEADER).filter(|t| !t.is_empty());
+    match (payload::text(body, "event"), header) {
+        (Some(signed), Some(unsigned)) if signed != unsigned => Err(MapError::Other(format!(
+            "the signed body's `event` is {signed:?} but the unsigned {EVENT_HEADER} header says \
+             {unsigned:?}; refusing to guess which is true"
+        ))),
+        (Some(signed), _) => Ok(signed),
+        (None, Some(unsigned)) => Ok(unsigned.to_owned()),
+        (None, None) => payload::text(body, "type").ok_or(MapError::MissingField(EVENT_HEADER)),
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +122,7 @@ mod tests {
         assert_eq!(event.canonical_type, "message.received");
         assert_eq!(event.vendor_type, "incoming_message");
         assert_eq!(event.vendor_event_id.as_deref(), Some("evt_1"));
+        assert_eq!(event.identity, Identity::event_id("evt_1"));
         assert_eq!(event.occurred_at.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert_eq!(
             event.data,
@@ -128,6 +139,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(event.vendor_event_id, None);
+        assert_eq!(event.identity, Identity::body_hash());
         assert_eq!(event.occurred_at.as_deref(), Some("2024-01-02T03:04:05Z"));
         assert_eq!(
             event.data,
@@ -156,15 +168,28 @@ mod tests {
     }
 
     #[test]
-    fn the_header_wins_and_the_body_is_the_fallback() {
+    fn the_signed_body_wins_and_a_disagreeing_header_is_refused() {
         let body = r#"{"event":"status_update","type":"other","status":"sent"}"#;
+        let refused = map("incoming_message", body).unwrap_err().to_string();
+        assert!(
+            refused.contains(r#"`event` is "status_update""#)
+                && refused.contains(r#"header says "incoming_message""#),
+            "{refused}"
+        );
         assert_eq!(
-            map("incoming_message", body).unwrap().vendor_type,
-            "incoming_message"
+            map("status_update", body).unwrap().canonical_type,
+            "message.status"
         );
         assert_eq!(
             map_without_header(body).unwrap().canonical_type,
             "message.status"
+        );
+        // A body `type` (a message type, perhaps) does not contradict the header.
+        assert_eq!(
+            map("incoming_message", r#"{"type":"text"}"#)
+                .unwrap()
+                .vendor_type,
+            "incoming_message"
         );
         let event = map_without_header(r#"{"type":"incoming_message","text":"hi"}"#).unwrap();
         assert_eq!(event.canonical_type, "message.received");
@@ -191,7 +216,8 @@ mod tests {
         let event = map("template_approved", r#"{"id":7,"template":"welcome"}"#).unwrap();
         assert_eq!(event.canonical_type, "template_approved");
         assert_eq!(event.vendor_type, "template_approved");
-        assert_eq!(event.vendor_event_id, None);
+        // A numeric id is an id all the same.
+        assert_eq!(event.vendor_event_id.as_deref(), Some("7"));
         assert_eq!(event.data, json!({"id":7,"template":"welcome"}));
     }
 

@@ -6,9 +6,14 @@
 //! object (`message_id`, `from`, `to`, `text`, `conversation_id`, `timestamp`, `media`,
 //! `contact`, `status`) when present and are `null` otherwise. `occurred_at` comes from the
 //! top-level `created_at` or `timestamp`.
+//!
+//! Identity: the document says "use event.id or X-Watsi-Delivery-Id for deduplication", so the
+//! event id when the body has one, else the delivery id; a delivery with neither is refused.
 
 use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
+
+const DELIVERY_HEADER: &str = "X-Watsi-Delivery-Id";
 
 pub const PLUGIN: Plugin = Plugin::new(
     "watsi",
@@ -16,7 +21,8 @@ pub const PLUGIN: Plugin = Plugin::new(
     Signature::hmac_sha256_hex("X-Watsi-Signature"),
     map_event,
 )
-.delivery_id_header("X-Watsi-Delivery-Id")
+.delivery_id_header(DELIVERY_HEADER)
+.dedupe("event_id: id; delivery_id: X-Watsi-Delivery-Id when the body has no id")
 .test_vectors(&[TestVector::body(
     r#"{"id":"evt_01HXYZ123456789","type":"message.received","data":{"text":"hi"}}"#,
     "watsi-test-vector-secret",
@@ -28,7 +34,16 @@ export_plugin!(PLUGIN);
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
     let vendor_type = payload::required_str(&body, "type", "type")?.to_owned();
-    let event_id = payload::required_str(&body, "id", "id")?.to_owned();
+    let event_id = payload::text(&body, "id");
+    let identity = match (&event_id, request.header(DELIVERY_HEADER)) {
+        (Some(id), _) => Identity::event_id(id),
+        (None, Some(delivery)) if !delivery.is_empty() => Identity::delivery_id(delivery),
+        _ => {
+            return Err(MapError::MissingIdentity(
+                "the body has no `id` and there is no X-Watsi-Delivery-Id header",
+            ))
+        }
+    };
     let empty = Map::new();
     let data = match body.get("data") {
         Some(Value::Object(d)) => d,
@@ -65,17 +80,17 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 at: payload::timestamp(data, "timestamp"),
             }),
         ),
-        other => (other, Value::Object(data.clone())),
+        other => (other, canonical::unknown_type_data(other, data)),
     };
     let occurred_at =
         payload::timestamp(&body, "created_at").or_else(|| payload::timestamp(&body, "timestamp"));
     Ok(MappedEvent {
         canonical_type: canonical_type.to_owned(),
         vendor_type,
-        vendor_event_id: Some(event_id),
+        vendor_event_id: event_id,
         occurred_at,
         data: canonical_data,
-        raw: Value::Object(body),
+        identity,
     })
 }
 
@@ -104,7 +119,7 @@ mod tests {
             json!({"message_id":"m1","from":"+15550001","to":"+15550002","text":"Hello",
                    "media":null,"contact":null,"conversation_id":null,"sent_at":"2024-03-23T21:41:40Z","history":null})
         );
-        assert_eq!(event.raw["data"]["text"], "Hello");
+        assert_eq!(event.identity, Identity::event_id("evt_01HXYZ123456789"));
     }
 
     #[test]
@@ -128,13 +143,40 @@ mod tests {
     }
 
     #[test]
-    fn missing_id_or_type_is_named() {
+    fn without_an_id_the_delivery_id_identifies_the_event() {
+        let body = br#"{"type":"message.received","data":{"text":"hi"}}"#;
+        let headers = vec![(b"x-watsi-delivery-id".as_slice(), b"dlv_1".as_slice())];
+        let event = (PLUGIN.map_event)(&Request::new(headers, b"", body)).unwrap();
+        assert_eq!(event.identity, Identity::delivery_id("dlv_1"));
+        assert_eq!(event.vendor_event_id, None);
+        // The body's id wins when there is one: it is stable across deliveries.
+        let body = br#"{"id":"evt_9","type":"message.received"}"#;
+        let headers = vec![(b"X-Watsi-Delivery-Id".as_slice(), b"dlv_2".as_slice())];
+        let event = (PLUGIN.map_event)(&Request::new(headers, b"", body)).unwrap();
+        assert_eq!(event.identity, Identity::event_id("evt_9"));
+    }
+
+    #[test]
+    fn unknown_message_types_still_carry_the_message_fields() {
+        let event =
+            map(r#"{"id":"e","type":"message.deleted","data":{"message_id":"m9"}}"#).unwrap();
+        assert_eq!(event.canonical_type, "message.deleted");
+        assert_eq!(event.data["message_id"], "m9");
+        assert_eq!(event.data["text"], Value::Null);
+    }
+
+    #[test]
+    fn missing_identity_or_type_is_named() {
         assert_eq!(
-            map(r#"{"type":"message.received"}"#).unwrap_err(),
-            MapError::MissingField("id")
+            map(r#"{"type":"message.received"}"#).unwrap_err().to_string(),
+            "the event cannot be identified: the body has no `id` and there is no X-Watsi-Delivery-Id header"
         );
         assert_eq!(
             map(r#"{"id":"e"}"#).unwrap_err(),
+            MapError::MissingField("type")
+        );
+        assert_eq!(
+            map(r#"{"id":"e","type":""}"#).unwrap_err(),
             MapError::MissingField("type")
         );
         assert!(matches!(

@@ -2,19 +2,26 @@
 //! `message_status` to `message.status`. Other events pass through, as the vendor's own sample
 //! handler tolerates them.
 //!
-//! The document asks receivers to verify signatures but names no header, so this plugin declares
-//! the common scheme, `X-WhatsAble-Signature` = hex HMAC-SHA256 of the raw body. Operators whose
-//! account sends another header name override it per workspace in routes.yaml.
+//! The document asks receivers to verify signatures but names no scheme, so this plugin declares
+//! the common one, `X-WhatsAble-Signature` = hex HMAC-SHA256 of the raw body. A deployment whose
+//! account signs otherwise sets `signature: { header, encoding, prefix }` for the vendor in
+//! routes.yaml, or `signature: none` together with `allow_ips`, which the document leans on.
 //!
-//! There is no event id, so `vendor_event_id` is always `None` and the core dedupes on the body
-//! hash. `data.message_id` cannot stand in for one: every status transition of one message
-//! (delivered, then read) carries the same `message_id`, so it names a message, not an event.
-//! The vendor's retries resend the same bytes, so the body hash is stable across retries while
-//! two transitions still differ.
+//! There is no event id, so `vendor_event_id` is always `None`, and the identity is a content key
+//! of the fields that tell one event from another, which a re-serialised retry keeps:
+//! - a status: `message_id`, `status` (lower case) and `timestamp`. `message_id` alone names a
+//!   message, not an event: delivered, then read, share it.
+//! - an incoming message: the user (`user_id`, else `phone_number`), `user_timestamp` and
+//!   `last_message_of_user`.
+//!
+//! When those fields are missing (and for other events) it is the hash of the body's canonical
+//! JSON.
 //!
 //! An incoming message's `last_messages` is a JSON string holding a JSON array (JSON inside
-//! JSON); it is decoded into `history`, and anything else under that key is refused, naming it.
-//! `user_timestamp` is Unix seconds; a status's `timestamp` is RFC 3339.
+//! JSON); it is decoded into `history`. The field is optional and a consumer may never read it,
+//! so an array sent as such is taken as it is, and anything else (empty, not JSON, another type)
+//! is `null` rather than a reason to lose the message. `user_timestamp` is Unix seconds; a
+//! status's `timestamp` is RFC 3339.
 
 use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
@@ -25,6 +32,7 @@ pub const PLUGIN: Plugin = Plugin::new(
     Signature::hmac_sha256_hex("X-WhatsAble-Signature"),
     map_event,
 )
+.dedupe("content: message_id, status, timestamp (status) or user, user_timestamp, text (incoming); else body_hash")
 .test_vectors(&[TestVector::body(
     r#"{"event":"message_status","data":{"message_id":"wamid.123456789","status":"delivered","timestamp":"2024-03-23T21:41:44.477Z"}}"#,
     "whatsable-test-vector-secret",
@@ -38,14 +46,22 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let vendor_type = payload::required_str(&body, "event", "event")?.to_owned();
     let empty = Map::new();
     let data = payload::object(&body, "data").unwrap_or(&empty);
-    let (canonical_type, canonical_data, occurred_at) = match vendor_type.as_str() {
+    let (canonical_type, canonical_data, occurred_at, identity) = match vendor_type.as_str() {
         "incoming_message" => {
             let sent_at = payload::timestamp(data, "user_timestamp");
+            let user =
+                payload::text(data, "user_id").or_else(|| payload::text(data, "phone_number"));
+            let text = payload::text(data, "last_message_of_user");
+            let at = payload::text(data, "user_timestamp");
+            let identity = match (&user, &at) {
+                (Some(_), Some(_)) => Identity::content([user, at, text.clone()]),
+                _ => Identity::body_hash(),
+            };
             let message = MessageReceived {
                 message_id: None,
                 from: payload::text(data, "phone_number"),
                 to: None,
-                text: payload::text(data, "last_message_of_user"),
+                text,
                 media: payload::text(data, "attachment_url").map(|url| Media {
                     url: Some(url),
                     mime_type: None,
@@ -54,13 +70,10 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 contact: contact(data),
                 conversation_id: None,
                 sent_at: sent_at.clone(),
-                history: history(data)?,
+                history: history(data),
             };
-            (
-                canonical::MESSAGE_RECEIVED,
-                canonical::to_data(&message),
-                sent_at,
-            )
+            let data = canonical::to_data(&message);
+            (canonical::MESSAGE_RECEIVED, data, sent_at, identity)
         }
         "message_status" => {
             let at = payload::timestamp(data, "timestamp");
@@ -69,9 +82,21 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 status: payload::text(data, "status").map(|s| s.to_lowercase()),
                 at: at.clone(),
             };
-            (canonical::MESSAGE_STATUS, canonical::to_data(&status), at)
+            let identity = match (&status.message_id, &status.status) {
+                (Some(_), Some(_)) => Identity::content([
+                    status.message_id.clone(),
+                    status.status.clone(),
+                    at.clone().or_else(|| payload::text(data, "timestamp")),
+                ]),
+                _ => Identity::body_hash(),
+            };
+            let data = canonical::to_data(&status);
+            (canonical::MESSAGE_STATUS, data, at, identity)
         }
-        other => (other, Value::Object(data.clone()), None),
+        other => {
+            let data = canonical::unknown_type_data(other, data);
+            (other, data, None, Identity::body_hash())
+        }
     };
     Ok(MappedEvent {
         canonical_type: canonical_type.to_owned(),
@@ -79,7 +104,7 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
         vendor_event_id: None,
         occurred_at,
         data: canonical_data,
-        raw: Value::Object(body),
+        identity,
     })
 }
 
@@ -93,19 +118,15 @@ fn contact(data: &Map<String, Value>) -> Option<Contact> {
     (contact != Contact::default()).then_some(contact)
 }
 
-/// `last_messages` decoded from its JSON string into the array it holds.
-fn history(data: &Map<String, Value>) -> Result<Option<Value>, MapError> {
-    let wrong_type = || MapError::WrongType {
-        field: "data.last_messages",
-        expected: "a string holding a JSON array",
-    };
-    match data.get("last_messages") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(encoded)) => match encoded.parse::<Value>() {
-            Ok(array @ Value::Array(_)) => Ok(Some(array)),
-            _ => Err(wrong_type()),
+/// `last_messages`: the array its JSON string holds, or the array itself; else `None`.
+fn history(data: &Map<String, Value>) -> Option<Value> {
+    match data.get("last_messages")? {
+        array @ Value::Array(_) => Some(array.clone()),
+        Value::String(encoded) => match encoded.parse::<Value>() {
+            Ok(array @ Value::Array(_)) => Some(array),
+            _ => None,
         },
-        Some(_) => Err(wrong_type()),
+        _ => None,
     }
 }
 
@@ -139,7 +160,6 @@ mod tests {
                    "conversation_id":null,"sent_at":"2009-02-13T23:31:30Z",
                    "history":[{"type":"user","content":"Hello!","timestamp":"2024-03-23T21:41:44.477Z","content_type":"text"}]})
         );
-        assert_eq!(event.raw["data"]["last_message_of_bot"], "Hi there!");
     }
 
     #[test]
@@ -155,21 +175,81 @@ mod tests {
     }
 
     #[test]
-    fn last_messages_that_is_not_a_string_holding_an_array_is_named() {
-        let expected = MapError::WrongType {
-            field: "data.last_messages",
-            expected: "a string holding a JSON array",
-        };
-        for last_messages in [r#"[]"#, r#""not json""#, r#""{\"type\":\"user\"}""#, "42"] {
+    fn last_messages_of_an_unexpected_form_is_null_or_taken_as_the_array_it_is() {
+        for last_messages in [
+            r#""""#,
+            r#""not json""#,
+            r#""{\"type\":\"user\"}""#,
+            "42",
+            "{}",
+        ] {
             let body = format!(
-                r#"{{"event":"incoming_message","data":{{"last_messages":{last_messages}}}}}"#
+                r#"{{"event":"incoming_message","data":{{"last_messages":{last_messages},"last_message_of_user":"hi"}}}}"#
             );
-            assert_eq!(map(&body).unwrap_err(), expected, "{last_messages}");
+            let event = map(&body).unwrap();
+            assert_eq!(event.data["history"], Value::Null, "{last_messages}");
+            assert_eq!(event.data["text"], "hi", "{last_messages}");
         }
+        let event = map(
+            r#"{"event":"incoming_message","data":{"last_messages":[{"type":"user","content":"Hello!"}]}}"#,
+        )
+        .unwrap();
         assert_eq!(
-            expected.to_string(),
-            "field `data.last_messages` must be a string holding a JSON array"
+            event.data["history"],
+            json!([{"type":"user","content":"Hello!"}])
         );
+    }
+
+    #[test]
+    fn optional_fields_of_another_type_are_null() {
+        let event = map(
+            r#"{"event":"incoming_message","data":{"phone_number":8801734363287,"recipient_name":["x"],"user_timestamp":"soon","attachment_url":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.data["from"], "8801734363287");
+        assert_eq!(event.data["contact"]["name"], Value::Null);
+        assert_eq!(event.data["sent_at"], Value::Null);
+        assert_eq!(event.data["media"], Value::Null);
+    }
+
+    #[test]
+    fn identity_is_a_content_key_of_the_identifying_fields() {
+        let status = |status: &str, at: &str| {
+            format!(
+                r#"{{"event":"message_status","data":{{"message_id":"wamid.1","status":"{status}","timestamp":"{at}"}}}}"#
+            )
+        };
+        let delivered = map(&status("delivered", "2024-03-23T21:41:44.477Z")).unwrap();
+        assert_eq!(
+            delivered.identity,
+            Identity::content([
+                Some("wamid.1".into()),
+                Some("delivered".into()),
+                Some("2024-03-23T21:41:44.477Z".into())
+            ])
+        );
+        // Another status of the same message is another event.
+        let read = map(&status("read", "2024-03-23T21:41:44.477Z")).unwrap();
+        assert_ne!(read.identity, delivered.identity);
+        // Key order, spacing and the status's case do not matter.
+        let resent = map(r#"{"data": {"timestamp": "2024-03-23T21:41:44.477Z", "status": "DELIVERED", "message_id": "wamid.1"}, "event": "message_status"}"#).unwrap();
+        assert_eq!(resent.identity, delivered.identity);
+
+        let incoming = map(SEED_INCOMING).unwrap();
+        assert_eq!(
+            incoming.identity,
+            Identity::content([
+                Some("6fb11ff2-d9b2-4560-8437-0fe58ec9f4a6".into()),
+                Some("1234567890".into()),
+                Some("Hello!".into())
+            ])
+        );
+        // Without a user and a time, nothing but the whole body tells it apart.
+        let bare =
+            map(r#"{"event":"incoming_message","data":{"last_message_of_user":"hi"}}"#).unwrap();
+        assert_eq!(bare.identity, Identity::body_hash());
+        let unknown = map(r#"{"event":"message_reaction","data":{"emoji":"+1"}}"#).unwrap();
+        assert_eq!(unknown.identity, Identity::body_hash());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! formatting differ from the bytes that were signed.
 //!
 //! The body is `{event, id, timestamp, data}`: `id` is the event id (the vendor retries, so it is
-//! the dedupe basis) and `timestamp` is when the event happened. `message.incoming`,
+//! the identity, and a body without one is refused) and `timestamp` is when the event happened. `message.incoming`,
 //! `message.status`, `contact.update` and `media.upload` map to `message.received`,
 //! `message.status`, `contact.updated` and `media.uploaded`; other events pass through. `data`
 //! is camelCase (`messageId`, `contactId`, `mediaUrl`, `mimeType`).
@@ -24,6 +24,7 @@ pub const PLUGIN: Plugin = Plugin::new(
     Signature::hmac_sha256_hex("X-Whatsync-Signature"),
     map_event,
 )
+.dedupe("event_id: id")
 .test_vectors(&[TestVector::body(
     r#"{"event":"message.incoming","id":"msg_123456789","timestamp":"2023-06-15T14:22:33Z","data":{"from":"+1234567890","to":"+0987654321","text":"Hello, how are you?","media":null,"timestamp":"2023-06-15T14:22:30Z"}}"#,
     "whatssync-test-vector-secret",
@@ -82,15 +83,15 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
                 },
             }),
         ),
-        other => (other, Value::Object(data.clone())),
+        other => (other, canonical::unknown_type_data(other, data)),
     };
     Ok(MappedEvent {
         canonical_type: canonical_type.to_owned(),
         vendor_type,
+        identity: Identity::event_id(&event_id),
         vendor_event_id: Some(event_id),
         occurred_at: payload::timestamp(&body, "timestamp"),
         data: canonical_data,
-        raw: Value::Object(body),
     })
 }
 
@@ -127,7 +128,7 @@ mod tests {
             json!({"message_id":null,"from":"+1234567890","to":"+0987654321","text":"Hello, how are you?",
                    "media":null,"contact":null,"conversation_id":null,"sent_at":"2023-06-15T14:22:30Z","history":null})
         );
-        assert_eq!(event.raw["data"]["text"], "Hello, how are you?");
+        assert_eq!(event.identity, Identity::event_id("msg_123456789"));
     }
 
     #[test]
@@ -198,6 +199,19 @@ mod tests {
         assert_eq!(event.vendor_type, "group.join");
         assert_eq!(event.data, json!({"groupId":"g1"}));
         assert_eq!(event.occurred_at, None);
+    }
+
+    #[test]
+    fn optional_fields_of_another_type_are_null() {
+        let event = map(r#"{"event":"message.status","id":"s1","data":{"messageId":["m"],"status":7,"timestamp":""}}"#)
+            .unwrap();
+        assert_eq!(
+            event.data,
+            json!({"message_id":null,"status":"7","at":null})
+        );
+        let event =
+            map(r#"{"event":"message.incoming","id":"s2","data":"not an object"}"#).unwrap();
+        assert_eq!(event.data["text"], Value::Null);
     }
 
     #[test]

@@ -102,7 +102,11 @@ fn design_example_parses_with_expected_values() {
         "value-of-ACME_WATSI_SECRET_OLD",
     ];
     assert_eq!(watsi.secrets, rotation.map(Secret::new));
-    assert_eq!(watsi.signature_header, None);
+    assert_eq!(
+        watsi.signature,
+        SignatureConfig::Plugin(SchemeChange::default())
+    );
+    assert_eq!(watsi.plugin_timeout, None);
     assert!(watsi.allow_ips.is_empty());
     let whatsable = &acme.vendors[&vendor("whatsable")];
     assert_eq!(

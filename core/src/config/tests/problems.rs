@@ -127,8 +127,11 @@ fn signature_header_must_be_a_header_name() {
     let config = parse(&good, Path::new("routes.yaml"), &full_env).unwrap();
     let whatsable = &config.workspaces[&ws("acme")].vendors[&vendor("whatsable")];
     assert_eq!(
-        whatsable.signature_header.as_deref(),
-        Some("x-hub-signature")
+        whatsable.signature,
+        SignatureConfig::Plugin(SchemeChange {
+            header: Some("x-hub-signature".into()),
+            ..SchemeChange::default()
+        })
     );
 
     let bad = example_with(
@@ -352,4 +355,88 @@ fn no_prefix_or_mangling_of_the_example_panics() {
         let shifted = EXAMPLE[..end].replacen("\n  ", "\n", 1) + &EXAMPLE[end..];
         let _ = parse(&shifted, Path::new("routes.yaml"), &full_env);
     }
+}
+
+#[test]
+fn signature_can_be_changed_per_vendor() {
+    let text = example_with(
+        "allow_ips:",
+        "signature: { header: X-Signature, encoding: base64, prefix: \"sha256=\" }\n        \
+         plugin_timeout: 500ms\n        allow_ips:",
+    );
+    let config = parse(&text, Path::new("routes.yaml"), &full_env).unwrap();
+    let whatsable = &config.workspaces[&ws("acme")].vendors[&vendor("whatsable")];
+    assert_eq!(
+        whatsable.signature,
+        SignatureConfig::Plugin(SchemeChange {
+            header: Some("x-signature".into()),
+            encoding: Some(crate::verify::Encoding::Base64),
+            prefix: Some("sha256=".into()),
+        })
+    );
+    assert_eq!(
+        whatsable.plugin_timeout,
+        Some(std::time::Duration::from_millis(500))
+    );
+
+    let bad = example_with(
+        "allow_ips:",
+        "signature: { encoding: base32, algorithm: sha1 }\n        allow_ips:",
+    );
+    assert_eq!(
+        problems(&bad, &full_env),
+        [
+            "routes.yaml:17: workspaces.acme.vendors.whatsable.signature.encoding: unknown \
+             encoding \"base32\": expected hex or base64",
+            "routes.yaml:17: workspaces.acme.vendors.whatsable.signature.algorithm: unknown key \
+             `algorithm`: expected `header`, `encoding` or `prefix`"
+        ]
+    );
+}
+
+#[test]
+fn signature_none_needs_allow_ips_and_no_secrets() {
+    let unsigned = example_with(
+        "secrets: [ \"${ACME_WHATSABLE_SECRET}\" ]",
+        "signature: none",
+    );
+    let config = parse(&unsigned, Path::new("routes.yaml"), &full_env).unwrap();
+    let whatsable = &config.workspaces[&ws("acme")].vendors[&vendor("whatsable")];
+    assert_eq!(whatsable.signature, SignatureConfig::None);
+    assert!(whatsable.secrets.is_empty());
+    assert_eq!(whatsable.allow_ips.len(), 1);
+
+    let open_to_all = unsigned.replace("        allow_ips: [ \"203.0.113.0/24\" ]\n", "");
+    assert_eq!(
+        only_problem(&open_to_all),
+        "routes.yaml:16: workspaces.acme.vendors.whatsable.signature: `signature: none` turns the \
+         signature check off, so `allow_ips` must list the addresses the vendor sends from"
+    );
+    let with_secrets = example_with("allow_ips:", "signature: none\n        allow_ips:");
+    assert_eq!(
+        only_problem(&with_secrets),
+        "routes.yaml:16: workspaces.acme.vendors.whatsable.secrets: secrets are not used with \
+         `signature: none`: remove them, or the `signature: none`"
+    );
+}
+
+#[test]
+fn a_scheme_change_keeps_what_it_does_not_set() {
+    use crate::verify::{Encoding, SignatureScheme, Signed};
+    let plugin = SignatureScheme {
+        header: hyper::header::HeaderName::from_static("x-whatsable-signature"),
+        encoding: Encoding::Hex,
+        prefix: String::new(),
+        signed: Signed::Body,
+    };
+    let changed = SchemeChange {
+        header: None,
+        encoding: Some(Encoding::Base64),
+        prefix: Some("sha256=".into()),
+    }
+    .apply(&plugin);
+    assert_eq!(changed.header, plugin.header);
+    assert_eq!(changed.encoding, Encoding::Base64);
+    assert_eq!(changed.prefix, "sha256=");
+    assert_eq!(SchemeChange::default().apply(&plugin), plugin);
 }

@@ -17,8 +17,11 @@ use serde_yaml::Value;
 use super::error::Problems;
 use super::locate::KeyPath;
 use super::raw::{RawConfig, RawServer, RawVendor, RawWorkspace};
-use super::{DefaultSecret, ServerConfig, VendorConfig, WorkspaceConfig};
+use super::{
+    DefaultSecret, SchemeChange, ServerConfig, SignatureConfig, VendorConfig, WorkspaceConfig,
+};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::verify::Encoding;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
@@ -173,19 +176,98 @@ impl Checker<'_> {
     }
 
     fn vendor(&mut self, at: &KeyPath, raw: RawVendor) -> VendorConfig {
-        let secrets = self.secrets(&at.key("secrets"), raw.secrets);
+        let allow_ips: Vec<_> = (raw.allow_ips.unwrap_or_default().iter().enumerate())
+            .filter_map(|(i, text)| self.ip_net(&at.key("allow_ips").index(i), text))
+            .collect();
         let header_at = at.key("signature_header");
         let signature_header = raw
             .signature_header
             .and_then(|header| self.header_name(&header_at, &header));
-        let allow_ips = (raw.allow_ips.unwrap_or_default().iter().enumerate())
-            .filter_map(|(i, text)| self.ip_net(&at.key("allow_ips").index(i), text))
-            .collect();
+        let signature = self.signature(&at.key("signature"), raw.signature, signature_header);
+        let secrets = match (&signature, raw.secrets) {
+            (SignatureConfig::None, None) => Vec::new(),
+            (SignatureConfig::None, Some(_)) => {
+                let message = "secrets are not used with `signature: none`: remove them, or the \
+                               `signature: none`";
+                self.problems.add(&at.key("secrets"), message);
+                Vec::new()
+            }
+            (SignatureConfig::Plugin(_), secrets) => self.secrets(&at.key("secrets"), secrets),
+        };
+        if signature == SignatureConfig::None && allow_ips.is_empty() {
+            let message = "`signature: none` turns the signature check off, so `allow_ips` must \
+                           list the addresses the vendor sends from";
+            self.problems.add(&at.key("signature"), message);
+        }
+        let plugin_timeout = (raw.plugin_timeout.filter(|t| !t.is_null()))
+            .map(|t| self.duration(&at.key("plugin_timeout"), Some(t), DEFAULT_TIMEOUT));
         VendorConfig {
             secrets,
-            signature_header,
+            signature,
             allow_ips,
+            plugin_timeout,
         }
+    }
+
+    /// `signature:` (`none`, or `{ header, encoding, prefix }`), with the older
+    /// `signature_header` folded in.
+    fn signature(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<Value>,
+        signature_header: Option<String>,
+    ) -> SignatureConfig {
+        const SHAPE: &str = "expected `none` or a mapping such as \
+                             { header: X-Signature, encoding: base64, prefix: \"sha256=\" }";
+        let mut change = SchemeChange {
+            header: signature_header.clone(),
+            ..SchemeChange::default()
+        };
+        let fields = match raw {
+            None | Some(Value::Null) => return SignatureConfig::Plugin(change),
+            Some(Value::String(text)) if text == "none" => {
+                if signature_header.is_some() {
+                    let message = "`signature_header` has no effect with `signature: none`";
+                    self.problems.add(at, message);
+                }
+                return SignatureConfig::None;
+            }
+            Some(Value::Mapping(fields)) => fields,
+            Some(_) => {
+                self.problems.add(at, SHAPE);
+                return SignatureConfig::Plugin(change);
+            }
+        };
+        for (key, value) in fields {
+            let key = key.as_str().unwrap_or_default().to_owned();
+            let field_at = at.key(&key);
+            let Value::String(text) = value else {
+                self.problems.add(&field_at, "expected a string");
+                continue;
+            };
+            match key.as_str() {
+                "header" if signature_header.is_some() => {
+                    let message = "the header is also set by `signature_header`: keep one";
+                    self.problems.add(&field_at, message);
+                }
+                "header" => change.header = self.header_name(&field_at, &text),
+                "encoding" => match text.as_str() {
+                    "hex" => change.encoding = Some(Encoding::Hex),
+                    "base64" => change.encoding = Some(Encoding::Base64),
+                    _ => {
+                        let message = format!("unknown encoding {text:?}: expected hex or base64");
+                        self.problems.add(&field_at, message);
+                    }
+                },
+                "prefix" => change.prefix = Some(text),
+                _ => {
+                    let message =
+                        format!("unknown key `{key}`: expected `header`, `encoding` or `prefix`");
+                    self.problems.add(&field_at, message);
+                }
+            }
+        }
+        SignatureConfig::Plugin(change)
     }
 
     fn secrets(&mut self, at: &KeyPath, raw: Option<Value>) -> Vec<Secret> {

@@ -7,15 +7,26 @@
 //!
 //! Versioning: the major version is part of the symbol name and repeated in the descriptor's first
 //! field; a minor bump may only append fields to [`Descriptor`], and `struct_size` tells the core
-//! how many of them this plugin filled in. Enumerations are plain `u32` constants rather than Rust
+//! how many of them this plugin filled in. The core loads a plugin of its own major and any minor
+//! up to its own, reading only the bytes `struct_size` covers; fields past them take their
+//! zero value (empty slice, `None`). Enumerations are plain `u32` constants rather than Rust
 //! enums, so that an unexpected value from a foreign library is an error, not undefined behaviour.
+//! Every function pointer is an `Option`, so a NULL one is a value the core can check, not
+//! undefined behaviour.
+//!
+//! This crate holds the ABI and nothing else, so that a change to it is visible as one: the safe
+//! SDK (`switchyard-plugin`) and the core both build on it.
+//!
+//! History: 1.0 first release. 1.1 appended [`Descriptor::dedupe`]; the mapped event's JSON gained
+//! `identity` (a 1.0 plugin's events are keyed the 1.0 way), and the core stopped reading `raw`
+//! from it (the core keeps the request bytes itself).
 
 use std::ffi::c_void;
 
 /// Incompatible layout changes bump this, and the symbol name with it.
 pub const ABI_MAJOR: u32 = 1;
 /// Appended descriptor fields bump this.
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 /// The symbol every plugin exports, NUL-terminated for the loader.
 pub const ENTRY_SYMBOL: &[u8] = b"switchyard_plugin_v1\0";
 
@@ -96,7 +107,7 @@ pub const HANDSHAKE_PANICKED: u32 = 1;
 
 /// Maps one verified delivery. On [`MAP_OK`] the writer holds one JSON object with the fields of
 /// `switchyard_plugin::MappedEvent` (`vendor_type`, `type`, `vendor_event_id`, `occurred_at`,
-/// `data`, `raw`); otherwise it holds the reason.
+/// `data`, and since 1.1 `identity`); otherwise it holds the reason.
 pub type MapEventFn = extern "C" fn(request: *const Request, out: *const Writer) -> u32;
 
 /// Optional override of the core's signature check for one secret, for schemes the data form
@@ -170,7 +181,18 @@ pub struct TestVector {
     pub expected: Slice,
 }
 
-/// Everything the core needs to know about one vendor. `abi_major` must stay the first field.
+/// The first three fields of every descriptor, of every version: what the core reads before it
+/// trusts anything else about the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DescriptorHeader {
+    pub abi_major: u32,
+    pub abi_minor: u32,
+    pub struct_size: usize,
+}
+
+/// Everything the core needs to know about one vendor. `abi_major`, `abi_minor` and `struct_size`
+/// must stay the first fields (they are [`DescriptorHeader`]); new fields are only ever appended.
 #[repr(C)]
 pub struct Descriptor {
     pub abi_major: u32,
@@ -186,9 +208,46 @@ pub struct Descriptor {
     /// Header naming the event type, where the vendor sends one; empty when none.
     pub event_type_header: Slice,
     pub handshake: HandshakeSpec,
+    /// Null only when `test_vectors_len` is 0.
     pub test_vectors: *const TestVector,
     pub test_vectors_len: usize,
-    pub map_event: MapEventFn,
+    /// Required: a descriptor with `None` here is refused.
+    pub map_event: Option<MapEventFn>,
     pub verify: Option<VerifyFn>,
     pub handshake_override: Option<HandshakeFn>,
+    // ---- 1.1 ----
+    /// UTF-8, for people (`switchyard plugins`): what identifies one event of this vendor, and so
+    /// what its repeats are recognised by, e.g. `event_id: id`. Empty when not said.
+    pub dedupe: Slice,
+}
+
+/// `struct_size` of an ABI 1.0 descriptor: the smallest the core accepts.
+pub const DESCRIPTOR_SIZE_1_0: usize = std::mem::offset_of!(Descriptor, dedupe);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_a_prefix_of_the_descriptor() {
+        assert_eq!(std::mem::offset_of!(Descriptor, abi_major), 0);
+        assert_eq!(
+            std::mem::offset_of!(Descriptor, abi_minor),
+            std::mem::offset_of!(DescriptorHeader, abi_minor)
+        );
+        assert_eq!(
+            std::mem::offset_of!(Descriptor, struct_size),
+            std::mem::offset_of!(DescriptorHeader, struct_size)
+        );
+        assert!(DESCRIPTOR_SIZE_1_0 < std::mem::size_of::<Descriptor>());
+    }
+
+    #[test]
+    fn optional_function_pointers_are_pointer_sized() {
+        // NULL is `None`: the layout of an `Option<extern "C" fn>` is that of a C function pointer.
+        assert_eq!(
+            std::mem::size_of::<Option<MapEventFn>>(),
+            std::mem::size_of::<*const c_void>()
+        );
+    }
 }
