@@ -11,7 +11,7 @@ use switchyard_e2e::*;
 fn watsi_config() -> Config {
     Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     )
@@ -167,8 +167,8 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
     dir.install_fixture("panics", "panics");
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
-            .vendor(Vendor::new("panics", &["panics-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
+            .vendor(Vendor::new("panics", &["panics-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     );
@@ -183,7 +183,7 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
         .expect_error(401, "signature_missing");
     for _ in 0..2 {
         server
-            .deliver("acme", &PANICS, "panics-secret", ping, &[])
+            .deliver("acme", &PANICS, "panics-secret-for-e2e", ping, &[])
             .expect_error(500, "plugin_failed");
         assert!(server.is_running(), "the server died:\n{}", server.log());
     }
@@ -192,7 +192,7 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
     assert_eq!(health.status, 200, "{health:?}");
     let body = r#"{"id":"evt_after_panic","type":"message.received","data":{"text":"still here"}}"#;
     let id = server
-        .deliver("acme", &WATSI, "watsi-secret", body, &[])
+        .deliver("acme", &WATSI, "watsi-secret-for-e2e", body, &[])
         .expect_accepted();
     let events = dir.sink("acme", "events").wait_for(&id);
     assert_eq!(
