@@ -72,7 +72,13 @@ fn a_sink_down_for_a_while_gets_everything_in_order_once_back() {
     let accepted: Vec<String> = (0..10)
         .map(|n| {
             server
-                .deliver("acme", &WATSI, "secret-one-for-e2e", &watsi_body(n, "down"), &[])
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "down"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -158,7 +164,13 @@ fn a_4xx_refusal_is_permanent_and_dead_at_once() {
     let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["1h"]));
     let server = dir.serve(&config);
     let id = server
-        .deliver("acme", &WATSI, "secret-one-for-e2e", &watsi_body(0, "perm"), &[])
+        .deliver(
+            "acme",
+            &WATSI,
+            "secret-one-for-e2e",
+            &watsi_body(0, "perm"),
+            &[],
+        )
         .expect_accepted();
     wait_for_queue(&server, "one dead letter", |crm| crm["dead"] == 1);
     let event = admin(&server, "GET", &format!("/admin/events/{id}"));
@@ -212,7 +224,13 @@ fn signed_deliveries_verify_with_the_reference_standard_webhooks_library() {
     let ids: Vec<String> = (0..2)
         .map(|n| {
             server
-                .deliver("acme", &WATSI, "secret-one-for-e2e", &watsi_body(n, "sig"), &[])
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "sig"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -254,7 +272,13 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     let server = dir.serve(&config);
     for n in 0..5 {
         server
-            .deliver("slow", &WATSI, "secret-one-for-e2e", &watsi_body(n, "slow"), &[])
+            .deliver(
+                "slow",
+                &WATSI,
+                "secret-one-for-e2e",
+                &watsi_body(n, "slow"),
+                &[],
+            )
             .expect_accepted();
     }
     hung.wait_until("the slow workspace's sink to be stuck", WITHIN, |r| {
@@ -263,7 +287,13 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     let ids: Vec<String> = (0..20)
         .map(|n| {
             server
-                .deliver("fast", &WATSI, "secret-two-for-e2e", &watsi_body(n, "fast"), &[])
+                .deliver(
+                    "fast",
+                    &WATSI,
+                    "secret-two-for-e2e",
+                    &watsi_body(n, "fast"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -377,7 +407,13 @@ fn pending_retries_and_their_attempts_survive_a_restart() {
     let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["50ms"; 200]));
     let mut server = dir.serve(&config);
     let id = server
-        .deliver("acme", &WATSI, "secret-one-for-e2e", &watsi_body(0, "restart"), &[])
+        .deliver(
+            "acme",
+            &WATSI,
+            "secret-one-for-e2e",
+            &watsi_body(0, "restart"),
+            &[],
+        )
         .expect_accepted();
     // A worker commits each pass's records before its next attempt, so once three attempts are
     // recorded the first two are on disk whenever the kill lands.
