@@ -43,9 +43,9 @@ impl KeyPath {
         KeyPath(segs)
     }
 
-    /// Each prefix of the path as displayed, shortest first: `a`, `a.b`, `a.b[0]`.
+    /// Each prefix of the path as displayed, shortest first: ``, `a`, `a.b`, `a.b[0]`.
     pub(crate) fn shown_prefixes(&self) -> impl Iterator<Item = String> + '_ {
-        (1..=self.0.len()).map(|n| KeyPath(self.0[..n].to_vec()).to_string())
+        (0..=self.0.len()).map(|n| KeyPath(self.0[..n].to_vec()).to_string())
     }
 }
 
@@ -247,6 +247,7 @@ workspaces:
         assert_eq!(
             prefixes,
             [
+                "",
                 "workspaces",
                 "workspaces.acme",
                 "workspaces.acme.to",

@@ -545,3 +545,16 @@ fn problems_inside_flow_collections_name_the_value_line() {
         ]
     );
 }
+
+#[test]
+fn a_file_of_the_wrong_shape_is_one_problem_not_a_cascade() {
+    assert_eq!(
+        problems("- server\n- workspaces\n", &no_env),
+        ["routes.yaml:1: expected a mapping with `server` and `workspaces`, found a list"]
+    );
+    assert_eq!(
+        problems("workspaces:\n  acme: [watsi]\n", &no_env),
+        ["routes.yaml:2: workspaces.acme: expected a workspace: a mapping with `vendors`, `sinks` \
+          and `routes`, found a list"]
+    );
+}
