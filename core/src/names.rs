@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use subtle::ConstantTimeEq;
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -65,9 +67,9 @@ name_type!(
     SinkName
 );
 
-/// A signing secret. Its `Debug` and `Display` never show the value, so it cannot leak into
-/// logs or error bodies by accident.
-#[derive(Clone, PartialEq, Eq)]
+/// A signing secret. Its `Debug` never shows the value (and it has no `Display`), so it cannot
+/// leak into logs or error bodies by accident.
+#[derive(Clone)]
 pub struct Secret(Arc<[u8]>);
 
 impl Secret {
@@ -81,6 +83,16 @@ impl Secret {
     }
 }
 
+/// In constant time: how long a comparison takes says nothing about where two secrets differ.
+/// Only the lengths may show, as they do in any HMAC key handling.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -93,8 +105,20 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret::new("hunter2");
+        let s = Secret::new("hunter2-hunter2-hunter2");
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
-        assert_eq!(s.expose(), b"hunter2");
+        // Nor when nested in a structure's derived Debug, pretty or not.
+        let nested = format!("{:?} {:#?}", Some([s.clone()]), vec![s.clone()]);
+        assert!(!nested.contains("hunter2"), "{nested}");
+        assert_eq!(s.expose(), b"hunter2-hunter2-hunter2");
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        let a = Secret::new("0123456789abcdef");
+        assert_eq!(a, Secret::new(String::from("0123456789abcdef")));
+        assert_ne!(a, Secret::new("0123456789abcdeF"));
+        assert_ne!(a, Secret::new("0123456789abcde"));
+        assert_ne!(a, Secret::new(""));
     }
 }

@@ -210,7 +210,7 @@ fn a_configuration_error_names_the_file_the_line_and_the_key() {
     let dir = TestDir::new();
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"]))
             .route(Route::new("message.*", &["events", "nowhere"])),

@@ -45,30 +45,30 @@ fn two_workspaces_with_one_vendor_and_different_secrets_stay_apart() {
     };
     let server = dir.serve(
         &Config::new()
-            .workspace(workspace("alpha", "alpha-secret"))
-            .workspace(workspace("beta", "beta-secret")),
+            .workspace(workspace("alpha", "alpha-secret-for-e2e"))
+            .workspace(workspace("beta", "beta-secret-for-e2e")),
     );
     // One event, as the vendor would send it to both tenants.
     let body = watsi_event("evt_shared", "message.received", "same event");
 
     server
-        .deliver("beta", &WATSI, "alpha-secret", &body, &[])
+        .deliver("beta", &WATSI, "alpha-secret-for-e2e", &body, &[])
         .expect_error(401, "signature_mismatch");
     server
-        .deliver("alpha", &WATSI, "beta-secret", &body, &[])
+        .deliver("alpha", &WATSI, "beta-secret-for-e2e", &body, &[])
         .expect_error(401, "signature_mismatch");
     let alpha = server
-        .deliver("alpha", &WATSI, "alpha-secret", &body, &[])
+        .deliver("alpha", &WATSI, "alpha-secret-for-e2e", &body, &[])
         .expect_accepted();
     // Not a duplicate: each workspace has its own dedupe keys.
     let beta = server
-        .deliver("beta", &WATSI, "beta-secret", &body, &[])
+        .deliver("beta", &WATSI, "beta-secret-for-e2e", &body, &[])
         .expect_accepted();
     assert_ne!(alpha, beta);
 
     for (name, secret, own, other) in [
-        ("alpha", "alpha-secret", &alpha, &beta),
-        ("beta", "beta-secret", &beta, &alpha),
+        ("alpha", "alpha-secret-for-e2e", &alpha, &beta),
+        ("beta", "beta-secret-for-e2e", &beta, &alpha),
     ] {
         let later = watsi_event(&format!("evt_later_{name}"), "message.status", name);
         let later = server
@@ -91,25 +91,25 @@ fn unknown_workspaces_vendors_and_paths_are_404() {
     let server = dir.serve(
         &Config::new().workspace(
             Workspace::new(WS)
-                .vendor(Vendor::new("watsi", &["watsi-secret"]))
+                .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
                 .file_sink("events")
                 .route(Route::new("*", &["events"])),
         ),
     );
     let body = watsi_event("evt_404", "message.received", "hi");
     server
-        .deliver("nobody", &WATSI, "watsi-secret", &body, &[])
+        .deliver("nobody", &WATSI, "watsi-secret-for-e2e", &body, &[])
         .expect_error(404, "unknown_workspace");
     // DocsSmith's plugin is loaded, but this workspace does not enable it.
     server
-        .deliver(WS, &DOCSSMITH, "watsi-secret", &body, &[])
+        .deliver(WS, &DOCSSMITH, "watsi-secret-for-e2e", &body, &[])
         .expect_error(404, "unknown_vendor");
     let nosuch = VendorScheme {
         name: "nosuchvendor",
         ..WATSI
     };
     server
-        .deliver(WS, &nosuch, "watsi-secret", &body, &[])
+        .deliver(WS, &nosuch, "watsi-secret-for-e2e", &body, &[])
         .expect_error(404, "unknown_vendor");
     for path in ["/", "/hooks", "/hooks/acme", "/hooks/acme/watsi/extra"] {
         let reply = server.post(path, &[], body.as_bytes());
@@ -118,7 +118,7 @@ fn unknown_workspaces_vendors_and_paths_are_404() {
     }
     // The control: the same delivery to the right place is fine.
     server
-        .deliver(WS, &WATSI, "watsi-secret", &body, &[])
+        .deliver(WS, &WATSI, "watsi-secret-for-e2e", &body, &[])
         .expect_accepted();
 }
 
@@ -249,7 +249,7 @@ fn an_answer_given_before_the_body_is_read_leaves_a_keep_alive_client_a_usable_c
     let server = dir.serve(
         &Config::new().max_body_bytes(LIMIT).workspace(
             Workspace::new(WS)
-                .vendor(Vendor::new("watsi", &["watsi-secret"]))
+                .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
                 .vendor(
                     Vendor::new("whatsable", &["whatsable-secret"]).allow_ips(&["203.0.113.0/24"]),
                 )
@@ -384,24 +384,24 @@ fn an_event_type_no_route_matches_is_unrouted_and_reaches_no_sink() {
     let server = dir.serve(
         &Config::new().workspace(
             Workspace::new(WS)
-                .vendor(Vendor::new("watsi", &["watsi-secret"]))
+                .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
                 .file_sink("messages")
                 .route(Route::new("message.*", &["messages"])),
         ),
     );
     let odd = watsi_event("evt_odd", "call.missed", "nobody listens");
     let unrouted = server
-        .deliver(WS, &WATSI, "watsi-secret", &odd, &[])
+        .deliver(WS, &WATSI, "watsi-secret-for-e2e", &odd, &[])
         .expect_ok("unrouted");
     // Kept: a repeat is a duplicate of it.
     let again = server
-        .deliver(WS, &WATSI, "watsi-secret", &odd, &[])
+        .deliver(WS, &WATSI, "watsi-secret-for-e2e", &odd, &[])
         .expect_ok("duplicate");
     assert_eq!(again, unrouted);
 
     let message = watsi_event("evt_msg", "message.received", "routed");
     let routed = server
-        .deliver(WS, &WATSI, "watsi-secret", &message, &[])
+        .deliver(WS, &WATSI, "watsi-secret-for-e2e", &message, &[])
         .expect_accepted();
     let events = dir.sink(WS, "messages").wait_for(&routed);
     assert_eq!(events.len(), 1, "{events:#?}");
@@ -418,7 +418,7 @@ fn allow_ips_that_exclude_the_source_are_403() {
                     Vendor::new("whatsable", &["whatsable-secret"]).allow_ips(&["203.0.113.0/24"]),
                 )
                 .vendor(
-                    Vendor::new("watsi", &["watsi-secret"])
+                    Vendor::new("watsi", &["watsi-secret-for-e2e"])
                         .allow_ips(&["203.0.113.0/24", "127.0.0.0/8"]),
                 )
                 .vendor(Vendor::new("docssmith", &["docssmith-secret"]).allow_ips(&["127.0.0.1"]))
@@ -436,7 +436,7 @@ fn allow_ips_that_exclude_the_source_are_403() {
         .deliver(
             WS,
             &WATSI,
-            "watsi-secret",
+            "watsi-secret-for-e2e",
             &watsi_event("evt_ip", "message.received", "ok"),
             &[],
         )
@@ -458,7 +458,7 @@ fn an_event_matching_two_routes_to_one_sink_lands_there_once() {
     let server = dir.serve(
         &Config::new().workspace(
             Workspace::new(WS)
-                .vendor(Vendor::new("watsi", &["watsi-secret"]))
+                .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
                 .file_sink("audit")
                 .file_sink("all")
                 .route(Route::new("message.*", &["audit"]).vendors(&["watsi"]))
@@ -469,7 +469,7 @@ fn an_event_matching_two_routes_to_one_sink_lands_there_once() {
         .deliver(
             WS,
             &WATSI,
-            "watsi-secret",
+            "watsi-secret-for-e2e",
             &watsi_event("evt_both", "message.received", "twice matched"),
             &[],
         )
@@ -478,7 +478,7 @@ fn an_event_matching_two_routes_to_one_sink_lands_there_once() {
         .deliver(
             WS,
             &WATSI,
-            "watsi-secret",
+            "watsi-secret-for-e2e",
             &watsi_event("evt_later", "contact.updated", "once matched"),
             &[],
         )
@@ -545,7 +545,7 @@ fn the_stdout_sink_prints_one_envelope_per_line() {
     let server = dir.serve(
         &Config::new().workspace(
             Workspace::new(WS)
-                .vendor(Vendor::new("watsi", &["watsi-secret"]))
+                .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
                 .stdout_sink("console")
                 .route(Route::new("*", &["console"])),
         ),
@@ -554,7 +554,7 @@ fn the_stdout_sink_prints_one_envelope_per_line() {
         .deliver(
             WS,
             &WATSI,
-            "watsi-secret",
+            "watsi-secret-for-e2e",
             &watsi_event("evt_stdout", "message.received", "to stdout"),
             &[],
         )

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_e2e::*;
 
-const TOKEN: &str = "e2e-admin-token";
+const TOKEN: &str = "e2e-admin-token-0123";
 /// Generous: on a loaded 2-core machine a retry schedule of 20 ms steps still takes a while.
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -22,7 +22,7 @@ fn watsi_body(n: usize, tag: &str) -> String {
 fn one_sink(sink: HttpSink) -> (TestDir, Config) {
     let config = Config::new().admin_token(TOKEN).workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["s1"]))
+            .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
             .http_sink("crm", sink)
             .route(Route::new("*", &["crm"])),
     );
@@ -72,7 +72,13 @@ fn a_sink_down_for_a_while_gets_everything_in_order_once_back() {
     let accepted: Vec<String> = (0..10)
         .map(|n| {
             server
-                .deliver("acme", &WATSI, "s1", &watsi_body(n, "down"), &[])
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "down"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -95,7 +101,7 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
         .iter()
         .map(|b| {
             server
-                .deliver("acme", &WATSI, "s1", b, &[])
+                .deliver("acme", &WATSI, "secret-one-for-e2e", b, &[])
                 .expect_accepted()
         })
         .collect();
@@ -147,7 +153,7 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
 
     // The replay went around the dedupe index, which still holds the event.
     let again = server
-        .deliver("acme", &WATSI, "s1", &bodies[0], &[])
+        .deliver("acme", &WATSI, "secret-one-for-e2e", &bodies[0], &[])
         .expect_ok("duplicate");
     assert_eq!(again, accepted[0]);
 }
@@ -158,7 +164,13 @@ fn a_4xx_refusal_is_permanent_and_dead_at_once() {
     let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["1h"]));
     let server = dir.serve(&config);
     let id = server
-        .deliver("acme", &WATSI, "s1", &watsi_body(0, "perm"), &[])
+        .deliver(
+            "acme",
+            &WATSI,
+            "secret-one-for-e2e",
+            &watsi_body(0, "perm"),
+            &[],
+        )
         .expect_accepted();
     wait_for_queue(&server, "one dead letter", |crm| crm["dead"] == 1);
     let event = admin(&server, "GET", &format!("/admin/events/{id}"));
@@ -212,7 +224,13 @@ fn signed_deliveries_verify_with_the_reference_standard_webhooks_library() {
     let ids: Vec<String> = (0..2)
         .map(|n| {
             server
-                .deliver("acme", &WATSI, "s1", &watsi_body(n, "sig"), &[])
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "sig"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -240,13 +258,13 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     let config = Config::new()
         .workspace(
             Workspace::new("slow")
-                .vendor(Vendor::new("watsi", &["s1"]))
+                .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
                 .http_sink("crm", HttpSink::new(hung.url()).timeout("60s"))
                 .route(Route::new("*", &["crm"])),
         )
         .workspace(
             Workspace::new("fast")
-                .vendor(Vendor::new("watsi", &["s2"]))
+                .vendor(Vendor::new("watsi", &["secret-two-for-e2e"]))
                 .file_sink("events")
                 .route(Route::new("*", &["events"])),
         );
@@ -254,7 +272,13 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     let server = dir.serve(&config);
     for n in 0..5 {
         server
-            .deliver("slow", &WATSI, "s1", &watsi_body(n, "slow"), &[])
+            .deliver(
+                "slow",
+                &WATSI,
+                "secret-one-for-e2e",
+                &watsi_body(n, "slow"),
+                &[],
+            )
             .expect_accepted();
     }
     hung.wait_until("the slow workspace's sink to be stuck", WITHIN, |r| {
@@ -263,7 +287,13 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     let ids: Vec<String> = (0..20)
         .map(|n| {
             server
-                .deliver("fast", &WATSI, "s2", &watsi_body(n, "fast"), &[])
+                .deliver(
+                    "fast",
+                    &WATSI,
+                    "secret-two-for-e2e",
+                    &watsi_body(n, "fast"),
+                    &[],
+                )
                 .expect_accepted()
         })
         .collect();
@@ -278,7 +308,7 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
 
 /// Posts one signed Watsi event to whatever server is current; `Some(id)` when accepted.
 fn try_deliver(agent: &ureq::Agent, addr: SocketAddr, body: &str) -> Option<String> {
-    let signature = WATSI.signature("s1", body.as_bytes());
+    let signature = WATSI.signature("secret-one-for-e2e", body.as_bytes());
     let mut answer = agent
         .post(format!("http://{addr}{}", hook("acme", "watsi")))
         .header("Content-Type", "application/json")
@@ -377,7 +407,13 @@ fn pending_retries_and_their_attempts_survive_a_restart() {
     let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["50ms"; 200]));
     let mut server = dir.serve(&config);
     let id = server
-        .deliver("acme", &WATSI, "s1", &watsi_body(0, "restart"), &[])
+        .deliver(
+            "acme",
+            &WATSI,
+            "secret-one-for-e2e",
+            &watsi_body(0, "restart"),
+            &[],
+        )
         .expect_accepted();
     // A worker commits each pass's records before its next attempt, so once three attempts are
     // recorded the first two are on disk whenever the kill lands.

@@ -14,7 +14,7 @@ use switchyard_e2e::*;
 fn watsi_config() -> Config {
     Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     )
@@ -227,20 +227,20 @@ fn a_plugin_built_against_abi_1_0_loads_and_serves() {
 
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("oldminor", &["old-secret"]))
+            .vendor(Vendor::new("oldminor", &["old-minor-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     );
     let server = dir.serve(&config);
     let body = r#"{"b":1,"a":12345678901234567890123}"#;
     let id = server
-        .deliver("acme", &OLDMINOR, "old-secret", body, &[])
+        .deliver("acme", &OLDMINOR, "old-minor-secret-for-e2e", body, &[])
         .expect_accepted();
     // A 1.0 plugin reports no identity: keyed on the canonical body, so a re-serialised retry
     // is a repeat.
     let resent = r#"{ "a": 12345678901234567890123, "b": 1 }"#;
     let again = server
-        .deliver("acme", &OLDMINOR, "old-secret", resent, &[])
+        .deliver("acme", &OLDMINOR, "old-minor-secret-for-e2e", resent, &[])
         .expect_ok("duplicate");
     assert_eq!(again, id);
     let events = dir.sink("acme", "events").wait_for(&id);
@@ -271,20 +271,20 @@ fn a_plugin_past_its_time_limit_is_answered_503_and_quarantined_when_it_keeps_fa
     dir.install_fixture("slow", "slow");
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
-            .vendor(Vendor::new("slow", &["slow-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
+            .vendor(Vendor::new("slow", &["slow-plugin-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     );
     let yaml = config.render(&dir).replace(
-        "        secrets: [\"slow-secret\"]\n",
-        "        secrets: [\"slow-secret\"]\n        plugin_timeout: \"300ms\"\n",
+        "        secrets: [\"slow-plugin-secret-for-e2e\"]\n",
+        "        secrets: [\"slow-plugin-secret-for-e2e\"]\n        plugin_timeout: \"300ms\"\n",
     );
     assert!(yaml.contains("plugin_timeout"), "{yaml}");
     let mut server = Server::start(&dir.write("routes.yaml", yaml));
     let slow = |id: &str, sleep_ms: u64| {
         let body = format!(r#"{{"id":"{id}","type":"ping","sleep_ms":{sleep_ms}}}"#);
-        server.deliver("acme", &SLOW, "slow-secret", &body, &[])
+        server.deliver("acme", &SLOW, "slow-plugin-secret-for-e2e", &body, &[])
     };
 
     slow("quick", 0).expect_accepted();
@@ -310,7 +310,7 @@ fn a_plugin_past_its_time_limit_is_answered_503_and_quarantined_when_it_keeps_fa
     // Every other vendor is served meanwhile.
     let body = r#"{"id":"evt_beside_slow","type":"message.received","data":{"text":"served"}}"#;
     let id = server
-        .deliver("acme", &WATSI, "watsi-secret", body, &[])
+        .deliver("acme", &WATSI, "watsi-secret-for-e2e", body, &[])
         .expect_accepted();
     dir.sink("acme", "events").wait_for(&id);
     assert!(server.is_running(), "the server died:\n{}", server.log());
@@ -362,8 +362,8 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
     dir.install_fixture("panics", "panics");
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["watsi-secret"]))
-            .vendor(Vendor::new("panics", &["panics-secret"]))
+            .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
+            .vendor(Vendor::new("panics", &["panics-secret-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     );
@@ -378,7 +378,7 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
         .expect_error(401, "signature_missing");
     for _ in 0..2 {
         server
-            .deliver("acme", &PANICS, "panics-secret", ping, &[])
+            .deliver("acme", &PANICS, "panics-secret-for-e2e", ping, &[])
             .expect_error(500, "plugin_failed");
         assert!(server.is_running(), "the server died:\n{}", server.log());
     }
@@ -387,7 +387,7 @@ fn a_panicking_plugin_answers_500_and_the_server_keeps_serving() {
     assert_eq!(health.status, 200, "{health:?}");
     let body = r#"{"id":"evt_after_panic","type":"message.received","data":{"text":"still here"}}"#;
     let id = server
-        .deliver("acme", &WATSI, "watsi-secret", body, &[])
+        .deliver("acme", &WATSI, "watsi-secret-for-e2e", body, &[])
         .expect_accepted();
     let events = dir.sink("acme", "events").wait_for(&id);
     assert_eq!(

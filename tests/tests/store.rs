@@ -8,7 +8,7 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
     let dir = TestDir::new();
     let config = Config::new().workspace(
         Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &["s1"]))
+            .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
             .file_sink("events")
             .route(Route::new("*", &["events"])),
     );
@@ -22,7 +22,7 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
         let body = format!(
             r#"{{"id":"evt_{n}","type":"message.received","data":{{"text":"{padding}"}}}}"#
         );
-        let reply = server.deliver("acme", &WATSI, "s1", &body, &[]);
+        let reply = server.deliver("acme", &WATSI, "secret-one-for-e2e", &body, &[]);
         match reply.status {
             200 => accepted.push(reply.expect_accepted()),
             503 => {

@@ -35,6 +35,7 @@ fn lines(problems: &[Problem]) -> String {
 }
 
 /// One problem in a configuration file. `key` is empty for a problem with the file as a whole.
+/// `line` is always set for a problem found by parsing (an `Option` for source compatibility).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub path: PathBuf,
@@ -61,53 +62,48 @@ pub(crate) struct Problems {
     file: PathBuf,
     locator: Locator,
     list: Vec<Problem>,
-    /// Keys already reported as wrong (an unset variable): later checks would only repeat it.
+    /// Keys already reported as wrong (an unset variable, a list where a mapping belongs):
+    /// later checks of them or of anything below them would only repeat it.
     settled: BTreeSet<String>,
 }
 
 impl Problems {
-    pub(crate) fn new(file: &Path, text: &str) -> Self {
+    pub(crate) fn new(file: &Path, locator: Locator) -> Self {
         Problems {
             file: file.to_owned(),
-            locator: Locator::new(text),
+            locator,
             list: Vec::new(),
             settled: BTreeSet::new(),
         }
     }
 
     pub(crate) fn add(&mut self, at: &KeyPath, message: impl Into<String>) {
-        let key = at.to_string();
-        if self.settled.contains(&key) {
+        if at.shown_prefixes().any(|key| self.settled.contains(&key)) {
             return;
         }
         let line = self.locator.line(at);
-        self.push(line, key, message.into());
+        self.push(line, at.to_string(), message.into());
     }
 
-    /// Reports a problem and keeps any later one at the same key quiet.
+    /// Reports a problem and keeps any later one at the same key, or below it, quiet.
     pub(crate) fn add_settled(&mut self, at: &KeyPath, message: impl Into<String>) {
         self.add(at, message);
         self.settled.insert(at.to_string());
     }
 
-    /// A YAML syntax error: serde_yaml knows its line; there is no key yet.
-    pub(crate) fn syntax(&mut self, error: &serde_yaml::Error) {
-        let line = error.location().map(|l| l.line());
-        self.push(line, String::new(), error.to_string());
+    /// A problem with the file as a whole, at `line`.
+    pub(crate) fn add_file(&mut self, line: Option<usize>, message: impl Into<String>) {
+        self.push(line, String::new(), message.into());
     }
 
-    /// A shape error from deserializing the expanded tree (unknown key, wrong type).
-    pub(crate) fn shape(&mut self, error: &serde_path_to_error::Error<serde_yaml::Error>) {
-        let mut at = KeyPath::root();
-        for seg in error.path().iter() {
-            at = match seg {
-                serde_path_to_error::Segment::Seq { index } => at.index(*index),
-                serde_path_to_error::Segment::Map { key } => at.key(key),
-                serde_path_to_error::Segment::Enum { variant } => at.key(variant),
-                serde_path_to_error::Segment::Unknown => break,
-            };
-        }
-        self.add(&at, without_values(&error.inner().to_string()));
+    /// A YAML syntax error: serde_yaml knows its line; there is no key yet.
+    pub(crate) fn syntax(&mut self, error: &serde_yaml::Error) {
+        self.add_file(error.location().map(|l| l.line()), error.to_string());
+    }
+
+    /// See [`Locator::too_deep`].
+    pub(crate) fn too_deep(&self) -> Option<usize> {
+        self.locator.too_deep()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -115,36 +111,19 @@ impl Problems {
     }
 
     pub(crate) fn into_error(mut self) -> ConfigError {
-        self.list.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        self.list.sort_by_key(|p| p.line);
         ConfigError::Invalid(self.list)
     }
 
+    /// Every problem names a line: one the file does not place (a key missing at the top
+    /// level, an empty file) is on line 1, where the file starts.
     fn push(&mut self, line: Option<usize>, key: String, message: String) {
         let path = self.file.clone();
         self.list.push(Problem {
             path,
-            line,
+            line: Some(line.unwrap_or(1)),
             key,
             message,
         });
     }
-}
-
-/// serde quotes the value it did not expect (`invalid type: string "...", expected a map`);
-/// a mis-indented secret would be printed, so only its kind is kept.
-fn without_values(message: &str) -> String {
-    for prefix in ["invalid type: ", "invalid value: "] {
-        let Some(rest) = message.strip_prefix(prefix) else {
-            continue;
-        };
-        let Some(split) = rest.rfind(", expected ") else {
-            continue;
-        };
-        let found = &rest[..split];
-        let kind = found
-            .find(['"', '`'])
-            .map_or(found, |quote| found[..quote].trim_end());
-        return format!("{prefix}{kind}{}", &rest[split..]);
-    }
-    message.to_owned()
 }

@@ -1,13 +1,22 @@
 //! Key paths, and finding the line a key path sits on in the raw YAML text.
 //!
-//! serde_yaml's `Value` keeps no positions, so errors found after parsing are placed by walking
-//! the text itself: block mappings by indentation, block sequences by counting `- ` items. Flow
-//! collections (`[a, b]`, `{k: v}`) are not entered: their key's line is close enough.
+//! serde_yaml's `Value` keeps no positions, so the text is read a second time with yaml-rust2's
+//! event parser, whose events carry their line: one pass records where every mapping entry and
+//! sequence item starts, block or flow style alike. The same pass bounds nesting, before
+//! serde_yaml ever sees the text: libyaml's scanner does work proportional to the flow depth
+//! for every token, so a deeply nested file would take time quadratic in its size.
 
+use std::collections::HashMap;
 use std::fmt;
 
+use yaml_rust2::parser::{Event, Parser};
+
+/// Collections nested deeper than this are refused. serde_yaml refuses them as well (its
+/// recursion limit is 128); a routes file needs 6.
+pub(crate) const MAX_DEPTH: usize = 127;
+
 /// One step of a key path: a mapping key or a sequence index.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Seg {
     Key(String),
     Index(usize),
@@ -34,8 +43,9 @@ impl KeyPath {
         KeyPath(segs)
     }
 
-    pub(crate) fn segs(&self) -> &[Seg] {
-        &self.0
+    /// Each prefix of the path as displayed, shortest first: ``, `a`, `a.b`, `a.b[0]`.
+    pub(crate) fn shown_prefixes(&self) -> impl Iterator<Item = String> + '_ {
+        (0..=self.0.len()).map(|n| KeyPath(self.0[..n].to_vec()).to_string())
     }
 }
 
@@ -52,122 +62,144 @@ impl fmt::Display for KeyPath {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    Item,
-    Key(String),
-}
+/// Node 0 is the document's root; every other node is a mapping entry or a sequence item.
+const ROOT: usize = 0;
 
-/// A block-structure node start: a `- ` item or a `key:` at a column on a line.
-#[derive(Debug)]
-struct Node {
-    line: usize,
-    col: usize,
-    kind: Kind,
-}
-
-/// The block structure of a YAML text, enough to turn a key path into a line number.
+/// The tree of the first YAML document's nodes, enough to turn a key path into a line number.
 pub(crate) struct Locator {
-    nodes: Vec<Node>,
+    /// The line (1-based) of each node: a mapping entry's key, a sequence item's first token.
+    lines: Vec<usize>,
+    /// `(parent node, step)` to the child node.
+    children: HashMap<(usize, Seg), usize>,
+    /// The line where nesting first went past [`MAX_DEPTH`]; nothing after it was read.
+    too_deep: Option<usize>,
+}
+
+/// An open collection while the events are read.
+enum Open {
+    Seq {
+        node: usize,
+        next: usize,
+    },
+    /// `key`: the key just read, awaiting its value (`None` inside: a key that is no scalar).
+    Map {
+        node: usize,
+        key: Option<(Option<String>, usize)>,
+    },
 }
 
 impl Locator {
+    /// Reads `text` once. Text yaml-rust2 cannot read is indexed up to that point: serde_yaml
+    /// reports the syntax error itself.
     pub(crate) fn new(text: &str) -> Self {
-        let mut nodes = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let content = raw.trim_start_matches(' ');
-            let mut col = raw.len() - content.len();
-            let mut rest = content;
-            if rest.is_empty() || rest.starts_with(['#', '%']) || rest.starts_with("---") {
-                continue;
-            }
-            // One line may open several nodes: `- - key: v` is two items and a key.
-            loop {
-                if rest == "-" || rest.starts_with("- ") {
-                    nodes.push(Node {
-                        line: i + 1,
-                        col,
-                        kind: Kind::Item,
-                    });
-                    let after = rest[1..].trim_start_matches(' ');
-                    col += rest.len() - after.len();
-                    rest = after;
+        let mut locator = Locator {
+            lines: vec![1],
+            children: HashMap::new(),
+            too_deep: None,
+        };
+        let mut parser = Parser::new_from_str(text);
+        let mut open: Vec<Open> = Vec::new();
+        loop {
+            let (event, mark) = match parser.next_token() {
+                Ok(next) => next,
+                // yaml-rust2 allows 255 flow levels and scans ahead of the events, so a deep
+                // flow collection can end the reading before the events reach MAX_DEPTH.
+                Err(error) if error.info() == "recursion limit exceeded" => {
+                    locator.too_deep = Some(error.marker().line());
+                    break;
+                }
+                Err(_) => break,
+            };
+            let line = mark.line();
+            let collection = match event {
+                Event::SequenceStart(..) | Event::MappingStart(..) => true,
+                Event::Scalar(..) | Event::Alias(_) => false,
+                Event::SequenceEnd | Event::MappingEnd => {
+                    open.pop();
+                    if open.is_empty() {
+                        break; // the first document's root is complete
+                    }
                     continue;
                 }
-                if let Some(key) = key_of(rest) {
-                    nodes.push(Node {
-                        line: i + 1,
-                        col,
-                        kind: Kind::Key(key),
-                    });
+                Event::StreamEnd => break,
+                _ => continue,
+            };
+            let node = match open.last_mut() {
+                None => {
+                    locator.lines[ROOT] = line;
+                    Some(ROOT)
                 }
+                Some(Open::Seq { node, next }) => {
+                    *next += 1;
+                    Some(locator.child(*node, Seg::Index(*next - 1), line))
+                }
+                Some(Open::Map {
+                    key: key @ None, ..
+                }) => {
+                    let name = match &event {
+                        Event::Scalar(name, ..) => Some(name.clone()),
+                        _ => None,
+                    };
+                    *key = Some((name, line));
+                    None
+                }
+                Some(Open::Map { node, key }) => match key.take() {
+                    Some((Some(name), key_line)) => {
+                        Some(locator.child(*node, Seg::Key(name), key_line))
+                    }
+                    _ => None,
+                },
+            };
+            if !collection {
+                if open.is_empty() {
+                    break; // the root is a scalar
+                }
+                continue;
+            }
+            if open.len() == MAX_DEPTH {
+                locator.too_deep = Some(line);
                 break;
             }
+            // A collection used as a key gets a node nothing points to: no path reaches it.
+            let node = node.unwrap_or_else(|| locator.node(line));
+            open.push(match event {
+                Event::SequenceStart(..) => Open::Seq { node, next: 0 },
+                _ => Open::Map { node, key: None },
+            });
         }
-        Locator { nodes }
+        locator
     }
 
-    /// The line (1-based) of the deepest part of `path` found in the text.
+    fn node(&mut self, line: usize) -> usize {
+        self.lines.push(line);
+        self.lines.len() - 1
+    }
+
+    /// A new child of `parent`; a duplicate key keeps its first place, as serde_yaml refuses it.
+    fn child(&mut self, parent: usize, seg: Seg, line: usize) -> usize {
+        let node = self.node(line);
+        *self.children.entry((parent, seg)).or_insert(node)
+    }
+
+    /// The line (1-based) of the deepest part of `path` found in the text; `None` when not even
+    /// its first step is there (a key missing at the top level, say).
     pub(crate) fn line(&self, path: &KeyPath) -> Option<usize> {
-        let mut range = 0..self.nodes.len();
+        let mut node = ROOT;
         let mut found = None;
-        for seg in path.segs() {
-            let Some(first) = self.nodes.get(range.start).filter(|_| !range.is_empty()) else {
+        for seg in &path.0 {
+            let Some(&child) = self.children.get(&(node, seg.clone())) else {
                 break;
             };
-            // The first node of a block collection sets the column all its entries share.
-            let col = first.col;
-            let mut at_col = range.clone().filter(|&n| self.nodes[n].col == col);
-            let hit = match seg {
-                Seg::Key(key) => at_col.find(|&n| self.nodes[n].kind == Kind::Key(key.clone())),
-                Seg::Index(index) => at_col
-                    .filter(|&n| self.nodes[n].kind == Kind::Item)
-                    .nth(*index),
-            };
-            let Some(n) = hit else { break };
-            found = Some(self.nodes[n].line);
-            let end = (n + 1..range.end)
-                .find(|&m| ends(&self.nodes[n], &self.nodes[m]))
-                .unwrap_or(range.end);
-            range = n + 1..end;
+            node = child;
+            found = Some(self.lines[node]);
         }
         found
     }
-}
 
-/// Whether `next` is past the value of `node`.
-fn ends(node: &Node, next: &Node) -> bool {
-    match node.kind {
-        // A sequence may sit at its key's own column (`to:` then `- crm` below it).
-        Kind::Key(_) => next.col < node.col || (next.col == node.col && next.kind != Kind::Item),
-        Kind::Item => next.col <= node.col,
+    /// Where nesting went past [`MAX_DEPTH`], if it did.
+    pub(crate) fn too_deep(&self) -> Option<usize> {
+        self.too_deep
     }
-}
-
-/// The key a line starts with, if it is a block mapping entry (`key:` or `key: value`).
-fn key_of(content: &str) -> Option<String> {
-    let (key, rest) = match content.chars().next()? {
-        quote @ ('"' | '\'') => {
-            let body = &content[1..];
-            let close = body.find(quote)?;
-            (body[..close].to_owned(), &body[close + 1..])
-        }
-        '{' | '[' | '#' | '&' | '*' | '!' | '|' | '>' | '?' => return None,
-        _ => {
-            let colon = content
-                .char_indices()
-                .find(|&(i, c)| c == ':' && ends_key(&content[i + 1..]))
-                .map(|(i, _)| i)?;
-            (content[..colon].trim_end().to_owned(), &content[colon..])
-        }
-    };
-    let rest = rest.trim_start_matches(' ');
-    (rest.starts_with(':') && ends_key(&rest[1..])).then_some(key)
-}
-
-/// A `:` ends a key only when followed by a space or the end of the line (`http://x` is no key).
-fn ends_key(after: &str) -> bool {
-    after.is_empty() || after.starts_with([' ', '\t'])
 }
 
 #[cfg(test)]
@@ -211,6 +243,17 @@ workspaces:
             .key("to")
             .index(1);
         assert_eq!(p.to_string(), "workspaces.acme.to[1]");
+        let prefixes: Vec<String> = p.shown_prefixes().collect();
+        assert_eq!(
+            prefixes,
+            [
+                "",
+                "workspaces",
+                "workspaces.acme",
+                "workspaces.acme.to",
+                "workspaces.acme.to[1]"
+            ]
+        );
     }
 
     #[test]
@@ -246,26 +289,69 @@ workspaces:
     }
 
     #[test]
+    fn enters_flow_collections_spread_over_lines() {
+        let text = "\
+routes:
+  - match: { vendor: [watsi,
+                      wappcloud],
+             type: \"message.*\" }
+    to: [crm,
+         audit]
+sinks: {
+  crm: { type: http,
+         url: x } }
+";
+        let loc = Locator::new(text);
+        let route = [k("routes"), Seg::Index(0)];
+        let at = |extra: &[Seg]| loc.line(&path(&[&route[..], extra].concat()));
+        assert_eq!(at(&[k("match"), k("vendor"), Seg::Index(0)]), Some(2));
+        assert_eq!(at(&[k("match"), k("vendor"), Seg::Index(1)]), Some(3));
+        assert_eq!(at(&[k("match"), k("type")]), Some(4));
+        assert_eq!(at(&[k("to"), Seg::Index(1)]), Some(6));
+        let url = [k("sinks"), k("crm"), k("url")];
+        assert_eq!(loc.line(&path(&url)), Some(9));
+    }
+
+    #[test]
     fn falls_back_to_the_nearest_parent_line() {
         let loc = Locator::new(TEXT);
-        let flow = [
+        let past_the_end = [
             k("workspaces"),
             k("acme"),
             k("routes"),
             Seg::Index(0),
             k("to"),
-            Seg::Index(0),
+            Seg::Index(5),
         ];
-        assert_eq!(loc.line(&path(&flow)), Some(14));
+        assert_eq!(loc.line(&path(&past_the_end)), Some(14));
         assert_eq!(loc.line(&path(&[k("server"), k("missing")])), Some(2));
         assert_eq!(loc.line(&path(&[k("nowhere")])), None);
     }
 
     #[test]
-    fn colons_inside_values_are_not_keys() {
-        assert_eq!(key_of("url: http://x:80/a"), Some("url".to_owned()));
-        assert_eq!(key_of("http://x"), None);
-        assert_eq!(key_of("\"a: b\": c"), Some("a: b".to_owned()));
-        assert_eq!(key_of("{ a: b }"), None);
+    fn keys_that_are_collections_lead_nowhere() {
+        let loc = Locator::new("? [a, b]\n: { c: 1 }\nd: 2\n");
+        assert_eq!(loc.line(&path(&[k("c")])), None);
+        assert_eq!(loc.line(&path(&[k("d")])), Some(3));
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_found_and_reading_stops_there() {
+        let ok = format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(Locator::new(&ok).too_deep(), None);
+        let deep = format!("a:\n  {}{}\n", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(Locator::new(&deep).too_deep(), Some(2));
+        // Deeper than yaml-rust2's own flow limit: its scanner stops before the events do.
+        let deeper = format!("a:\n\n  {}\n", "[".repeat(300));
+        assert_eq!(Locator::new(&deeper).too_deep(), Some(3));
+        let mut block = String::new();
+        for depth in 0..MAX_DEPTH + 10 {
+            block.push_str(&format!("{}k{depth}:\n", " ".repeat(depth)));
+        }
+        assert_eq!(Locator::new(&block).too_deep(), Some(MAX_DEPTH + 1));
     }
 }

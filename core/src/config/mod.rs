@@ -1,8 +1,9 @@
 //! routes.yaml: the server settings and, per workspace, its vendors, sinks and routes.
 //!
 //! Loading runs in stages: YAML to a `serde_yaml::Value`, `${VAR}` expansion of every string
-//! ([`env`]), deserializing the shapes ([`raw`]), then checking and typing them ([`validate`]).
-//! Every problem carries a key path, placed on a line of the file by [`locate`].
+//! ([`env`]), reading the shapes ([`raw`]), then checking and typing them ([`validate`]). Every
+//! problem carries a key path, placed on a line of the file by [`locate`], and every problem
+//! found is reported, not just the first.
 
 mod env;
 mod error;
@@ -22,7 +23,7 @@ use serde_yaml::Value;
 
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
-use self::locate::KeyPath;
+use self::locate::{KeyPath, Locator, MAX_DEPTH};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +189,16 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut problems = Problems::new(path, text);
+    let locator = Locator::new(text);
+    let mut problems = Problems::new(path, locator);
+    // Refused before serde_yaml reads it, whose scanner is quadratic in the nesting depth.
+    if let Some(line) = problems.too_deep() {
+        let message = format!(
+            "collections are nested more than {MAX_DEPTH} deep (a routes file needs 6 at most)"
+        );
+        problems.add_file(Some(line), message);
+        return Err(problems.into_error());
+    }
     let mut value: Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(error) => {
@@ -202,8 +212,8 @@ pub fn parse(
         return Err(problems.into_error());
     }
     if value.is_null() {
-        problems.add(
-            &KeyPath::root(),
+        problems.add_file(
+            None,
             "the file is empty: expected `server` and `workspaces`",
         );
         return Err(problems.into_error());
@@ -213,13 +223,7 @@ pub fn parse(
     for (at, message) in &expanded.problems {
         problems.add_settled(at, message.as_str());
     }
-    let raw: raw::RawConfig = match serde_path_to_error::deserialize(value) {
-        Ok(raw) => raw,
-        Err(error) => {
-            problems.shape(&error);
-            return Err(problems.into_error());
-        }
-    };
+    let raw = raw::read(value, &mut problems);
     let base = path.parent().unwrap_or(Path::new(""));
     let built = validate::build(raw, base, &expanded.defaulted, &mut problems);
     if !problems.is_empty() {
@@ -241,7 +245,7 @@ impl Config {
     ) -> Result<(), ConfigError> {
         // Only to place problems on lines: a file gone since loading just loses them.
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let mut problems = Problems::new(&self.path, &text);
+        let mut problems = Problems::new(&self.path, Locator::new(&text));
         for (workspace, config) in &self.workspaces {
             for vendor in config.vendors.keys().filter(|vendor| !is_loaded(vendor)) {
                 let at = KeyPath::root().key("workspaces").key(workspace.as_str());

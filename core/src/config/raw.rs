@@ -1,27 +1,25 @@
 //! routes.yaml as written, after `${VAR}` expansion and before any check.
 //!
-//! Every field is optional so that a missing one is reported by `validate` with the other
-//! problems, not alone by serde. Unknown keys are refused here, so a typo is never ignored.
-//! Secrets and fields that may come from a variable stay `Value`s: serde would quote a value of
-//! the wrong type in its error, and a secret must never be quoted.
+//! Read from the `Value` by hand rather than by serde's derive, which stops at the first unknown
+//! key or wrong type: here every one is reported, and reading goes on around it. Every field is
+//! optional, so a missing one is reported by `validate` with the other problems. Secrets and
+//! fields that may come from a variable stay `Value`s. A value of the wrong type is named by its
+//! kind, never quoted: it may be a secret.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `server` and `workspaces`"
-)]
+use super::error::Problems;
+use super::locate::KeyPath;
+
+#[derive(Debug, Default)]
 pub(crate) struct RawConfig {
     pub(crate) server: Option<RawServer>,
     pub(crate) workspaces: Option<BTreeMap<String, RawWorkspace>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping of server settings")]
+#[derive(Debug, Default)]
 pub(crate) struct RawServer {
     pub(crate) listen: Option<String>,
     pub(crate) data_dir: Option<String>,
@@ -32,11 +30,7 @@ pub(crate) struct RawServer {
     pub(crate) retention: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a workspace: a mapping with `vendors`, `sinks` and `routes`"
-)]
+#[derive(Debug, Default)]
 pub(crate) struct RawWorkspace {
     pub(crate) dedupe_window: Option<Value>,
     pub(crate) vendors: Option<BTreeMap<String, RawVendor>>,
@@ -44,21 +38,19 @@ pub(crate) struct RawWorkspace {
     pub(crate) routes: Option<Vec<RawRoute>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a vendor: a mapping with `secrets`")]
+#[derive(Debug, Default)]
 pub(crate) struct RawVendor {
     pub(crate) secrets: Option<Value>,
     pub(crate) signature_header: Option<String>,
     /// `none`, or a mapping of `header`, `encoding`, `prefix`: checked by `validate`.
     pub(crate) signature: Option<Value>,
-    pub(crate) allow_ips: Option<Vec<String>>,
+    /// `None` for an item already reported as not a string; indices stay those of the file.
+    pub(crate) allow_ips: Option<Vec<Option<String>>>,
     pub(crate) plugin_timeout: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a sink: a mapping with `type`")]
+#[derive(Debug, Default)]
 pub(crate) struct RawSink {
-    #[serde(rename = "type")]
     pub(crate) kind: Option<String>,
     pub(crate) path: Option<String>,
     pub(crate) url: Option<String>,
@@ -68,24 +60,265 @@ pub(crate) struct RawSink {
     pub(crate) concurrency: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a route: a mapping with `match` and `to`"
-)]
+#[derive(Debug, Default)]
 pub(crate) struct RawRoute {
-    #[serde(rename = "match")]
     pub(crate) matcher: Option<RawMatch>,
     pub(crate) to: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a match: a mapping with `vendor` and `type`"
-)]
+#[derive(Debug, Default)]
 pub(crate) struct RawMatch {
     pub(crate) vendor: Option<Value>,
-    #[serde(rename = "type")]
     pub(crate) event_type: Option<String>,
+}
+
+/// Reads the whole file's value. A problem is settled at its key: what `validate` would say
+/// about that key, or anything below it, would only repeat it.
+pub(crate) fn read(value: Value, problems: &mut Problems) -> RawConfig {
+    let at = KeyPath::root();
+    let mut reader = Reader { problems };
+    let mut fields = reader.fields(&at, value, "a mapping with `server` and `workspaces`");
+    let server = fields
+        .take("server")
+        .map(|v| reader.server(&at.key("server"), v));
+    let workspaces = fields.take("workspaces").map(|v| {
+        let expecting = "a mapping of workspaces by name";
+        reader.map(&at.key("workspaces"), v, expecting, Reader::workspace)
+    });
+    reader.finish(fields);
+    RawConfig { server, workspaces }
+}
+
+struct Reader<'a> {
+    problems: &'a mut Problems,
+}
+
+/// The entries of one mapping, handed out by key; what is never asked for is unknown.
+struct Fields {
+    at: KeyPath,
+    entries: Vec<(String, Value)>,
+    known: Vec<&'static str>,
+}
+
+impl Fields {
+    /// The value at `key`; an explicit null is as good as absent.
+    fn take(&mut self, key: &'static str) -> Option<Value> {
+        self.known.push(key);
+        let index = self.entries.iter().position(|(name, _)| name == key)?;
+        Some(self.entries.swap_remove(index).1).filter(|value| !value.is_null())
+    }
+}
+
+impl Reader<'_> {
+    fn server(&mut self, at: &KeyPath, value: Value) -> RawServer {
+        let mut f = self.fields(at, value, "a mapping of server settings");
+        let raw = RawServer {
+            listen: self.string(&f.at.key("listen"), f.take("listen")),
+            data_dir: self.string(&f.at.key("data_dir"), f.take("data_dir")),
+            max_body_bytes: f.take("max_body_bytes"),
+            plugins_dir: self.string(&f.at.key("plugins_dir"), f.take("plugins_dir")),
+            admin_token: f.take("admin_token"),
+            header_read_timeout: f.take("header_read_timeout"),
+            retention: f.take("retention"),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn workspace(&mut self, at: &KeyPath, value: Value) -> RawWorkspace {
+        let expecting = "a workspace: a mapping with `vendors`, `sinks` and `routes`";
+        let mut f = self.fields(at, value, expecting);
+        let raw = RawWorkspace {
+            dedupe_window: f.take("dedupe_window"),
+            vendors: f.take("vendors").map(|v| {
+                let expecting = "a mapping of vendors by name";
+                self.map(&f.at.key("vendors"), v, expecting, Reader::vendor)
+            }),
+            sinks: f.take("sinks").map(|v| {
+                let expecting = "a mapping of sinks by name";
+                self.map(&f.at.key("sinks"), v, expecting, Reader::sink)
+            }),
+            routes: f.take("routes").map(|v| {
+                let expecting = "a list of routes";
+                self.list(&f.at.key("routes"), v, expecting, Reader::route)
+            }),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn vendor(&mut self, at: &KeyPath, value: Value) -> RawVendor {
+        let mut f = self.fields(at, value, "a vendor: a mapping with `secrets`");
+        let header_at = f.at.key("signature_header");
+        let raw = RawVendor {
+            secrets: f.take("secrets"),
+            signature_header: self.string(&header_at, f.take("signature_header")),
+            signature: f.take("signature"),
+            plugin_timeout: f.take("plugin_timeout"),
+            allow_ips: f.take("allow_ips").map(|v| {
+                let expecting = "a list of addresses and networks";
+                self.list(&f.at.key("allow_ips"), v, expecting, |r, at, item| {
+                    r.string(at, Some(item))
+                })
+            }),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn sink(&mut self, at: &KeyPath, value: Value) -> RawSink {
+        let mut f = self.fields(at, value, "a sink: a mapping with `type`");
+        let raw = RawSink {
+            kind: self.string(&f.at.key("type"), f.take("type")),
+            path: self.string(&f.at.key("path"), f.take("path")),
+            url: self.string(&f.at.key("url"), f.take("url")),
+            timeout: f.take("timeout"),
+            secret: f.take("secret"),
+            retry: f.take("retry").map(|v| {
+                let expecting = "a list of waits such as [5s, 5m]";
+                self.list(&f.at.key("retry"), v, expecting, |_, _, wait| wait)
+            }),
+            concurrency: f.take("concurrency"),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn route(&mut self, at: &KeyPath, value: Value) -> RawRoute {
+        let mut f = self.fields(at, value, "a route: a mapping with `match` and `to`");
+        let raw = RawRoute {
+            matcher: f.take("match").map(|v| {
+                let at = f.at.key("match");
+                let mut m = self.fields(&at, v, "a match: a mapping with `vendor` and `type`");
+                let matcher = RawMatch {
+                    vendor: m.take("vendor"),
+                    event_type: self.string(&at.key("type"), m.take("type")),
+                };
+                self.finish(m);
+                matcher
+            }),
+            to: f.take("to"),
+        };
+        self.finish(f);
+        raw
+    }
+
+    /// The entries of a mapping; none (after a problem) if `value` is something else.
+    fn fields(&mut self, at: &KeyPath, value: Value, expecting: &str) -> Fields {
+        let entries = self
+            .mapping(at, value, expecting)
+            .map(|mapping| self.entries(at, mapping))
+            .unwrap_or_default();
+        Fields {
+            at: at.clone(),
+            entries,
+            known: Vec::new(),
+        }
+    }
+
+    /// Reports every key of `fields` that was never asked for.
+    fn finish(&mut self, fields: Fields) {
+        let expected: Vec<String> = fields.known.iter().map(|k| format!("`{k}`")).collect();
+        for (key, _) in fields.entries {
+            let message = format!(
+                "unknown field `{key}`, expected one of {}",
+                expected.join(", ")
+            );
+            self.problems.add_settled(&fields.at.key(&key), message);
+        }
+    }
+
+    /// A mapping of names to what `read` makes of each value. A value that is not what it
+    /// should be still yields its name (read from nothing), so it counts as defined.
+    fn map<T>(
+        &mut self,
+        at: &KeyPath,
+        value: Value,
+        expecting: &str,
+        mut read: impl FnMut(&mut Self, &KeyPath, Value) -> T,
+    ) -> BTreeMap<String, T> {
+        let Some(mapping) = self.mapping(at, value, expecting) else {
+            return BTreeMap::new();
+        };
+        (self.entries(at, mapping).into_iter())
+            .map(|(name, value)| {
+                let item = read(self, &at.key(&name), value);
+                (name, item)
+            })
+            .collect()
+    }
+
+    fn list<T>(
+        &mut self,
+        at: &KeyPath,
+        value: Value,
+        expecting: &str,
+        mut read: impl FnMut(&mut Self, &KeyPath, Value) -> T,
+    ) -> Vec<T> {
+        match value {
+            Value::Sequence(items) => (items.into_iter().enumerate())
+                .map(|(i, item)| read(self, &at.index(i), item))
+                .collect(),
+            other => {
+                self.wrong(at, expecting, &other);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A null (`watsi:` with nothing after it) reads as an empty mapping, so what it lacks is
+    /// named key by key.
+    fn mapping(&mut self, at: &KeyPath, value: Value, expecting: &str) -> Option<Mapping> {
+        match value {
+            Value::Mapping(mapping) => Some(mapping),
+            Value::Null => Some(Mapping::new()),
+            other => {
+                self.wrong(at, expecting, &other);
+                None
+            }
+        }
+    }
+
+    /// A mapping's entries by name. `env` has already turned number and boolean keys into
+    /// strings; any other key cannot name anything.
+    fn entries(&mut self, at: &KeyPath, mapping: Mapping) -> Vec<(String, Value)> {
+        (mapping.into_iter())
+            .filter_map(|(key, value)| match key {
+                Value::String(name) => Some((name, value)),
+                other => {
+                    let message = format!("expected a name as key, found {}", kind(&other));
+                    self.problems.add(at, message);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn string(&mut self, at: &KeyPath, value: Option<Value>) -> Option<String> {
+        match value? {
+            Value::String(text) => Some(text),
+            other => {
+                self.wrong(at, "a string", &other);
+                None
+            }
+        }
+    }
+
+    fn wrong(&mut self, at: &KeyPath, expecting: &str, found: &Value) {
+        let message = format!("expected {expecting}, found {}", kind(found));
+        self.problems.add_settled(at, message);
+    }
+}
+
+/// What a value is, for messages that must not quote it.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
 }

@@ -154,7 +154,8 @@ fn design_example_parses_with_expected_values() {
 
 #[test]
 fn omitted_server_and_optional_keys_take_defaults() {
-    let text = "workspaces:\n  demo:\n    vendors:\n      watsi:\n        secrets: [s]\n";
+    let text =
+        "workspaces:\n  demo:\n    vendors:\n      watsi:\n        secrets: [a-16-byte-secret]\n";
     let config = parse(text, Path::new("/etc/sy/routes.yaml"), &no_env).unwrap();
     let server = &config.server;
     assert_eq!(server.listen, "127.0.0.1:8080".parse().unwrap());
@@ -167,7 +168,7 @@ fn omitted_server_and_optional_keys_take_defaults() {
     assert_eq!(demo.dedupe_window, Duration::from_secs(72 * 3600));
     assert!(demo.sinks.is_empty() && demo.routes.is_empty());
 
-    let text = "workspaces:\n  demo:\n    vendors: { watsi: { secrets: [s] } }\n    sinks:\n      \
+    let text = "workspaces:\n  demo:\n    vendors: { watsi: { secrets: [a-16-byte-secret] } }\n    sinks:\n      \
                 out: { type: http, url: \"https://x.example\" }\n    routes:\n      - to: [out]\n";
     let demo = &parse(text, Path::new("r.yaml"), &no_env)
         .unwrap()
@@ -203,7 +204,7 @@ fn retry_schedules_and_concurrency_are_per_sink() {
     let text = "server: { retention: 1d }
 workspaces:
   demo:
-    vendors: { watsi: { secrets: [s] } }
+    vendors: { watsi: { secrets: [a-16-byte-secret] } }
     sinks:
       \
                 out: { type: stdout, retry: [1s, 2m], concurrency: 4 }
@@ -228,7 +229,7 @@ workspaces:
 fn bad_retry_waits_and_concurrency_are_named_at_their_line() {
     let text = "workspaces:
   demo:
-    vendors: { watsi: { secrets: [s] } }
+    vendors: { watsi: { secrets: [a-16-byte-secret] } }
     sinks:
       \
                 out:
@@ -257,8 +258,10 @@ fn defaults_used_for_unset_secret_variables_are_recorded() {
             "${SWITCHYARD_ADMIN_TOKEN:-dev-admin}",
         )
         .replace("./data ", "${DATA_DIR:-./data} ");
-    let env =
-        |name: &str| (name != "ACME_WATSI_SECRET" && name != "DATA_DIR").then(|| "set".to_owned());
+    let env = |name: &str| {
+        (name != "ACME_WATSI_SECRET" && name != "DATA_DIR")
+            .then(|| "set-and-16-bytes-long".to_owned())
+    };
     let config = parse(&text, Path::new("routes.yaml"), &env).unwrap();
     let watsi = &config.workspaces[&ws("acme")].vendors[&vendor("watsi")];
     assert_eq!(watsi.secrets[0], Secret::new("dev-secret"));
@@ -277,7 +280,7 @@ fn defaults_used_for_unset_secret_variables_are_recorded() {
         "SWITCHYARD_ADMIN_TOKEN",
         "DATA_DIR",
     ];
-    let env = |name: &str| (!defaulted.contains(&name)).then(|| "set".to_owned());
+    let env = |name: &str| (!defaulted.contains(&name)).then(|| "set-and-16-bytes-long".to_owned());
     let config = parse(&text, Path::new("routes.yaml"), &env).unwrap();
     let keys: Vec<&str> = config
         .default_secrets
@@ -297,7 +300,8 @@ fn defaults_used_for_unset_secret_variables_are_recorded() {
 #[test]
 fn empty_admin_token_means_none() {
     let text = example_with("${SWITCHYARD_ADMIN_TOKEN}", "${SWITCHYARD_ADMIN_TOKEN:-}");
-    let env = |name: &str| (name != "SWITCHYARD_ADMIN_TOKEN").then(|| "set".to_owned());
+    let env =
+        |name: &str| (name != "SWITCHYARD_ADMIN_TOKEN").then(|| "set-and-16-bytes-long".to_owned());
     let config = parse(&text, Path::new("routes.yaml"), &env).unwrap();
     assert_eq!(config.server.admin_token, None);
     assert!(config.default_secrets.is_empty());
@@ -313,14 +317,14 @@ fn route_vendor_may_be_a_single_name() {
 
 #[test]
 fn numeric_workspace_names_are_names() {
-    let text = "workspaces:\n  2024:\n    vendors: { watsi: { secrets: [s] } }\n";
+    let text = "workspaces:\n  2024:\n    vendors: { watsi: { secrets: [a-16-byte-secret] } }\n";
     let config = parse(text, Path::new("routes.yaml"), &no_env).unwrap();
     assert!(config.workspaces.contains_key(&ws("2024")));
 }
 
 #[test]
 fn merge_keys_share_settings_between_workspaces() {
-    let text = "workspaces:\n  a: &a\n    vendors: { watsi: { secrets: [s] } }\n  b: { <<: *a, dedupe_window: 1h }\n";
+    let text = "workspaces:\n  a: &a\n    vendors: { watsi: { secrets: [a-16-byte-secret] } }\n  b: { <<: *a, dedupe_window: 1h }\n";
     let config = parse(text, Path::new("routes.yaml"), &no_env).unwrap();
     let b = &config.workspaces[&ws("b")];
     assert_eq!(b.dedupe_window, Duration::from_secs(3600));
@@ -355,4 +359,54 @@ fn load_reports_an_unreadable_file() {
     assert!(error
         .to_string()
         .starts_with("/nonexistent/switchyard/routes.yaml: cannot read"));
+}
+
+/// A fresh directory under the system's temporary one, for tests that need real paths.
+fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Parsing is linear in the file's size: nesting is bounded before serde_yaml reads the text
+/// (libyaml's scanner does work proportional to the flow depth for every token). These files
+/// took minutes before; the bound is generous so that a slow, shared machine never fails it.
+#[test]
+fn deeply_nested_files_are_refused_quickly() {
+    let depth = 200_000;
+    let files = [
+        (
+            1,
+            format!("workspaces: {}{}\n", "[".repeat(depth), "]".repeat(depth)),
+        ),
+        (
+            1,
+            format!(
+                "workspaces: {}x{}\n",
+                "{a: ".repeat(depth),
+                "}".repeat(depth)
+            ),
+        ),
+        (2, format!("workspaces:\n{}x\n", "- ".repeat(depth))),
+    ];
+    for (line, text) in &files {
+        let started = std::time::Instant::now();
+        let all = problems(text, &no_env);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        assert_eq!(
+            all,
+            [format!(
+                "routes.yaml:{line}: collections are nested more than 127 deep (a routes file \
+                 needs 6 at most)"
+            )]
+        );
+    }
+    // Up to the limit, the file is read (and then refused for what it is, not for its depth).
+    let at_limit = format!("workspaces: {}{}\n", "[".repeat(126), "]".repeat(126));
+    assert_eq!(
+        problems(&at_limit, &no_env),
+        ["routes.yaml:1: workspaces: expected a mapping of workspaces by name, found a list"]
+    );
 }

@@ -13,7 +13,8 @@ workspaces:
           - ${ACME_WATSI_SECRET}
           - ${ACME_WATSI_SECRET_OLD}
 ";
-    let env = |name: &str| (name != "ACME_WATSI_SECRET_OLD").then(|| "set".to_owned());
+    let env =
+        |name: &str| (name != "ACME_WATSI_SECRET_OLD").then(|| "set-and-16-bytes-long".to_owned());
     assert_eq!(
         problems(text, &env),
         ["routes.yaml:7: workspaces.acme.vendors.watsi.secrets[1]: environment variable \
@@ -90,7 +91,7 @@ fn vendor_needs_a_non_empty_secret() {
             if name == "ACME_WATSI_SECRET_OLD" {
                 ""
             } else {
-                "s"
+                "set-and-16-bytes-long"
             }
             .to_owned(),
         )
@@ -244,7 +245,7 @@ fn yaml_syntax_errors_use_serde_yaml_line() {
     assert!(all[0].starts_with("routes.yaml:27: "), "{all:?}");
     assert_eq!(
         problems("# nothing\n", &no_env),
-        ["routes.yaml: the file is empty: expected `server` and `workspaces`"]
+        ["routes.yaml:1: the file is empty: expected `server` and `workspaces`"]
     );
 }
 
@@ -253,7 +254,8 @@ fn several_problems_are_reported_together_in_file_order() {
     let text = example_with("max_body_bytes: 1048576", "max_body_bytes: 0")
         .replace("203.0.113.0/24", "203.0.113.0/99")
         .replace("to: [crm, audit]", "to: [crm, crmm]");
-    let env = |name: &str| (name != "ACME_WAPPCLOUD_SECRET").then(|| "set".to_owned());
+    let env =
+        |name: &str| (name != "ACME_WAPPCLOUD_SECRET").then(|| "set-and-16-bytes-long".to_owned());
     let lines: Vec<String> = problems(&text, &env)
         .iter()
         .map(|p| p.split(": ").take(2).collect::<Vec<_>>().join(": "))
@@ -305,7 +307,7 @@ fn secret_values_never_appear_in_errors() {
 #[test]
 fn a_value_with_an_unset_variable_is_not_reported_again() {
     let text = example_with("\"http://crm.internal/events\"", "\"${CRM_URL}\"");
-    let env = |name: &str| (name != "CRM_URL").then(|| "set".to_owned());
+    let env = |name: &str| (name != "CRM_URL").then(|| "set-and-16-bytes-long".to_owned());
     assert_eq!(
         problems(&text, &env),
         ["routes.yaml:19: workspaces.acme.sinks.crm.url: environment variable CRM_URL is not set \
@@ -395,6 +397,34 @@ fn signature_can_be_changed_per_vendor() {
 }
 
 #[test]
+fn every_unknown_key_is_reported_not_only_the_first() {
+    let text = example_with("dedupe_window", "dedupe_windw")
+        .replace("  max_body_bytes", "  max_bodybytes")
+        .replace("{ type: stdout }", "{ type: stdout, colour: red }")
+        .replace("- match: { type", "- matches: { type")
+        .replace("type: \"message.*\"", "types: \"message.*\"")
+        + "extra: 1\n";
+    let all = problems(&text, &full_env);
+    assert_eq!(
+        all,
+        [
+            "routes.yaml:4: server.max_bodybytes: unknown field `max_bodybytes`, expected one of \
+             `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
+             `header_read_timeout`, `retention`",
+            "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
+             one of `dedupe_window`, `vendors`, `sinks`, `routes`",
+            "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
+             one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`",
+            "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
+             expected one of `vendor`, `type`",
+            "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \
+             one of `match`, `to`",
+            "routes.yaml:27: extra: unknown field `extra`, expected one of `server`, `workspaces`",
+        ]
+    );
+}
+
+#[test]
 fn signature_none_needs_allow_ips_and_no_secrets() {
     let unsigned = example_with(
         "secrets: [ \"${ACME_WHATSABLE_SECRET}\" ]",
@@ -421,6 +451,29 @@ fn signature_none_needs_allow_ips_and_no_secrets() {
 }
 
 #[test]
+fn values_of_the_wrong_kind_are_all_reported_without_being_quoted() {
+    let text = example_with("listen: 127.0.0.1:8080", "listen: [127.0.0.1]")
+        .replace(
+            "allow_ips: [ \"203.0.113.0/24\" ]",
+            "allow_ips: [ 1, \"203.0.113.0/24\" ]",
+        )
+        .replace("log:   { type: stdout }", "log: stdout")
+        .replace("to: [audit]", "to: [audit]\n      - just a string");
+    assert_eq!(
+        problems(&text, &full_env),
+        [
+            "routes.yaml:2: server.listen: expected a string, found a list",
+            "routes.yaml:17: workspaces.acme.vendors.whatsable.allow_ips[0]: expected a string, \
+             found a number",
+            "routes.yaml:21: workspaces.acme.sinks.log: expected a sink: a mapping with `type`, \
+             found a string",
+            "routes.yaml:27: workspaces.acme.routes[2]: expected a route: a mapping with `match` \
+             and `to`, found a string",
+        ]
+    );
+}
+
+#[test]
 fn a_scheme_change_keeps_what_it_does_not_set() {
     use crate::verify::{Encoding, SignatureScheme, Signed};
     let plugin = SignatureScheme {
@@ -439,4 +492,156 @@ fn a_scheme_change_keeps_what_it_does_not_set() {
     assert_eq!(changed.encoding, Encoding::Base64);
     assert_eq!(changed.prefix, "sha256=");
     assert_eq!(SchemeChange::default().apply(&plugin), plugin);
+}
+
+#[test]
+fn durations_that_would_overflow_are_refused() {
+    // 18446744073709553 s is under u64::MAX seconds, but not in milliseconds: it used to wrap.
+    for huge in [
+        "18446744073709553s",
+        "99999999999999999999s",
+        "36526d",
+        "101y",
+    ] {
+        assert_eq!(
+            only_problem(&example_with("72h", huge)),
+            format!(
+                "routes.yaml:9: workspaces.acme.dedupe_window: invalid duration \"{huge}\": longer \
+                 than 100 years (36525d), the longest accepted"
+            )
+        );
+    }
+    let config = parse(
+        &example_with("72h", "36525d"),
+        Path::new("r.yaml"),
+        &full_env,
+    )
+    .unwrap();
+    let window = config.workspaces[&ws("acme")].dedupe_window;
+    assert_eq!(window, Duration::from_secs(36525 * 86400));
+}
+
+#[test]
+fn a_cidr_with_host_bits_names_the_network_it_probably_meant() {
+    assert_eq!(
+        only_problem(&example_with("203.0.113.0/24", "10.0.0.1/8")),
+        "routes.yaml:17: workspaces.acme.vendors.whatsable.allow_ips[0]: \"10.0.0.1/8\" has host \
+         bits set: write 10.0.0.0/8 for the network, or 10.0.0.1 for the one address"
+    );
+    assert!(
+        only_problem(&example_with("203.0.113.0/24", "2001:db8::1/32"))
+            .ends_with("write 2001:db8::/32 for the network, or 2001:db8::1 for the one address")
+    );
+}
+
+#[test]
+fn secrets_shorter_than_16_bytes_are_refused_unless_development_defaults() {
+    let env = |name: &str| {
+        Some(match name {
+            "ACME_WATSI_SECRET" => "x".to_owned(),
+            "CRM_SINK_SECRET" => "fifteen-bytes-!".to_owned(),
+            "SWITCHYARD_ADMIN_TOKEN" => "sixteen-bytes-!!".to_owned(),
+            _ => format!("value-of-{name}"),
+        })
+    };
+    let refused = ": the secret is shorter than 16 bytes: use a random one of 16 or more, such \
+                   as `openssl rand -hex 32` prints";
+    assert_eq!(
+        problems(EXAMPLE, &env),
+        [
+            format!("routes.yaml:12: workspaces.acme.vendors.watsi.secrets[0]{refused}"),
+            format!("routes.yaml:19: workspaces.acme.sinks.crm.secret{refused}"),
+        ]
+    );
+    // A default is accepted however short, and listed so the server warns at each start.
+    let text = example_with("${ACME_WATSI_SECRET}", "${ACME_WATSI_SECRET:-dev}");
+    let env = |name: &str| (name != "ACME_WATSI_SECRET").then(|| format!("value-of-{name}"));
+    let config = parse(&text, Path::new("routes.yaml"), &env).unwrap();
+    assert_eq!(config.default_secrets[0].var, "ACME_WATSI_SECRET");
+    // Written out literally, a short secret is no default.
+    let literal = example_with("${ACME_WATSI_SECRET}", "dev");
+    assert!(only_problem(&literal).ends_with(refused));
+}
+
+#[test]
+fn a_file_sink_at_a_directory_and_a_data_dir_at_a_file_are_refused() {
+    let dir = tempfile_dir("paths");
+    std::fs::create_dir_all(dir.join("sinks.d")).unwrap();
+    std::fs::write(dir.join("store"), "").unwrap();
+    let text = example_with("./data/acme.jsonl", "./sinks.d")
+        .replace("data_dir: ./data", "data_dir: ./store");
+    let file = dir.join("routes.yaml");
+    let all: Vec<String> = match parse(&text, &file, &full_env) {
+        Ok(_) => panic!("parsed"),
+        Err(error) => error.problems().iter().map(ToString::to_string).collect(),
+    };
+    let shown = |p: &str| dir.join(p).display().to_string();
+    assert_eq!(
+        all,
+        [
+            format!(
+                "{}:3: server.data_dir: {} is not a directory: the data dir holds the store, so \
+                 it must be a directory or not exist yet",
+                file.display(),
+                shown("store")
+            ),
+            format!(
+                "{}:20: workspaces.acme.sinks.audit.path: {} is a directory: a file sink appends \
+                 to a file, such as ./data/events.jsonl",
+                file.display(),
+                shown("sinks.d")
+            ),
+        ]
+    );
+    // The default data dir, `data` beside the file, is checked too.
+    std::fs::write(dir.join("data"), "").unwrap();
+    let text = example_with(
+        "  data_dir: ./data              # sled: dedupe state and the delivery queue\n",
+        "",
+    )
+    .replace("./data/acme.jsonl", "./acme.jsonl");
+    let all = parse(&text, &file, &full_env).unwrap_err().to_string();
+    assert!(
+        all.starts_with(&format!(
+            "{}:1: server.data_dir: {} is not",
+            file.display(),
+            shown("data")
+        )),
+        "{all}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn problems_inside_flow_collections_name_the_value_line() {
+    let text = example_with(
+        "- match: { vendor: [watsi, wappcloud], type: \"message.*\" }",
+        "- match: {\n          vendor: [watsi,\n                   whatssync],\n          type: \"message.*\" }",
+    )
+    .replace(
+        "crm:   { type: http, url: \"http://crm.internal/events\", timeout: 10s,",
+        "crm:   { type: http, url: \"http://crm.internal/events\",\n              timeout: 10x,",
+    );
+    assert_eq!(
+        problems(&text, &full_env),
+        [
+            "routes.yaml:20: workspaces.acme.sinks.crm.timeout: invalid duration \"10x\": expected \
+             a duration such as 72h or 30m",
+            "routes.yaml:26: workspaces.acme.routes[0].match.vendor[1]: vendor `whatssync` is not \
+             enabled in this workspace (it enables: wappcloud, watsi, whatsable)",
+        ]
+    );
+}
+
+#[test]
+fn a_file_of_the_wrong_shape_is_one_problem_not_a_cascade() {
+    assert_eq!(
+        problems("- server\n- workspaces\n", &no_env),
+        ["routes.yaml:1: expected a mapping with `server` and `workspaces`, found a list"]
+    );
+    assert_eq!(
+        problems("workspaces:\n  acme: [watsi]\n", &no_env),
+        ["routes.yaml:2: workspaces.acme: expected a workspace: a mapping with `vendors`, `sinks` \
+          and `routes`, found a list"]
+    );
 }

@@ -28,6 +28,8 @@ const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 60 * 60);
+/// Shorter secrets can be guessed or brute-forced offline from one signed delivery.
+const MIN_SECRET_BYTES: usize = 16;
 const NAME_RULE: &str = "expected 1-64 characters of A-Z, a-z, 0-9, `_` and `-`";
 
 pub(crate) struct Built {
@@ -81,6 +83,15 @@ impl Checker<'_> {
             }),
         };
         let data_dir = self.path(&at.key("data_dir"), raw.data_dir);
+        let data_dir = data_dir.unwrap_or_else(|| self.resolve("data"));
+        if data_dir.exists() && !data_dir.is_dir() {
+            let message = format!(
+                "{} is not a directory: the data dir holds the store, so it must be a directory \
+                 or not exist yet",
+                data_dir.display()
+            );
+            self.problems.add(&at.key("data_dir"), message);
+        }
         let plugins_dir = self.path(&at.key("plugins_dir"), raw.plugins_dir);
         let admin_token = match raw.admin_token {
             // Empty, as from `${SWITCHYARD_ADMIN_TOKEN:-}`, means no token is configured.
@@ -90,7 +101,7 @@ impl Checker<'_> {
         };
         ServerConfig {
             listen,
-            data_dir: data_dir.unwrap_or_else(|| self.resolve("data")),
+            data_dir,
             max_body_bytes: self.max_body_bytes(&at.key("max_body_bytes"), raw.max_body_bytes),
             plugins_dir,
             admin_token,
@@ -176,8 +187,8 @@ impl Checker<'_> {
     }
 
     fn vendor(&mut self, at: &KeyPath, raw: RawVendor) -> VendorConfig {
-        let allow_ips: Vec<_> = (raw.allow_ips.unwrap_or_default().iter().enumerate())
-            .filter_map(|(i, text)| self.ip_net(&at.key("allow_ips").index(i), text))
+        let allow_ips: Vec<_> = (raw.allow_ips.unwrap_or_default().into_iter().enumerate())
+            .filter_map(|(i, text)| self.ip_net(&at.key("allow_ips").index(i), &text?))
             .collect();
         let header_at = at.key("signature_header");
         let signature_header = raw
@@ -289,17 +300,28 @@ impl Checker<'_> {
         }
     }
 
-    /// A secret: a non-empty string. Messages say what is wrong, never what was written.
+    /// A secret: a string of at least [`MIN_SECRET_BYTES`], unless it is (or contains) a
+    /// development default, which the server warns about at every start. Messages say what is
+    /// wrong, never what was written.
     fn secret(&mut self, at: &KeyPath, raw: &Value) -> Option<Secret> {
         match raw {
             Value::String(text) if !text.is_empty() => {
                 let key = at.to_string();
-                for var in self.defaulted.get(&key).into_iter().flatten() {
+                let defaulted = self.defaulted.get(&key);
+                for var in defaulted.into_iter().flatten() {
                     let secret = DefaultSecret {
                         key: key.clone(),
                         var: var.clone(),
                     };
                     self.default_secrets.push(secret);
+                }
+                if text.len() < MIN_SECRET_BYTES && defaulted.is_none() {
+                    let message = format!(
+                        "the secret is shorter than {MIN_SECRET_BYTES} bytes: use a random one \
+                         of {MIN_SECRET_BYTES} or more, such as `openssl rand -hex 32` prints"
+                    );
+                    self.problems.add(at, message);
+                    return None;
                 }
                 Some(Secret::new(text))
             }

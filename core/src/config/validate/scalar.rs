@@ -12,6 +12,9 @@ use super::{Checker, DEFAULT_MAX_BODY_BYTES};
 use crate::config::locate::KeyPath;
 
 const DURATION_HINT: &str = "expected a duration such as 72h or 30m";
+/// 100 years: longer cannot be meant, and what is added to timestamps in milliseconds must not
+/// overflow (18446744073709553s would wrap to about 1.4s).
+const MAX_DURATION: Duration = Duration::from_secs(36525 * 24 * 3600);
 const SIZE_HINT: &str = "expected a whole number of bytes such as 1048576";
 
 impl Checker<'_> {
@@ -29,14 +32,23 @@ impl Checker<'_> {
             return default;
         };
         match humantime::parse_duration(text.trim()) {
+            Ok(duration) if duration > MAX_DURATION => self.too_long(at, &text),
             Ok(duration) if !duration.is_zero() => return duration,
             Ok(_) => self.problems.add(at, "must be greater than zero"),
+            Err(humantime::DurationError::NumberOverflow) => self.too_long(at, &text),
             Err(_) => {
                 let message = format!("invalid duration {text:?}: {DURATION_HINT}");
                 self.problems.add(at, message);
             }
         }
         default
+    }
+
+    fn too_long(&mut self, at: &KeyPath, text: &str) {
+        let message = format!(
+            "invalid duration {text:?}: longer than 100 years (36525d), the longest accepted"
+        );
+        self.problems.add(at, message);
     }
 
     pub(super) fn max_body_bytes(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
@@ -105,7 +117,17 @@ impl Checker<'_> {
 
     pub(super) fn ip_net(&mut self, at: &KeyPath, text: &str) -> Option<IpNet> {
         if let Ok(net) = text.parse::<IpNet>() {
-            return Some(net.trunc());
+            if net.trunc() == net {
+                return Some(net);
+            }
+            // `10.0.0.1/8` is most likely the network 10.0.0.0/8; it may be the one address.
+            let message = format!(
+                "{text:?} has host bits set: write {} for the network, or {} for the one address",
+                net.trunc(),
+                net.addr()
+            );
+            self.problems.add(at, message);
+            return None;
         }
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Some(IpNet::from(addr));

@@ -54,6 +54,14 @@ impl Checker<'_> {
                     self.problems
                         .add(&at.key("path"), "missing: a file sink needs a `path`");
                 }
+                if let Some(dir) = path.as_ref().filter(|path| path.is_dir()) {
+                    let message = format!(
+                        "{} is a directory: a file sink appends to a file, such as \
+                         ./data/events.jsonl",
+                        dir.display()
+                    );
+                    self.problems.add(&at.key("path"), message);
+                }
                 path.map_or(SinkKind::Stdout, |path| SinkKind::File { path })
             }
             "http" => SinkKind::Http {
