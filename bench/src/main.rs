@@ -117,7 +117,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Two load threads, one per core: one thread could not saturate the bare hyper baseline, so
+    // the ratios would flatter switchyard.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

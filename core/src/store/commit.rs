@@ -395,14 +395,35 @@ fn apply(
     replaced_expiry: &[&[u8]],
     replay: bool,
 ) -> Result<(), StoreError> {
-    let mut dedupe = sled::Batch::default();
-    let mut expiry = sled::Batch::default();
-    let mut kept = sled::Batch::default();
-    let mut queued = sled::Batch::default();
+    // Plain inserts, not `apply_batch`: sled 0.34 runs a batch as a transaction, with a
+    // process-wide lock and a log reservation per call (measured at ~40 us a call); atomicity
+    // across them is the log's job (a crash replays the batch).
     for old in replaced_expiry {
-        expiry.remove(*old);
+        trees.dedupe_expiry.remove(*old)?;
     }
     for e in events {
+        let id = e.id.to_bytes();
+        let span = LogSpan {
+            segment: payload_at.segment,
+            offset: payload_at.offset + e.envelope_at as u64,
+            len: e.envelope_len,
+        };
+        // The event before its queue entries: a worker that sees an entry finds its envelope.
+        trees
+            .events
+            .insert(id, StoredEvent::encode(&e.queues, Body::Logged(span)))?;
+        for prefix in &e.queues {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&id);
+            if replay {
+                let mut done = id.to_vec();
+                done.extend_from_slice(prefix);
+                if trees.delivered.contains_key(&done)? || trees.dead.contains_key(&key)? {
+                    continue;
+                }
+            }
+            trees.queue.insert(key, &[record::VERSION])?;
+        }
         let claim = Claim {
             expires_at_ms: e.expires_at_ms,
             event_id: e.id.clone(),
@@ -414,34 +435,10 @@ fn apply(
                 .and_then(|v| Claim::decode(&v).ok())
                 .is_some_and(|c| c.expires_at_ms >= e.expires_at_ms);
         if !newer {
-            dedupe.insert(e.key, claim.encode());
-            expiry.insert(claim.expiry_key(e.key), &[]);
-        }
-        let id = e.id.to_bytes();
-        let span = LogSpan {
-            segment: payload_at.segment,
-            offset: payload_at.offset + e.envelope_at as u64,
-            len: e.envelope_len,
-        };
-        kept.insert(&id, StoredEvent::encode(&e.queues, Body::Logged(span)));
-        for prefix in &e.queues {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(&id);
-            if replay {
-                let mut done = id.to_vec();
-                done.extend_from_slice(prefix);
-                if trees.delivered.contains_key(&done)? || trees.dead.contains_key(&key)? {
-                    continue;
-                }
-            }
-            queued.insert(key, &[record::VERSION]);
+            trees.dedupe.insert(e.key, claim.encode())?;
+            trees.dedupe_expiry.insert(claim.expiry_key(e.key), &[])?;
         }
     }
-    // The event before its queue entries: a worker that sees an entry finds its envelope.
-    trees.events.apply_batch(kept)?;
-    trees.queue.apply_batch(queued)?;
-    trees.dedupe.apply_batch(dedupe)?;
-    trees.dedupe_expiry.apply_batch(expiry)?;
     Ok(())
 }
 
