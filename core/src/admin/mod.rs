@@ -214,7 +214,7 @@ impl Admin {
                 },
                 DeliveryOf::Delivered(bytes) => match deliver::decode::<Delivered>(&bytes) {
                     Some(done) => {
-                        json!({"status": "delivered", "delivered_at": done.delivered_at, "attempts": done.attempts})
+                        json!({"status": "delivered", "delivered_at": done.delivered_at, "attempts": done.attempts()})
                     }
                     None => json!({"status": "delivered"}),
                 },

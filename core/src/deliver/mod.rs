@@ -233,14 +233,7 @@ impl Worker {
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         let error = match result {
             Ok(()) => {
-                entry.state.attempts.push(Attempt {
-                    at: rfc3339(now),
-                    outcome: "delivered".into(),
-                });
-                let record = Delivered {
-                    delivered_at: rfc3339(now),
-                    attempts: entry.state.attempts,
-                };
+                let record = Delivered::new(rfc3339(now), entry.state.attempts);
                 tracing::debug!(%workspace, %sink, event_id, "event delivered");
                 self.metrics
                     .sink_attempt(workspace.as_str(), sink.as_str(), "delivered");

@@ -33,12 +33,44 @@ pub struct DeadLetter {
     pub attempts: Vec<Attempt>,
 }
 
-/// A completed delivery, kept for lookup until retention ends.
+/// A completed delivery, kept for lookup until retention ends. Most deliveries succeed at the
+/// first attempt; those store no attempt list (it would only repeat `delivered_at`), which
+/// keeps this record, written once per event and sink, small.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Delivered {
     /// RFC 3339.
     pub delivered_at: String,
+    /// Every attempt, when there was more than one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+}
+
+impl Delivered {
+    pub fn new(delivered_at: String, earlier_failures: Vec<Attempt>) -> Delivered {
+        let mut attempts = earlier_failures;
+        if !attempts.is_empty() {
+            attempts.push(Attempt {
+                at: delivered_at.clone(),
+                outcome: "delivered".into(),
+            });
+        }
+        Delivered {
+            delivered_at,
+            attempts,
+        }
+    }
+
+    /// Every attempt, the implied single one included.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        if self.attempts.is_empty() {
+            vec![Attempt {
+                at: self.delivered_at.clone(),
+                outcome: "delivered".into(),
+            }]
+        } else {
+            self.attempts.clone()
+        }
+    }
 }
 
 /// Records are written by this module only, so a record that does not decode is damage; it

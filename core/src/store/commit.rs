@@ -35,6 +35,7 @@ pub struct Accept {
     pub claim_expires_at_ms: u64,
     /// Now, in ms since the Unix epoch: claims that ended before it are free again.
     pub now_ms: u64,
+    /// Compact JSON; the log keeps it compressed.
     pub envelope: Vec<u8>,
     /// The sinks it is routed to; empty keeps it for lookup only (unrouted).
     pub queues: Vec<SinkQueue>,
@@ -97,7 +98,9 @@ impl Committer {
         Ok(Committer { sender, checkpoint })
     }
 
-    pub(super) async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
+    pub(super) async fn accept(&self, mut accept: Accept) -> Result<Accepted, StoreError> {
+        // Compressed here, on the request's own task, so the one writer thread does not.
+        accept.envelope = record::compress(&accept.envelope);
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Write("the commit writer has stopped".into());
         self.sender.send((accept, reply)).map_err(|_| stopped())?;
@@ -332,7 +335,7 @@ struct LoggedEvent<'a> {
     expires_at_ms: u64,
     key: &'a [u8],
     queues: Vec<&'a [u8]>,
-    /// Where the envelope starts in the batch's payload, and its length.
+    /// Where the (compressed) envelope starts in the batch's payload, and its length.
     envelope_at: usize,
     envelope_len: u32,
 }

@@ -300,13 +300,16 @@ impl Store {
     fn envelope(&self, event: &record::StoredEvent<'_>) -> Result<Vec<u8>, StoreError> {
         match event.body {
             record::Body::Inline(envelope) => Ok(envelope.to_vec()),
-            record::Body::Logged(span) => self.log.read(span).map_err(|e| match e.kind() {
-                // Segments are retired only once nothing points into them: this is damage.
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
-                    StoreError::Record(RecordError::Damaged)
-                }
-                _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
-            }),
+            record::Body::Logged(span) => {
+                let compressed = self.log.read(span).map_err(|e| match e.kind() {
+                    // Segments are retired only once nothing points into them: this is damage.
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
+                        StoreError::Record(RecordError::Damaged)
+                    }
+                    _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
+                })?;
+                Ok(record::decompress(&compressed)?)
+            }
         }
     }
 

@@ -110,8 +110,8 @@ impl Store {
             if span.segment != at.segment || span.offset != at.offset + offset as u64 {
                 continue;
             }
-            let envelope = &payload[offset..offset + len];
-            let inline = StoredEvent::encode(&event.queues, Body::Inline(envelope));
+            let envelope = record::decompress(&payload[offset..offset + len])?;
+            let inline = StoredEvent::encode(&event.queues, Body::Inline(&envelope));
             self.trees.events.insert(id.to_bytes(), inline)?;
             moved += 1;
         }
