@@ -44,6 +44,11 @@ impl EventId {
         EventId(ulid::Ulid::from_bytes(bytes))
     }
 
+    /// The id right after this one in byte (and time) order: where a scan resumes.
+    pub fn successor(&self) -> Option<EventId> {
+        self.0.increment().map(EventId)
+    }
+
     /// Milliseconds since the Unix epoch at which the id was generated.
     pub fn timestamp_ms(&self) -> u64 {
         self.0.timestamp_ms()

@@ -107,6 +107,9 @@ enum Command {
     Sign(SignArgs),
 }
 
+/// What blocking work gets after the server stops before the process exits anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to standard error: standard output belongs to the stdout sink and to commands.
@@ -213,9 +216,11 @@ fn serve(config_path: &Path) -> Result<(), String> {
     let (config, plugins) = load(config_path)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime
-        .block_on(server::run(config, plugins))
-        .map_err(|e| e.to_string())
+    let result = runtime.block_on(server::run(config, plugins));
+    // A plugin call or a sink write stuck in the blocking pool must not keep the process
+    // alive past the shutdown deadline.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result.map_err(|e| e.to_string())
 }
 
 fn check(config_path: &Path) -> Result<(), String> {

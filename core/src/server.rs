@@ -71,6 +71,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         .unwrap_or(SWEEP_EVERY_MAX);
     let every = (shortest_window / SWEEPS_PER_WINDOW).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
     tokio::spawn(sweep(store.clone(), config.server.retention, every));
+    tokio::spawn(on_hangup(topology.clone()));
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -134,6 +135,24 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(segments = n, "log segments past retention retired"),
             Err(error) => tracing::error!(%error, "log retention sweep failed"),
+        }
+    }
+}
+
+/// SIGHUP never ends the server (its default action would): it reopens every file sink, as
+/// logrotate's postrotate expects.
+async fn on_hangup(topology: Arc<Topology>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; file sinks reopen only when their file is moved");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reopening file sinks");
+        for worker in topology.workspaces().flat_map(|ws| ws.workers()) {
+            worker.reopen();
         }
     }
 }

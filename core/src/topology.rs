@@ -139,6 +139,9 @@ impl Topology {
                 let policy = DeliveryPolicy {
                     retry: sink_config.retry.clone(),
                     concurrency: sink_config.concurrency,
+                    ordered: sink_config.ordered,
+                    max_backoff: sink_config.max_backoff,
+                    max_age: sink_config.max_age,
                 };
                 let worker = SinkWorker::spawn(
                     id.clone(),

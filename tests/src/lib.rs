@@ -276,19 +276,49 @@ pub struct HttpSink {
     secret: Option<String>,
     timeout: String,
     retry: Vec<String>,
-    concurrency: usize,
+    /// `None`: the server's default (several in flight).
+    concurrency: Option<usize>,
+    ordered: bool,
+    max_backoff: Option<String>,
+    max_age: Option<String>,
 }
 
 impl HttpSink {
-    /// Posts to `url`, unsigned, 5 s timeout, retries every 20 ms (jittered) up to 50 times.
+    /// Posts to `url`, unsigned, 5 s timeout; a poison event is retried every 20 ms
+    /// (jittered) up to 50 times; the server's defaults for concurrency and backoff.
     pub fn new(url: &str) -> HttpSink {
         HttpSink {
             url: url.to_owned(),
             secret: None,
             timeout: "5s".into(),
             retry: vec!["20ms".into(); 50],
-            concurrency: 1,
+            concurrency: None,
+            ordered: false,
+            max_backoff: None,
+            max_age: None,
         }
+    }
+
+    pub fn concurrency(mut self, n: usize) -> HttpSink {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Strictly one at a time, in accept order.
+    pub fn ordered(mut self) -> HttpSink {
+        self.ordered = true;
+        self
+    }
+
+    pub fn max_backoff(mut self, wait: &str) -> HttpSink {
+        self.max_backoff = Some(wait.to_owned());
+        self
+    }
+
+    /// An event still failing this long after its accept becomes a dead letter.
+    pub fn max_age(mut self, age: &str) -> HttpSink {
+        self.max_age = Some(age.to_owned());
+        self
     }
 
     pub fn secret(mut self, secret: &str) -> HttpSink {
@@ -391,7 +421,18 @@ impl Config {
                         writeln!(y, "        url: {}", q(&http.url)).unwrap();
                         writeln!(y, "        timeout: {}", q(&http.timeout)).unwrap();
                         writeln!(y, "        retry: {}", list(&http.retry)).unwrap();
-                        writeln!(y, "        concurrency: {}", http.concurrency).unwrap();
+                        if let Some(n) = http.concurrency {
+                            writeln!(y, "        concurrency: {n}").unwrap();
+                        }
+                        if http.ordered {
+                            writeln!(y, "        ordered: true").unwrap();
+                        }
+                        if let Some(wait) = &http.max_backoff {
+                            writeln!(y, "        max_backoff: {}", q(wait)).unwrap();
+                        }
+                        if let Some(age) = &http.max_age {
+                            writeln!(y, "        max_age: {}", q(age)).unwrap();
+                        }
                         if let Some(secret) = &http.secret {
                             writeln!(y, "        secret: {}", q(secret)).unwrap();
                         }
@@ -932,7 +973,7 @@ impl Server {
             limited
                 .arg("-c")
                 .arg(format!(
-                    "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+                    "ulimit -S -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
                 ))
                 .arg(command.get_program())
                 .args(args)
@@ -1025,6 +1066,36 @@ impl Server {
     /// SIGKILL (no chance to flush or shut down), and wait for the process to go.
     pub fn kill(&mut self) {
         self.child.take();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").0.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the process to end; its exit status, or `None` if it still runs after
+    /// `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = &mut self.child.as_mut().expect("the server was started").0;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the server if it runs, then starts a new one with the same configuration (and so

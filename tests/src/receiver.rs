@@ -16,6 +16,11 @@ pub enum Mode {
     Fail(u16),
     /// Never answers: the request stays open until the sender gives up.
     Hang,
+    /// 204 after this long; requests are answered concurrently, as a real slow receiver does.
+    Slow(Duration),
+    /// This status (without Retry-After) to requests whose body contains the text; 204 to
+    /// the rest: a "poison" event among good ones.
+    FailMatching(u16, &'static str),
 }
 
 /// One request as received.
@@ -165,9 +170,12 @@ fn serve(server: &tiny_http::Server, state: &(Mutex<State>, Condvar)) {
         let (lock, changed) = state;
         let mut state = lock.lock().unwrap();
         let mode = state.mode.unwrap_or(Mode::Accept);
+        let poisoned = |marker: &str| body.windows(marker.len()).any(|w| w == marker.as_bytes());
         let answered = match mode {
-            Mode::Accept => Some(204),
+            Mode::Accept | Mode::Slow(_) => Some(204),
             Mode::Fail(status) => Some(status),
+            Mode::FailMatching(status, marker) if poisoned(marker) => Some(status),
+            Mode::FailMatching(..) => Some(204),
             Mode::Hang => None,
         };
         state.received.push(SinkRequest {
@@ -175,15 +183,24 @@ fn serve(server: &tiny_http::Server, state: &(Mutex<State>, Condvar)) {
             body,
             answered,
         });
-        match answered {
-            Some(status) => {
+        match (mode, answered) {
+            (Mode::Slow(delay), _) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let _ = request.respond(tiny_http::Response::empty(204));
+                });
+            }
+            (Mode::FailMatching(..), Some(status)) => {
+                let _ = request.respond(tiny_http::Response::empty(status));
+            }
+            (_, Some(status)) => {
                 let retry_after =
                     tiny_http::Header::from_bytes("Retry-After", "0").expect("a valid header");
                 let response = tiny_http::Response::empty(status).with_header(retry_after);
                 // The sender may have given up already; that is its business.
                 let _ = request.respond(response);
             }
-            None => state.held.push(request),
+            (_, None) => state.held.push(request),
         }
         changed.notify_all();
     }

@@ -65,9 +65,9 @@ fn wait_for_queue(server: &Server, what: &str, done: impl Fn(&Value) -> bool) ->
 }
 
 #[test]
-fn a_sink_down_for_a_while_gets_everything_in_order_once_back() {
+fn an_ordered_sink_down_for_a_while_gets_everything_in_order_once_back() {
     let receiver = Receiver::start(Mode::Fail(503));
-    let (dir, config) = one_sink(HttpSink::new(receiver.url()));
+    let (dir, config) = one_sink(HttpSink::new(receiver.url()).ordered());
     let server = dir.serve(&config);
     let accepted: Vec<String> = (0..10)
         .map(|n| {
@@ -92,11 +92,15 @@ fn a_sink_down_for_a_while_gets_everything_in_order_once_back() {
 }
 
 #[test]
-fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers() {
-    let receiver = Receiver::start(Mode::Fail(500));
+fn a_poison_event_dead_letters_after_its_schedule_while_the_rest_flow_and_replay_delivers() {
+    let receiver = Receiver::start(Mode::FailMatching(500, "poison"));
     let (dir, config) = one_sink(HttpSink::new(receiver.url()).retry(&["20ms", "20ms"]));
     let server = dir.serve(&config);
-    let bodies: Vec<String> = (0..3).map(|n| watsi_body(n, "dlq")).collect();
+    let bodies: Vec<String> = ["good", "poison", "good", "good"]
+        .iter()
+        .enumerate()
+        .map(|(n, tag)| watsi_body(n, tag))
+        .collect();
     let accepted: Vec<String> = bodies
         .iter()
         .map(|b| {
@@ -105,26 +109,32 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
                 .expect_accepted()
         })
         .collect();
+    let good = [&accepted[0], &accepted[2], &accepted[3]].map(String::clone);
+    receiver.wait_for_delivered(&good, WITHIN);
 
-    wait_for_queue(&server, "three dead letters", |crm| crm["dead"] == 3);
+    wait_for_queue(&server, "one dead letter", |crm| crm["dead"] == 1);
     let dead = admin(
         &server,
         "GET",
         "/admin/workspaces/acme/sinks/crm/dead-letters",
     );
     let letters = dead["dead_letters"].as_array().expect("a list");
-    assert_eq!(letters.len(), 3);
-    for letter in letters {
-        let attempts = letter["attempts"].as_array().expect("attempts");
-        assert_eq!(attempts.len(), 3, "one try and two retries: {letter}");
-        assert!(attempts.iter().all(|a| a["outcome"] == "answered HTTP 500"));
-        assert!(letter["reason"]
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter["event_id"], accepted[1].as_str());
+    assert_eq!(letter["envelope"]["id"], accepted[1].as_str());
+    let attempts = letter["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 3, "one try and two retries: {letter}");
+    assert!(attempts.iter().all(|a| a["outcome"] == "answered HTTP 500"));
+    assert!(
+        letter["reason"]
             .as_str()
-            .is_some_and(|r| r.starts_with("gave up after 3 attempts")));
-    }
+            .is_some_and(|r| r.starts_with("gave up after 3 failures of its own")),
+        "{letter}"
+    );
+    let accepted = vec![accepted[1].clone()];
     let event = admin(&server, "GET", &format!("/admin/events/{}", accepted[0]));
     assert_eq!(event["deliveries"][0]["status"], "dead", "{event}");
-    assert!(receiver.delivered().is_empty());
 
     // Replay through the CLI, once the sink is back.
     receiver.set_mode(Mode::Accept);
@@ -144,7 +154,9 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
     ]))
     .expect_success("dlq replay --all");
     let delivered = receiver.wait_for_delivered(&accepted, WITHIN);
-    assert_eq!(delivered, accepted);
+    let poison = delivered.iter().filter(|id| **id == accepted[0]).count();
+    assert_eq!(poison, 1, "the replayed event, once: {delivered:?}");
+    assert_eq!(delivered.len(), 4, "every event once: {delivered:?}");
     wait_for_queue(&server, "no dead letters and an empty queue", |crm| {
         crm["dead"] == 0 && crm["queued"] == 0
     });
@@ -153,7 +165,7 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
 
     // The replay went around the dedupe index, which still holds the event.
     let again = server
-        .deliver("acme", &WATSI, "secret-one-for-e2e", &bodies[0], &[])
+        .deliver("acme", &WATSI, "secret-one-for-e2e", &bodies[1], &[])
         .expect_ok("duplicate");
     assert_eq!(again, accepted[0]);
 }

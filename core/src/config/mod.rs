@@ -132,9 +132,25 @@ pub struct SinkConfig {
     /// (a random part of) the next wait, then moved to the dead letters. Default
     /// [`DEFAULT_RETRY_SCHEDULE`].
     pub retry: Vec<Duration>,
-    /// Deliveries in flight at once; default 1, which keeps the sink's order strict.
+    /// Deliveries in flight at once: default 8 for http, 1 for file and stdout (which write
+    /// batches instead); always 1 when `ordered`.
     pub concurrency: usize,
+    /// Strictly one at a time, in accept order; a failing event holds back the rest.
+    pub ordered: bool,
+    /// The longest the sink as a whole backs off after failures before it probes again;
+    /// default 10 s.
+    pub max_backoff: Duration,
+    /// An event that has kept failing this long after it was accepted becomes a dead letter,
+    /// however the sink fared; default 72 h.
+    pub max_age: Duration,
 }
+
+/// Sink-wide backoff is capped here unless a sink sets `max_backoff`: a receiver that comes
+/// back is found within this long.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(72 * 3600);
+/// http sinks keep this many requests in flight unless told otherwise.
+pub const DEFAULT_HTTP_CONCURRENCY: usize = 8;
 
 /// About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: close to what Svix and Convoy use, spanning
 /// the day and a half a consumer may take to recover.

@@ -58,6 +58,9 @@ pub(crate) struct RawSink {
     pub(crate) secret: Option<Value>,
     pub(crate) retry: Option<Vec<Value>>,
     pub(crate) concurrency: Option<Value>,
+    pub(crate) ordered: Option<Value>,
+    pub(crate) max_backoff: Option<Value>,
+    pub(crate) max_age: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +182,9 @@ impl Reader<'_> {
                 self.list(&f.at.key("retry"), v, expecting, |_, _, wait| wait)
             }),
             concurrency: f.take("concurrency"),
+            ordered: f.take("ordered"),
+            max_backoff: f.take("max_backoff"),
+            max_age: f.take("max_age"),
         };
         self.finish(f);
         raw

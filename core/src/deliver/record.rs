@@ -18,6 +18,10 @@ pub struct DeliveryState {
     pub attempts: Vec<Attempt>,
     /// Milliseconds since the Unix epoch.
     pub next_attempt_at_ms: u64,
+    /// Failures that were the event's own (the sink took others meanwhile): they count
+    /// against the sink's `retry` schedule. Failures while the sink was down do not.
+    #[serde(default)]
+    pub poison_failures: usize,
 }
 
 /// An event a sink did not take after its last attempt (or refused for good). Its envelope

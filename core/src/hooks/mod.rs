@@ -27,6 +27,7 @@ use crate::topology::{Topology, VendorBinding, Workspace};
 /// What a vendor is told to wait before retrying when we cannot keep its event.
 const RETRY_AFTER_SECS: &str = "5";
 
+#[derive(Clone)]
 pub struct Hooks {
     pub topology: Arc<Topology>,
     pub store: Arc<Store>,
@@ -120,9 +121,40 @@ impl Hooks {
             Ok(body) => body,
             Err(answer) => return answer,
         };
-        let mut answer = self
-            .keep(&parts.headers, &body, received_at, ws, vendor, binding)
-            .await;
+        // Once the body is in, keeping the event is its own task: a client that hangs up now
+        // drops this future, not the commit, so an event the store takes is also announced
+        // to its sinks.
+        let hooks = self.clone();
+        let (workspace, vendor) = (ws.id.clone(), vendor.clone());
+        let keep = async move {
+            let Some(ws) = hooks.topology.workspace(workspace.as_str()) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_workspace",
+                    &format!("no workspace named `{workspace}`"),
+                );
+            };
+            let Some(binding) = ws.vendors.get(&vendor) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_vendor",
+                    &format!("vendor `{vendor}` is not enabled for workspace `{workspace}`"),
+                );
+            };
+            hooks
+                .keep(&parts.headers, &body, received_at, ws, &vendor, binding)
+                .await
+        };
+        let mut answer = tokio::spawn(keep.in_current_span())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "delivery task failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the delivery could not be processed; it has been logged",
+                )
+            });
         answer.extensions_mut().insert(BodyConsumed);
         answer
     }

@@ -59,6 +59,9 @@ pub async fn serve<H: Handler>(
             async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
         });
         let connection = http1::Builder::new()
+            // A vendor that sends its request and closes its side at once still has its
+            // delivery read and kept; without this hyper drops the request on that EOF.
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);

@@ -96,9 +96,13 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
-    fn deliver<'a>(&'a self, delivery: Delivery<'a>) -> SinkFuture<'a> {
+    fn deliver<'a>(&'a self, batch: &'a [Delivery<'a>]) -> SinkFuture<'a> {
         Box::pin(async move {
-            let request = self.request(&delivery)?;
+            // One event per request: max_batch is 1.
+            let Some(delivery) = batch.first() else {
+                return Ok(());
+            };
+            let request = self.request(delivery)?;
             let exchange = async {
                 let answer = self
                     .client

@@ -1,5 +1,6 @@
-//! Sinks: where a workspace's events go. A sink delivers one envelope at a time; the delivery
-//! workers ([`crate::deliver`]) drive it from the durable queue and retry what it refuses.
+//! Sinks: where a workspace's events go. A sink takes a batch of envelopes at a time (one for
+//! http, many for files and stdout); the delivery workers ([`crate::deliver`]) drive it from the
+//! durable queue and retry what it refuses.
 
 mod file;
 mod http;
@@ -26,9 +27,19 @@ pub struct Delivery<'a> {
 
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
 
-/// A destination for events. `Ok` means the sink has the event: the queue entry is dropped.
+/// A destination for events. `Ok` means the sink has every event of the batch: their queue
+/// entries are dropped. An error means it has none of them (a sink that writes several makes
+/// that true, e.g. by cutting a partial write off).
 pub trait Sink: Send + Sync {
-    fn deliver<'a>(&'a self, delivery: Delivery<'a>) -> SinkFuture<'a>;
+    /// The most events one call takes; the worker hands over up to this many at once.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    fn deliver<'a>(&'a self, batch: &'a [Delivery<'a>]) -> SinkFuture<'a>;
+
+    /// Reopens what the sink writes to (SIGHUP, after logrotate); a no-op for most sinks.
+    fn reopen(&self) {}
 }
 
 /// Why a sink did not take an event.
@@ -54,6 +65,18 @@ impl SinkError {
             if (400..500).contains(status) && *status != 408 && *status != 429)
     }
 
+    /// Whether the sink as a whole is at fault (it is down, full or throttling), rather than
+    /// this one event: its worker backs off as a whole.
+    pub fn is_sink_wide(&self) -> bool {
+        match self {
+            SinkError::Io(_) | SinkError::Timeout(_) | SinkError::Request(_) => true,
+            SinkError::Status {
+                status,
+                retry_after,
+            } => *status == 429 || retry_after.is_some(),
+        }
+    }
+
     /// The wait the sink asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -61,6 +84,16 @@ impl SinkError {
             _ => None,
         }
     }
+}
+
+/// A batch as JSON lines, one envelope per line.
+fn lines(batch: &[Delivery<'_>]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(batch.iter().map(|d| d.envelope.len() + 1).sum());
+    for delivery in batch {
+        text.extend_from_slice(delivery.envelope);
+        text.push(b'\n');
+    }
+    text
 }
 
 #[derive(Debug, thiserror::Error)]

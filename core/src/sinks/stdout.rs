@@ -1,12 +1,16 @@
-//! `stdout`: one JSON line per event on standard output (logs go to standard error).
+//! `stdout`: one JSON line per event on standard output (logs go to standard error), a batch of
+//! lines per write.
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{Delivery, Sink, SinkFuture};
+use super::{lines, Delivery, Sink, SinkFuture};
+
+/// Lines per write.
+const BATCH: usize = 256;
 
 pub struct StdoutSink {
-    // One writer at a time, so lines from concurrent workers never interleave.
+    // One writer at a time, so lines from several workers never interleave.
     out: Mutex<tokio::io::Stdout>,
 }
 
@@ -25,13 +29,15 @@ impl Default for StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn deliver<'a>(&'a self, delivery: Delivery<'a>) -> SinkFuture<'a> {
+    fn max_batch(&self) -> usize {
+        BATCH
+    }
+
+    fn deliver<'a>(&'a self, batch: &'a [Delivery<'a>]) -> SinkFuture<'a> {
         Box::pin(async move {
-            let mut line = Vec::with_capacity(delivery.envelope.len() + 1);
-            line.extend_from_slice(delivery.envelope);
-            line.push(b'\n');
+            let text = lines(batch);
             let mut out = self.out.lock().await;
-            out.write_all(&line).await?;
+            out.write_all(&text).await?;
             out.flush().await?;
             Ok(())
         })

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
 use super::wal::{self, Position, Wal};
-use super::{lock, sync_sled, SinkQueue, StoreError, StoreMetrics, Trees};
+use super::{lock, sync_sled, Engine, SinkQueue, StoreError, StoreMetrics, Trees};
 use crate::dedupe::DedupeKey;
 use crate::envelope::EventId;
 
@@ -58,7 +58,7 @@ pub(super) struct Committer {
 
 impl Committer {
     pub(super) fn start(
-        trees: Trees,
+        engine: Arc<Engine>,
         wal_dir: &Path,
         healthy: Arc<AtomicBool>,
         metrics: StoreMetrics,
@@ -70,19 +70,18 @@ impl Committer {
         // Two batches in the pipeline at most: one being synced, one being applied.
         let (to_apply, logged) = std_mpsc::sync_channel(1);
         let writer = Writer {
-            trees: trees.clone(),
+            engine: engine.clone(),
             wal,
             healthy: healthy.clone(),
             pending: pending.clone(),
             to_apply,
         };
         let applier = Applier {
-            trees: trees.clone(),
+            engine: engine.clone(),
             healthy,
             metrics,
             pending,
             applied: applied.clone(),
-            stuck: false,
         };
         std::thread::Builder::new()
             .name("switchyard-commit".into())
@@ -94,7 +93,7 @@ impl Committer {
         let wal_dir = wal_dir.to_owned();
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
-            .spawn(move || checkpointer(trees, wal_dir, applied, requests))?;
+            .spawn(move || checkpointer(engine, wal_dir, applied, requests))?;
         Ok(Committer { sender, checkpoint })
     }
 
@@ -141,7 +140,7 @@ struct Logged {
 
 /// Stage one: decides dedupe for a batch and makes its new events durable in the log.
 struct Writer {
-    trees: Trees,
+    engine: Arc<Engine>,
     wal: Wal,
     healthy: Arc<AtomicBool>,
     pending: PendingClaims,
@@ -188,10 +187,10 @@ impl Writer {
                     decisions.push(Decision::Seen(first.clone()));
                     continue;
                 }
-                let existing = match self.trees.dedupe.get(key) {
+                let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
                     Ok(existing) => existing,
                     Err(e) => {
-                        decisions.push(Decision::Failed(e.into()));
+                        decisions.push(Decision::Failed(e));
                         continue;
                     }
                 };
@@ -249,25 +248,22 @@ impl Writer {
 
 /// Stage two: applies a logged batch to sled, then answers its waiters and wakes its sinks.
 struct Applier {
-    trees: Trees,
+    engine: Arc<Engine>,
     healthy: Arc<AtomicBool>,
     metrics: StoreMetrics,
     pending: PendingClaims,
     /// Where the log stands once everything in it is applied to sled.
     applied: Arc<Mutex<Option<Position>>>,
-    /// A batch failed to apply: the checkpoint must not move past it, so the next start
-    /// replays it.
-    stuck: bool,
 }
 
 impl Applier {
-    fn run(mut self, logged: std_mpsc::Receiver<Logged>) {
+    fn run(self, logged: std_mpsc::Receiver<Logged>) {
         while let Ok(batch) = logged.recv() {
             self.finish(batch);
         }
     }
 
-    fn finish(&mut self, logged: Logged) {
+    fn finish(&self, logged: Logged) {
         let mut failed = logged.failed;
         if let (None, Some((start, end))) = (&failed, logged.logged_at) {
             let applied = decode_batch(&logged.payload)
@@ -275,11 +271,14 @@ impl Applier {
                 .and_then(|events| {
                     let replaced: Vec<&[u8]> =
                         logged.replaced_expiry.iter().map(Vec::as_slice).collect();
-                    apply(&self.trees, start, &events, &replaced, false).map(|()| events.len())
+                    let trees = self.engine.trees()?;
+                    apply(&trees, start, &events, &replaced, false).map(|()| events.len())
                 });
             match applied {
                 Ok(events) => {
-                    if !self.stuck {
+                    // A batch that failed to apply is not in sled: the checkpoint must not
+                    // pass it until the store has healed (replayed the log).
+                    if !self.engine.is_stuck() {
                         *lock(&self.applied) = Some(end);
                     }
                     self.healthy.store(true, Ordering::Relaxed);
@@ -298,8 +297,8 @@ impl Applier {
                     // Logged but not in sled: the next start replays it. Its claims stay
                     // pending, so repeats are still recognised until then.
                     self.healthy.store(false, Ordering::Relaxed);
-                    self.stuck = true;
-                    tracing::error!(%error, "a logged batch could not be applied to the store; it will be replayed at the next start");
+                    self.engine.set_stuck();
+                    tracing::error!(%error, "a logged batch could not be applied to the store; it is replayed once the store heals");
                     failed = Some(error.to_string());
                 }
             }
@@ -317,8 +316,7 @@ impl Applier {
                 }
                 (Decision::New, None) => {
                     for queue in &accept.queues {
-                        queue.0.depth.fetch_add(1, Ordering::Relaxed);
-                        queue.wake();
+                        queue.added(&accept.id);
                     }
                     Ok(Accepted::New)
                 }
@@ -465,7 +463,7 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
 /// Every [`CHECKPOINT_EVERY`] (or when asked): if the writer applied anything since the last
 /// checkpoint, flush sled and record the log position it covers. Ends when the store does.
 fn checkpointer(
-    trees: Trees,
+    engine: Arc<Engine>,
     wal_dir: PathBuf,
     applied: Arc<Mutex<Option<Position>>>,
     requests: std_mpsc::Receiver<()>,
@@ -479,11 +477,15 @@ fn checkpointer(
         );
         // Read before the flush: the flush then covers everything applied up to here.
         let at = *lock(&applied);
-        if at.is_some() && at != done {
-            let result = sync_sled(&trees.db, &sled_dir).and_then(|()| match at {
-                Some(at) => wal::write_checkpoint(&wal_dir, at),
-                None => Ok(()),
-            });
+        if at.is_some() && at != done && !engine.is_stuck() {
+            let result = engine
+                .trees()
+                .map_err(std::io::Error::other)
+                .and_then(|trees| sync_sled(&trees.db, &sled_dir))
+                .and_then(|()| match at {
+                    Some(at) => wal::write_checkpoint(&wal_dir, at),
+                    None => Ok(()),
+                });
             match result {
                 Ok(()) => done = at,
                 Err(error) => {

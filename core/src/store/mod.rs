@@ -82,6 +82,92 @@ pub struct StoreMetrics {
     pub batch_events: Option<Histogram>,
 }
 
+/// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
+/// database for good, so the store reopens it in place once the cause is gone: the
+/// write-ahead log holds everything accepted since the last checkpoint, and is replayed into
+/// the reopened database.
+struct Engine {
+    dir: PathBuf,
+    cache_bytes: u64,
+    /// `None` while it is being reopened.
+    trees: std::sync::RwLock<Option<Trees>>,
+    /// A logged batch could not be applied: the checkpoint must not move past it until the
+    /// log has been replayed.
+    stuck: AtomicBool,
+}
+
+impl Engine {
+    fn trees(&self) -> Result<Trees, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Write("the store is reopening after a disk error".into()))
+    }
+
+    fn set_stuck(&self) {
+        self.stuck.store(true, Ordering::Relaxed);
+    }
+
+    fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Relaxed)
+    }
+
+    /// Brings the store back after a failure: reopens sled if a disk error poisoned it, then
+    /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
+    /// counts found, for the counters.
+    fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+        let poisoned = match self.trees() {
+            Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
+            Err(_) => true,
+        };
+        if poisoned {
+            // Every handle must be gone before sled's directory lock is free again.
+            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
+            let mut attempts = 0;
+            let trees = loop {
+                match open_trees(&self.dir, self.cache_bytes) {
+                    Ok(trees) => break trees,
+                    Err(error) if attempts < 100 => {
+                        attempts += 1;
+                        tracing::debug!(%error, "store not reopened yet");
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
+            tracing::warn!(dir = %self.dir.display(), "store reopened after a disk error");
+        }
+        self.stuck.store(false, Ordering::Relaxed);
+        let trees = self.trees()?;
+        commit::recover(&trees, &self.dir.join("wal"))
+            .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
+        count_queues(&trees)
+    }
+}
+
+fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
+    // The write-ahead log is the durability point; sled's own periodic flush only keeps
+    // the replay after a crash short, and narrows what a crash can undo of work nobody
+    // waits for, such as completions (each one undone is one more delivery).
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(Some(500))
+        .open()?;
+    Ok(Trees {
+        dedupe: db.open_tree("dedupe")?,
+        dedupe_expiry: db.open_tree("dedupe_expiry")?,
+        events: db.open_tree("events")?,
+        queue: db.open_tree("queue")?,
+        attempts: db.open_tree("attempts")?,
+        dead: db.open_tree("dead")?,
+        delivered: db.open_tree("delivered")?,
+        db,
+    })
+}
+
 #[derive(Clone)]
 struct Trees {
     db: sled::Db,
@@ -107,6 +193,9 @@ struct QueueState {
     dead: AtomicU64,
     in_flight: AtomicU64,
     wake: Notify,
+    /// The lowest id added since the worker last looked: commits can land out of id order,
+    /// and a replay puts back an old id, so the worker rescans from here.
+    added_min: Mutex<Option<EventId>>,
 }
 
 impl SinkQueue {
@@ -141,7 +230,20 @@ impl SinkQueue {
         self.0.wake.notified().await;
     }
 
-    fn wake(&self) {
+    /// Takes the lowest id added to the queue since the last call.
+    pub fn take_added_min(&self) -> Option<EventId> {
+        lock(&self.0.added_min).take()
+    }
+
+    /// Records an added entry and wakes the worker.
+    fn added(&self, id: &EventId) {
+        {
+            let mut min = lock(&self.0.added_min);
+            if min.as_ref().is_none_or(|m| id < m) {
+                *min = Some(id.clone());
+            }
+        }
+        self.0.depth.fetch_add(1, Ordering::Relaxed);
         self.0.wake.notify_one();
     }
 
@@ -168,7 +270,7 @@ fn queue_prefix(workspace: &WorkspaceId, sink: &SinkName) -> Vec<u8> {
 
 pub struct Store {
     dir: PathBuf,
-    trees: Trees,
+    engine: Arc<Engine>,
     log: wal::LogReader,
     committer: commit::Committer,
     healthy: Arc<AtomicBool>,
@@ -186,30 +288,11 @@ impl Store {
         options: &StoreOptions,
         metrics: StoreMetrics,
     ) -> Result<Arc<Store>, StoreError> {
-        let open_error = |source| StoreError::Open {
+        let trees = open_trees(dir, options.cache_bytes).map_err(|source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
-        };
-        // The write-ahead log is the durability point; sled's own periodic flush only keeps
-        // the replay after a crash short, and narrows what a crash can undo of work nobody
-        // waits for, such as completions (each one undone is one more delivery).
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(open_error)?;
-        let tree = |name: &str| db.open_tree(name).map_err(open_error);
-        let trees = Trees {
-            dedupe: tree("dedupe")?,
-            dedupe_expiry: tree("dedupe_expiry")?,
-            events: tree("events")?,
-            queue: tree("queue")?,
-            attempts: tree("attempts")?,
-            dead: tree("dead")?,
-            delivered: tree("delivered")?,
-            db: db.clone(),
-        };
+        })?;
+        let db = trees.db.clone();
         check_format(dir, &db, &trees)?;
         let wal_dir = dir.join("wal");
         let log_error = |source| StoreError::Log {
@@ -224,19 +307,33 @@ impl Store {
             );
         }
         let found = count_queues(&trees)?;
+        drop(db);
         let healthy = Arc::new(AtomicBool::new(true));
-        let committer = commit::Committer::start(trees.clone(), &wal_dir, healthy.clone(), metrics)
-            .map_err(log_error)?;
-        Ok(Arc::new(Store {
+        let engine = Arc::new(Engine {
+            dir: dir.to_owned(),
+            cache_bytes: options.cache_bytes,
+            trees: std::sync::RwLock::new(Some(trees)),
+            stuck: AtomicBool::new(false),
+        });
+        let committer =
+            commit::Committer::start(engine.clone(), &wal_dir, healthy.clone(), metrics)
+                .map_err(log_error)?;
+        let store = Arc::new(Store {
             dir: dir.to_owned(),
             log: wal::LogReader::new(&wal_dir),
-            trees,
+            engine,
             committer,
             healthy,
             queues: Mutex::default(),
             found: Mutex::new(found),
             accepted: AtomicU64::new(0),
-        }))
+        });
+        let weak = Arc::downgrade(&store);
+        std::thread::Builder::new()
+            .name("switchyard-heal".into())
+            .spawn(move || healer(weak))
+            .map_err(log_error)?;
+        Ok(store)
     }
 
     /// The queue of one sink, with its counters.
@@ -255,6 +352,7 @@ impl Store {
                     dead: AtomicU64::new(dead),
                     in_flight: AtomicU64::new(0),
                     wake: Notify::new(),
+                    added_min: Mutex::new(None),
                 }))
             })
             .clone()
@@ -276,10 +374,14 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    fn trees(&self) -> Result<Trees, StoreError> {
+        self.engine.trees()
+    }
+
     /// Makes every write so far durable (sled's flush and an fsync of its log): for records
     /// that do not go through the write-ahead log, such as a failed attempt's retry time.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let trees = self.trees.clone();
+        let trees = self.trees()?;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
             .await
@@ -289,7 +391,7 @@ impl Store {
 
     /// A kept event's envelope.
     pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.trees.events.get(id.to_bytes())? {
+        match self.trees()?.events.get(id.to_bytes())? {
             Some(bytes) => self
                 .envelope(&record::StoredEvent::decode(&bytes)?)
                 .map(Some),
@@ -322,7 +424,8 @@ impl Store {
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum();
-        self.trees.db.size_on_disk().unwrap_or(0) + wal
+        let sled = self.trees().map_or(0, |t| t.db.size_on_disk().unwrap_or(0));
+        sled + wal
     }
 
     /// Records sled's state as checkpointed, so the next start replays nothing; called on a
@@ -331,6 +434,34 @@ impl Store {
         self.committer.checkpoint_now();
     }
 }
+
+/// While the store is failing, tries every [`HEAL_EVERY`] to bring it back (see
+/// [`Engine::heal`]); ends with the store.
+fn healer(store: std::sync::Weak<Store>) {
+    loop {
+        std::thread::sleep(HEAL_EVERY);
+        let Some(store) = store.upgrade() else { return };
+        if store.is_healthy() && !store.engine.is_stuck() {
+            continue;
+        }
+        match store.engine.heal() {
+            Ok(counts) => {
+                for (prefix, queue) in lock(&store.queues).iter() {
+                    let (depth, dead) = counts.get(prefix).copied().unwrap_or_default();
+                    queue.0.depth.store(depth, Ordering::Relaxed);
+                    queue.0.dead.store(dead, Ordering::Relaxed);
+                    queue.0.wake.notify_one();
+                }
+                store.healthy.store(true, Ordering::Relaxed);
+                tracing::info!("the store takes writes again");
+            }
+            Err(error) => tracing::warn!(%error, "the store is still failing; trying again"),
+        }
+    }
+}
+
+/// How often a failing store is tried again.
+const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -36,34 +36,59 @@ pub enum DeliveryOf {
 }
 
 impl Store {
-    /// Up to `limit` of the oldest entries a sink still owes.
-    pub fn peek(&self, q: &SinkQueue, limit: usize) -> Result<Vec<Queued>, StoreError> {
+    /// Up to `limit` entries a sink still owes, oldest first, from `from` (inclusive) on.
+    pub fn peek_from(
+        &self,
+        q: &SinkQueue,
+        from: Option<&EventId>,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
+        let start = match from {
+            Some(id) => q.key(id),
+            None => q.prefix().to_vec(),
+        };
         let mut out = Vec::new();
-        for key in self.trees.queue.scan_prefix(q.prefix()).keys().take(limit) {
+        for key in self.trees()?.queue.range(start..).keys() {
             let key = key?;
+            if !key.starts_with(q.prefix()) || out.len() == limit {
+                break;
+            }
             let Some(id) = q.event_id(&key) else { continue };
-            let envelope = match self.trees.events.get(id.to_bytes())? {
-                Some(bytes) => match StoredEvent::decode(&bytes)
-                    .map_err(StoreError::from)
-                    .and_then(|event| self.envelope(&event))
-                {
-                    Ok(envelope) => Some(envelope),
-                    Err(StoreError::Record(error)) => {
-                        tracing::error!(event_id = %id, %error, "stored event unreadable");
-                        None
-                    }
-                    Err(error) => return Err(error),
-                },
-                None => None,
-            };
-            let state = self.versioned(&self.trees.attempts, &key)?;
-            out.push(Queued {
-                id,
-                envelope,
-                state,
-            });
+            out.push(self.queued_entry(id, &key)?);
         }
         Ok(out)
+    }
+
+    /// One queued entry, if the sink still owes it.
+    pub fn queued(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Queued>, StoreError> {
+        let key = q.key(id);
+        if !self.trees()?.queue.contains_key(&key)? {
+            return Ok(None);
+        }
+        self.queued_entry(id.clone(), &key).map(Some)
+    }
+
+    fn queued_entry(&self, id: EventId, key: &[u8]) -> Result<Queued, StoreError> {
+        let envelope = match self.trees()?.events.get(id.to_bytes())? {
+            Some(bytes) => match StoredEvent::decode(&bytes)
+                .map_err(StoreError::from)
+                .and_then(|event| self.envelope(&event))
+            {
+                Ok(envelope) => Some(envelope),
+                Err(StoreError::Record(error)) => {
+                    tracing::error!(event_id = %id, %error, "stored event unreadable");
+                    None
+                }
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
+        let state = self.versioned(&self.trees()?.attempts, key)?;
+        Ok(Queued {
+            id,
+            envelope,
+            state,
+        })
     }
 
     /// Records a failed attempt's new delivery state, so retries resume after a restart.
@@ -73,7 +98,7 @@ impl Store {
         id: &EventId,
         state: &[u8],
     ) -> Result<(), StoreError> {
-        self.trees
+        self.trees()?
             .attempts
             .insert(q.key(id), record::versioned(state))?;
         Ok(())
@@ -90,14 +115,14 @@ impl Store {
         for (id, record) in done {
             let mut key = id.to_bytes().to_vec();
             key.extend_from_slice(q.prefix());
-            self.trees
+            self.trees()?
                 .delivered
                 .insert(key, record::versioned(record))?;
         }
         for (id, _) in done {
             let key = q.key(id);
-            self.trees.attempts.remove(&key)?;
-            if self.trees.queue.remove(&key)?.is_some() {
+            self.trees()?.attempts.remove(&key)?;
+            if self.trees()?.queue.remove(&key)?.is_some() {
                 q.0.depth.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -108,15 +133,15 @@ impl Store {
     pub fn bury(&self, q: &SinkQueue, id: &EventId, dead_letter: &[u8]) -> Result<(), StoreError> {
         let key = q.key(id);
         if self
-            .trees
+            .trees()?
             .dead
             .insert(&key, record::versioned(dead_letter))?
             .is_none()
         {
             q.0.dead.fetch_add(1, Ordering::Relaxed);
         }
-        self.trees.attempts.remove(&key)?;
-        if self.trees.queue.remove(&key)?.is_some() {
+        self.trees()?.attempts.remove(&key)?;
+        if self.trees()?.queue.remove(&key)?.is_some() {
             q.0.depth.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
@@ -139,7 +164,7 @@ impl Store {
         };
         let mut letters = Vec::new();
         let mut next = None;
-        for entry in self.trees.dead.range(start..) {
+        for entry in self.trees()?.dead.range(start..) {
             let (key, bytes) = entry?;
             if !key.starts_with(q.prefix()) {
                 break;
@@ -158,28 +183,32 @@ impl Store {
 
     /// One dead letter of a sink.
     pub fn dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.versioned(&self.trees.dead, &q.key(id))
+        self.versioned(&self.trees()?.dead, &q.key(id))
     }
 
     /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
     /// index is not consulted: a replay is deliberate.
     pub fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
         let key = q.key(id);
-        if self.trees.dead.remove(&key)?.is_none() {
+        if self.trees()?.dead.remove(&key)?.is_none() {
             return Ok(false);
         }
         q.0.dead.fetch_sub(1, Ordering::Relaxed);
-        self.trees.attempts.remove(&key)?;
-        if self.trees.queue.insert(&key, &[record::VERSION])?.is_none() {
-            q.0.depth.fetch_add(1, Ordering::Relaxed);
+        self.trees()?.attempts.remove(&key)?;
+        if self
+            .trees()?
+            .queue
+            .insert(&key, &[record::VERSION])?
+            .is_none()
+        {
+            q.added(id);
         }
-        q.wake();
         Ok(true)
     }
 
     /// Deletes a dead letter for good; its event then leaves with retention.
     pub fn delete_dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
-        let removed = self.trees.dead.remove(q.key(id))?.is_some();
+        let removed = self.trees()?.dead.remove(q.key(id))?.is_some();
         if removed {
             q.0.dead.fetch_sub(1, Ordering::Relaxed);
         }
@@ -189,18 +218,18 @@ impl Store {
     /// Where one event stands with one sink: queued (with its state), dead, or delivered.
     pub fn delivery_of(&self, q: &SinkQueue, id: &EventId) -> Result<DeliveryOf, StoreError> {
         let key = q.key(id);
-        if self.trees.queue.contains_key(&key)? {
+        if self.trees()?.queue.contains_key(&key)? {
             return Ok(DeliveryOf::Queued(
-                self.versioned(&self.trees.attempts, &key)?,
+                self.versioned(&self.trees()?.attempts, &key)?,
             ));
         }
-        if let Some(dead) = self.versioned(&self.trees.dead, &key)? {
+        if let Some(dead) = self.versioned(&self.trees()?.dead, &key)? {
             return Ok(DeliveryOf::Dead(dead));
         }
         let mut delivered_key = id.to_bytes().to_vec();
         delivered_key.extend_from_slice(q.prefix());
         Ok(
-            match self.versioned(&self.trees.delivered, &delivered_key)? {
+            match self.versioned(&self.trees()?.delivered, &delivered_key)? {
                 Some(record) => DeliveryOf::Delivered(record),
                 None => DeliveryOf::Unknown,
             },

@@ -14,13 +14,13 @@ impl Store {
     pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
         let end = millis(now).to_be_bytes();
         let mut removed = 0;
-        for entry in self.trees.dedupe_expiry.range(..end.as_slice()) {
+        for entry in self.trees()?.dedupe_expiry.range(..end.as_slice()) {
             let (expiry_key, _) = entry?;
             if let Some((at, key)) = record::split_expiry_key(&expiry_key) {
-                if let Some(current) = self.trees.dedupe.get(key)? {
+                if let Some(current) = self.trees()?.dedupe.get(key)? {
                     // Only the claim this expiry entry was written for; a reclaim has its own.
                     if Claim::decode(&current).is_ok_and(|c| c.expires_at_ms == at) {
-                        let swapped = self.trees.dedupe.compare_and_swap(
+                        let swapped = self.trees()?.dedupe.compare_and_swap(
                             key,
                             Some(current),
                             None::<&[u8]>,
@@ -29,7 +29,7 @@ impl Store {
                     }
                 }
             }
-            self.trees.dedupe_expiry.remove(&expiry_key)?;
+            self.trees()?.dedupe_expiry.remove(&expiry_key)?;
         }
         Ok(removed)
     }
@@ -40,12 +40,12 @@ impl Store {
         let cutoff_ms = millis(now).saturating_sub(retention.as_millis() as u64);
         let end = ulid::Ulid::from_parts(cutoff_ms, 0).to_bytes();
         let mut removed = 0;
-        for entry in self.trees.delivered.range(..end.as_slice()) {
+        for entry in self.trees()?.delivered.range(..end.as_slice()) {
             let (key, _) = entry?;
-            self.trees.delivered.remove(key)?;
+            self.trees()?.delivered.remove(key)?;
             removed += 1;
         }
-        for entry in self.trees.events.range(..end.as_slice()) {
+        for entry in self.trees()?.events.range(..end.as_slice()) {
             let (id, bytes) = entry?;
             let needed = match StoredEvent::decode(&bytes) {
                 Ok(event) => self.still_needed(&id, &event.queues)?,
@@ -55,7 +55,7 @@ impl Store {
                 }
             };
             if !needed {
-                self.trees.events.remove(&id)?;
+                self.trees()?.events.remove(&id)?;
                 removed += 1;
             }
         }
@@ -88,7 +88,7 @@ impl Store {
                 Ok(())
             })
             .map_err(io)?;
-            self.trees.events.flush().map_err(StoreError::from)?;
+            self.trees()?.events.flush().map_err(StoreError::from)?;
             self.log.retire(segment).map_err(io)?;
             tracing::debug!(segment, moved, "log segment retired");
             retired += 1;
@@ -100,7 +100,7 @@ impl Store {
     fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
         let mut moved = 0;
         for (id, offset, len) in super::commit::envelopes(payload)? {
-            let Some(bytes) = self.trees.events.get(id.to_bytes())? else {
+            let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
                 continue;
             };
             let event = StoredEvent::decode(&bytes)?;
@@ -112,7 +112,7 @@ impl Store {
             }
             let envelope = record::decompress(&payload[offset..offset + len])?;
             let inline = StoredEvent::encode(&event.queues, Body::Inline(&envelope));
-            self.trees.events.insert(id.to_bytes(), inline)?;
+            self.trees()?.events.insert(id.to_bytes(), inline)?;
             moved += 1;
         }
         Ok(moved)
@@ -122,7 +122,7 @@ impl Store {
         for prefix in queues {
             let mut key = prefix.to_vec();
             key.extend_from_slice(id);
-            if self.trees.queue.contains_key(&key)? || self.trees.dead.contains_key(&key)? {
+            if self.trees()?.queue.contains_key(&key)? || self.trees()?.dead.contains_key(&key)? {
                 return Ok(true);
             }
         }

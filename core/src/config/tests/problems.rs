@@ -414,7 +414,8 @@ fn every_unknown_key_is_reported_not_only_the_first() {
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
-             one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`",
+             one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`, `ordered`, \
+             `max_backoff`, `max_age`",
             "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
              expected one of `vendor`, `type`",
             "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \

@@ -8,7 +8,10 @@ use serde_yaml::Value;
 use super::{Checker, DEFAULT_TIMEOUT};
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawSink;
-use crate::config::{SinkConfig, SinkKind, DEFAULT_RETRY_SCHEDULE};
+use crate::config::{
+    SinkConfig, SinkKind, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
+    DEFAULT_RETRY_SCHEDULE,
+};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {
@@ -22,11 +25,46 @@ impl Checker<'_> {
                 })
                 .collect(),
         };
-        let concurrency = self.concurrency(&at.key("concurrency"), raw.concurrency.take());
+        let ordered = match raw.ordered.take() {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => {
+                self.problems
+                    .add(&at.key("ordered"), "expected true or false");
+                false
+            }
+        };
+        let is_http = raw.kind.as_deref() == Some("http");
+        let default_concurrency = if is_http && !ordered {
+            DEFAULT_HTTP_CONCURRENCY
+        } else {
+            1
+        };
+        let concurrency = match raw.concurrency.take() {
+            Some(value) if !value.is_null() => {
+                let n = self.concurrency(&at.key("concurrency"), Some(value));
+                if ordered && n > 1 {
+                    let message = "an ordered sink delivers one at a time: remove `concurrency` \
+                                   or `ordered: true`";
+                    self.problems.add(&at.key("concurrency"), message);
+                }
+                n
+            }
+            _ => default_concurrency,
+        };
+        let max_backoff = self.duration(
+            &at.key("max_backoff"),
+            raw.max_backoff.take(),
+            DEFAULT_MAX_BACKOFF,
+        );
+        let max_age = self.duration(&at.key("max_age"), raw.max_age.take(), DEFAULT_MAX_AGE);
         SinkConfig {
             kind: self.sink_kind(at, raw),
             retry,
-            concurrency,
+            concurrency: if ordered { 1 } else { concurrency },
+            ordered,
+            max_backoff,
+            max_age,
         }
     }
 

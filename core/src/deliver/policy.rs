@@ -1,21 +1,28 @@
-//! When to try a failed delivery again, and when to give up.
+//! A sink's delivery settings from routes.yaml, and when a failing event is tried again.
 
 use std::time::Duration;
 
-/// The longest a sink's Retry-After is honoured for; beyond it a misbehaving sink could park
-/// its queue for ever.
-const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The longest a receiver's Retry-After is honoured for; beyond it a misbehaving receiver
+/// could park its events for ever.
+pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// A sink's retry schedule and parallelism, from routes.yaml.
+/// How one sink delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryPolicy {
-    /// Wait before retry n (1-based) is drawn from `[0, retry[n-1]]` (full jitter).
+    /// A poison event's wait before retry n (1-based) is drawn from `[0, retry[n-1]]` (full
+    /// jitter); past the schedule it is a dead letter.
     pub retry: Vec<Duration>,
-    /// Deliveries in flight at once.
+    /// Deliveries (batches, for file and stdout) in flight at once.
     pub concurrency: usize,
+    /// Strictly one at a time in accept order: a failing event holds back everything after it.
+    pub ordered: bool,
+    /// The cap on the sink-wide backoff.
+    pub max_backoff: Duration,
+    /// An event failing this long after its accept is a dead letter.
+    pub max_age: Duration,
 }
 
-/// What to do after the `failures`-th failed attempt.
+/// What to do after an event's `failures`-th failure of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
     RetryIn(Duration),
@@ -23,8 +30,8 @@ pub enum Next {
 }
 
 impl DeliveryPolicy {
-    /// Full jitter spreads the retries of many events that failed together, so a recovering
-    /// sink is not hit by all of them at once; a sink's own Retry-After is a floor.
+    /// Full jitter spreads the retries of events that failed together; a receiver's own
+    /// Retry-After is a floor.
     pub fn after_failure(&self, failures: usize, retry_after: Option<Duration>) -> Next {
         let Some(ceiling) = failures.checked_sub(1).and_then(|i| self.retry.get(i)) else {
             return Next::GiveUp;
@@ -43,6 +50,9 @@ mod tests {
         DeliveryPolicy {
             retry: secs.iter().map(|s| Duration::from_secs(*s)).collect(),
             concurrency: 1,
+            ordered: false,
+            max_backoff: Duration::from_secs(10),
+            max_age: Duration::from_secs(3600),
         }
     }
 

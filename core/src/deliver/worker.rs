@@ -1,0 +1,410 @@
+//! One sink's delivery loop: take due entries from its queue, hand them to the sink (several
+//! in flight, or strictly one at a time when ordered), record what became of each, and keep
+//! the sink's health (see [`super::health`]).
+//!
+//! The worker reads its queue forward from a position, so each pass costs what it delivers, not
+//! the backlog; a commit that lands out of id order or a replayed dead letter moves the
+//! position back (the store tells it the lowest id added). Events that failed wait in memory
+//! until due; their state is in the store, so a restart finds them again.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+
+use super::health::{Blame, Health, State};
+use super::policy::{DeliveryPolicy, Next};
+use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
+use crate::dedupe::millis;
+use crate::envelope::{rfc3339, EventId};
+use crate::metrics::Metrics;
+use crate::names::{SinkName, WorkspaceId};
+use crate::sinks::{Delivery, Sink, SinkError};
+use crate::store::{SinkQueue, Store, StoreError};
+
+/// How long a worker waits before using its queue again after the store failed.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Entries read from the queue per scan, beyond what the free slots need: fewer reads.
+const SCAN_AHEAD: usize = 64;
+
+pub(super) struct Worker {
+    pub workspace: WorkspaceId,
+    pub sink_name: SinkName,
+    pub queue: SinkQueue,
+    pub sink: Arc<dyn Sink>,
+    pub policy: DeliveryPolicy,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Events handed to the sink in one call.
+struct Batch {
+    events: Vec<Pending>,
+}
+
+struct Pending {
+    id: EventId,
+    envelope: Vec<u8>,
+    state: DeliveryState,
+}
+
+/// What the loop keeps between passes.
+struct Run {
+    health: Health,
+    /// Where the next forward read of the queue starts (inclusive); `None`: the beginning.
+    from: Option<EventId>,
+    /// The last read found the end of the queue; new entries wake the worker.
+    at_end: bool,
+    in_flight: HashSet<EventId>,
+    /// Failed events by when they are due again (ms since the epoch).
+    waiting: BTreeSet<(u64, EventId)>,
+    waiting_ids: HashSet<EventId>,
+    tasks: JoinSet<(Batch, Result<(), SinkError>)>,
+    /// Completed deliveries not yet recorded (the store failed): recorded before anything
+    /// else is delivered, so a store that cannot take writes does not make the sink receive
+    /// the same events over and over.
+    done: Vec<(EventId, Vec<u8>)>,
+    /// The head of an ordered queue is not due until then.
+    head_due: Option<Instant>,
+}
+
+impl Worker {
+    pub(super) async fn run(self) {
+        let worker = Arc::new(self);
+        let mut run = Run {
+            health: Health::new(worker.policy.max_backoff),
+            from: None,
+            at_end: false,
+            in_flight: HashSet::new(),
+            waiting: BTreeSet::new(),
+            waiting_ids: HashSet::new(),
+            tasks: JoinSet::new(),
+            done: Vec::new(),
+            head_due: None,
+        };
+        loop {
+            if let Err(error) = worker.pass(&mut run) {
+                tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
+                tokio::time::sleep(STORE_RETRY).await;
+                continue;
+            }
+            worker.queue.set_in_flight(run.in_flight.len() as u64);
+            let wake_at = worker.wake_at(&mut run);
+            tokio::select! {
+                Some(joined) = run.tasks.join_next(), if !run.tasks.is_empty() => {
+                    worker.settle_joined(&mut run, joined).await;
+                    while let Some(joined) = run.tasks.try_join_next() {
+                        worker.settle_joined(&mut run, joined).await;
+                    }
+                }
+                () = worker.queue.changed() => run.at_end = false,
+                () = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+        }
+    }
+
+    /// Records completions, moves the read position back if needed, and hands out work.
+    fn pass(&self, run: &mut Run) -> Result<(), StoreError> {
+        if !run.done.is_empty() {
+            self.store.complete(&self.queue, &run.done)?;
+            run.done.clear();
+        }
+        if let Some(low) = self.queue.take_added_min() {
+            if run.from.as_ref().is_some_and(|from| low < *from) {
+                run.from = Some(low);
+            }
+            run.at_end = false;
+        }
+        let now = Instant::now();
+        let slots = match run.health.state(now) {
+            State::Down { .. } => 0,
+            State::Probing => usize::from(run.tasks.is_empty()),
+            State::Flowing => self.policy.concurrency.saturating_sub(run.tasks.len()),
+        };
+        let probing = matches!(run.health.state(now), State::Probing);
+        let per_batch = if probing { 1 } else { self.sink.max_batch() };
+        for _ in 0..slots {
+            let batch = if self.policy.ordered {
+                self.head(run, now)?
+            } else {
+                self.take(run, per_batch)?
+            };
+            if batch.is_empty() {
+                break;
+            }
+            self.launch(run, batch);
+        }
+        Ok(())
+    }
+
+    /// Ordered: the oldest entry, alone, once it is due.
+    fn head(&self, run: &mut Run, now: Instant) -> Result<Vec<Pending>, StoreError> {
+        run.head_due = None;
+        if !run.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(queued) = self.store.peek_from(&self.queue, None, 1)?.pop() else {
+            return Ok(Vec::new());
+        };
+        let state: DeliveryState = queued.state.and_then(|s| decode(&s)).unwrap_or_default();
+        let wait = state
+            .next_attempt_at_ms
+            .saturating_sub(millis(SystemTime::now()));
+        if wait > 0 {
+            run.head_due = Some(now + Duration::from_millis(wait));
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .pending(queued.id, queued.envelope, state)?
+            .into_iter()
+            .collect())
+    }
+
+    /// Unordered: due retries first, then what is new, up to `limit` events.
+    fn take(&self, run: &mut Run, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let now_ms = millis(SystemTime::now());
+        let mut batch = Vec::new();
+        while batch.len() < limit {
+            let Some((due, id)) = run.waiting.first().cloned() else {
+                break;
+            };
+            if due > now_ms {
+                break;
+            }
+            run.waiting.pop_first();
+            run.waiting_ids.remove(&id);
+            if let Some(queued) = self.store.queued(&self.queue, &id)? {
+                let state = queued.state.and_then(|s| decode(&s)).unwrap_or_default();
+                batch.extend(self.pending(queued.id, queued.envelope, state)?);
+            }
+        }
+        while batch.len() < limit && !run.at_end {
+            let want = limit - batch.len() + SCAN_AHEAD;
+            let read = self.store.peek_from(&self.queue, run.from.as_ref(), want)?;
+            run.at_end = read.len() < want;
+            for queued in read {
+                run.from = queued.id.successor();
+                if run.in_flight.contains(&queued.id) || run.waiting_ids.contains(&queued.id) {
+                    continue;
+                }
+                let state: DeliveryState =
+                    queued.state.and_then(|s| decode(&s)).unwrap_or_default();
+                if state.next_attempt_at_ms > now_ms || batch.len() >= limit {
+                    // Not due, or no room in this batch: it waits in memory, not re-read.
+                    let due = state.next_attempt_at_ms.max(now_ms);
+                    run.waiting.insert((due, queued.id.clone()));
+                    run.waiting_ids.insert(queued.id);
+                    continue;
+                }
+                batch.extend(self.pending(queued.id, queued.envelope, state)?);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// An entry ready to go; one whose envelope is missing (damage) goes to the dead letters.
+    fn pending(
+        &self,
+        id: EventId,
+        envelope: Option<Vec<u8>>,
+        state: DeliveryState,
+    ) -> Result<Option<Pending>, StoreError> {
+        match envelope {
+            Some(envelope) => Ok(Some(Pending {
+                id,
+                envelope,
+                state,
+            })),
+            None => {
+                let reason = "the event's stored record is missing or unreadable".to_owned();
+                self.bury(&id, state, reason)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn launch(&self, run: &mut Run, events: Vec<Pending>) {
+        for event in &events {
+            run.in_flight.insert(event.id.clone());
+        }
+        let sink = self.sink.clone();
+        run.tasks.spawn(async move {
+            let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+            let deliveries: Vec<Delivery<'_>> = events
+                .iter()
+                .zip(&ids)
+                .map(|(e, id)| Delivery {
+                    event_id: id,
+                    envelope: &e.envelope,
+                })
+                .collect();
+            let result = sink.deliver(&deliveries).await;
+            drop(deliveries);
+            (Batch { events }, result)
+        });
+    }
+
+    /// When the loop must look again without being woken: a probe, a retry or an ordered
+    /// head coming due.
+    fn wake_at(&self, run: &mut Run) -> Option<Instant> {
+        let now = Instant::now();
+        if let State::Down { until } = run.health.state(now) {
+            return Some(until);
+        }
+        let retry = run.waiting.first().map(|(due, _)| {
+            now + Duration::from_millis(due.saturating_sub(millis(SystemTime::now())))
+        });
+        match (retry, run.head_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn settle_joined(
+        &self,
+        run: &mut Run,
+        joined: Result<(Batch, Result<(), SinkError>), tokio::task::JoinError>,
+    ) {
+        let (batch, result) = match joined {
+            Ok(settled) => settled,
+            Err(error) => {
+                // The sink's future panicked: its events are still queued; read them again.
+                tracing::error!(workspace = %self.workspace, sink = %self.sink_name, %error, "delivery task failed; its events stay queued");
+                run.in_flight.clear();
+                run.from = None;
+                run.at_end = false;
+                return;
+            }
+        };
+        for event in &batch.events {
+            run.in_flight.remove(&event.id);
+        }
+        if let Err(error) = self.settle(run, batch, result).await {
+            tracing::error!(workspace = %self.workspace, sink = %self.sink_name, %error, "could not record a delivery's outcome; it stays queued");
+        }
+    }
+
+    async fn settle(
+        &self,
+        run: &mut Run,
+        batch: Batch,
+        result: Result<(), SinkError>,
+    ) -> Result<(), StoreError> {
+        let now = SystemTime::now();
+        let (workspace, sink) = (self.workspace.as_str(), self.sink_name.as_str());
+        let error = match result {
+            Ok(()) => {
+                run.health.succeeded();
+                for event in batch.events {
+                    tracing::debug!(workspace, sink, event_id = %event.id, "event delivered");
+                    self.metrics.sink_attempt(workspace, sink, "delivered");
+                    let record = Delivered::new(rfc3339(now), event.state.attempts);
+                    run.done.push((event.id, record::encode(&record)));
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        if error.is_permanent() {
+            // The receiver answered: it is up, and this event is refused for good.
+            run.health.succeeded();
+            for mut event in batch.events {
+                event.state.attempts.push(attempt(now, &error));
+                self.metrics.sink_attempt(workspace, sink, "dead");
+                self.bury(&event.id, event.state, format!("refused for good: {error}"))?;
+            }
+            return self.store.sync().await;
+        }
+        let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
+        let first = batch.events.first().map(|e| e.id.clone());
+        let blame = match &first {
+            Some(id) => run
+                .health
+                .failed(Instant::now(), id, sink_wide, error.retry_after()),
+            None => return Ok(()),
+        };
+        let now_ms = millis(now);
+        for mut event in batch.events {
+            event.state.attempts.push(attempt(now, &error));
+            let failures = event.state.attempts.len();
+            let age = Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms()));
+            if age > self.policy.max_age {
+                self.metrics.sink_attempt(workspace, sink, "dead");
+                let reason = format!(
+                    "still failing {} after it was accepted (max_age {}); last: {error}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    humantime::format_duration(self.policy.max_age)
+                );
+                self.bury(&event.id, event.state, reason)?;
+                continue;
+            }
+            let next = match blame {
+                // Tried again as soon as the sink takes events: it waits on the sink's backoff.
+                Blame::Sink => Next::RetryIn(Duration::ZERO),
+                Blame::Event => {
+                    event.state.poison_failures += 1;
+                    self.policy
+                        .after_failure(event.state.poison_failures, error.retry_after())
+                }
+            };
+            match next {
+                Next::RetryIn(wait) => {
+                    self.metrics.sink_attempt(workspace, sink, "failed");
+                    tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
+                    self.store.set_attempts(
+                        &self.queue,
+                        &event.id,
+                        &record::encode(&event.state),
+                    )?;
+                    if !self.policy.ordered {
+                        run.waiting
+                            .insert((event.state.next_attempt_at_ms, event.id.clone()));
+                        run.waiting_ids.insert(event.id);
+                    }
+                }
+                Next::GiveUp => {
+                    self.metrics.sink_attempt(workspace, sink, "dead");
+                    let reason = format!(
+                        "gave up after {} failures of its own ({failures} attempts); last: {error}",
+                        event.state.poison_failures
+                    );
+                    self.bury(&event.id, event.state, reason)?;
+                }
+            }
+        }
+        // A failure's record (attempts, when to retry, dead letter) must survive a crash; a
+        // lost completion only means one more delivery, which at-least-once allows.
+        self.store.sync().await
+    }
+
+    /// Moves an event to the sink's dead letters, with why and every attempt.
+    fn bury(&self, id: &EventId, state: DeliveryState, reason: String) -> Result<(), StoreError> {
+        let (workspace, sink) = (&self.workspace, &self.sink_name);
+        tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
+        let dead = DeadLetter {
+            event_id: id.to_string(),
+            workspace: workspace.to_string(),
+            sink: sink.to_string(),
+            reason,
+            dead_at: rfc3339(SystemTime::now()),
+            attempts: state.attempts,
+        };
+        self.store.bury(&self.queue, id, &record::encode(&dead))
+    }
+}
+
+fn attempt(at: SystemTime, error: &SinkError) -> Attempt {
+    Attempt {
+        at: rfc3339(at),
+        outcome: error.to_string(),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
