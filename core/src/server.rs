@@ -54,6 +54,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         &config.server.data_dir,
         &StoreOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
+            retention: config.server.retention,
         },
         StoreMetrics {
             commits: metrics.store_commits.clone(),

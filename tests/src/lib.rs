@@ -243,12 +243,14 @@ pub fn secret(workspace: &str, vendor: &str, n: u32) -> String {
 pub struct Config {
     max_body_bytes: Option<usize>,
     admin_token: Option<String>,
+    retention: Option<String>,
     workspaces: Vec<Workspace>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Workspace {
     name: String,
+    dedupe_window: Option<String>,
     vendors: Vec<Vendor>,
     sinks: Vec<(String, SinkKind)>,
     routes: Vec<Route>,
@@ -350,6 +352,12 @@ impl Config {
         Config::default()
     }
 
+    /// How long accepted events and delivery records are kept, e.g. `2s`.
+    pub fn retention(mut self, retention: &str) -> Config {
+        self.retention = Some(retention.to_owned());
+        self
+    }
+
     pub fn max_body_bytes(mut self, bytes: usize) -> Config {
         self.max_body_bytes = Some(bytes);
         self
@@ -385,9 +393,15 @@ impl Config {
         if let Some(token) = &self.admin_token {
             writeln!(y, "  admin_token: {}", q(token)).unwrap();
         }
+        if let Some(retention) = &self.retention {
+            writeln!(y, "  retention: {}", q(retention)).unwrap();
+        }
         writeln!(y, "workspaces:").unwrap();
         for ws in &self.workspaces {
             writeln!(y, "  {}:", q(&ws.name)).unwrap();
+            if let Some(window) = &ws.dedupe_window {
+                writeln!(y, "    dedupe_window: {}", q(window)).unwrap();
+            }
             writeln!(y, "    vendors:").unwrap();
             for v in &ws.vendors {
                 writeln!(y, "      {}:", q(&v.name)).unwrap();
@@ -472,10 +486,17 @@ impl Workspace {
     pub fn new(name: &str) -> Workspace {
         Workspace {
             name: name.to_owned(),
+            dedupe_window: None,
             vendors: Vec::new(),
             sinks: Vec::new(),
             routes: Vec::new(),
         }
+    }
+
+    /// How long a repeat is recognised, e.g. `1s`.
+    pub fn dedupe_window(mut self, window: &str) -> Workspace {
+        self.dedupe_window = Some(window.to_owned());
+        self
     }
 
     /// The five real vendors, each with secrets [`secret`]`(name, vendor, 1)` and `(.., 2)`, one

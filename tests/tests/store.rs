@@ -54,3 +54,150 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
     expected.sort();
     assert_eq!(landed, expected, "every accepted event delivered");
 }
+
+fn admin_get(server: &Server, path: &str) -> Value {
+    let reply = server.request(
+        "GET",
+        path,
+        &[("Authorization", "Bearer store-admin-token-e2e")],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    serde_json::from_str(&reply.body).expect("JSON")
+}
+
+fn sink_counts(server: &Server, sink: &str) -> (u64, u64) {
+    let queues = admin_get(server, "/admin/queues");
+    let entry = queues["sinks"]
+        .as_array()
+        .expect("sinks")
+        .iter()
+        .find(|s| s["sink"] == sink)
+        .cloned()
+        .expect("the sink is listed");
+    (
+        entry["queued"].as_u64().expect("queued"),
+        entry["dead"].as_u64().expect("dead"),
+    )
+}
+
+#[test]
+fn queue_and_dead_letter_counts_are_rebuilt_after_a_sigkill_and_restart() {
+    let down = Receiver::start(Mode::Fail(503));
+    let refuses = Receiver::start(Mode::Fail(422));
+    let config = Config::new()
+        .admin_token("store-admin-token-e2e")
+        .workspace(
+            Workspace::new("acme")
+                .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
+                .http_sink("down", HttpSink::new(down.url()))
+                .http_sink("refuses", HttpSink::new(refuses.url()))
+                .route(Route::new("*", &["down", "refuses"])),
+        );
+    let dir = TestDir::new();
+    let mut server = dir.serve(&config);
+    for n in 0..7 {
+        let body = format!(r#"{{"id":"evt_{n}","type":"message.received"}}"#);
+        server
+            .deliver("acme", &WATSI, "secret-one-for-e2e", &body, &[])
+            .expect_accepted();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink_counts(&server, "refuses") != (0, 7) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 422s never became dead letters"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sink_counts(&server, "down"), (7, 0));
+
+    server.kill();
+    server.restart();
+    assert_eq!(
+        sink_counts(&server, "down"),
+        (7, 0),
+        "queued, counted again at start-up"
+    );
+    assert_eq!(
+        sink_counts(&server, "refuses"),
+        (0, 7),
+        "dead letters, counted again"
+    );
+}
+
+/// Bytes in the data directory's write-ahead log.
+fn log_bytes(dir: &TestDir) -> u64 {
+    std::fs::read_dir(dir.data_dir().join("wal"))
+        .expect("the log directory")
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn retention_bounds_the_store_events_leave_and_their_log_segments_are_retired() {
+    let config = Config::new()
+        .admin_token("store-admin-token-e2e")
+        .retention("2s")
+        .workspace(
+            Workspace::new("acme")
+                .dedupe_window("1s")
+                .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
+                .file_sink("events")
+                .route(Route::new("*", &["events"])),
+        );
+    let dir = TestDir::new();
+    let server = dir.serve(&config);
+    let padding = "y".repeat(2000);
+    let deliver = |tag: &str, n: usize| {
+        let body = format!(
+            r#"{{"id":"evt_{tag}_{n}","type":"message.received","data":{{"text":"{padding}{n}"}}}}"#
+        );
+        server
+            .deliver("acme", &WATSI, "secret-one-for-e2e", &body, &[])
+            .expect_accepted()
+    };
+    let first: Vec<String> = (0..300).map(|n| deliver("old", n)).collect();
+    dir.sink("acme", "events").wait_for_count(first.len());
+    let full = log_bytes(&dir);
+    assert!(full > 0);
+    let lookup = |id: &str| {
+        server
+            .request(
+                "GET",
+                &format!("/admin/events/{id}"),
+                &[("Authorization", "Bearer store-admin-token-e2e")],
+                None,
+            )
+            .status
+    };
+    assert_eq!(lookup(&first[0]), 200);
+
+    // Past retention the events leave, and once a new segment has started the old ones are
+    // retired: the log holds what retention allows, not everything that ever passed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        deliver("new", n);
+        n += 1;
+        if lookup(&first[0]) == 404 && log_bytes(&dir) < full / 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not shrink past retention: {} log bytes (was {full}), old event lookup {}",
+            log_bytes(&dir),
+            lookup(&first[0])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A repeat of an old event after its window is new again, not a duplicate.
+    let again =
+        format!(r#"{{"id":"evt_old_0","type":"message.received","data":{{"text":"{padding}0"}}}}"#);
+    let id = server
+        .deliver("acme", &WATSI, "secret-one-for-e2e", &again, &[])
+        .expect_accepted();
+    assert_ne!(id, first[0]);
+}

@@ -60,10 +60,11 @@ impl Committer {
     pub(super) fn start(
         engine: Arc<Engine>,
         wal_dir: &Path,
+        segment_age: Duration,
         healthy: Arc<AtomicBool>,
         metrics: StoreMetrics,
     ) -> std::io::Result<Committer> {
-        let wal = Wal::open(wal_dir)?;
+        let wal = Wal::open(wal_dir, segment_age)?;
         let applied = Arc::new(Mutex::new(None));
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -496,5 +497,92 @@ fn checkpointer(
         if stop {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedupe::Identity;
+    use crate::names::{VendorName, WorkspaceId};
+
+    fn accept(
+        key: &DedupeKey,
+    ) -> (
+        Accept,
+        Reply,
+        oneshot::Receiver<Result<Accepted, StoreError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let accept = Accept {
+            key: key.clone(),
+            id: EventId::generate(),
+            claim_expires_at_ms: u64::MAX,
+            now_ms: 0,
+            envelope: record::compress(b"{}"),
+            queues: Vec::new(),
+        };
+        (accept, reply, answer)
+    }
+
+    #[test]
+    fn identical_deliveries_in_one_batch_get_one_accept_and_a_duplicate_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine {
+            dir: dir.path().to_owned(),
+            cache_bytes: 8 << 20,
+            trees: std::sync::RwLock::new(Some(
+                super::super::open_trees(dir.path(), 8 << 20).unwrap(),
+            )),
+            stuck: AtomicBool::new(false),
+        });
+        let (to_apply, logged) = std_mpsc::sync_channel(1);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let pending: PendingClaims = Arc::default();
+        let mut writer = Writer {
+            engine: engine.clone(),
+            wal: Wal::open(&dir.path().join("wal"), Duration::from_secs(60)).unwrap(),
+            healthy: healthy.clone(),
+            pending: pending.clone(),
+            to_apply,
+        };
+        let applier = Applier {
+            engine,
+            healthy,
+            metrics: StoreMetrics::default(),
+            pending,
+            applied: Arc::default(),
+        };
+        let identity = |value: &str| {
+            Identity::implied(
+                Some(value),
+                None,
+                &serde_json::value::RawValue::NULL.to_owned(),
+            )
+        };
+        let (ws, vendor) = (WorkspaceId::new("acme"), VendorName::new("watsi"));
+        let (same, other) = (
+            DedupeKey::derive(&ws, &vendor, &identity("evt_1")).0,
+            DedupeKey::derive(&ws, &vendor, &identity("evt_2")).0,
+        );
+        let (a, ra, first) = accept(&same);
+        let (b, rb, second) = accept(&same);
+        let (c, rc, third) = accept(&other);
+        let first_id = a.id.clone();
+        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)]);
+        applier.finish(batch);
+        let answer = |rx: oneshot::Receiver<Result<Accepted, StoreError>>| {
+            rx.blocking_recv().unwrap().unwrap()
+        };
+        assert_eq!(answer(first), Accepted::New);
+        assert_eq!(answer(second), Accepted::Duplicate(first_id.clone()));
+        assert_eq!(answer(third), Accepted::New);
+        drop(logged);
+
+        // And in the next batch, against what the first one stored.
+        let (d, rd, fourth) = accept(&same);
+        let batch = writer.log(vec![(d, rd)]);
+        applier.finish(batch);
+        assert_eq!(answer(fourth), Accepted::Duplicate(first_id));
     }
 }

@@ -71,6 +71,9 @@ impl From<sled::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub cache_bytes: u64,
+    /// How long accepted events are kept for lookup: log segments are closed at a quarter of
+    /// it (between a second and an hour) so that they can be retired on time.
+    pub retention: std::time::Duration,
 }
 
 /// What the store reports to /metrics.
@@ -315,9 +318,18 @@ impl Store {
             trees: std::sync::RwLock::new(Some(trees)),
             stuck: AtomicBool::new(false),
         });
-        let committer =
-            commit::Committer::start(engine.clone(), &wal_dir, healthy.clone(), metrics)
-                .map_err(log_error)?;
+        let segment_age = (options.retention / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
+        let committer = commit::Committer::start(
+            engine.clone(),
+            &wal_dir,
+            segment_age,
+            healthy.clone(),
+            metrics,
+        )
+        .map_err(log_error)?;
         let store = Arc::new(Store {
             dir: dir.to_owned(),
             log: wal::LogReader::new(&wal_dir),

@@ -15,6 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::record::LogSpan;
 
@@ -34,13 +35,18 @@ pub struct Wal {
     dir: PathBuf,
     file: File,
     end: Position,
+    /// A segment older than this is closed at the next append, so retention can retire it
+    /// even when traffic is too light to fill one.
+    max_age: Duration,
+    opened: Instant,
     /// A write failed: the next append starts a new segment.
     broken: bool,
 }
 
 impl Wal {
-    /// Opens the log for appending in a fresh segment after every existing one.
-    pub fn open(dir: &Path) -> io::Result<Wal> {
+    /// Opens the log for appending in a fresh segment after every existing one; segments are
+    /// closed past [`SEGMENT_BYTES`] or `max_age`.
+    pub fn open(dir: &Path, max_age: Duration) -> io::Result<Wal> {
         fs::create_dir_all(dir)?;
         let next = segments(dir)?.last().map_or(1, |s| s + 1);
         let file = create_segment(dir, next)?;
@@ -51,6 +57,8 @@ impl Wal {
                 segment: next,
                 offset: 0,
             },
+            max_age,
+            opened: Instant::now(),
             broken: false,
         })
     }
@@ -59,7 +67,8 @@ impl Wal {
     /// ends after it. On failure nothing is considered written, and the next append goes to a
     /// new segment.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<(Position, Position)> {
-        if self.broken || self.end.offset >= SEGMENT_BYTES {
+        let old = self.end.offset > 0 && self.opened.elapsed() >= self.max_age;
+        if self.broken || old || self.end.offset >= SEGMENT_BYTES {
             self.rotate()?;
         }
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
@@ -93,6 +102,7 @@ impl Wal {
             segment: next,
             offset: 0,
         };
+        self.opened = Instant::now();
         self.broken = false;
         Ok(())
     }
@@ -276,7 +286,7 @@ mod tests {
     #[test]
     fn frames_replay_in_order_across_reopens_and_after_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
         wal.append(b"one").unwrap();
         let (two, after_one) = wal.append(b"two").unwrap();
         let span = LogSpan {
@@ -287,7 +297,7 @@ mod tests {
         assert_eq!(LogReader::new(dir.path()).read(span).unwrap(), b"two");
         wal.append(b"three").unwrap();
         drop(wal);
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
         wal.append(b"four").unwrap();
         assert_eq!(
             collect(dir.path(), Position::default()),
@@ -302,7 +312,7 @@ mod tests {
     #[test]
     fn a_torn_or_corrupt_tail_ends_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path()).unwrap();
+        let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
         wal.append(b"kept").unwrap();
         let (_, end) = wal.append(b"torn").unwrap();
         drop(wal);
