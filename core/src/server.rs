@@ -13,7 +13,7 @@ use crate::hooks::Hooks;
 use crate::http::{self, router::Router};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
-use crate::store::{Store, StoreError, StoreMetrics, StoreOptions, DEFAULT_CACHE_BYTES};
+use crate::store::{Store, StoreError, StoreMetrics, StoreOptions};
 use crate::topology::{Topology, TopologyError};
 
 /// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
@@ -53,7 +53,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     let store = Store::open(
         &config.server.data_dir,
         &StoreOptions {
-            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_bytes: config.server.store_cache_bytes,
             retention: config.server.retention,
         },
         StoreMetrics {
@@ -102,7 +102,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
             plugins,
             metrics,
         },
-        access_log: false,
+        access_log: config.server.access_log,
     });
     http::serve(
         listener,

@@ -28,6 +28,8 @@ pub(crate) struct RawServer {
     pub(crate) admin_token: Option<Value>,
     pub(crate) header_read_timeout: Option<Value>,
     pub(crate) retention: Option<Value>,
+    pub(crate) store_cache_bytes: Option<Value>,
+    pub(crate) access_log: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +125,8 @@ impl Reader<'_> {
             admin_token: f.take("admin_token"),
             header_read_timeout: f.take("header_read_timeout"),
             retention: f.take("retention"),
+            store_cache_bytes: f.take("store_cache_bytes"),
+            access_log: f.take("access_log"),
         };
         self.finish(f);
         raw

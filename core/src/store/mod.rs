@@ -37,9 +37,6 @@ pub use commit::{Accept, Accepted};
 pub use queue::{DeadPage, DeliveryOf, Queued};
 pub use record::RecordError;
 
-/// sled's page cache when routes.yaml does not say (sled's own default is 1 GiB).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store in {}: {source}", path.display())]

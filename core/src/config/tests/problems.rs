@@ -410,7 +410,7 @@ fn every_unknown_key_is_reported_not_only_the_first() {
         [
             "routes.yaml:4: server.max_bodybytes: unknown field `max_bodybytes`, expected one of \
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
-             `header_read_timeout`, `retention`",
+             `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \

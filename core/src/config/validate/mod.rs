@@ -25,6 +25,9 @@ use crate::verify::Encoding;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+/// sled's page cache: enough for the dedupe index and queue heads of a busy server, far below
+/// sled's own 1 GiB default.
+const DEFAULT_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 60 * 60);
@@ -111,6 +114,12 @@ impl Checker<'_> {
                 DEFAULT_TIMEOUT,
             ),
             retention: self.duration(&at.key("retention"), raw.retention, DEFAULT_RETENTION),
+            store_cache_bytes: self.byte_size(
+                &at.key("store_cache_bytes"),
+                raw.store_cache_bytes,
+                DEFAULT_STORE_CACHE_BYTES,
+            ) as u64,
+            access_log: self.boolean(&at.key("access_log"), raw.access_log, false),
         }
     }
 

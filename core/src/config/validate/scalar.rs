@@ -52,12 +52,17 @@ impl Checker<'_> {
     }
 
     pub(super) fn max_body_bytes(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
+        self.byte_size(at, raw, DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// A size in bytes, greater than 0.
+    pub(super) fn byte_size(&mut self, at: &KeyPath, raw: Option<Value>, default: usize) -> usize {
         let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
-            return DEFAULT_MAX_BODY_BYTES;
+            return default;
         };
         let Some(text) = scalar_text(&raw) else {
             self.problems.add(at, SIZE_HINT);
-            return DEFAULT_MAX_BODY_BYTES;
+            return default;
         };
         match text.trim().parse::<usize>() {
             Ok(0) => self.problems.add(at, "must be greater than 0"),
@@ -66,7 +71,19 @@ impl Checker<'_> {
                 .problems
                 .add(at, format!("invalid size {text:?}: {SIZE_HINT}")),
         }
-        DEFAULT_MAX_BODY_BYTES
+        default
+    }
+
+    /// `true` or `false`.
+    pub(super) fn boolean(&mut self, at: &KeyPath, raw: Option<Value>, default: bool) -> bool {
+        match raw {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => b,
+            Some(_) => {
+                self.problems.add(at, "expected true or false");
+                default
+            }
+        }
     }
 
     /// Deliveries in flight at once for one sink: 1 to 256, default 1.

@@ -25,15 +25,7 @@ impl Checker<'_> {
                 })
                 .collect(),
         };
-        let ordered = match raw.ordered.take() {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => b,
-            Some(_) => {
-                self.problems
-                    .add(&at.key("ordered"), "expected true or false");
-                false
-            }
-        };
+        let ordered = self.boolean(&at.key("ordered"), raw.ordered.take(), false);
         let is_http = raw.kind.as_deref() == Some("http");
         let default_concurrency = if is_http && !ordered {
             DEFAULT_HTTP_CONCURRENCY
