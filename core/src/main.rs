@@ -40,12 +40,29 @@ struct Operator {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// List a sink's dead letters.
+    /// List one page of a sink's dead letters, oldest first.
     List {
         #[arg(long)]
         workspace: String,
         #[arg(long)]
         sink: String,
+        /// Dead letters per page (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this event id: the previous page's `next`.
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Delete one dead letter for good.
+    Delete {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        id: String,
         #[command(flatten)]
         operator: Operator,
     },
@@ -127,12 +144,32 @@ fn main() -> ExitCode {
                 DlqCommand::List {
                     workspace,
                     sink,
+                    limit,
+                    after,
+                    operator,
+                },
+        } => {
+            let after = after.map_or_else(String::new, |id| format!("&after={id}"));
+            operate(
+                &operator,
+                Method::GET,
+                &format!(
+                    "/admin/workspaces/{workspace}/sinks/{sink}/dead-letters?limit={limit}{after}"
+                ),
+            )
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Delete {
+                    workspace,
+                    sink,
+                    id,
                     operator,
                 },
         } => operate(
             &operator,
-            Method::GET,
-            &format!("/admin/workspaces/{workspace}/sinks/{sink}/dead-letters"),
+            Method::DELETE,
+            &format!("/admin/workspaces/{workspace}/sinks/{sink}/dead-letters/{id}"),
         ),
         Command::Dlq {
             command:

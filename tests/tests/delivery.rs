@@ -463,3 +463,95 @@ fn pending_retries_and_their_attempts_survive_a_restart() {
         Some(&json!("delivered"))
     );
 }
+
+#[test]
+fn a_thousand_dead_letters_page_through_the_api_and_the_cli_and_one_can_be_deleted() {
+    let receiver = Receiver::start(Mode::Fail(422));
+    let (dir, config) = one_sink(HttpSink::new(receiver.url()));
+    let server = dir.serve(&config);
+    let accepted: Vec<String> = (0..1000)
+        .map(|n| {
+            server
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "paged"),
+                    &[],
+                )
+                .expect_accepted()
+        })
+        .collect();
+    wait_for_queue(&server, "1000 dead letters", |crm| crm["dead"] == 1000);
+
+    let base = "/admin/workspaces/acme/sinks/crm/dead-letters";
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(id) => format!("{base}?limit=300&after={id}"),
+            None => format!("{base}?limit=300"),
+        };
+        let page = admin(&server, "GET", &path);
+        assert_eq!(page["total"], 1000);
+        let letters = page["dead_letters"].as_array().expect("a page");
+        assert!(letters.len() <= 300);
+        seen.extend(
+            letters
+                .iter()
+                .map(|l| l["event_id"].as_str().expect("an id").to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut expected = accepted.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "every dead letter once, oldest first");
+
+    // The CLI pages the same way.
+    let url = server.url("");
+    let out = run(switchyard_command([
+        "dlq",
+        "list",
+        "--workspace",
+        "acme",
+        "--sink",
+        "crm",
+        "--limit",
+        "2",
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+    ]));
+    out.expect_success("dlq list");
+    let page: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(page["dead_letters"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["next"], expected[1].as_str());
+
+    run(switchyard_command([
+        "dlq",
+        "delete",
+        "--workspace",
+        "acme",
+        "--sink",
+        "crm",
+        "--id",
+        &expected[0],
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+    ]))
+    .expect_success("dlq delete");
+    wait_for_queue(&server, "999 dead letters", |crm| crm["dead"] == 999);
+    let bad = server.request(
+        "GET",
+        &format!("{base}?limit=0"),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        None,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
