@@ -51,8 +51,21 @@ pub enum Accepted {
 
 type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
 
+/// What the writer is handed: an event to keep, or deliveries a sink finished, logged so
+/// that a crash does not undo them (each one undone is one more delivery).
+enum Work {
+    Accept(Accept, Reply),
+    Completed(Completed),
+}
+
+/// Events one sink queue no longer owes.
+pub(super) struct Completed {
+    pub prefix: Vec<u8>,
+    pub ids: Vec<EventId>,
+}
+
 pub(super) struct Committer {
-    sender: mpsc::UnboundedSender<(Accept, Reply)>,
+    sender: mpsc::UnboundedSender<Work>,
     checkpoint: std_mpsc::Sender<()>,
 }
 
@@ -103,8 +116,15 @@ impl Committer {
         accept.envelope = record::compress(&accept.envelope);
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Write("the commit writer has stopped".into());
-        self.sender.send((accept, reply)).map_err(|_| stopped())?;
+        self.sender
+            .send(Work::Accept(accept, reply))
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Logs finished deliveries with the next batch; does not wait for it.
+    pub(super) fn completed(&self, completed: Completed) {
+        let _ = self.sender.send(Work::Completed(completed));
     }
 
     pub(super) fn checkpoint_now(&self) {
@@ -130,8 +150,8 @@ enum Decision {
 struct Logged {
     batch: Vec<(Accept, Reply)>,
     decisions: Vec<Decision>,
-    /// The log payload of its new events (empty when it has none), where it starts in the
-    /// log and where the log ends after it.
+    /// The log payload of its new events and completions (empty when it has neither), where
+    /// it starts in the log and where the log ends after it.
     payload: Vec<u8>,
     logged_at: Option<(Position, Position)>,
     replaced_expiry: Vec<Vec<u8>>,
@@ -149,27 +169,32 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<(Accept, Reply)>) {
+    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Work>) {
         while let Some(first) = receiver.blocking_recv() {
-            let mut bytes = first.0.envelope.len();
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
-                match receiver.try_recv() {
-                    Ok(next) => {
-                        bytes += next.0.envelope.len();
-                        batch.push(next);
+            let mut batch = Vec::new();
+            let mut completed = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(work) = next.take() {
+                match work {
+                    Work::Accept(accept, reply) => {
+                        bytes += accept.envelope.len();
+                        batch.push((accept, reply));
                     }
-                    Err(_) => break,
+                    Work::Completed(done) => completed.push(done),
+                }
+                if batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+                    next = receiver.try_recv().ok();
                 }
             }
-            let logged = self.log(batch);
+            let logged = self.log(batch, &completed);
             if self.to_apply.send(logged).is_err() {
                 return;
             }
         }
     }
 
-    fn log(&mut self, batch: Vec<(Accept, Reply)>) -> Logged {
+    fn log(&mut self, batch: Vec<(Accept, Reply)>, completed: &[Completed]) -> Logged {
         let mut decisions: Vec<Decision> = Vec::with_capacity(batch.len());
         let mut replaced_expiry = Vec::new();
         let mut payload = Vec::new();
@@ -215,6 +240,16 @@ impl Writer {
                 decisions.push(Decision::New);
             }
         }
+        let finished: usize = completed.iter().map(|c| c.ids.len()).sum();
+        if fresh == 0 && finished > 0 {
+            payload.extend_from_slice(&[0; 4]);
+        }
+        if fresh > 0 {
+            payload[..4].copy_from_slice(&fresh.to_be_bytes());
+        }
+        if finished > 0 {
+            encode_completed(&mut payload, completed);
+        }
         let mut logged = Logged {
             batch,
             decisions,
@@ -223,10 +258,9 @@ impl Writer {
             replaced_expiry,
             failed: None,
         };
-        if fresh == 0 {
+        if logged.payload.is_empty() {
             return logged;
         }
-        logged.payload[..4].copy_from_slice(&fresh.to_be_bytes());
         match self.wal.append(&logged.payload) {
             Ok(at) => {
                 logged.logged_at = Some(at);
@@ -239,7 +273,7 @@ impl Writer {
             }
             Err(error) => {
                 self.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(%error, events = fresh, "the write-ahead log failed; the vendors will retry");
+                tracing::error!(%error, events = fresh, completions = finished, "the write-ahead log failed; the vendors will retry");
                 logged.failed = Some(format!("the write-ahead log: {error}"));
             }
         }
@@ -267,13 +301,16 @@ impl Applier {
     fn finish(&self, logged: Logged) {
         let mut failed = logged.failed;
         if let (None, Some((start, end))) = (&failed, logged.logged_at) {
-            let applied = decode_batch(&logged.payload)
+            // Completions are in sled already (the worker wrote them); the log keeps them
+            // for a replay.
+            let applied = decode_frame(&logged.payload)
                 .map_err(StoreError::from)
-                .and_then(|events| {
+                .and_then(|frame| {
                     let replaced: Vec<&[u8]> =
                         logged.replaced_expiry.iter().map(Vec::as_slice).collect();
                     let trees = self.engine.trees()?;
-                    apply(&trees, start, &events, &replaced, false).map(|()| events.len())
+                    apply(&trees, start, &frame.events, &replaced, false)
+                        .map(|()| frame.events.len())
                 });
             match applied {
                 Ok(events) => {
@@ -350,8 +387,45 @@ fn encode_event(out: &mut Vec<u8>, a: &Accept) {
     record::put_bytes32(out, &a.envelope);
 }
 
-fn decode_batch(payload: &[u8]) -> Result<Vec<LoggedEvent<'_>>, RecordError> {
+/// A logged frame: the batch's new events, then the deliveries sinks finished meanwhile.
+struct Frame<'a> {
+    events: Vec<LoggedEvent<'a>>,
+    /// (queue prefix, event id)
+    completed: Vec<(&'a [u8], EventId)>,
+}
+
+fn encode_completed(out: &mut Vec<u8>, completed: &[Completed]) {
+    let count: usize = completed.iter().map(|c| c.ids.len()).sum();
+    out.extend_from_slice(&(count as u32).to_be_bytes());
+    for done in completed {
+        for id in &done.ids {
+            record::put_bytes16(out, &done.prefix);
+            out.extend_from_slice(&id.to_bytes());
+        }
+    }
+}
+
+fn decode_frame(payload: &[u8]) -> Result<Frame<'_>, RecordError> {
     let mut r = Reader(payload);
+    let events = decode_events(payload, &mut r)?;
+    let mut completed = Vec::new();
+    if !r.is_empty() {
+        for _ in 0..r.u32()? {
+            let prefix = r.bytes16()?;
+            let id: [u8; 16] = r.take(16)?.try_into().map_err(|_| RecordError::Damaged)?;
+            completed.push((prefix, EventId::from_bytes(id)));
+        }
+    }
+    if !r.is_empty() {
+        return Err(RecordError::Damaged);
+    }
+    Ok(Frame { events, completed })
+}
+
+fn decode_events<'a>(
+    payload: &'a [u8],
+    r: &mut Reader<'a>,
+) -> Result<Vec<LoggedEvent<'a>>, RecordError> {
     let count = r.u32()?;
     let mut events = Vec::with_capacity(count.min(MAX_BATCH_EVENTS as u32) as usize);
     for _ in 0..count {
@@ -373,15 +447,13 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<LoggedEvent<'_>>, RecordError> {
             envelope_len,
         });
     }
-    if !r.is_empty() {
-        return Err(RecordError::Damaged);
-    }
     Ok(events)
 }
 
 /// Each event of a logged batch: its id and where its envelope is in the payload.
 pub(super) fn envelopes(payload: &[u8]) -> Result<Vec<(EventId, usize, usize)>, RecordError> {
-    Ok(decode_batch(payload)?
+    Ok(decode_frame(payload)?
+        .events
         .into_iter()
         .map(|e| (e.id, e.envelope_at, e.envelope_len as usize))
         .collect())
@@ -451,8 +523,15 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     let from = wal::read_checkpoint(wal_dir)?;
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let batches = wal::replay(wal_dir, from, |at, payload| {
-        let events = decode_batch(payload).map_err(|e| invalid(e.into()))?;
-        apply(trees, at, &events, &[], true).map_err(invalid)
+        let frame = decode_frame(payload).map_err(|e| invalid(e.into()))?;
+        apply(trees, at, &frame.events, &[], true).map_err(invalid)?;
+        for (prefix, id) in &frame.completed {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&id.to_bytes());
+            trees.queue.remove(&key).map_err(|e| invalid(e.into()))?;
+            trees.attempts.remove(&key).map_err(|e| invalid(e.into()))?;
+        }
+        Ok(())
     })?;
     if batches > 0 {
         let sled_dir = wal_dir.parent().unwrap_or(wal_dir);
@@ -569,7 +648,7 @@ mod tests {
         let (b, rb, second) = accept(&same);
         let (c, rc, third) = accept(&other);
         let first_id = a.id.clone();
-        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)]);
+        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)], &[]);
         applier.finish(batch);
         let answer = |rx: oneshot::Receiver<Result<Accepted, StoreError>>| {
             rx.blocking_recv().unwrap().unwrap()
@@ -581,7 +660,7 @@ mod tests {
 
         // And in the next batch, against what the first one stored.
         let (d, rd, fourth) = accept(&same);
-        let batch = writer.log(vec![(d, rd)]);
+        let batch = writer.log(vec![(d, rd)], &[]);
         applier.finish(batch);
         assert_eq!(answer(fourth), Accepted::Duplicate(first_id));
     }

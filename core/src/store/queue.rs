@@ -111,21 +111,25 @@ impl Store {
         if done.is_empty() {
             return Ok(());
         }
+        let trees = self.trees()?;
         // Plain inserts: sled runs a batch as a transaction, which costs far more.
         for (id, record) in done {
             let mut key = id.to_bytes().to_vec();
             key.extend_from_slice(q.prefix());
-            self.trees()?
-                .delivered
-                .insert(key, record::versioned(record))?;
+            trees.delivered.insert(key, record::versioned(record))?;
         }
         for (id, _) in done {
             let key = q.key(id);
-            self.trees()?.attempts.remove(&key)?;
-            if self.trees()?.queue.remove(&key)?.is_some() {
+            trees.attempts.remove(&key)?;
+            if trees.queue.remove(&key)?.is_some() {
                 q.0.depth.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        // Logged with the next commit, so a crash soon after does not undo them.
+        self.committer.completed(super::commit::Completed {
+            prefix: q.prefix().to_vec(),
+            ids: done.iter().map(|(id, _)| id.clone()).collect(),
+        });
         Ok(())
     }
 
