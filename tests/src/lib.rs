@@ -1164,11 +1164,15 @@ pub fn hook(workspace: &str, vendor: &str) -> String {
     format!("/hooks/{workspace}/{vendor}")
 }
 
-/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line.
+/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line, or in its
+/// `"addr"` field under `log_format: json`.
 fn listening_addr(log: &str) -> Option<SocketAddr> {
     let line = log
         .lines()
         .find(|l| l.contains("switchyard is listening"))?;
+    if let Ok(Value::Object(fields)) = serde_json::from_str(line) {
+        return fields.get("addr")?.as_str()?.parse().ok();
+    }
     let (_, rest) = line.split_once("addr=")?;
     rest.split_whitespace().next()?.parse().ok()
 }
