@@ -131,7 +131,8 @@ fn config_failure(error: impl std::fmt::Display) -> Failure {
 }
 
 impl Command {
-    /// The routes file the command reads, if it reads one.
+    /// The routes file the command reads (the operator commands, `plugins` and `sign` only
+    /// when it exists).
     fn config_path(&self) -> &Path {
         match self {
             Command::Dlq {
