@@ -268,10 +268,9 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let mut problems = Problems::new(path, Locator::new(text));
     let empty = "the file is empty: expected `server` and `workspaces`";
-    let Some(value) = document(text, empty, env, &mut problems) else {
+    let Some((value, defaulted)) = document(text, empty, env, &mut problems) else {
         return Err(problems.into_error());
     };
-    let (value, defaulted) = value;
     let mut raw = raw::read(value, &mut problems);
     let include = raw.server.as_mut().and_then(|server| server.include.take());
     let mut checker = validate::Checker::new(path, &defaulted, &mut problems);
