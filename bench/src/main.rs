@@ -8,6 +8,7 @@
 //! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process.
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
+//! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
@@ -20,6 +21,7 @@ mod isolation;
 mod load;
 mod map;
 mod payload;
+mod quota;
 mod retention;
 mod server;
 mod sink;
@@ -32,7 +34,14 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 5] = ["compare", "map", "ingest", "isolation", "retention"];
+const SCENARIOS: [&str; 6] = [
+    "compare",
+    "map",
+    "ingest",
+    "isolation",
+    "quota",
+    "retention",
+];
 
 const USAGE: &str = "\
 usage: cargo run --release -p switchyard-bench -- [--quick] [scenario...]
@@ -47,6 +56,7 @@ scenarios (default: all, in this order):
   map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
+  quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
 
 options:
@@ -181,6 +191,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "compare" => compare::run(env, problems).await,
         "ingest" => ingest::run(env, problems).await,
         "isolation" => isolation::run(env, problems).await,
+        "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }

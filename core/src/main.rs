@@ -1,6 +1,7 @@
 //! The `switchyard` command: serve, check a configuration, list plugins, sign a test delivery.
 
 use std::io::{IsTerminal, Read};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use switchyard::admin_client;
-use switchyard::config::{self, Config};
+use switchyard::config::{self, Config, LogFormat};
 use switchyard::plugins::{Plugins, VendorPlugin};
 use switchyard::server;
 use switchyard::verify::{Signable, Signed};
@@ -28,7 +29,7 @@ struct Cli {
 #[derive(clap::Args)]
 struct Operator {
     /// Routes file giving the listen address and admin token when not set below.
-    #[arg(long, short, default_value = "routes.yaml")]
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
     config: PathBuf,
     /// Server base URL; default: http:// + the routes file's server.listen.
     #[arg(long)]
@@ -103,12 +104,12 @@ enum Command {
     },
     /// Serve the hooks in a routes file.
     Serve {
-        #[arg(long, short, default_value = "routes.yaml")]
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
         config: PathBuf,
     },
     /// Validate a routes file and the plugins it needs (test vectors included), without serving.
     Check {
-        #[arg(long, short, default_value = "routes.yaml")]
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
         config: PathBuf,
     },
     /// List the plugins found in the plugins directory.
@@ -117,7 +118,7 @@ enum Command {
         #[arg(long)]
         plugins_dir: Option<PathBuf>,
         /// Routes file whose plugins_dir to use (ignored if absent and no --plugins-dir).
-        #[arg(long, short, default_value = "routes.yaml")]
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
         config: PathBuf,
     },
     /// Print the headers a vendor would send for a body, and a ready curl line.
@@ -127,17 +128,55 @@ enum Command {
 /// What blocking work gets after the server stops before the process exits anyway.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// sysexits' EX_CONFIG: what `switchyard check` refuses (the routes file, the files it
+/// includes, the plugins they need) stops every command with this status.
+const EX_CONFIG: u8 = 78;
+
+/// Why a command failed, which decides its exit status.
+enum Failure {
+    /// The configuration cannot be used: exit [`EX_CONFIG`].
+    Config(String),
+    /// Anything else (the store, the network, the operator API): exit 1.
+    Runtime(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Runtime(message)
+    }
+}
+
+fn config_failure(error: impl std::fmt::Display) -> Failure {
+    Failure::Config(error.to_string())
+}
+
+impl Command {
+    /// The routes file the command reads (the operator commands, `plugins` and `sign` only
+    /// when it exists).
+    fn config_path(&self) -> &Path {
+        match self {
+            Command::Dlq {
+                command:
+                    DlqCommand::List { operator, .. }
+                    | DlqCommand::Replay { operator, .. }
+                    | DlqCommand::Delete { operator, .. },
+            }
+            | Command::Queues { operator }
+            | Command::Event { operator, .. } => &operator.config,
+            Command::Serve { config }
+            | Command::Check { config }
+            | Command::Plugins { config, .. } => config,
+            Command::Sign(args) => &args.config,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to standard error: standard output belongs to the stdout sink and to commands.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(message) = init_logging(cli.command.config_path()) {
+        eprintln!("error: {message}");
+        return ExitCode::from(EX_CONFIG);
+    }
     let result = match cli.command {
         Command::Dlq {
             command:
@@ -202,41 +241,79 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Config(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EX_CONFIG)
+        }
+        Err(Failure::Runtime(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Logs go to standard error: standard output belongs to the stdout sink and to commands. The
+/// format is `SWITCHYARD_LOG_FORMAT`, else the routes file's `server.log_format` (read ahead of
+/// the rest, which may log while it loads), else text.
+fn init_logging(config_path: &Path) -> Result<(), String> {
+    let format = match std::env::var("SWITCHYARD_LOG_FORMAT") {
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .map_err(|message| format!("SWITCHYARD_LOG_FORMAT: {message}"))?,
+        _ => config::log_format(config_path).unwrap_or_default(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level, beside `message`; the request's span (workspace, vendor,
+        // event id...) under `span`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    Ok(())
+}
+
 /// Reads the routes file and loads the plugins it needs: everything `check` proves.
-fn load(config_path: &Path) -> Result<(Config, Plugins), String> {
-    let config = config::load(config_path).map_err(|e| e.to_string())?;
+fn load(config_path: &Path) -> Result<(Config, Plugins), Failure> {
+    let config = config::load(config_path).map_err(config_failure)?;
     let dir = server::plugins_dir(config.server.plugins_dir.as_ref());
     let plugins = load_plugins(&dir)?;
     config
         .check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())
         .map_err(|e| {
-            format!(
+            Failure::Config(format!(
                 "{e}\n(plugins in {}: {})",
                 dir.display(),
                 vendor_list(&plugins)
-            )
+            ))
         })?;
     Ok((config, plugins))
 }
 
-fn load_plugins(dir: &Path) -> Result<Plugins, String> {
+fn load_plugins(dir: &Path) -> Result<Plugins, Failure> {
     let plugins = Plugins::load_dir(dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        format!("{} plugin(s) refused:\n{}", errors.len(), lines.join("\n"))
+        Failure::Config(format!(
+            "{} plugin(s) refused:\n{}",
+            errors.len(),
+            lines.join("\n")
+        ))
     })?;
     if plugins.is_empty() {
-        return Err(format!(
+        return Err(Failure::Config(format!(
             "no plugins (libswitchyard_*{}) in {}; run `cargo build --release` or set server.plugins_dir",
             std::env::consts::DLL_SUFFIX,
             dir.display()
-        ));
+        )));
     }
     Ok(plugins)
 }
@@ -249,7 +326,7 @@ fn vendor_list(plugins: &Plugins) -> String {
         .join(", ")
 }
 
-fn serve(config_path: &Path) -> Result<(), String> {
+fn serve(config_path: &Path) -> Result<(), Failure> {
     let (config, plugins) = load(config_path)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -257,10 +334,10 @@ fn serve(config_path: &Path) -> Result<(), String> {
     // A plugin call or a sink write stuck in the blocking pool must not keep the process
     // alive past the shutdown deadline.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
-fn check(config_path: &Path) -> Result<(), String> {
+fn check(config_path: &Path) -> Result<(), Failure> {
     let (config, plugins) = load(config_path)?;
     println!(
         "{}: ok: {} workspace(s), plugins: {}",
@@ -268,6 +345,9 @@ fn check(config_path: &Path) -> Result<(), String> {
         config.workspaces.len(),
         vendor_list(&plugins)
     );
+    for file in &config.included {
+        println!("  included {}", file.display());
+    }
     for default in &config.default_secrets {
         println!(
             "warning: {} uses the development default of ${{{}}}",
@@ -277,20 +357,39 @@ fn check(config_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The plugins directory for commands that do not need a whole configuration.
-fn plugins_dir_for(explicit: Option<PathBuf>, config_path: &Path) -> Result<PathBuf, String> {
-    if let Some(dir) = explicit {
-        return Ok(dir);
+/// The routes file for commands that can do without one: `None` when it does not exist.
+fn optional_config(config_path: &Path) -> Result<Option<Config>, Failure> {
+    if !config_path.exists() {
+        return Ok(None);
     }
-    if config_path.exists() {
-        let config = config::load(config_path).map_err(|e| e.to_string())?;
-        return Ok(server::plugins_dir(config.server.plugins_dir.as_ref()));
-    }
-    Ok(server::plugins_dir(None))
+    config::load(config_path).map(Some).map_err(config_failure)
 }
 
-fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(), String> {
-    let dir = plugins_dir_for(explicit, config_path)?;
+/// The plugins directory: `explicit`, else the routes file's, else beside the binary.
+fn plugins_dir_for(explicit: Option<PathBuf>, config: Option<&Config>) -> PathBuf {
+    explicit
+        .unwrap_or_else(|| server::plugins_dir(config.and_then(|c| c.server.plugins_dir.as_ref())))
+}
+
+/// `http://` and the address a local client reaches the server at: a wildcard listen address
+/// (0.0.0.0, ::) is reached on loopback.
+fn base_url(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(), Failure> {
+    let config = match explicit {
+        Some(_) => None,
+        None => optional_config(config_path)?,
+    };
+    let dir = plugins_dir_for(explicit, config.as_ref());
     let plugins = load_plugins(&dir)?;
     println!(
         "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} SCHEME",
@@ -327,9 +426,9 @@ struct SignArgs {
     /// Workspace for the curl line's URL.
     #[arg(long, default_value = "demo")]
     workspace: String,
-    /// Server base URL for the curl line.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Server base URL for the curl line; default: http:// + the routes file's server.listen.
+    #[arg(long)]
+    url: Option<String>,
     /// Delivery id to send, for vendors that have a delivery-id header.
     #[arg(long)]
     delivery_id: Option<String>,
@@ -338,12 +437,19 @@ struct SignArgs {
     event_type: Option<String>,
     #[arg(long)]
     plugins_dir: Option<PathBuf>,
-    #[arg(long, short, default_value = "routes.yaml")]
+    /// Routes file giving the plugins directory and the listen address when not set above.
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
     config: PathBuf,
 }
 
-fn sign(args: SignArgs) -> Result<(), String> {
-    let dir = plugins_dir_for(args.plugins_dir, &args.config)?;
+fn sign(args: SignArgs) -> Result<(), Failure> {
+    let config = optional_config(&args.config)?;
+    let dir = plugins_dir_for(args.plugins_dir, config.as_ref());
+    let url = match (args.url, &config) {
+        (Some(url), _) => url,
+        (None, Some(config)) => base_url(config.server.listen),
+        (None, None) => base_url(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))),
+    };
     let plugins = load_plugins(&dir)?;
     let plugin: &VendorPlugin = plugins.get(&args.vendor).ok_or_else(|| {
         format!(
@@ -405,7 +511,7 @@ fn sign(args: SignArgs) -> Result<(), String> {
     println!();
     println!(
         "curl -sS -X POST {}/hooks/{}/{} {} --data-binary {}",
-        args.url.trim_end_matches('/'),
+        url.trim_end_matches('/'),
         args.workspace,
         plugin.vendor,
         header_args.join(" "),
@@ -415,7 +521,7 @@ fn sign(args: SignArgs) -> Result<(), String> {
 }
 
 /// Calls the operator API and prints its JSON answer.
-fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), String> {
+fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), Failure> {
     let config = config::load(&operator.config).ok();
     let url = match (&operator.url, &config) {
         (Some(url), _) => url.clone(),
@@ -429,9 +535,9 @@ fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), String
         (Some(token), _) => token.clone(),
         (None, Some(config)) => match &config.server.admin_token {
             Some(token) => String::from_utf8_lossy(token.expose()).into_owned(),
-            None => return Err("no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or set server.admin_token".into()),
+            None => return Err(Failure::Runtime("no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or set server.admin_token".into())),
         },
-        (None, None) => return Err("no admin token: pass --token or set SWITCHYARD_ADMIN_TOKEN".into()),
+        (None, None) => return Err(Failure::Runtime("no admin token: pass --token or set SWITCHYARD_ADMIN_TOKEN".into())),
     };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -443,10 +549,10 @@ fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), String
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!(
+        Err(Failure::Runtime(format!(
             "the server answered {status}: {}",
             answer["message"].as_str().unwrap_or("no message")
-        ))
+        )))
     }
 }
 

@@ -1,10 +1,13 @@
 //! Prometheus metrics for `GET /metrics`. Labels are only ever configured names (workspace,
-//! vendor, sink) and fixed outcome words, never values from a request, so a caller cannot grow
-//! the label space; and never secrets.
+//! vendor, sink), [`UNKNOWN`] in their place, and fixed outcome words, never values from a
+//! request, so a caller cannot grow the label space; and never secrets. The process's own
+//! figures (memory, descriptors, CPU) are read at scrape time by [`process`].
+
+mod process;
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +21,26 @@ pub struct HookLabels {
     pub vendor: String,
     /// `accepted`, `duplicate`, `unrouted`, or the error code answered.
     pub outcome: String,
+}
+
+/// The workspace or vendor label of a request naming one that is not configured: the name
+/// itself is the caller's to choose. Names are `[A-Za-z0-9_-]`, so this one is never configured.
+pub const UNKNOWN: &str = "(unknown)";
+
+/// The answers to a hook request that are not refusals.
+const TAKEN: [&str; 3] = ["accepted", "duplicate", "unrouted"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// A configured workspace, or [`UNKNOWN`].
+    pub workspace: String,
+    /// The error code answered: `rate_limited`, `queue_full`, `unknown_workspace`...
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,7 +67,10 @@ pub struct PluginFaultLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Unprefixed: `process_*` are the names every Prometheus client library uses.
+    process: Registry,
     pub hook_requests: Family<HookLabels, Counter>,
+    pub hook_refusals: Family<RefusalLabels, Counter>,
     pub hook_duration: Histogram,
     pub sink_attempts: Family<SinkOutcomeLabels, Counter>,
     pub queue_depth: Family<SinkLabels, Gauge>,
@@ -54,6 +80,8 @@ pub struct Metrics {
     pub store_batch_events: Histogram,
     pub store_bytes: Gauge,
     pub plugin_faults: Family<PluginFaultLabels, Counter>,
+    /// 1 while the store takes writes (what `/readyz` reports), else 0.
+    pub store_ready: Gauge,
 }
 
 /// The two text formats a scraper may ask for.
@@ -87,6 +115,12 @@ impl Metrics {
             "hook_requests",
             "Deliveries received on /hooks, by workspace, vendor and answer",
             hook_requests.clone(),
+        );
+        let hook_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "hook_refusals",
+            "Hook requests refused, by workspace (\"(unknown)\" for one not configured) and reason",
+            hook_refusals.clone(),
         );
         // 0.5 ms to ~16 s: an accept costs about one flush.
         let hook_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -143,9 +177,30 @@ impl Metrics {
             "Vendor plugin calls that timed out or failed, and deliveries refused while the plugin was quarantined",
             plugin_faults.clone(),
         );
+        let store_ready = Gauge::default();
+        registry.register(
+            "store_ready",
+            "1 while the store takes writes, else 0",
+            store_ready.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version of the running binary as a label",
+            build_info,
+        );
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::Collector));
         Metrics {
             registry,
+            process,
             hook_requests,
+            hook_refusals,
             hook_duration,
             sink_attempts,
             queue_depth,
@@ -155,6 +210,7 @@ impl Metrics {
             store_batch_events,
             store_bytes,
             plugin_faults,
+            store_ready,
         }
     }
 
@@ -167,6 +223,8 @@ impl Metrics {
             .inc();
     }
 
+    /// One hook request answered; a refusal (any outcome but a taken event) is also counted
+    /// by reason.
     pub fn hook(&self, workspace: &str, vendor: &str, outcome: &str) {
         self.hook_requests
             .get_or_create(&HookLabels {
@@ -175,6 +233,14 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+        if !TAKEN.contains(&outcome) {
+            self.hook_refusals
+                .get_or_create(&RefusalLabels {
+                    workspace: workspace.to_owned(),
+                    reason: outcome.to_owned(),
+                })
+                .inc();
+        }
     }
 
     pub fn sink_attempt(&self, workspace: &str, sink: &str, outcome: &str) {
@@ -190,8 +256,10 @@ impl Metrics {
     /// The text exposition in the format asked for.
     pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        // Writing into a String cannot fail; an unreadable /proc figure is left out, not an error.
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         match format {
             Format::OpenMetrics => out,
             Format::Prometheus => classic(&out),
@@ -257,5 +325,57 @@ mod tests {
             text.contains(r#"switchyard_plugin_faults_total{vendor="whatsable",kind="timeout"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason_and_taken_events_are_not() {
+        let m = Metrics::new();
+        m.hook("acme", "watsi", "accepted");
+        m.hook("acme", "watsi", "duplicate");
+        m.hook("acme", "watsi", "rate_limited");
+        m.hook("acme", "watsi", "rate_limited");
+        m.hook(UNKNOWN, UNKNOWN, "unknown_workspace");
+        let text = m.render(Format::Prometheus);
+        let refusals: Vec<&str> = (text.lines())
+            .filter(|l| l.starts_with("switchyard_hook_refusals_total{"))
+            .collect();
+        assert_eq!(refusals.len(), 2, "{text}");
+        assert!(text.contains(
+            r#"switchyard_hook_refusals_total{workspace="acme",reason="rate_limited"} 2"#
+        ));
+        assert!(text.contains(
+            r#"switchyard_hook_refusals_total{workspace="(unknown)",reason="unknown_workspace"} 1"#
+        ));
+    }
+
+    #[test]
+    fn build_info_and_process_figures_are_exposed() {
+        let text = Metrics::new().render(Format::Prometheus);
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!(
+                "switchyard_build_info{{version=\"{version}\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        for gauge in [
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            let value = (text.lines())
+                .find_map(|l| l.strip_prefix(&format!("{gauge} ")))
+                .unwrap_or_else(|| panic!("no {gauge} in {text}"));
+            assert!(value.parse::<f64>().unwrap() > 0.0, "{gauge} {value}");
+        }
+        let open = Metrics::new().render(Format::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"));
+        assert_eq!(open.matches("# EOF").count(), 1);
     }
 }

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::config::{Config, SignatureConfig};
 use crate::deliver::{DeliveryPolicy, SinkWorker};
+use crate::hooks::quota::Quota;
 use crate::metrics::Metrics;
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
@@ -56,6 +57,8 @@ impl VendorBinding {
 pub struct Workspace {
     pub id: WorkspaceId,
     pub dedupe_window: Duration,
+    /// Its `limits`, with the rate's token bucket.
+    pub quota: Quota,
     pub vendors: HashMap<VendorName, VendorBinding>,
     router: Router,
     workers: HashMap<SinkName, SinkWorker>,
@@ -70,6 +73,11 @@ impl Workspace {
             .filter_map(|sink| self.workers.get(sink))
             .map(|worker| worker.queue.clone())
             .collect()
+    }
+
+    /// What the workspace's sinks owe together: the queue ceiling of its `limits`.
+    pub fn queued(&self) -> u64 {
+        self.workers.values().map(|w| w.queue.depth()).sum()
     }
 
     pub fn workers(&self) -> impl Iterator<Item = &SinkWorker> {
@@ -158,6 +166,7 @@ impl Topology {
                 Workspace {
                     id: id.clone(),
                     dedupe_window: ws.dedupe_window,
+                    quota: Quota::new(&ws.limits),
                     vendors,
                     router: Router::new(&ws.routes),
                     workers,

@@ -26,9 +26,11 @@ const FULL: &str = r#"server:
   admin_token: ${SWITCHYARD_ADMIN_TOKEN:-}
   header_read_timeout: 10s
   retention: 7d
+  log_format: json
 workspaces:
   acme: &acme
     dedupe_window: 72h
+    limits: { rate: 500/s, burst: 2000, max_queue: 1000000 }
     vendors:
       watsi:
         secrets: [ "${ACME_WATSI_SECRET}", "${ACME_WATSI_SECRET_OLD:-an-old-secret-0000}" ]
@@ -135,6 +137,11 @@ const TOKENS: &[&str] = &[
     "data_dir",
     "admin_token",
     "retention",
+    "limits",
+    "rate",
+    "burst",
+    "max_queue",
+    "500/s",
     "allow_ips",
     "signature_header",
     "file",

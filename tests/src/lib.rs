@@ -1071,6 +1071,21 @@ impl Server {
         self.stderr.text()
     }
 
+    /// The log once it holds `text`: the server writes a line before it answers, but the test
+    /// reads the pipe on its own thread, so a line may arrive just after the answer.
+    #[track_caller]
+    pub fn log_containing(&self, text: &str) -> String {
+        let deadline = Instant::now() + DELIVERY_DEADLINE;
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{log}");
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Its standard output: the stdout sink's JSON lines.
     pub fn stdout(&self) -> &Capture {
         &self.stdout
@@ -1256,11 +1271,15 @@ pub fn hook(workspace: &str, vendor: &str) -> String {
     format!("/hooks/{workspace}/{vendor}")
 }
 
-/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line.
+/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line, or in its
+/// `"addr"` field under `log_format: json`.
 fn listening_addr(log: &str) -> Option<SocketAddr> {
     let line = log
         .lines()
         .find(|l| l.contains("switchyard is listening"))?;
+    if let Ok(Value::Object(fields)) = serde_json::from_str(line) {
+        return fields.get("addr")?.as_str()?.parse().ok();
+    }
     let (_, rest) = line.split_once("addr=")?;
     rest.split_whitespace().next()?.parse().ok()
 }

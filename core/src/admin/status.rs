@@ -49,6 +49,9 @@ impl Admin {
         self.metrics
             .store_bytes
             .set(i64::try_from(self.store.size_on_disk()).unwrap_or(i64::MAX));
+        self.metrics
+            .store_ready
+            .set(i64::from(self.store.is_healthy()));
         let openmetrics = headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())

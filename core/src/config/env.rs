@@ -1,4 +1,6 @@
-//! `${NAME}` and `${NAME:-default}` expansion in every string value of the parsed YAML.
+//! `${NAME}` and `${NAME:-default}` expansion in every string value of the parsed YAML, and
+//! `${file:/path}`: the contents of a file (a Docker or Kubernetes secret, a systemd credential),
+//! less its trailing newline, so secrets need not sit in the environment.
 //!
 //! On the same walk, mapping keys written as numbers or booleans become strings, so a workspace
 //! named `2024` is a name like any other.
@@ -91,6 +93,13 @@ fn expand(text: &str, env: Env<'_>) -> Result<(String, Vec<String>), Vec<String>
         };
         let body = &open[..close];
         rest = &open[close + 1..];
+        if let Some(path) = body.strip_prefix("file:") {
+            match read_file(path) {
+                Ok(contents) => out.push_str(&contents),
+                Err(problem) => problems.push(problem),
+            }
+            continue;
+        }
         let (name, default) = match body.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (body, None),
@@ -121,6 +130,26 @@ fn expand(text: &str, env: Env<'_>) -> Result<(String, Vec<String>), Vec<String>
     } else {
         Err(problems)
     }
+}
+
+/// A `${file:/path}`'s contents. The path is absolute: relative to what would be unclear once
+/// files are included from other directories. Problems name the file, never its contents.
+fn read_file(path: &str) -> Result<String, String> {
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return Err(format!(
+            "`${{file:{}}}` needs an absolute path, such as ${{file:/run/secrets/acme-watsi}}",
+            path.display()
+        ));
+    }
+    let contents = std::fs::read_to_string(path).map_err(|error| {
+        format!(
+            "cannot read {} for `${{file:...}}`: {error}",
+            path.display()
+        )
+    })?;
+    // `echo secret > file` and editors end the file with a newline that is not part of it.
+    Ok(contents.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn is_var_name(name: &str) -> bool {
@@ -180,6 +209,29 @@ mod tests {
         let problems = expand("x${pa55 word}", &env).unwrap_err();
         assert!(problems[0].contains("variable name"));
         assert!(!problems[0].contains("pa55"));
+    }
+
+    #[test]
+    fn file_references_read_the_file_less_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret-from-a-file\n").unwrap();
+        let text = format!("pre-${{file:{}}}-${{HOST}}", path.display());
+        let (expanded, defaulted) = expand(&text, &env).unwrap();
+        assert_eq!(expanded, "pre-s3cret-from-a-file-crm.internal");
+        assert!(defaulted.is_empty());
+
+        let missing = dir.path().join("missing");
+        let problems = expand(&format!("${{file:{}}}", missing.display()), &env).unwrap_err();
+        assert!(
+            problems[0].starts_with(&format!("cannot read {} for", missing.display())),
+            "{problems:?}"
+        );
+        let problems = expand("${file:secrets/x}", &env).unwrap_err();
+        assert!(
+            problems[0].contains("needs an absolute path"),
+            "{problems:?}"
+        );
     }
 
     #[test]

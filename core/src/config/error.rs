@@ -106,13 +106,19 @@ impl Problems {
         self.locator.too_deep()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
+    pub(crate) fn into_error(self) -> ConfigError {
+        ConfigError::Invalid(self.into_sorted())
     }
 
-    pub(crate) fn into_error(mut self) -> ConfigError {
+    /// The problems, in line order.
+    pub(crate) fn into_sorted(mut self) -> Vec<Problem> {
         self.list.sort_by_key(|p| p.line);
-        ConfigError::Invalid(self.list)
+        self.list
+    }
+
+    /// The line `at` is on, as a problem there would name it.
+    pub(crate) fn line(&self, at: &KeyPath) -> usize {
+        self.locator.line(at).unwrap_or(1)
     }
 
     /// Every problem names a line: one the file does not place (a key missing at the top

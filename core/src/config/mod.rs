@@ -2,11 +2,13 @@
 //!
 //! Loading runs in stages: YAML to a `serde_yaml::Value`, `${VAR}` expansion of every string
 //! ([`env`]), reading the shapes ([`raw`]), then checking and typing them ([`validate`]). Every
-//! problem carries a key path, placed on a line of the file by [`locate`], and every problem
-//! found is reported, not just the first.
+//! problem carries a key path, placed on a line of its file by [`locate`], and every problem
+//! found is reported, not just the first. The files `server.include` names ([`include`]) go
+//! through the same stages, each holding workspaces only.
 
 mod env;
 mod error;
+mod include;
 mod locate;
 mod raw;
 mod validate;
@@ -15,8 +17,11 @@ mod validate;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde_yaml::Value;
@@ -30,6 +35,8 @@ use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The files `server.include` named, in the order they were read.
+    pub included: Vec<PathBuf>,
     pub server: ServerConfig,
     pub workspaces: BTreeMap<WorkspaceId, WorkspaceConfig>,
     /// Secrets that came from a `${VAR:-default}` because VAR was unset (or empty).
@@ -65,16 +72,84 @@ pub struct ServerConfig {
     /// One info line per request (method, path, status, outcome, latency); default off, as
     /// per-request lines are debug.
     pub access_log: bool,
+    /// Default text.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: `TIMESTAMP LEVEL target: message key=value...`.
+    #[default]
+    Text,
+    /// One JSON object per line, every field a key, for log pipelines.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?}: expected text or json"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceConfig {
+    /// The file that defines it: the main file or an included one.
+    pub source: PathBuf,
     /// Default 72h.
     pub dedupe_window: Duration,
+    /// Default: none.
+    pub limits: Limits,
     /// Never empty.
     pub vendors: BTreeMap<VendorName, VendorConfig>,
     pub sinks: BTreeMap<SinkName, SinkConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// A workspace's quotas; over one, a delivery is answered 429 with Retry-After.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `None`: any rate.
+    pub rate: Option<Rate>,
+    /// The most events the workspace's sinks may owe together; `None`: no ceiling.
+    pub max_queue: Option<u64>,
+}
+
+/// `count` requests per `per` on average, up to `burst` at once (a token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    /// From 1 ns to 24 h.
+    pub per: Duration,
+    /// Default `count`.
+    pub burst: NonZeroU32,
+}
+
+impl Rate {
+    /// The time one request's token takes to come back; never zero.
+    pub fn interval(&self) -> Duration {
+        self.per / self.count.get()
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per = match self.per.as_secs() {
+            1 if self.per.subsec_nanos() == 0 => "s".to_owned(),
+            60 if self.per.subsec_nanos() == 0 => "m".to_owned(),
+            3600 if self.per.subsec_nanos() == 0 => "h".to_owned(),
+            _ => humantime::format_duration(self.per).to_string(),
+        };
+        write!(f, "{}/{per}, burst {}", self.count, self.burst)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +270,8 @@ pub struct RouteConfig {
     pub to: Vec<SinkName>,
 }
 
-/// Reads and checks the file at `path`, with variables from the process environment.
+/// Reads and checks the file at `path`, and the files it includes, with variables from the
+/// process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -204,58 +280,135 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path, &|name| std::env::var(name).ok())
 }
 
-/// Checks `text`, read from `path` (which names it in errors and anchors relative paths).
+/// Checks `text`, read from `path` (which names it in errors and anchors relative paths), and
+/// the files its `server.include` names, read from disk.
 pub fn parse(
     text: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let locator = Locator::new(text);
-    let mut problems = Problems::new(path, locator);
+    let mut problems = Problems::new(path, Locator::new(text));
+    let empty = "the file is empty: expected `server` and `workspaces`";
+    let Some((value, defaulted)) = document(text, empty, env, &mut problems) else {
+        return Err(problems.into_error());
+    };
+    let mut raw = raw::read(value, &mut problems);
+    let include = raw.server.as_mut().and_then(|server| server.include.take());
+    let mut checker = validate::Checker::new(path, &defaulted, &mut problems);
+    let server = checker.server(raw.server);
+    let mut workspaces = checker.workspaces(raw.workspaces.unwrap_or_default());
+    let mut default_secrets = checker.into_default_secrets();
+
+    let workspaces_at = KeyPath::root().key("workspaces");
+    // Where each workspace was first defined, to name both places of a second definition.
+    let mut defined: BTreeMap<WorkspaceId, (PathBuf, usize)> = (workspaces.keys())
+        .map(|id| {
+            let line = problems.line(&workspaces_at.key(id.as_str()));
+            (id.clone(), (path.to_owned(), line))
+        })
+        .collect();
+    let includes = include.is_some();
+    let included = include::files(include, path, &mut problems);
+    let mut others = Vec::new();
+    for file in &included {
+        let mut file_problems = Problems::new(&file.path, Locator::new(&file.text));
+        let empty = "the file is empty: expected `workspaces`";
+        if let Some((value, defaulted)) = document(&file.text, empty, env, &mut file_problems) {
+            let raw = raw::read_included(value, &mut file_problems).unwrap_or_default();
+            let mut checker = validate::Checker::new(&file.path, &defaulted, &mut file_problems);
+            let found = checker.workspaces(raw);
+            default_secrets.extend(checker.into_default_secrets());
+            for (id, workspace) in found {
+                let at = workspaces_at.key(id.as_str());
+                if let Some((first, line)) = defined.get(&id) {
+                    let message = format!(
+                        "workspace `{id}` is defined twice: first in {}:{line}",
+                        first.display()
+                    );
+                    file_problems.add(&at, message);
+                    continue;
+                }
+                defined.insert(id.clone(), (file.path.clone(), file_problems.line(&at)));
+                workspaces.insert(id, workspace);
+            }
+        }
+        others.push(file_problems);
+    }
+    if workspaces.is_empty() {
+        let message = if !includes {
+            "no workspaces: define at least one"
+        } else {
+            "no workspaces: define at least one here or in an included file"
+        };
+        problems.add(&workspaces_at, message);
+    }
+
+    let mut all = problems.into_sorted();
+    for file_problems in others {
+        all.extend(file_problems.into_sorted());
+    }
+    if !all.is_empty() {
+        return Err(ConfigError::Invalid(all));
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        included: included.into_iter().map(|file| file.path).collect(),
+        server,
+        workspaces,
+        default_secrets,
+    })
+}
+
+/// One file's YAML, merged (`<<: *defaults` lets workspaces share settings) and with its
+/// variables expanded; with, by key path, the strings that used a default. `None` when the
+/// file cannot be read as YAML at all (the problem is reported).
+fn document(
+    text: &str,
+    empty: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems,
+) -> Option<(Value, BTreeMap<String, Vec<String>>)> {
     // Refused before serde_yaml reads it, whose scanner is quadratic in the nesting depth.
     if let Some(line) = problems.too_deep() {
         let message = format!(
             "collections are nested more than {MAX_DEPTH} deep (a routes file needs 6 at most)"
         );
         problems.add_file(Some(line), message);
-        return Err(problems.into_error());
+        return None;
     }
     let mut value: Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(error) => {
             problems.syntax(&error);
-            return Err(problems.into_error());
+            return None;
         }
     };
-    // `<<: *defaults` lets workspaces share settings.
     if let Err(error) = value.apply_merge() {
         problems.syntax(&error);
-        return Err(problems.into_error());
+        return None;
     }
     if value.is_null() {
-        problems.add_file(
-            None,
-            "the file is empty: expected `server` and `workspaces`",
-        );
-        return Err(problems.into_error());
+        problems.add_file(None, empty);
+        return None;
     }
-
     let expanded = env::expand_tree(&mut value, env);
     for (at, message) in &expanded.problems {
         problems.add_settled(at, message.as_str());
     }
-    let raw = raw::read(value, &mut problems);
-    let base = path.parent().unwrap_or(Path::new(""));
-    let built = validate::build(raw, base, &expanded.defaulted, &mut problems);
-    if !problems.is_empty() {
-        return Err(problems.into_error());
+    Some((value, expanded.defaulted))
+}
+
+/// `server.log_format` of the file at `path`, read before anything else so that logging can be
+/// set up first; `None` if the file or the key cannot be read (loading reports why).
+pub fn log_format(path: &Path) -> Option<LogFormat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if Locator::new(&text).too_deep().is_some() {
+        return None;
     }
-    Ok(Config {
-        path: path.to_owned(),
-        server: built.server,
-        workspaces: built.workspaces,
-        default_secrets: built.default_secrets,
-    })
+    let value: Value = serde_yaml::from_str(&text).ok()?;
+    let mut format = value.get("server")?.get("log_format")?.clone();
+    env::expand_tree(&mut format, &|name| std::env::var(name).ok());
+    format.as_str()?.parse().ok()
 }
 
 impl Config {
@@ -264,20 +417,27 @@ impl Config {
         &self,
         is_loaded: &dyn Fn(&VendorName) -> bool,
     ) -> Result<(), ConfigError> {
-        // Only to place problems on lines: a file gone since loading just loses them.
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let mut problems = Problems::new(&self.path, Locator::new(&text));
+        // Each file's problems placed on its lines; a file gone since loading just loses them.
+        let mut files: BTreeMap<&Path, Problems> = BTreeMap::new();
         for (workspace, config) in &self.workspaces {
             for vendor in config.vendors.keys().filter(|vendor| !is_loaded(vendor)) {
+                let problems = files.entry(&config.source).or_insert_with(|| {
+                    let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+                    Problems::new(&config.source, Locator::new(&text))
+                });
                 let at = KeyPath::root().key("workspaces").key(workspace.as_str());
                 let message = format!("no loaded plugin provides vendor `{vendor}`");
                 problems.add(&at.key("vendors").key(vendor.as_str()), message);
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.into_error())
+        if files.is_empty() {
+            return Ok(());
         }
+        // The main file first, then the included ones in the order they were read.
+        let order = |path: &Path| self.included.iter().position(|p| p == path);
+        let mut files: Vec<(&Path, Problems)> = files.into_iter().collect();
+        files.sort_by_key(|(path, _)| order(path));
+        let problems = files.into_iter().flat_map(|(_, p)| p.into_sorted());
+        Err(ConfigError::Invalid(problems.collect()))
     }
 }

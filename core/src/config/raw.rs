@@ -30,14 +30,25 @@ pub(crate) struct RawServer {
     pub(crate) retention: Option<Value>,
     pub(crate) store_cache_bytes: Option<Value>,
     pub(crate) access_log: Option<Value>,
+    /// A directory or glob, or a list of them: checked by `include`.
+    pub(crate) include: Option<Value>,
+    pub(crate) log_format: Option<String>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct RawWorkspace {
     pub(crate) dedupe_window: Option<Value>,
+    pub(crate) limits: Option<RawLimits>,
     pub(crate) vendors: Option<BTreeMap<String, RawVendor>>,
     pub(crate) sinks: Option<BTreeMap<String, RawSink>>,
     pub(crate) routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawLimits {
+    pub(crate) rate: Option<Value>,
+    pub(crate) burst: Option<Value>,
+    pub(crate) max_queue: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +105,22 @@ pub(crate) fn read(value: Value, problems: &mut Problems) -> RawConfig {
     RawConfig { server, workspaces }
 }
 
+/// Reads an included file's value: its `workspaces` and nothing else (`None` when absent).
+pub(crate) fn read_included(
+    value: Value,
+    problems: &mut Problems,
+) -> Option<BTreeMap<String, RawWorkspace>> {
+    let at = KeyPath::root();
+    let mut reader = Reader { problems };
+    let mut fields = reader.fields(&at, value, "a mapping with `workspaces`");
+    let workspaces = fields.take("workspaces").map(|v| {
+        let expecting = "a mapping of workspaces by name";
+        reader.map(&at.key("workspaces"), v, expecting, Reader::workspace)
+    });
+    reader.finish(fields);
+    workspaces
+}
+
 struct Reader<'a> {
     problems: &'a mut Problems,
 }
@@ -127,6 +154,8 @@ impl Reader<'_> {
             retention: f.take("retention"),
             store_cache_bytes: f.take("store_cache_bytes"),
             access_log: f.take("access_log"),
+            include: f.take("include"),
+            log_format: self.string(&f.at.key("log_format"), f.take("log_format")),
         };
         self.finish(f);
         raw
@@ -137,6 +166,18 @@ impl Reader<'_> {
         let mut f = self.fields(at, value, expecting);
         let raw = RawWorkspace {
             dedupe_window: f.take("dedupe_window"),
+            limits: f.take("limits").map(|v| {
+                let at = f.at.key("limits");
+                let expecting = "limits: a mapping with `rate`, `burst` and `max_queue`";
+                let mut l = self.fields(&at, v, expecting);
+                let limits = RawLimits {
+                    rate: l.take("rate"),
+                    burst: l.take("burst"),
+                    max_queue: l.take("max_queue"),
+                };
+                self.finish(l);
+                limits
+            }),
             vendors: f.take("vendors").map(|v| {
                 let expecting = "a mapping of vendors by name";
                 self.map(&f.at.key("vendors"), v, expecting, Reader::vendor)

@@ -3,6 +3,7 @@
 //! vendor's handshake. Every answer is the README's table.
 
 mod body;
+pub mod quota;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tracing::{field, Instrument};
 use crate::dedupe::{millis, DedupeKey};
 use crate::envelope::{Envelope, EventId};
 use crate::http::answer::{error, json_bytes, reply, Answer, BodyConsumed, Outcome};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UNKNOWN};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapOutcome};
 use crate::store::{Accept, Accepted, Store};
@@ -44,6 +45,7 @@ impl Hooks {
         vendor: &str,
     ) -> Answer {
         let Some(ws) = self.topology.workspace(workspace) else {
+            self.metrics.hook(UNKNOWN, UNKNOWN, "unknown_workspace");
             return error(
                 StatusCode::NOT_FOUND,
                 "unknown_workspace",
@@ -51,6 +53,7 @@ impl Hooks {
             );
         };
         let Some((vendor, binding)) = ws.vendors.get_key_value(vendor) else {
+            self.metrics.hook(ws.id.as_str(), UNKNOWN, "unknown_vendor");
             return error(
                 StatusCode::NOT_FOUND,
                 "unknown_vendor",
@@ -115,6 +118,11 @@ impl Hooks {
                     peer.ip()
                 ),
             );
+        }
+        // Before the body is read: a tenant over its quota costs no more than its headers.
+        if let Err(refusal) = ws.quota.admit(|| ws.queued()) {
+            tracing::debug!(workspace = %ws.id, %vendor, reason = refusal.code(), "delivery refused: over quota");
+            return refusal.answer(ws.id.as_str());
         }
         let (parts, body) = request.into_parts();
         let body = match body::read(&parts.headers, body, self.max_body_bytes).await {

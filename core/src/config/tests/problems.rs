@@ -234,7 +234,7 @@ fn unknown_keys_are_errors_at_their_line() {
     assert_eq!(
         only_problem(&example_with("dedupe_window", "dedupe_windw")),
         "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected one \
-         of `dedupe_window`, `vendors`, `sinks`, `routes`"
+         of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`"
     );
 }
 
@@ -410,9 +410,10 @@ fn every_unknown_key_is_reported_not_only_the_first() {
         [
             "routes.yaml:4: server.max_bodybytes: unknown field `max_bodybytes`, expected one of \
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
-             `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`",
+             `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`, `include`, \
+             `log_format`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
-             one of `dedupe_window`, `vendors`, `sinks`, `routes`",
+             one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
              one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`, `ordered`, \
              `max_backoff`, `max_age`",

@@ -3,6 +3,7 @@
 //! A field with a problem is reported and replaced by its default, so checking goes on; the
 //! caller discards the result whenever any problem was reported.
 
+mod limits;
 mod route;
 mod scalar;
 mod sink;
@@ -16,9 +17,10 @@ use serde_yaml::Value;
 
 use super::error::Problems;
 use super::locate::KeyPath;
-use super::raw::{RawConfig, RawServer, RawVendor, RawWorkspace};
+use super::raw::{RawServer, RawVendor, RawWorkspace};
 use super::{
-    DefaultSecret, SchemeChange, ServerConfig, SignatureConfig, VendorConfig, WorkspaceConfig,
+    DefaultSecret, LogFormat, SchemeChange, ServerConfig, SignatureConfig, VendorConfig,
+    WorkspaceConfig,
 };
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::verify::Encoding;
@@ -35,43 +37,42 @@ const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 60 * 60);
 const MIN_SECRET_BYTES: usize = 16;
 const NAME_RULE: &str = "expected 1-64 characters of A-Z, a-z, 0-9, `_` and `-`";
 
-pub(crate) struct Built {
-    pub(crate) server: ServerConfig,
-    pub(crate) workspaces: BTreeMap<WorkspaceId, WorkspaceConfig>,
-    pub(crate) default_secrets: Vec<DefaultSecret>,
-}
-
-/// Checks `raw`; relative paths resolve against `base`, the directory of the file.
-pub(crate) fn build(
-    raw: RawConfig,
-    base: &Path,
-    defaulted: &BTreeMap<String, Vec<String>>,
-    problems: &mut Problems,
-) -> Built {
-    let mut checker = Checker {
-        base,
-        defaulted,
-        problems,
-        default_secrets: Vec::new(),
-    };
-    let server = checker.server(raw.server);
-    let workspaces = checker.workspaces(raw.workspaces.unwrap_or_default());
-    Built {
-        server,
-        workspaces,
-        default_secrets: checker.default_secrets,
-    }
-}
-
-struct Checker<'a> {
+/// Checks the shapes read from one file. Relative paths resolve against the directory of that
+/// file; every problem goes to that file's [`Problems`].
+pub(crate) struct Checker<'a> {
+    /// The file being checked.
+    file: &'a Path,
     base: &'a Path,
     defaulted: &'a BTreeMap<String, Vec<String>>,
     problems: &'a mut Problems,
     default_secrets: Vec<DefaultSecret>,
 }
 
+impl<'a> Checker<'a> {
+    /// `defaulted`: the strings of the file that used a `${VAR:-default}`, by key path.
+    pub(crate) fn new(
+        file: &'a Path,
+        defaulted: &'a BTreeMap<String, Vec<String>>,
+        problems: &'a mut Problems,
+    ) -> Checker<'a> {
+        Checker {
+            file,
+            base: file.parent().unwrap_or(Path::new("")),
+            defaulted,
+            problems,
+            default_secrets: Vec::new(),
+        }
+    }
+
+    /// The secrets checked so far that came from a variable's default.
+    pub(crate) fn into_default_secrets(self) -> Vec<DefaultSecret> {
+        self.default_secrets
+    }
+}
+
 impl Checker<'_> {
-    fn server(&mut self, raw: Option<RawServer>) -> ServerConfig {
+    /// `server`, but for `include`, which [`super::include`] reads.
+    pub(crate) fn server(&mut self, raw: Option<RawServer>) -> ServerConfig {
         let at = KeyPath::root().key("server");
         let raw = raw.unwrap_or_default();
         let listen = match raw.listen {
@@ -120,17 +121,23 @@ impl Checker<'_> {
                 DEFAULT_STORE_CACHE_BYTES,
             ) as u64,
             access_log: self.boolean(&at.key("access_log"), raw.access_log, false),
+            log_format: match raw.log_format {
+                None => LogFormat::Text,
+                Some(text) => text.parse().unwrap_or_else(|message: String| {
+                    self.problems.add(&at.key("log_format"), message);
+                    LogFormat::Text
+                }),
+            },
         }
     }
 
-    fn workspaces(
+    /// The file's workspaces. That there is at least one in the whole set is checked by the
+    /// caller, which sees every file.
+    pub(crate) fn workspaces(
         &mut self,
         raw: BTreeMap<String, RawWorkspace>,
     ) -> BTreeMap<WorkspaceId, WorkspaceConfig> {
         let at = KeyPath::root().key("workspaces");
-        if raw.is_empty() {
-            self.problems.add(&at, "no workspaces: define at least one");
-        }
         let mut workspaces = BTreeMap::new();
         for (name, raw) in raw {
             let at = at.key(&name);
@@ -152,6 +159,7 @@ impl Checker<'_> {
             raw.dedupe_window,
             DEFAULT_DEDUPE_WINDOW,
         );
+        let limits = self.limits(&at.key("limits"), raw.limits);
         let raw_vendors = raw.vendors.unwrap_or_default();
         if raw_vendors.is_empty() {
             self.problems.add(
@@ -188,7 +196,9 @@ impl Checker<'_> {
             .map(|(i, raw)| self.route(&at.key("routes").index(i), raw, &enabled, &defined))
             .collect();
         WorkspaceConfig {
+            source: self.file.to_owned(),
             dedupe_window,
+            limits,
             vendors,
             sinks,
             routes,
