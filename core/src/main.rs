@@ -27,10 +27,10 @@ struct Cli {
 /// Where the operator commands find the server.
 #[derive(clap::Args)]
 struct Operator {
-    /// Routes file giving the listen address and admin token when not set below.
+    /// Routes file giving the operator address and admin token when not set below.
     #[arg(long, short, default_value = "routes.yaml")]
     config: PathBuf,
-    /// Server base URL; default: http:// + the routes file's server.listen.
+    /// Operator listener base URL; default: http:// + the routes file's server.admin_listen.
     #[arg(long)]
     url: Option<String>,
     /// Admin bearer token; default: the routes file's server.admin_token.
@@ -377,9 +377,19 @@ fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), String
     let config = config::load(&operator.config).ok();
     let url = match (&operator.url, &config) {
         (Some(url), _) => url.clone(),
-        (None, Some(config)) => format!("http://{}", config.server.listen),
+        (None, Some(config)) => {
+            let mut addr = config.server.admin_listen;
+            // Listening on every interface: loopback is one of them.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
         (None, None) => format!(
-            "http://127.0.0.1:8080 (could not read {}; pass --url)",
+            "http://127.0.0.1:9090 (could not read {}; pass --url)",
             operator.config.display()
         ),
     };

@@ -1,16 +1,20 @@
-//! `switchyard serve`: open the store, build the topology, start the sweeper, serve until
-//! SIGINT or SIGTERM.
+//! `switchyard serve`: open the store, build the topology, start the sweeper, serve the public
+//! and operator listeners until SIGINT or SIGTERM. SIGHUP reloads what can be reloaded in place
+//! (the TLS certificate).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::hooks::Hooks;
-use crate::http::{self, router::Router};
+use crate::hooks::{BodyBudget, BodyLimits, Hooks};
+use crate::http::router::{Operator, Public};
+use crate::http::tls::{self, CertStore, TlsError};
+use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::store::{Store, StoreError, StoreMetrics, StoreOptions, DEFAULT_CACHE_BYTES};
@@ -23,6 +27,8 @@ const SWEEP_EVERY_MIN: Duration = Duration::from_secs(1);
 const SWEEP_EVERY_MAX: Duration = Duration::from_secs(60);
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Connections open at once on the operator listener: scrapers and the CLI need few.
+const OPERATOR_MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,6 +41,8 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("server.tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the server until a shutdown signal.
@@ -71,45 +79,89 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         .unwrap_or(SWEEP_EVERY_MAX);
     let every = (shortest_window / SWEEPS_PER_WINDOW).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
     tokio::spawn(sweep(store.clone(), config.server.retention, every));
-    let addr = config.server.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
+    let server = &config.server;
+    let certs = server.tls.as_ref().map(CertStore::open).transpose()?;
+    let public = bind(server.listen).await?;
+    let operator = bind(server.admin_listen).await?;
+    let local = public.local_addr().unwrap_or(server.listen);
     let mut workspaces: Vec<String> = config.workspaces.keys().map(|w| w.to_string()).collect();
     workspaces.sort();
     let vendors: Vec<&str> = plugins.iter().map(|p| p.vendor.as_str()).collect();
     tracing::info!(
         addr = %local,
-        data_dir = %config.server.data_dir.display(),
+        tls = certs.is_some(),
+        max_connections = server.max_connections,
+        data_dir = %server.data_dir.display(),
         workspaces = %workspaces.join(","),
         plugins = %vendors.join(","),
         "switchyard is listening"
     );
-    let router = Arc::new(Router {
-        hooks: Hooks {
-            topology: topology.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            max_body_bytes: config.server.max_body_bytes,
-        },
-        admin: Admin {
-            token: config.server.admin_token.clone(),
-            topology,
-            store: store.clone(),
-            plugins,
-            metrics,
-        },
-        access_log: false,
+    let operator_addr = operator.local_addr().unwrap_or(server.admin_listen);
+    tracing::info!(addr = %operator_addr, "operator listener ready");
+
+    // SIGHUP, fanned out to whatever reloads in place: each subscribes before it is spawned.
+    let (reload, _) = watch::channel(());
+    let tls = match &certs {
+        Some(certs) => {
+            tokio::spawn(tls::reload_on(reload.subscribe(), certs.clone()));
+            Some(certs.acceptor()?)
+        }
+        None => None,
+    };
+    tokio::spawn(forward_hangups(reload));
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
     });
-    http::serve(
-        listener,
-        router,
-        config.server.header_read_timeout,
+    let public = http::serve(
+        Listener {
+            socket: public,
+            tls,
+            max_connections: server.max_connections,
+            header_read_timeout: server.header_read_timeout,
+            name: "public",
+        },
+        Arc::new(Public {
+            hooks: Hooks {
+                topology: topology.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                body: BodyLimits {
+                    max_bytes: server.max_body_bytes,
+                    timeout: server.body_read_timeout,
+                },
+                budget: BodyBudget::new(server.max_inflight_body_bytes),
+                trusted_proxies: server.trusted_proxies.clone(),
+            },
+            access_log: false,
+        }),
         DRAIN,
-        shutdown_signal(),
-    )
-    .await;
+        stopping(stopped.clone()),
+    );
+    let operator = http::serve(
+        Listener {
+            socket: operator,
+            tls: None,
+            max_connections: OPERATOR_MAX_CONNECTIONS,
+            header_read_timeout: server.header_read_timeout,
+            name: "operator",
+        },
+        Arc::new(Operator {
+            admin: Admin {
+                token: server.admin_token.clone(),
+                topology,
+                store: store.clone(),
+                plugins,
+                metrics,
+            },
+            access_log: false,
+        }),
+        DRAIN,
+        stopping(stopped),
+    );
+    tokio::join!(public, operator);
     store.close();
     tracing::info!("switchyard stopped");
     Ok(())
@@ -136,6 +188,39 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
             Err(error) => tracing::error!(%error, "log retention sweep failed"),
         }
     }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Resolves once the shutdown signal has been received.
+async fn stopping(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// Sends on `reload` at every SIGHUP, for as long as anything listens.
+async fn forward_hangups(reload: watch::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reloading needs a restart");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading");
+            // Kept even with no one listening: SIGHUP must never fall back to ending the process.
+            reload.send_replace(());
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reload);
 }
 
 async fn shutdown_signal() {

@@ -30,7 +30,7 @@ fn one_sink(sink: HttpSink) -> (TestDir, Config) {
 }
 
 fn admin(server: &Server, method: &str, path: &str) -> Value {
-    let reply = server.request(
+    let reply = server.operator_request(
         method,
         path,
         &[("Authorization", &format!("Bearer {TOKEN}"))],
@@ -128,7 +128,7 @@ fn a_sink_that_always_fails_dead_letters_after_its_schedule_and_replay_delivers(
 
     // Replay through the CLI, once the sink is back.
     receiver.set_mode(Mode::Accept);
-    let url = server.url("");
+    let url = server.admin_url("");
     run(switchyard_command([
         "dlq",
         "replay",

@@ -44,7 +44,7 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
     );
     refused.expect_error(503, "store_unavailable");
     assert_eq!(refused.header("retry-after"), Some("5"));
-    assert_eq!(server.get("/readyz").status, 503);
+    assert_eq!(server.operator_get("/readyz").status, 503);
     assert_eq!(server.get("/healthz").status, 200);
 
     let mut landed = receiver.wait_for_delivered(&accepted, Duration::from_secs(30));

@@ -8,7 +8,7 @@ use hyper::header::HeaderName;
 use ipnet::IpNet;
 use serde_yaml::Value;
 
-use super::{Checker, DEFAULT_MAX_BODY_BYTES};
+use super::Checker;
 use crate::config::locate::KeyPath;
 
 const DURATION_HINT: &str = "expected a duration such as 72h or 30m";
@@ -51,13 +51,14 @@ impl Checker<'_> {
         self.problems.add(at, message);
     }
 
-    pub(super) fn max_body_bytes(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
+    /// A size in bytes, greater than 0.
+    pub(super) fn bytes(&mut self, at: &KeyPath, raw: Option<Value>, default: usize) -> usize {
         let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
-            return DEFAULT_MAX_BODY_BYTES;
+            return default;
         };
         let Some(text) = scalar_text(&raw) else {
             self.problems.add(at, SIZE_HINT);
-            return DEFAULT_MAX_BODY_BYTES;
+            return default;
         };
         match text.trim().parse::<usize>() {
             Ok(0) => self.problems.add(at, "must be greater than 0"),
@@ -66,7 +67,20 @@ impl Checker<'_> {
                 .problems
                 .add(at, format!("invalid size {text:?}: {SIZE_HINT}")),
         }
-        DEFAULT_MAX_BODY_BYTES
+        default
+    }
+
+    /// A whole number greater than 0; `None` when absent or reported.
+    pub(super) fn count(&mut self, at: &KeyPath, raw: Option<Value>) -> Option<usize> {
+        let raw = raw.filter(|raw| !raw.is_null())?;
+        match scalar_text(&raw).and_then(|text| text.trim().parse::<usize>().ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                self.problems
+                    .add(at, "expected a whole number greater than 0");
+                None
+            }
+        }
     }
 
     /// Deliveries in flight at once for one sink: 1 to 256, default 1.
