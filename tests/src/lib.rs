@@ -1075,6 +1075,35 @@ impl Server {
         self.stderr.text()
     }
 
+    /// Waits until the log holds `needle` `count` times or more; panics with the log at the
+    /// deadline.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, count: usize, within: Duration) {
+        let found = self.stderr.wait_for(Instant::now() + within, |log| {
+            (log.matches(needle).count() >= count).then_some(())
+        });
+        if found.is_err() {
+            panic!(
+                "the log never held {needle:?} {count} time(s) within {within:?}\n--- log ---\n{}",
+                tail(&self.log(), 60)
+            );
+        }
+    }
+
+    /// Sends the server a signal by name (`HUP`, `TERM`), as an operator would with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = match &self.child {
+            Some(ChildGuard(child)) => child.id(),
+            None => panic!("the server is not running"),
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -{name} {pid} failed: {status}");
+    }
+
     /// Its standard output: the stdout sink's JSON lines.
     pub fn stdout(&self) -> &Capture {
         &self.stdout
@@ -1385,6 +1414,31 @@ impl Connection {
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
+    }
+
+    /// Reads until the server's interim `100 Continue` answer has arrived, and consumes it.
+    /// `Err` with what arrived instead (a final answer, a close, nothing in time).
+    pub fn expect_continue(&mut self, timeout: Duration) -> Result<(), String> {
+        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 8192];
+        while !self.received.starts_with(CONTINUE) {
+            let complete = self.received.windows(4).any(|w| w == b"\r\n\r\n");
+            let left = deadline.saturating_duration_since(Instant::now());
+            if complete || left.is_zero() {
+                return Err(String::from_utf8_lossy(&self.received).into_owned());
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err("closed".to_owned()),
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("{e}")),
+            }
+        }
+        self.received.drain(..CONTINUE.len());
+        Ok(())
     }
 
     /// Reads one whole answer (framed by `Content-Length`, or by the end of the connection).
