@@ -9,11 +9,13 @@
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
+//! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
 mod baseline;
+mod burst;
 mod compare;
 mod ingest;
 mod isolation;
@@ -32,7 +34,14 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 5] = ["compare", "map", "ingest", "isolation", "retention"];
+const SCENARIOS: [&str; 6] = [
+    "compare",
+    "map",
+    "ingest",
+    "isolation",
+    "retention",
+    "burst",
+];
 
 const USAGE: &str = "\
 usage: cargo run --release -p switchyard-bench -- [--quick] [scenario...]
@@ -48,6 +57,7 @@ scenarios (default: all, in this order):
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
   retention   steady load with 5 s windows: store size, data dir and RSS over time
+  burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
 
 options:
   --quick     a ~30 s smoke run with shorter durations and fewer iterations
@@ -182,6 +192,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "ingest" => ingest::run(env, problems).await,
         "isolation" => isolation::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
+        "burst" => burst::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }
