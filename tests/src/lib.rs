@@ -795,8 +795,9 @@ where
 }
 
 /// The variables the repository's routes.yaml reads.
-const REPOSITORY_CONFIG_VARIABLES: [&str; 7] = [
+const REPOSITORY_CONFIG_VARIABLES: [&str; 8] = [
     "SWITCHYARD_LISTEN",
+    "SWITCHYARD_ADMIN_LISTEN",
     "SWITCHYARD_ADMIN_TOKEN",
     "DEMO_WATSI_SECRET",
     "DEMO_WHATSABLE_SECRET",
