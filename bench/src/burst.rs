@@ -2,7 +2,9 @@
 //! server's peak RSS during the burst and its RSS after it. The body budget
 //! (`server.max_inflight_body_bytes`, 64 MiB by default) answers what does not fit 503 with
 //! Retry-After; each client retries as a vendor would (sooner than the 5 s it is told, to keep
-//! the run short) until its event is accepted.
+//! the run short) until its event is accepted. Run twice, on fresh servers: with the events
+//! routed to a file sink (the whole server), and kept unrouted (the front door and the store
+//! alone, without delivery).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,17 +48,34 @@ struct Outcome {
 pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     println!("== burst: {CLIENTS} clients each POST one signed 1 MiB watsi event at once ==");
     println!(
-        "settings: {CLIENTS} connections opened first, then every request sent at the same moment; body {} B; server defaults (max_inflight_body_bytes 64 MiB), max_body_bytes 2 MiB, one file sink; a client answered 503 (or cut off) retries on a new connection after {} ms; server RUST_LOG={}; load client on the same {} cores",
+        "settings: {CLIENTS} connections opened first, then every request sent at the same moment; body {} B; server defaults (max_inflight_body_bytes 64 MiB), max_body_bytes 2 MiB; a client answered 503 (or cut off) retries on a new connection after {} ms; server RUST_LOG={}; load client on the same {} cores",
         BODY_BYTES,
         RETRY_PAUSE.as_millis(),
         server::LOG_LEVEL,
         machine::cores()
     );
+    for routed in [true, false] {
+        burst(env, routed, problems).await?;
+    }
+    Ok(())
+}
+
+/// One burst on a fresh server; `routed`: every event goes to a file sink.
+async fn burst(env: &Env, routed: bool, problems: &mut Problems) -> BenchResult<()> {
     let site = Site::new()?;
+    let (label, sinks) = if routed {
+        let sink = server::quote(&site.sink_path(WORKSPACE, "audit"));
+        (
+            "routed to a file sink",
+            format!("    sinks:\n      audit: {{ type: file, path: {sink} }}\n    routes:\n      - match: {{ type: \"*\" }}\n        to: [audit]\n"),
+        )
+    } else {
+        ("unrouted (no delivery)", String::new())
+    };
+    println!("-- events {label}");
     let yaml = format!(
-        "{}workspaces:\n  {WORKSPACE}:\n    vendors:\n      watsi:\n        secrets: [\"{SECRET}\"]\n    sinks:\n      audit: {{ type: file, path: {} }}\n    routes:\n      - match: {{ type: \"*\" }}\n        to: [audit]\n",
+        "{}workspaces:\n  {WORKSPACE}:\n    vendors:\n      watsi:\n        secrets: [\"{SECRET}\"]\n{sinks}",
         site.server_section(env, &["max_body_bytes: 2097152"]),
-        server::quote(&site.sink_path(WORKSPACE, "audit"))
     );
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let idle = server.rss_bytes().unwrap_or(0);
@@ -135,7 +154,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         problems.add(
             "burst",
             format!(
-                "peak RSS {:.0} MB is over the {PEAK_TARGET_MB:.0} MB target",
+                "events {label}: peak RSS {:.0} MB is over the {PEAK_TARGET_MB:.0} MB target",
                 mb(peak)
             ),
         );

@@ -210,6 +210,10 @@ fn vendor_list(plugins: &Plugins) -> String {
 }
 
 fn serve(config_path: &Path) -> Result<(), String> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Some(error) = server::exec_with_malloc_tuning() {
+        tracing::warn!(%error, "cannot fix malloc's mmap threshold; memory taken by a burst of large bodies may stay with the process");
+    }
     let (config, plugins) = load(config_path)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;

@@ -247,6 +247,41 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
+/// glibc's malloc raises its mmap threshold each time a large block is freed; after a burst of
+/// large bodies, blocks of that size come from the heap arenas instead, and their memory stays
+/// with the process (RSS near the burst's peak long after it). A fixed threshold keeps large
+/// blocks mmapped and returned on free. It can only be set before the process starts, and
+/// `mallopt` would need unsafe code, so `serve` starts itself again (same process id, by exec)
+/// with the glibc tunable set, unless it is already set. Returns only when that did not happen.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn exec_with_malloc_tuning() -> Option<std::io::Error> {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "GLIBC_TUNABLES";
+    const TUNABLE: &str = "glibc.malloc.mmap_threshold";
+    let current = std::env::var(VAR).unwrap_or_default();
+    if current.contains(TUNABLE) {
+        return None;
+    }
+    let tunables = match current.as_str() {
+        "" => format!("{TUNABLE}={MMAP_THRESHOLD}"),
+        other => format!("{other}:{TUNABLE}={MMAP_THRESHOLD}"),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return Some(error),
+    };
+    Some(
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(VAR, tunables)
+            .exec(),
+    )
+}
+
+/// glibc's own initial threshold (128 KiB), kept fixed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: usize = 128 * 1024;
+
 /// Where plugins are looked for: the configured directory, else the binary's own directory.
 pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {
     configured.cloned().unwrap_or_else(|| {

@@ -134,17 +134,19 @@ impl Hooks {
                 Err(answer) => return answer,
             };
         let mut answer = self
-            .keep(&parts.headers, &body, received_at, ws, vendor, binding)
+            .keep(&parts.headers, body, received_at, ws, vendor, binding)
             .await;
         answer.extensions_mut().insert(BodyConsumed);
         answer
     }
 
-    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole.
+    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole. The body and
+    /// what was mapped from it are dropped as soon as they are used, before waiting for the
+    /// commit: a burst of large deliveries holds only their compressed envelopes while it waits.
     async fn keep(
         &self,
         headers: &HeaderMap,
-        body: &Bytes,
+        body: Bytes,
         received_at: SystemTime,
         ws: &Workspace,
         vendor: &VendorName,
@@ -163,7 +165,7 @@ impl Hooks {
         if let Err(e) = binding.plugin.verify_with(
             binding.scheme.as_ref(),
             headers,
-            body,
+            &body,
             delivery_id,
             &binding.secrets,
             received_at,
@@ -172,7 +174,7 @@ impl Hooks {
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
         let mapped = match (binding.plugin)
-            .map_event_async(headers, body, binding.plugin_timeout, &self.metrics)
+            .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
             .await
         {
             MapOutcome::Mapped(mapped) => mapped,
@@ -202,11 +204,13 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
+        drop(body);
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let envelope =
             Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
         let queues = ws.route(vendor, &mapped.canonical_type);
+        drop(mapped);
         let unrouted = queues.is_empty();
         let now_ms = millis(received_at);
         let accept = Accept {
