@@ -10,11 +10,13 @@
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
+//! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
 mod baseline;
+mod burst;
 mod compare;
 mod ingest;
 mod isolation;
@@ -34,13 +36,14 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "compare",
     "map",
     "ingest",
     "isolation",
     "quota",
     "retention",
+    "burst",
 ];
 
 const USAGE: &str = "\
@@ -58,6 +61,7 @@ scenarios (default: all, in this order):
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
+  burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
 
 options:
   --quick     a ~30 s smoke run with shorter durations and fewer iterations
@@ -193,6 +197,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "isolation" => isolation::run(env, problems).await,
         "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
+        "burst" => burst::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

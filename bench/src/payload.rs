@@ -161,7 +161,7 @@ pub fn event_id(run: u32, client: u32, seq: u64) -> String {
 }
 
 /// `len` bytes of [`PROSE`], repeated as needed.
-fn prose(len: usize) -> String {
+pub fn prose(len: usize) -> String {
     PROSE.chars().cycle().take(len).collect()
 }
 

@@ -1,6 +1,7 @@
 //! Running the real release server: a private directory with its routes.yaml, the process (killed
-//! when its guard drops, panics included), its address from the log, readiness, `/metrics`, and
-//! what it occupies (RSS, data directory).
+//! when its guard drops, panics included), its public and operator addresses from the log,
+//! readiness and `/metrics` (on the operator listener), and what it occupies (RSS, data
+//! directory).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -53,6 +54,7 @@ impl Site {
     /// The `server:` section every scenario shares, plus `extra` settings (indented lines).
     pub fn server_section(&self, env: &Env, extra: &[&str]) -> String {
         let mut y = String::from("server:\n  listen: \"127.0.0.1:0\"\n");
+        y += "  admin_listen: \"127.0.0.1:0\"\n";
         y += &format!("  data_dir: {}\n", quote(&self.data_dir()));
         y += &format!("  plugins_dir: {}\n", quote(&env.profile_dir));
         for line in extra {
@@ -109,12 +111,14 @@ impl Log {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The operator listener: `/readyz`, `/metrics`.
+    admin_addr: SocketAddr,
     log: Arc<Mutex<Log>>,
 }
 
 impl Server {
-    /// Starts `switchyard serve --config config` and waits (against a deadline) for its address
-    /// in the log and `/readyz` 200.
+    /// Starts `switchyard serve --config config` and waits (against a deadline) for its two
+    /// addresses in the log and `/readyz` 200.
     pub async fn start(env: &Env, config: &Path) -> BenchResult<Server> {
         let mut child = Command::new(&env.binary)
             .arg("serve")
@@ -133,11 +137,14 @@ impl Server {
         // Drains stderr for the server's whole life: a full pipe would block its logging.
         std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
+            let (mut public, mut operator) = (None, None);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
+                public = public.or_else(|| logged_addr(&line, PUBLIC_LINE));
+                operator = operator.or_else(|| logged_addr(&line, OPERATOR_LINE));
+                if let (Some(public), Some(operator)) = (public, operator) {
                     if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(addr);
+                        let _ = tx.send((public, operator));
                     }
                 }
                 if let Ok(mut log) = reader_log.lock() {
@@ -149,23 +156,26 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
         let deadline = Instant::now() + START_DEADLINE;
-        server.addr = match tokio::time::timeout_at(deadline.into(), addr_rx).await {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(_)) => return Err(server.failure("exited before logging its address")),
-            Err(_) => {
-                return Err(server.failure(&format!(
-                    "did not log `switchyard is listening addr=` within {START_DEADLINE:?}"
-                )))
-            }
-        };
+        (server.addr, server.admin_addr) =
+            match tokio::time::timeout_at(deadline.into(), addr_rx).await {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err(_)) => return Err(server.failure("exited before logging its addresses")),
+                Err(_) => {
+                    return Err(server.failure(&format!(
+                        "did not log `{PUBLIC_LINE} addr=` and `{OPERATOR_LINE} addr=` within \
+                         {START_DEADLINE:?}"
+                    )))
+                }
+            };
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(server.failure(&format!("exited ({status}) before it was ready")));
             }
-            if let Ok((StatusCode::OK, _)) = load::get(server.addr, "/readyz").await {
+            if let Ok((StatusCode::OK, _)) = load::get(server.admin_addr, "/readyz").await {
                 return Ok(server);
             }
             if Instant::now() >= deadline {
@@ -196,7 +206,7 @@ impl Server {
 
     /// `GET /metrics`, parsed.
     pub async fn metrics(&self) -> BenchResult<Metrics> {
-        match load::get(self.addr, "/metrics").await? {
+        match load::get(self.admin_addr, "/metrics").await? {
             (StatusCode::OK, text) => Ok(Metrics::parse(&text)),
             (status, text) => Err(format!("/metrics answered {status}: {text}").into()),
         }
@@ -240,9 +250,13 @@ impl Drop for Server {
     }
 }
 
-/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("switchyard is listening") {
+/// The log lines that give the public and operator addresses (`... addr=127.0.0.1:PORT`).
+const PUBLIC_LINE: &str = "switchyard is listening";
+const OPERATOR_LINE: &str = "operator listener ready";
+
+/// The address in a `{message} addr=127.0.0.1:PORT` log line.
+fn logged_addr(line: &str, message: &str) -> Option<SocketAddr> {
+    if !line.contains(message) {
         return None;
     }
     let (_, rest) = line.split_once("addr=")?;
@@ -312,13 +326,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_address_in_the_log() {
-        let line = "2024-05-01T10:00:00.000000Z  INFO switchyard::server: switchyard is listening addr=127.0.0.1:40123 data_dir=/tmp/x";
+    fn finds_the_addresses_in_the_log() {
+        let line = "2024-05-01T10:00:00.000000Z  INFO switchyard::server: switchyard is listening addr=127.0.0.1:40123 tls=false data_dir=/tmp/x";
         assert_eq!(
-            listening_addr(line),
+            logged_addr(line, PUBLIC_LINE),
             Some("127.0.0.1:40123".parse().unwrap())
         );
-        assert_eq!(listening_addr("INFO other addr=127.0.0.1:1"), None);
+        assert_eq!(logged_addr(line, OPERATOR_LINE), None);
+        let line = "2024-05-01T10:00:00.000000Z  INFO switchyard::server: operator listener ready addr=127.0.0.1:40124";
+        assert_eq!(
+            logged_addr(line, OPERATOR_LINE),
+            Some("127.0.0.1:40124".parse().unwrap())
+        );
+        assert_eq!(
+            logged_addr("INFO other addr=127.0.0.1:1", PUBLIC_LINE),
+            None
+        );
     }
 
     #[test]

@@ -112,8 +112,14 @@ impl<'a> Envelope<'a> {
 
     /// Compact JSON: no newlines, so JSON-lines sinks stay one event per line.
     pub fn to_json(&self) -> Vec<u8> {
+        // Sized for `raw` and `data` plus the other fields, so a large event's JSON is written
+        // once instead of being copied as its buffer doubles.
+        let mut json = Vec::with_capacity(self.raw.get().len() + self.data.get().len() + 1024);
         // Every field is a string, an option or already-valid JSON: serialisation cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        match serde_json::to_writer(&mut json, self) {
+            Ok(()) => json,
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -28,10 +28,10 @@ struct Cli {
 /// Where the operator commands find the server.
 #[derive(clap::Args)]
 struct Operator {
-    /// Routes file giving the listen address and admin token when not set below.
+    /// Routes file giving the operator address and admin token when not set below.
     #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
     config: PathBuf,
-    /// Server base URL; default: http:// + the routes file's server.listen.
+    /// Operator listener base URL; default: http:// + the routes file's server.admin_listen.
     #[arg(long)]
     url: Option<String>,
     /// Admin bearer token; default: the routes file's server.admin_token.
@@ -327,6 +327,10 @@ fn vendor_list(plugins: &Plugins) -> String {
 }
 
 fn serve(config_path: &Path) -> Result<(), Failure> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Some(error) = server::exec_with_malloc_tuning() {
+        tracing::warn!(%error, "cannot fix malloc's mmap threshold; memory taken by a burst of large bodies may stay with the process");
+    }
     let (config, plugins) = load(config_path)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -525,9 +529,19 @@ fn operate(operator: &Operator, method: Method, path: &str) -> Result<(), Failur
     let config = config::load(&operator.config).ok();
     let url = match (&operator.url, &config) {
         (Some(url), _) => url.clone(),
-        (None, Some(config)) => format!("http://{}", config.server.listen),
+        (None, Some(config)) => {
+            let mut addr = config.server.admin_listen;
+            // Listening on every interface: loopback is one of them.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
         (None, None) => format!(
-            "http://127.0.0.1:8080 (could not read {}; pass --url)",
+            "http://127.0.0.1:9090 (could not read {}; pass --url)",
             operator.config.display()
         ),
     };

@@ -1,16 +1,20 @@
-//! `switchyard serve`: open the store, build the topology, start the sweeper, serve until
-//! SIGINT or SIGTERM.
+//! `switchyard serve`: open the store, build the topology, start the sweeper, serve the public
+//! and operator listeners until SIGINT or SIGTERM. SIGHUP reloads what can be reloaded in place
+//! (the TLS certificate).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::hooks::Hooks;
-use crate::http::{self, router::Router};
+use crate::hooks::{BodyBudget, BodyLimits, Hooks};
+use crate::http::router::{Operator, Public};
+use crate::http::tls::{self, CertStore, TlsError};
+use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::store::{Store, StoreError, StoreMetrics, StoreOptions};
@@ -23,6 +27,8 @@ const SWEEP_EVERY_MIN: Duration = Duration::from_secs(1);
 const SWEEP_EVERY_MAX: Duration = Duration::from_secs(60);
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Connections open at once on the operator listener: scrapers and the CLI need few.
+const OPERATOR_MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,6 +41,8 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("server.tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the server until a shutdown signal.
@@ -72,46 +80,90 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         .unwrap_or(SWEEP_EVERY_MAX);
     let every = (shortest_window / SWEEPS_PER_WINDOW).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
     tokio::spawn(sweep(store.clone(), config.server.retention, every));
-    tokio::spawn(on_hangup(topology.clone()));
-    let addr = config.server.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
+    let server = &config.server;
+    let certs = server.tls.as_ref().map(CertStore::open).transpose()?;
+    let public = bind(server.listen).await?;
+    let operator = bind(server.admin_listen).await?;
+    let local = public.local_addr().unwrap_or(server.listen);
     let mut workspaces: Vec<String> = config.workspaces.keys().map(|w| w.to_string()).collect();
     workspaces.sort();
     let vendors: Vec<&str> = plugins.iter().map(|p| p.vendor.as_str()).collect();
     tracing::info!(
         addr = %local,
-        data_dir = %config.server.data_dir.display(),
+        tls = certs.is_some(),
+        max_connections = server.max_connections,
+        data_dir = %server.data_dir.display(),
         workspaces = %workspaces.join(","),
         plugins = %vendors.join(","),
         "switchyard is listening"
     );
-    let router = Arc::new(Router {
-        hooks: Hooks {
-            topology: topology.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            max_body_bytes: config.server.max_body_bytes,
-        },
-        admin: Admin {
-            token: config.server.admin_token.clone(),
-            topology,
-            store: store.clone(),
-            plugins,
-            metrics,
-        },
-        access_log: config.server.access_log,
+    let operator_addr = operator.local_addr().unwrap_or(server.admin_listen);
+    tracing::info!(addr = %operator_addr, "operator listener ready");
+
+    // SIGHUP, fanned out to whatever reloads in place: each subscribes before it is spawned.
+    let (reload, _) = watch::channel(());
+    let tls = match &certs {
+        Some(certs) => {
+            tokio::spawn(tls::reload_on(reload.subscribe(), certs.clone()));
+            Some(certs.acceptor()?)
+        }
+        None => None,
+    };
+    tokio::spawn(reopen_file_sinks(reload.subscribe(), topology.clone()));
+    tokio::spawn(forward_hangups(reload));
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
     });
-    http::serve(
-        listener,
-        router,
-        config.server.header_read_timeout,
+    let public = http::serve(
+        Listener {
+            socket: public,
+            tls,
+            max_connections: server.max_connections,
+            header_read_timeout: server.header_read_timeout,
+            name: "public",
+        },
+        Arc::new(Public {
+            hooks: Hooks {
+                topology: topology.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                body: BodyLimits {
+                    max_bytes: server.max_body_bytes,
+                    timeout: server.body_read_timeout,
+                },
+                budget: BodyBudget::new(server.max_inflight_body_bytes),
+                trusted_proxies: server.trusted_proxies.clone(),
+            },
+            access_log: server.access_log,
+        }),
         DRAIN,
-        shutdown_signal(),
-    )
-    .await;
+        stopping(stopped.clone()),
+    );
+    let operator = http::serve(
+        Listener {
+            socket: operator,
+            tls: None,
+            max_connections: OPERATOR_MAX_CONNECTIONS,
+            header_read_timeout: server.header_read_timeout,
+            name: "operator",
+        },
+        Arc::new(Operator {
+            admin: Admin {
+                token: server.admin_token.clone(),
+                topology,
+                store: store.clone(),
+                plugins,
+                metrics,
+            },
+            access_log: server.access_log,
+        }),
+        DRAIN,
+        stopping(stopped),
+    );
+    tokio::join!(public, operator);
     store.close();
     tracing::info!("switchyard stopped");
     Ok(())
@@ -140,22 +192,47 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
     }
 }
 
-/// SIGHUP never ends the server (its default action would): it reopens every file sink, as
-/// logrotate's postrotate expects.
-async fn on_hangup(topology: Arc<Topology>) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; file sinks reopen only when their file is moved");
-            return;
-        }
-    };
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received: reopening file sinks");
+/// At every SIGHUP, every file sink reopens its file, as logrotate's postrotate expects.
+async fn reopen_file_sinks(mut reload: watch::Receiver<()>, topology: Arc<Topology>) {
+    while reload.changed().await.is_ok() {
+        tracing::info!("reopening file sinks");
         for worker in topology.workspaces().flat_map(|ws| ws.workers()) {
             worker.reopen();
         }
     }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Resolves once the shutdown signal has been received.
+async fn stopping(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// Sends on `reload` at every SIGHUP, for as long as anything listens.
+async fn forward_hangups(reload: watch::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reloading needs a restart");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading");
+            // Kept even with no one listening: SIGHUP must never fall back to ending the process.
+            reload.send_replace(());
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reload);
 }
 
 async fn shutdown_signal() {
@@ -181,6 +258,41 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
+
+/// glibc's malloc raises its mmap threshold each time a large block is freed; after a burst of
+/// large bodies, blocks of that size come from the heap arenas instead, and their memory stays
+/// with the process (RSS near the burst's peak long after it). A fixed threshold keeps large
+/// blocks mmapped and returned on free. It can only be set before the process starts, and
+/// `mallopt` would need unsafe code, so `serve` starts itself again (same process id, by exec)
+/// with the glibc tunable set, unless it is already set. Returns only when that did not happen.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn exec_with_malloc_tuning() -> Option<std::io::Error> {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "GLIBC_TUNABLES";
+    const TUNABLE: &str = "glibc.malloc.mmap_threshold";
+    let current = std::env::var(VAR).unwrap_or_default();
+    if current.contains(TUNABLE) {
+        return None;
+    }
+    let tunables = match current.as_str() {
+        "" => format!("{TUNABLE}={MMAP_THRESHOLD}"),
+        other => format!("{other}:{TUNABLE}={MMAP_THRESHOLD}"),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return Some(error),
+    };
+    Some(
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(VAR, tunables)
+            .exec(),
+    )
+}
+
+/// glibc's own initial threshold (128 KiB), kept fixed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: usize = 128 * 1024;
 
 /// Where plugins are looked for: the configured directory, else the binary's own directory.
 pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {

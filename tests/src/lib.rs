@@ -5,8 +5,9 @@
 //! - [`TestDir`] is one test's private directory: a plugins directory holding copies of the five
 //!   real plugins (plus any fixture a loader test installs), the data directory, sink files and
 //!   the routes file written from a [`Config`].
-//! - [`Server`] runs `switchyard serve`, waits for it by polling `/readyz`, talks HTTP to it, and
-//!   kills it on drop.
+//! - [`Server`] runs `switchyard serve`, finds its public and operator addresses in its log,
+//!   waits for it by polling `/readyz` on the operator listener, talks HTTP to both, and kills it
+//!   on drop.
 //! - [`VendorScheme`] signs deliveries with this crate's own HMAC-SHA256, independent of the
 //!   server's code.
 //! - [`SinkFile`] reads a file sink's JSON lines, polling until what a test waits for arrives.
@@ -238,12 +239,18 @@ pub fn secret(workspace: &str, vendor: &str, n: u32) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// A routes.yaml to write into a [`TestDir`]: the server section always listens on
-/// `127.0.0.1:0` with the directory's data and plugins directories.
+/// `127.0.0.1:0`, public and operator listener alike, with the directory's data and plugins
+/// directories.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     max_body_bytes: Option<usize>,
     admin_token: Option<String>,
     retention: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    trusted_proxies: Vec<String>,
+    max_connections: Option<usize>,
+    max_inflight_body_bytes: Option<usize>,
+    header_read_timeout: Option<String>,
     workspaces: Vec<Workspace>,
 }
 
@@ -369,6 +376,33 @@ impl Config {
         self
     }
 
+    /// Serves the public listener over TLS with these PEM files.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Config {
+        self.tls = Some((cert.to_owned(), key.to_owned()));
+        self
+    }
+
+    pub fn trusted_proxies(mut self, nets: &[&str]) -> Config {
+        self.trusted_proxies = nets.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    pub fn max_connections(mut self, n: usize) -> Config {
+        self.max_connections = Some(n);
+        self
+    }
+
+    pub fn max_inflight_body_bytes(mut self, bytes: usize) -> Config {
+        self.max_inflight_body_bytes = Some(bytes);
+        self
+    }
+
+    /// `server.header_read_timeout`, such as `"2s"`.
+    pub fn header_read_timeout(mut self, timeout: &str) -> Config {
+        self.header_read_timeout = Some(timeout.to_owned());
+        self
+    }
+
     pub fn workspace(mut self, workspace: Workspace) -> Config {
         self.workspaces.push(workspace);
         self
@@ -380,6 +414,7 @@ impl Config {
         let q = quote;
         writeln!(y, "server:").unwrap();
         writeln!(y, "  listen: {}", q("127.0.0.1:0")).unwrap();
+        writeln!(y, "  admin_listen: {}", q("127.0.0.1:0")).unwrap();
         writeln!(y, "  data_dir: {}", q(&dir.data_dir().to_string_lossy())).unwrap();
         writeln!(
             y,
@@ -395,6 +430,22 @@ impl Config {
         }
         if let Some(retention) = &self.retention {
             writeln!(y, "  retention: {}", q(retention)).unwrap();
+        }
+        if let Some((cert, key)) = &self.tls {
+            let (cert, key) = (q(&cert.to_string_lossy()), q(&key.to_string_lossy()));
+            writeln!(y, "  tls: {{ cert: {cert}, key: {key} }}").unwrap();
+        }
+        if !self.trusted_proxies.is_empty() {
+            writeln!(y, "  trusted_proxies: {}", list(&self.trusted_proxies)).unwrap();
+        }
+        if let Some(n) = self.max_connections {
+            writeln!(y, "  max_connections: {n}").unwrap();
+        }
+        if let Some(bytes) = self.max_inflight_body_bytes {
+            writeln!(y, "  max_inflight_body_bytes: {bytes}").unwrap();
+        }
+        if let Some(timeout) = &self.header_read_timeout {
+            writeln!(y, "  header_read_timeout: {}", q(timeout)).unwrap();
         }
         writeln!(y, "workspaces:").unwrap();
         for ws in &self.workspaces {
@@ -806,8 +857,9 @@ where
 }
 
 /// The variables the repository's routes.yaml reads.
-const REPOSITORY_CONFIG_VARIABLES: [&str; 7] = [
+const REPOSITORY_CONFIG_VARIABLES: [&str; 8] = [
     "SWITCHYARD_LISTEN",
+    "SWITCHYARD_ADMIN_LISTEN",
     "SWITCHYARD_ADMIN_TOKEN",
     "DEMO_WATSI_SECRET",
     "DEMO_WHATSABLE_SECRET",
@@ -924,6 +976,7 @@ impl Drop for ChildGuard {
 pub struct Server {
     child: Option<ChildGuard>,
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     config: PathBuf,
     env: Vec<(String, String)>,
     stderr: Capture,
@@ -959,6 +1012,7 @@ impl Server {
         Server {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: config.to_path_buf(),
             env: env
                 .iter()
@@ -1021,15 +1075,18 @@ impl Server {
         self.child = Some(ChildGuard(child));
 
         let deadline = Instant::now() + START_DEADLINE;
-        match self.stderr.wait_for(deadline, listening_addr) {
-            Ok(addr) => self.addr = addr,
+        match self.stderr.wait_for(deadline, listening_addrs) {
+            Ok((public, operator)) => (self.addr, self.admin_addr) = (public, operator),
             Err(true) => self.fail_start("exited before listening"),
-            Err(false) => self.fail_start("never logged `switchyard is listening addr=...`"),
+            Err(false) => self.fail_start(
+                "never logged `switchyard is listening addr=...` and `operator listener ready \
+                 addr=...`",
+            ),
         }
         loop {
             let ready = self
                 .agent
-                .get(self.url("/readyz"))
+                .get(self.admin_url("/readyz"))
                 .call()
                 .map(|r| r.status().as_u16());
             if let Ok(200) = ready {
@@ -1066,6 +1123,16 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The operator listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// `http://127.0.0.1:ADMIN_PORT` + `path`: the operator listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+
     /// The server's log (its standard error) so far.
     pub fn log(&self) -> String {
         self.stderr.text()
@@ -1081,8 +1148,26 @@ impl Server {
             if log.contains(text) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "the log never showed {text:?}:\n{log}"
+            );
             std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Waits until the log holds `needle` `count` times or more; panics with the log at the
+    /// deadline.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str, count: usize, within: Duration) {
+        let found = self.stderr.wait_for(Instant::now() + within, |log| {
+            (log.matches(needle).count() >= count).then_some(())
+        });
+        if found.is_err() {
+            panic!(
+                "the log never held {needle:?} {count} time(s) within {within:?}\n--- log ---\n{}",
+                tail(&self.log(), 60)
+            );
         }
     }
 
@@ -1141,7 +1226,8 @@ impl Server {
         self.launch();
     }
 
-    /// One HTTP exchange. Panics (with the log) if it cannot be had at all.
+    /// One HTTP exchange with the public listener. Panics (with the log) if it cannot be had at
+    /// all.
     pub fn request(
         &self,
         method: &str,
@@ -1149,9 +1235,34 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Reply {
-        let mut builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
+        self.exchange(&self.url(path), method, path, headers, body)
+    }
+
+    /// One HTTP exchange with the operator listener (`/readyz`, `/metrics`, `/admin/*`).
+    pub fn operator_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        self.exchange(&self.admin_url(path), method, path, headers, body)
+    }
+
+    /// `GET path` on the operator listener.
+    pub fn operator_get(&self, path: &str) -> Reply {
+        self.operator_request("GET", path, &[], None)
+    }
+
+    fn exchange(
+        &self,
+        url: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -1271,12 +1382,18 @@ pub fn hook(workspace: &str, vendor: &str) -> String {
     format!("/hooks/{workspace}/{vendor}")
 }
 
-/// The address in the `switchyard is listening addr=127.0.0.1:PORT` log line, or in its
-/// `"addr"` field under `log_format: json`.
-fn listening_addr(log: &str) -> Option<SocketAddr> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("switchyard is listening"))?;
+/// The public and operator addresses, from the `switchyard is listening addr=127.0.0.1:PORT`
+/// and `operator listener ready addr=127.0.0.1:PORT` log lines (or their `"addr"` field under
+/// `log_format: json`).
+fn listening_addrs(log: &str) -> Option<(SocketAddr, SocketAddr)> {
+    Some((
+        logged_addr(log, "switchyard is listening")?,
+        logged_addr(log, "operator listener ready")?,
+    ))
+}
+
+fn logged_addr(log: &str, message: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(message))?;
     if let Ok(Value::Object(fields)) = serde_json::from_str(line) {
         return fields.get("addr")?.as_str()?.parse().ok();
     }
@@ -1398,6 +1515,31 @@ impl Connection {
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
+    }
+
+    /// Reads until the server's interim `100 Continue` answer has arrived, and consumes it.
+    /// `Err` with what arrived instead (a final answer, a close, nothing in time).
+    pub fn expect_continue(&mut self, timeout: Duration) -> Result<(), String> {
+        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 8192];
+        while !self.received.starts_with(CONTINUE) {
+            let complete = self.received.windows(4).any(|w| w == b"\r\n\r\n");
+            let left = deadline.saturating_duration_since(Instant::now());
+            if complete || left.is_zero() {
+                return Err(String::from_utf8_lossy(&self.received).into_owned());
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set_read_timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err("closed".to_owned()),
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("{e}")),
+            }
+        }
+        self.received.drain(..CONTINUE.len());
+        Ok(())
     }
 
     /// Reads one whole answer (framed by `Content-Length`, or by the end of the connection).

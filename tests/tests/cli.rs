@@ -46,7 +46,13 @@ fn the_repository_routes_yaml_passes_check_and_serves() {
     }
 
     // Out of the box: the demo workspace with its development secrets.
-    let server = Server::start_with_env(&config, &[("SWITCHYARD_LISTEN", "127.0.0.1:0")]);
+    let server = Server::start_with_env(
+        &config,
+        &[
+            ("SWITCHYARD_LISTEN", "127.0.0.1:0"),
+            ("SWITCHYARD_ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
     let message = server
         .deliver(
             "demo",

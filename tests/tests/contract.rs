@@ -238,7 +238,8 @@ fn bodies_over_max_body_bytes_are_413_however_they_are_framed() {
     assert_eq!(ids, ["evt_at_limit", "evt_chunked_small", "evt_last"]);
 }
 
-/// Early answers (403, 404, 405, 413) are given from the request head, before the body is read.
+/// Early answers (401 without a signature header, 403, 404, 405, 413) are given from the request
+/// head, before the body is read.
 /// A keep-alive client that was not told `Connection: close` must then be able to send the rest
 /// of its request and its next one on the same connection; otherwise its next delivery fails
 /// with a reset instead of an answer.
@@ -258,18 +259,27 @@ fn an_answer_given_before_the_body_is_read_leaves_a_keep_alive_client_a_usable_c
         ),
     );
     let small = br#"{"event":"message_status","data":{"status":"sent"}}"#.to_vec();
+    // Signed or not, the signature itself is checked only once the body is in.
+    let signed = "X-Watsi-Signature: 00\r\n";
     let cases = [
-        ("POST", "/hooks/acme/whatsable", small.clone(), 403),
-        ("POST", "/hooks/nobody/watsi", small.clone(), 404),
-        ("POST", "/hooks/acme/docssmith", small.clone(), 404),
-        ("PUT", "/hooks/acme/watsi", small, 405),
-        ("POST", "/hooks/acme/watsi", vec![b' '; LIMIT + 1], 413),
+        ("POST", "/hooks/acme/whatsable", "", small.clone(), 403),
+        ("POST", "/hooks/nobody/watsi", "", small.clone(), 404),
+        ("POST", "/hooks/acme/docssmith", "", small.clone(), 404),
+        ("PUT", "/hooks/acme/watsi", "", small.clone(), 405),
+        ("POST", "/hooks/acme/watsi", "", small, 401),
+        (
+            "POST",
+            "/hooks/acme/watsi",
+            signed,
+            vec![b' '; LIMIT + 1],
+            413,
+        ),
     ];
     let mut failures = Vec::new();
-    for (method, path, body, status) in cases {
+    for (method, path, extra, body, status) in cases {
         let mut connection = server.connect();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         );
         connection

@@ -30,7 +30,7 @@ fn one_sink(sink: HttpSink) -> (TestDir, Config) {
 }
 
 fn admin(server: &Server, method: &str, path: &str) -> Value {
-    let reply = server.request(
+    let reply = server.operator_request(
         method,
         path,
         &[("Authorization", &format!("Bearer {TOKEN}"))],
@@ -138,7 +138,7 @@ fn a_poison_event_dead_letters_after_its_schedule_while_the_rest_flow_and_replay
 
     // Replay through the CLI, once the sink is back.
     receiver.set_mode(Mode::Accept);
-    let url = server.url("");
+    let url = server.admin_url("");
     run(switchyard_command([
         "dlq",
         "replay",
@@ -511,7 +511,7 @@ fn a_thousand_dead_letters_page_through_the_api_and_the_cli_and_one_can_be_delet
     assert_eq!(seen, expected, "every dead letter once, oldest first");
 
     // The CLI pages the same way.
-    let url = server.url("");
+    let url = server.admin_url("");
     let out = run(switchyard_command([
         "dlq",
         "list",
@@ -547,7 +547,7 @@ fn a_thousand_dead_letters_page_through_the_api_and_the_cli_and_one_can_be_delet
     ]))
     .expect_success("dlq delete");
     wait_for_queue(&server, "999 dead letters", |crm| crm["dead"] == 999);
-    let bad = server.request(
+    let bad = server.operator_request(
         "GET",
         &format!("{base}?limit=0"),
         &[("Authorization", &format!("Bearer {TOKEN}"))],

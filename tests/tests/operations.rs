@@ -274,7 +274,7 @@ fn metrics_show_build_info_process_figures_and_refusals_by_reason() {
         .deliver("a", &WATSI, &secret, &watsi_event("evt_mix_2"), &[])
         .expect_error(429, "rate_limited");
 
-    let reply = server.get("/metrics");
+    let reply = server.operator_get("/metrics");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let m = &reply.body;
     let version = env!("CARGO_PKG_VERSION");
@@ -372,8 +372,10 @@ fn a_runtime_failure_exits_1_not_78() {
     let dir = TestDir::new();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let text = (Config::new().workspace(watsi_workspace("a")).render(&dir))
-        .replace("listen: \"127.0.0.1:0\"", &format!("listen: \"{addr}\""));
+    let text = (Config::new().workspace(watsi_workspace("a")).render(&dir)).replace(
+        "\n  listen: \"127.0.0.1:0\"",
+        &format!("\n  listen: \"{addr}\""),
+    );
     let routes = dir.write("routes.yaml", text);
     check(&routes).expect_success("check does not bind");
     let out = serve_expecting_exit(&routes);
@@ -410,7 +412,10 @@ fn sign_uses_the_configured_listen_address() {
         ("127.0.0.2:18089", "http://127.0.0.2:18089/hooks/a/watsi"),
         ("0.0.0.0:18090", "http://127.0.0.1:18090/hooks/a/watsi"),
     ] {
-        let text = rendered.replace("listen: \"127.0.0.1:0\"", &format!("listen: \"{listen}\""));
+        let text = rendered.replace(
+            "\n  listen: \"127.0.0.1:0\"",
+            &format!("\n  listen: \"{listen}\""),
+        );
         let routes = dir.write("routes.yaml", text);
         let curl = sign_curl_line(&routes, &body);
         assert!(curl.contains(&format!(" {url} ")), "{curl}");

@@ -314,7 +314,7 @@ fn a_plugin_past_its_time_limit_is_answered_503_and_quarantined_when_it_keeps_fa
         .expect_accepted();
     dir.sink("acme", "events").wait_for(&id);
     assert!(server.is_running(), "the server died:\n{}", server.log());
-    let metrics = server.get("/metrics").body;
+    let metrics = server.operator_get("/metrics").body;
     for line in [
         r#"switchyard_plugin_faults_total{vendor="slow",kind="timeout"} 3"#,
         r#"switchyard_plugin_faults_total{vendor="slow",kind="quarantined"} 1"#,

@@ -44,7 +44,7 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
     );
     refused.expect_error(503, "store_unavailable");
     assert_eq!(refused.header("retry-after"), Some("5"));
-    assert_eq!(server.get("/readyz").status, 503);
+    assert_eq!(server.operator_get("/readyz").status, 503);
     assert_eq!(server.get("/healthz").status, 200);
 
     let mut landed = receiver.wait_for_delivered(&accepted, Duration::from_secs(30));
@@ -56,7 +56,7 @@ fn a_store_that_cannot_take_writes_answers_503_and_keeps_what_it_accepted() {
 }
 
 fn admin_get(server: &Server, path: &str) -> Value {
-    let reply = server.request(
+    let reply = server.operator_request(
         "GET",
         path,
         &[("Authorization", "Bearer store-admin-token-e2e")],
@@ -165,7 +165,7 @@ fn retention_bounds_the_store_events_leave_and_their_log_segments_are_retired() 
     assert!(full > 0);
     let lookup = |id: &str| {
         server
-            .request(
+            .operator_request(
                 "GET",
                 &format!("/admin/events/{id}"),
                 &[("Authorization", "Bearer store-admin-token-e2e")],

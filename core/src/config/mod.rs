@@ -74,6 +74,20 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// Default text.
     pub log_format: LogFormat,
+    /// The operator listener (`/readyz`, `/metrics`, `/admin/*`); default 127.0.0.1:9090. Never
+    /// the public address (a port of 0 excepted: each asks for its own free port).
+    pub admin_listen: SocketAddr,
+    /// `None`: the public listener speaks plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `X-Forwarded-For` is believed; empty: none, the peer address is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Public connections open at once; default min(4096, half the open-file soft limit).
+    pub max_connections: usize,
+    /// How long a client may take to send a body once its headers are in; default 30s.
+    pub body_read_timeout: Duration,
+    /// Request bodies held in memory at once, all requests together; default 64 MiB, never less
+    /// than `max_body_bytes`.
+    pub max_inflight_body_bytes: usize,
 }
 
 /// How log lines are written to standard error.
@@ -98,6 +112,15 @@ impl FromStr for LogFormat {
             )),
         }
     }
+}
+
+/// `server.tls`: PEM files, read at start and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,19 @@ pub(crate) struct RawServer {
     /// A directory or glob, or a list of them: checked by `include`.
     pub(crate) include: Option<Value>,
     pub(crate) log_format: Option<String>,
+    pub(crate) admin_listen: Option<String>,
+    pub(crate) tls: Option<RawTls>,
+    /// `None` for an item already reported as not a string; indices stay those of the file.
+    pub(crate) trusted_proxies: Option<Vec<Option<String>>>,
+    pub(crate) max_connections: Option<Value>,
+    pub(crate) body_read_timeout: Option<Value>,
+    pub(crate) max_inflight_body_bytes: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawTls {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +169,28 @@ impl Reader<'_> {
             access_log: f.take("access_log"),
             include: f.take("include"),
             log_format: self.string(&f.at.key("log_format"), f.take("log_format")),
+            admin_listen: self.string(&f.at.key("admin_listen"), f.take("admin_listen")),
+            tls: f.take("tls").map(|v| self.tls(&f.at.key("tls"), v)),
+            trusted_proxies: f.take("trusted_proxies").map(|v| {
+                let expecting = "a list of addresses and networks";
+                self.list(&f.at.key("trusted_proxies"), v, expecting, |r, at, item| {
+                    r.string(at, Some(item))
+                })
+            }),
+            max_connections: f.take("max_connections"),
+            body_read_timeout: f.take("body_read_timeout"),
+            max_inflight_body_bytes: f.take("max_inflight_body_bytes"),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn tls(&mut self, at: &KeyPath, value: Value) -> RawTls {
+        let expecting = "a mapping with `cert` and `key`, the PEM files";
+        let mut f = self.fields(at, value, expecting);
+        let raw = RawTls {
+            cert: self.string(&f.at.key("cert"), f.take("cert")),
+            key: self.string(&f.at.key("key"), f.take("key")),
         };
         self.finish(f);
         raw

@@ -1,39 +1,46 @@
 //! The vendor front door, `/hooks/{workspace}/{vendor}`: POST is a delivery (allow-list,
-//! verify, map through the plugin, dedupe key, envelope, durable commit, answer); GET is the
-//! vendor's handshake. Every answer is the README's table.
+//! signature header present, body within its limits and the budget, verify, map through the
+//! plugin, dedupe key, envelope, durable commit, answer); GET is the vendor's handshake, behind
+//! the same allow-list. Every answer is the README's table.
 
 mod body;
+mod budget;
 pub mod quota;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use serde_json::json;
 use tracing::{field, Instrument};
 
+pub use self::body::Limits as BodyLimits;
+pub use self::budget::BodyBudget;
 use crate::dedupe::{millis, DedupeKey};
 use crate::envelope::{Envelope, EventId};
-use crate::http::answer::{error, json_bytes, reply, Answer, BodyConsumed, Outcome};
+use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
+use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapOutcome};
 use crate::store::{Accept, Accepted, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
-
-/// What a vendor is told to wait before retrying when we cannot keep its event.
-const RETRY_AFTER_SECS: &str = "5";
+use crate::verify::VerifyError;
 
 #[derive(Clone)]
 pub struct Hooks {
     pub topology: Arc<Topology>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
-    pub max_body_bytes: usize,
+    pub body: BodyLimits,
+    /// Shared by every delivery on the public listener.
+    pub budget: Arc<BodyBudget>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Hooks {
@@ -69,11 +76,12 @@ impl Hooks {
             vendor_event_id = field::Empty,
             event_id = field::Empty,
         );
+        let client = client::address(peer, request.headers(), &self.trusted_proxies);
         match *request.method() {
             Method::POST => {
                 let started = Instant::now();
                 let answer = self
-                    .delivery(request, peer, ws, vendor, binding)
+                    .delivery(request, client, ws, vendor, binding)
                     .instrument(span)
                     .await;
                 self.metrics
@@ -84,7 +92,10 @@ impl Hooks {
                 }
                 answer
             }
-            Method::GET => handshake(request, binding).instrument(span).await,
+            Method::GET => match refuse_source(client, ws, vendor, binding) {
+                Some(refused) => refused,
+                None => handshake(request, binding).instrument(span).await,
+            },
             _ => {
                 let mut answer = error(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -102,22 +113,23 @@ impl Hooks {
     async fn delivery(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        client: IpAddr,
         ws: &Workspace,
         vendor: &VendorName,
         binding: &VendorBinding,
     ) -> Answer {
         let received_at = SystemTime::now();
-        if !binding.allows(peer.ip()) {
-            tracing::warn!(workspace = %ws.id, %vendor, source = %peer.ip(), "delivery refused: source address not allowed");
-            return error(
-                StatusCode::FORBIDDEN,
-                "source_not_allowed",
-                &format!(
-                    "source address {} is not in this vendor's allow_ips",
-                    peer.ip()
-                ),
-            );
+        if let Some(refused) = refuse_source(client, ws, vendor, binding) {
+            return refused;
+        }
+        // Before the body is polled, so a request that cannot be verified costs no body read,
+        // and hyper sends no `100 Continue` to it.
+        if let Some(scheme) = &binding.scheme {
+            if !request.headers().contains_key(&scheme.header) {
+                let e = VerifyError::Missing(scheme.header.clone());
+                tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
+                return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+            }
         }
         // Before the body is read: a tenant over its quota costs no more than its headers.
         if let Err(refusal) = ws.quota.admit(|| ws.queued()) {
@@ -125,16 +137,19 @@ impl Hooks {
             return refusal.answer(ws.id.as_str());
         }
         let (parts, body) = request.into_parts();
-        let body = match body::read(&parts.headers, body, self.max_body_bytes).await {
-            Ok(body) => body,
-            Err(answer) => return answer,
-        };
+        let (body, reservation) =
+            match body::read(&parts.headers, body, &self.body, &self.budget).await {
+                Ok(read) => read,
+                Err(answer) => return answer,
+            };
         // Once the body is in, keeping the event is its own task: a client that hangs up now
         // drops this future, not the commit, so an event the store takes is also announced
         // to its sinks.
         let hooks = self.clone();
         let (workspace, vendor) = (ws.id.clone(), vendor.clone());
         let keep = async move {
+            // The body's bytes count against the budget until the request is answered.
+            let _reservation = reservation;
             let Some(ws) = hooks.topology.workspace(workspace.as_str()) else {
                 return error(
                     StatusCode::NOT_FOUND,
@@ -150,7 +165,7 @@ impl Hooks {
                 );
             };
             hooks
-                .keep(&parts.headers, &body, received_at, ws, &vendor, binding)
+                .keep(&parts.headers, body, received_at, ws, &vendor, binding)
                 .await
         };
         let mut answer = tokio::spawn(keep.in_current_span())
@@ -167,11 +182,13 @@ impl Hooks {
         answer
     }
 
-    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole.
+    /// Verifies, maps, dedupes and keeps a delivery whose body has been read whole. The body and
+    /// what was mapped from it are dropped as soon as they are used, before waiting for the
+    /// commit: a burst of large deliveries holds only their compressed envelopes while it waits.
     async fn keep(
         &self,
         headers: &HeaderMap,
-        body: &Bytes,
+        body: Bytes,
         received_at: SystemTime,
         ws: &Workspace,
         vendor: &VendorName,
@@ -190,7 +207,7 @@ impl Hooks {
         if let Err(e) = binding.plugin.verify_with(
             binding.scheme.as_ref(),
             headers,
-            body,
+            &body,
             delivery_id,
             &binding.secrets,
             received_at,
@@ -199,7 +216,7 @@ impl Hooks {
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
         let mapped = match (binding.plugin)
-            .map_event_async(headers, body, binding.plugin_timeout, &self.metrics)
+            .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
             .await
         {
             MapOutcome::Mapped(mapped) => mapped,
@@ -229,11 +246,13 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
+        drop(body);
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let envelope =
             Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
         let queues = ws.route(vendor, &mapped.canonical_type);
+        drop(mapped);
         let unrouted = queues.is_empty();
         let now_ms = millis(received_at);
         let accept = Accept {
@@ -271,6 +290,21 @@ impl Hooks {
     }
 }
 
+/// 403 unless the vendor's `allow_ips` lets `client` in.
+fn refuse_source(
+    client: IpAddr,
+    ws: &Workspace,
+    vendor: &VendorName,
+    binding: &VendorBinding,
+) -> Option<Answer> {
+    if binding.allows(client) {
+        return None;
+    }
+    tracing::warn!(workspace = %ws.id, %vendor, source = %client, "request refused: source address not allowed");
+    let message = format!("source address {client} is not in this vendor's allow_ips");
+    Some(error(StatusCode::FORBIDDEN, "source_not_allowed", &message))
+}
+
 async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answer {
     let query = request.uri().query().unwrap_or("");
     match binding.plugin.handshake(request.headers(), query) {
@@ -300,15 +334,6 @@ async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answe
             )
         }
     }
-}
-
-/// 503 with Retry-After: the vendor retries, nothing is lost.
-fn retry_later(code: &'static str, message: &str) -> Answer {
-    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    answer
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-    answer
 }
 
 fn accepted(status: &'static str, id: &EventId) -> Answer {

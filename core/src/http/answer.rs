@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -38,5 +38,17 @@ pub fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) 
     answer
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    answer
+}
+
+/// What a client is told to wait before retrying when we cannot take its request now.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// 503 with Retry-After: the vendor retries, nothing is lost.
+pub fn retry_later(code: &'static str, message: &str) -> Answer {
+    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    answer
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     answer
 }

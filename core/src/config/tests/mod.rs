@@ -165,6 +165,13 @@ fn omitted_server_and_optional_keys_take_defaults() {
     assert_eq!(server.plugins_dir, None);
     assert_eq!(server.admin_token, None);
     assert_eq!(server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(server.admin_listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(server.tls, None);
+    assert!(server.trusted_proxies.is_empty());
+    assert_eq!(server.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(server.max_inflight_body_bytes, 64 * 1_048_576);
+    let soft = crate::http::open_files_soft_limit().unwrap();
+    assert_eq!(server.max_connections as u64, (soft / 2).min(4096));
     let demo = &config.workspaces[&ws("demo")];
     assert_eq!(demo.dedupe_window, Duration::from_secs(72 * 3600));
     assert!(demo.sinks.is_empty() && demo.routes.is_empty());

@@ -411,7 +411,8 @@ fn every_unknown_key_is_reported_not_only_the_first() {
             "routes.yaml:4: server.max_bodybytes: unknown field `max_bodybytes`, expected one of \
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
              `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`, `include`, \
-             `log_format`",
+             `log_format`, `admin_listen`, `tls`, `trusted_proxies`, `max_connections`, \
+             `body_read_timeout`, `max_inflight_body_bytes`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
@@ -645,5 +646,96 @@ fn a_file_of_the_wrong_shape_is_one_problem_not_a_cascade() {
         problems("workspaces:\n  acme: [watsi]\n", &no_env),
         ["routes.yaml:2: workspaces.acme: expected a workspace: a mapping with `vendors`, `sinks` \
           and `routes`, found a list"]
+    );
+}
+
+#[test]
+fn front_door_settings_that_cannot_be_meant_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("cert.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let missing = dir.path().join("missing.key");
+    let text = format!(
+        "server:
+  listen: 0.0.0.0:8443
+  admin_listen: 127.0.0.1:8443
+  tls: {{ cert: {:?}, key: {:?} }}
+  trusted_proxies: [ 10.0.0.0/8, 10.1.2.3/16, proxy.internal ]
+  max_body_bytes: 2048
+  max_inflight_body_bytes: 1024
+  max_connections: 0
+  body_read_timeout: 0s
+workspaces:
+  demo:
+    vendors: {{ watsi: {{ secrets: [a-16-byte-secret] }} }}
+",
+        not_pem.display(),
+        missing.display()
+    );
+    let all = problems(&text, &no_env);
+    let expected = [
+        "routes.yaml:3: server.admin_listen: the operator listener cannot share the public \
+         address 0.0.0.0:8443"
+            .to_owned(),
+        format!(
+            "routes.yaml:4: server.tls.cert: {} holds no PEM certificate",
+            not_pem.display()
+        ),
+        "routes.yaml:5: server.trusted_proxies[1]: \"10.1.2.3/16\" has host bits set".to_owned(),
+        "routes.yaml:5: server.trusted_proxies[2]: invalid address or CIDR \"proxy.internal\""
+            .to_owned(),
+        "routes.yaml:7: server.max_inflight_body_bytes: 1024 is less than max_body_bytes (2048)"
+            .to_owned(),
+        "routes.yaml:8: server.max_connections: expected a whole number greater than 0".to_owned(),
+        "routes.yaml:9: server.body_read_timeout: must be greater than zero".to_owned(),
+    ];
+    assert_eq!(all.len(), expected.len(), "{all:#?}");
+    for (line, start) in all.iter().zip(&expected) {
+        assert!(
+            line.starts_with(start.as_str()),
+            "{line}\n  should start with\n{start}"
+        );
+    }
+
+    // The key's file is read once the certificate's problem is out of the way.
+    let text = text.replace(
+        &not_pem.display().to_string(),
+        &missing.display().to_string(),
+    );
+    let tls: Vec<String> = problems(&text, &no_env)
+        .into_iter()
+        .filter(|p| p.contains("server.tls"))
+        .collect();
+    assert_eq!(tls.len(), 1, "{tls:#?}");
+    assert!(
+        tls[0].starts_with(&format!(
+            "routes.yaml:4: server.tls.cert: cannot read {}",
+            missing.display()
+        )),
+        "{tls:#?}"
+    );
+}
+
+#[test]
+fn tls_needs_both_files_and_max_connections_fits_the_open_file_limit() {
+    let text = "server:
+  tls: { cert: ./tls.crt }
+  max_connections: 100000000
+workspaces:
+  demo:
+    vendors: { watsi: { secrets: [a-16-byte-secret] } }
+";
+    let all = problems(text, &no_env);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(
+        all[0],
+        "routes.yaml:2: server.tls: missing: `tls` needs `key`, the PEM private key"
+    );
+    assert!(
+        all[1].starts_with(
+            "routes.yaml:3: server.max_connections: 100000000 connections would use up the \
+             process's open-file limit"
+        ),
+        "{all:#?}"
     );
 }

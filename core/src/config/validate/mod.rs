@@ -17,20 +17,30 @@ use serde_yaml::Value;
 
 use super::error::Problems;
 use super::locate::KeyPath;
-use super::raw::{RawServer, RawVendor, RawWorkspace};
+use super::raw::{RawServer, RawTls, RawVendor, RawWorkspace};
 use super::{
-    DefaultSecret, LogFormat, SchemeChange, ServerConfig, SignatureConfig, VendorConfig,
+    DefaultSecret, LogFormat, SchemeChange, ServerConfig, SignatureConfig, TlsFiles, VendorConfig,
     WorkspaceConfig,
 };
+use crate::http::tls::{self, TlsPart};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::verify::Encoding;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// Loopback: the operator endpoints name every workspace and sink.
+const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// sled's page cache: enough for the dedupe index and queue heads of a busy server, far below
 /// sled's own 1 GiB default.
 const DEFAULT_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 * 1_048_576;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default connection limit is half the open-file soft limit, and at most this.
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept for everything but public connections: the store's files, plugins,
+/// file sinks, outgoing sink connections, the operator listener.
+const RESERVED_FILES: u64 = 64;
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 60 * 60);
 /// Shorter secrets can be guessed or brute-forced offline from one signed delivery.
@@ -75,17 +85,19 @@ impl Checker<'_> {
     pub(crate) fn server(&mut self, raw: Option<RawServer>) -> ServerConfig {
         let at = KeyPath::root().key("server");
         let raw = raw.unwrap_or_default();
-        let listen = match raw.listen {
-            None => DEFAULT_LISTEN,
-            Some(text) => text.parse().unwrap_or_else(|_| {
-                let message = format!(
-                    "invalid listen address {text:?}: expected an IP address and port such as \
-                     127.0.0.1:8080"
-                );
-                self.problems.add(&at.key("listen"), message);
-                DEFAULT_LISTEN
-            }),
-        };
+        let listen = self.socket_addr(&at.key("listen"), raw.listen, DEFAULT_LISTEN);
+        let admin_listen = self.socket_addr(
+            &at.key("admin_listen"),
+            raw.admin_listen,
+            DEFAULT_ADMIN_LISTEN,
+        );
+        if shares_socket(listen, admin_listen) {
+            let message = format!(
+                "the operator listener cannot share the public address {listen}: /metrics and \
+                 /admin would face vendors; use another port, on loopback such as 127.0.0.1:9090"
+            );
+            self.problems.add(&at.key("admin_listen"), message);
+        }
         let data_dir = self.path(&at.key("data_dir"), raw.data_dir);
         let data_dir = data_dir.unwrap_or_else(|| self.resolve("data"));
         if data_dir.exists() && !data_dir.is_dir() {
@@ -103,10 +115,46 @@ impl Checker<'_> {
             Some(Value::String(token)) if token.is_empty() => None,
             Some(token) => self.secret(&at.key("admin_token"), &token),
         };
+        let max_body_bytes = self.bytes(
+            &at.key("max_body_bytes"),
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        );
+        let inflight_at = at.key("max_inflight_body_bytes");
+        let max_inflight_body_bytes = self.bytes(
+            &inflight_at,
+            raw.max_inflight_body_bytes,
+            DEFAULT_MAX_INFLIGHT_BODY_BYTES.max(max_body_bytes),
+        );
+        if max_inflight_body_bytes < max_body_bytes {
+            let message = format!(
+                "{max_inflight_body_bytes} is less than max_body_bytes ({max_body_bytes}): a \
+                 body of the largest size allowed could never be taken"
+            );
+            self.problems.add(&inflight_at, message);
+        }
+        let trusted_proxies = (raw
+            .trusted_proxies
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate())
+        .filter_map(|(i, text)| self.ip_net(&at.key("trusted_proxies").index(i), &text?))
+        .collect();
+        let tls = raw.tls.and_then(|raw| self.tls(&at.key("tls"), raw));
         ServerConfig {
             listen,
+            admin_listen,
+            tls,
+            trusted_proxies,
+            max_connections: self.max_connections(&at.key("max_connections"), raw.max_connections),
+            body_read_timeout: self.duration(
+                &at.key("body_read_timeout"),
+                raw.body_read_timeout,
+                DEFAULT_BODY_READ_TIMEOUT,
+            ),
+            max_inflight_body_bytes,
             data_dir,
-            max_body_bytes: self.max_body_bytes(&at.key("max_body_bytes"), raw.max_body_bytes),
+            max_body_bytes,
             plugins_dir,
             admin_token,
             header_read_timeout: self.duration(
@@ -115,7 +163,7 @@ impl Checker<'_> {
                 DEFAULT_TIMEOUT,
             ),
             retention: self.duration(&at.key("retention"), raw.retention, DEFAULT_RETENTION),
-            store_cache_bytes: self.byte_size(
+            store_cache_bytes: self.bytes(
                 &at.key("store_cache_bytes"),
                 raw.store_cache_bytes,
                 DEFAULT_STORE_CACHE_BYTES,
@@ -128,6 +176,59 @@ impl Checker<'_> {
                     LogFormat::Text
                 }),
             },
+        }
+    }
+
+    /// `server.tls`: both files named, readable, PEM, and a key that belongs to the
+    /// certificate, so `check` finds what would stop the server.
+    fn tls(&mut self, at: &KeyPath, raw: RawTls) -> Option<TlsFiles> {
+        let mut file = |part: &str, path: Option<String>, what: &str| {
+            let found = self.path(&at.key(part), path.clone());
+            if path.is_none() {
+                let message = format!("missing: `tls` needs `{part}`, {what}");
+                self.problems.add(at, message);
+            }
+            found
+        };
+        let cert = file("cert", raw.cert, "the PEM certificate chain");
+        let key = file("key", raw.key, "the PEM private key");
+        let files = TlsFiles {
+            cert: cert?,
+            key: key?,
+        };
+        if let Err(e) = tls::load(&files) {
+            let at = match e.part() {
+                Some(TlsPart::Cert) => at.key("cert"),
+                Some(TlsPart::Key) => at.key("key"),
+                None => at.clone(),
+            };
+            self.problems.add(&at, e.to_string());
+            return None;
+        }
+        Some(files)
+    }
+
+    /// `server.max_connections`: by default half the open-file soft limit, at most
+    /// [`DEFAULT_MAX_CONNECTIONS`]; never so many that the process would run out of files.
+    fn max_connections(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
+        let soft = crate::http::open_files_soft_limit();
+        let default = soft.map_or(DEFAULT_MAX_CONNECTIONS, |soft| {
+            (soft / 2).clamp(1, DEFAULT_MAX_CONNECTIONS as u64) as usize
+        });
+        let Some(wanted) = self.count(at, raw) else {
+            return default;
+        };
+        match soft {
+            Some(soft) if wanted as u64 + RESERVED_FILES > soft => {
+                let message = format!(
+                    "{wanted} connections would use up the process's open-file limit ({soft}, \
+                     `ulimit -n`), {RESERVED_FILES} of which stay for the store, plugins and \
+                     sinks: raise the limit or lower max_connections"
+                );
+                self.problems.add(at, message);
+                default
+            }
+            _ => wanted,
         }
     }
 
@@ -358,6 +459,25 @@ impl Checker<'_> {
         }
     }
 
+    fn socket_addr(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<String>,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        let Some(text) = raw else {
+            return default;
+        };
+        text.parse().unwrap_or_else(|_| {
+            let message = format!(
+                "invalid listen address {text:?}: expected an IP address and port such as \
+                 127.0.0.1:8080"
+            );
+            self.problems.add(at, message);
+            default
+        })
+    }
+
     fn name(&mut self, at: &KeyPath, kind: &str, name: &str, why: &str) {
         let valid = (1..=64).contains(&name.len())
             && name
@@ -370,4 +490,12 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Whether two listeners would want the same socket. Port 0 asks for any free port, so two of
+/// them never clash.
+fn shares_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }

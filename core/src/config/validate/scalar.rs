@@ -8,7 +8,7 @@ use hyper::header::HeaderName;
 use ipnet::IpNet;
 use serde_yaml::Value;
 
-use super::{Checker, DEFAULT_MAX_BODY_BYTES};
+use super::Checker;
 use crate::config::locate::KeyPath;
 
 const DURATION_HINT: &str = "expected a duration such as 72h or 30m";
@@ -51,12 +51,8 @@ impl Checker<'_> {
         self.problems.add(at, message);
     }
 
-    pub(super) fn max_body_bytes(&mut self, at: &KeyPath, raw: Option<Value>) -> usize {
-        self.byte_size(at, raw, DEFAULT_MAX_BODY_BYTES)
-    }
-
     /// A size in bytes, greater than 0.
-    pub(super) fn byte_size(&mut self, at: &KeyPath, raw: Option<Value>, default: usize) -> usize {
+    pub(super) fn bytes(&mut self, at: &KeyPath, raw: Option<Value>, default: usize) -> usize {
         let Some(raw) = raw.filter(|raw| !raw.is_null()) else {
             return default;
         };
@@ -82,6 +78,19 @@ impl Checker<'_> {
             Some(_) => {
                 self.problems.add(at, "expected true or false");
                 default
+            }
+        }
+    }
+
+    /// A whole number greater than 0; `None` when absent or reported.
+    pub(super) fn count(&mut self, at: &KeyPath, raw: Option<Value>) -> Option<usize> {
+        let raw = raw.filter(|raw| !raw.is_null())?;
+        match scalar_text(&raw).and_then(|text| text.trim().parse::<usize>().ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                self.problems
+                    .add(at, "expected a whole number greater than 0");
+                None
             }
         }
     }
