@@ -982,7 +982,8 @@ pub struct Server {
     stderr: Capture,
     stdout: Capture,
     agent: ureq::Agent,
-    file_size_limit: Option<u64>,
+    /// `ulimit` arguments the server starts under, e.g. `-S -f 1024`.
+    ulimits: Vec<String>,
 }
 
 impl Server {
@@ -1021,7 +1022,7 @@ impl Server {
             stderr: Capture::default(),
             stdout: Capture::default(),
             agent,
-            file_size_limit: None,
+            ulimits: Vec::new(),
         }
     }
 
@@ -1029,7 +1030,15 @@ impl Server {
     /// shell's blocks), with SIGXFSZ ignored: writes past it fail with EFBIG, as on a full disk.
     pub fn start_with_file_size_limit(config: &Path, blocks: u64) -> Server {
         let mut server = Server::prepare(config, &[]);
-        server.file_size_limit = Some(blocks);
+        server.ulimits.push(format!("-S -f {blocks}"));
+        server.launch();
+        server
+    }
+
+    /// [`Server::start`] with at most `n` open files (`ulimit -n`).
+    pub fn start_with_open_files_limit(config: &Path, n: u64) -> Server {
+        let mut server = Server::prepare(config, &[]);
+        server.ulimits.push(format!("-S -n {n}"));
         server.launch();
         server
     }
@@ -1041,14 +1050,16 @@ impl Server {
             self.config.as_os_str(),
         ];
         let mut command = switchyard_command(args);
-        if let Some(blocks) = self.file_size_limit {
-            // sh sets the limit and ignores SIGXFSZ (which would kill the server), and exec
-            // keeps both.
+        if !self.ulimits.is_empty() {
+            // sh sets the limits and ignores SIGXFSZ (which would kill the server at a file
+            // size limit), and exec keeps both. Soft limits only, so prlimit(1) can lift them.
+            let limits: Vec<String> = self.ulimits.iter().map(|l| format!("ulimit {l}")).collect();
             let mut limited = Command::new("sh");
             limited
                 .arg("-c")
                 .arg(format!(
-                    "ulimit -S -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+                    "{} && trap '' XFSZ && exec \"$0\" \"$@\"",
+                    limits.join(" && ")
                 ))
                 .arg(command.get_program())
                 .args(args)

@@ -244,3 +244,36 @@ fn a_full_disk_answers_503_then_accepts_again_by_itself_and_sigterm_ends_the_pro
     let status = server.wait_exit(EXIT_DEADLINE);
     assert!(status.is_some(), "SIGTERM did not end the process");
 }
+
+#[test]
+fn with_few_file_descriptors_hundreds_of_idle_connections_only_delay_deliveries() {
+    let receiver = Receiver::start(Mode::Accept);
+    let config = Config::new().header_read_timeout("1s").workspace(
+        Workspace::new("acme")
+            .vendor(Vendor::new("watsi", &[SECRET]))
+            .http_sink("crm", HttpSink::new(receiver.url()))
+            .route(Route::new("*", &["crm"])),
+    );
+    let dir = TestDir::new();
+    // 128 descriptors: the default connection limit is half of them, so the store, the
+    // plugins and the sinks keep theirs whatever clients do.
+    let mut server = Server::start_with_open_files_limit(&dir.write_config(&config), 128);
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(server.addr()).expect("the backlog takes the connection"))
+        .collect();
+    server.wait_for_log("connection limit reached", 1, WITHIN);
+    // Deliveries queue behind the idle connections until their header time limit frees slots.
+    let ids = accept_many(&server, "crowded", 20);
+    receiver.wait_for_delivered(&ids, WITHIN);
+    assert!(
+        !server.log().contains("Too many open files"),
+        "the server ran out of descriptors:\n{}",
+        server.log()
+    );
+    drop(idle);
+    server.signal("TERM");
+    assert!(
+        server.wait_exit(EXIT_DEADLINE).is_some(),
+        "SIGTERM did not end the process"
+    );
+}

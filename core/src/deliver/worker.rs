@@ -27,6 +27,9 @@ use crate::store::{SinkQueue, Store, StoreError};
 const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Entries read from the queue per scan, beyond what the free slots need: fewer reads.
 const SCAN_AHEAD: usize = 64;
+/// A batch stops growing past this many envelope bytes, so large events do not pile up in
+/// memory (a file sink's batch of 256 lines of 1 MiB bodies would be half a gigabyte).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 pub(super) struct Worker {
     pub workspace: WorkspaceId,
@@ -155,17 +158,15 @@ impl Worker {
             run.head_due = Some(now + Duration::from_millis(wait));
             return Ok(Vec::new());
         }
-        Ok(self
-            .pending(queued.id, queued.envelope, state)?
-            .into_iter()
-            .collect())
+        Ok(self.pending(queued.id, state)?.into_iter().collect())
     }
 
     /// Unordered: due retries first, then what is new, up to `limit` events.
     fn take(&self, run: &mut Run, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let now_ms = millis(SystemTime::now());
         let mut batch = Vec::new();
-        while batch.len() < limit {
+        let mut bytes = 0;
+        while batch.len() < limit && bytes < MAX_BATCH_BYTES {
             let Some((due, id)) = run.waiting.first().cloned() else {
                 break;
             };
@@ -176,10 +177,13 @@ impl Worker {
             run.waiting_ids.remove(&id);
             if let Some(queued) = self.store.queued(&self.queue, &id)? {
                 let state = queued.state.and_then(|s| decode(&s)).unwrap_or_default();
-                batch.extend(self.pending(queued.id, queued.envelope, state)?);
+                if let Some(pending) = self.pending(queued.id, state)? {
+                    bytes += pending.envelope.len();
+                    batch.push(pending);
+                }
             }
         }
-        while batch.len() < limit && !run.at_end {
+        while batch.len() < limit && bytes < MAX_BATCH_BYTES && !run.at_end {
             let want = limit - batch.len() + SCAN_AHEAD;
             let read = self.store.peek_from(&self.queue, run.from.as_ref(), want)?;
             run.at_end = read.len() < want;
@@ -190,27 +194,27 @@ impl Worker {
                 }
                 let state: DeliveryState =
                     queued.state.and_then(|s| decode(&s)).unwrap_or_default();
-                if state.next_attempt_at_ms > now_ms || batch.len() >= limit {
+                let full = batch.len() >= limit || bytes >= MAX_BATCH_BYTES;
+                if state.next_attempt_at_ms > now_ms || full {
                     // Not due, or no room in this batch: it waits in memory, not re-read.
                     let due = state.next_attempt_at_ms.max(now_ms);
                     run.waiting.insert((due, queued.id.clone()));
                     run.waiting_ids.insert(queued.id);
                     continue;
                 }
-                batch.extend(self.pending(queued.id, queued.envelope, state)?);
+                if let Some(pending) = self.pending(queued.id, state)? {
+                    bytes += pending.envelope.len();
+                    batch.push(pending);
+                }
             }
         }
         Ok(batch)
     }
 
-    /// An entry ready to go; one whose envelope is missing (damage) goes to the dead letters.
-    fn pending(
-        &self,
-        id: EventId,
-        envelope: Option<Vec<u8>>,
-        state: DeliveryState,
-    ) -> Result<Option<Pending>, StoreError> {
-        match envelope {
+    /// An entry ready to go, its envelope read now; one whose envelope is missing (damage)
+    /// goes to the dead letters.
+    fn pending(&self, id: EventId, state: DeliveryState) -> Result<Option<Pending>, StoreError> {
+        match self.store.envelope_of(&id)? {
             Some(envelope) => Ok(Some(Pending {
                 id,
                 envelope,

@@ -9,12 +9,10 @@ use super::record::{self, StoredEvent};
 use super::{SinkQueue, Store, StoreError};
 use crate::envelope::EventId;
 
-/// A queued event, as a delivery worker takes it.
+/// A queued event, as a delivery worker reads its queue: its envelope is read only when it is
+/// handed to the sink ([`Store::envelope_of`]), so scanning ahead costs no memory.
 pub struct Queued {
     pub id: EventId,
-    /// `None` when the event's record is missing or unreadable (damage): the worker
-    /// dead-letters it with that reason rather than stalling its queue.
-    pub envelope: Option<Vec<u8>>,
     /// The delivery state recorded by earlier attempts.
     pub state: Option<Vec<u8>>,
 }
@@ -69,26 +67,27 @@ impl Store {
     }
 
     fn queued_entry(&self, id: EventId, key: &[u8]) -> Result<Queued, StoreError> {
-        let envelope = match self.trees()?.events.get(id.to_bytes())? {
-            Some(bytes) => match StoredEvent::decode(&bytes)
-                .map_err(StoreError::from)
-                .and_then(|event| self.envelope(&event))
-            {
-                Ok(envelope) => Some(envelope),
-                Err(StoreError::Record(error)) => {
-                    tracing::error!(event_id = %id, %error, "stored event unreadable");
-                    None
-                }
-                Err(error) => return Err(error),
-            },
-            None => None,
-        };
         let state = self.versioned(&self.trees()?.attempts, key)?;
-        Ok(Queued {
-            id,
-            envelope,
-            state,
-        })
+        Ok(Queued { id, state })
+    }
+
+    /// A kept event's envelope for delivery; `None` when its record is missing or unreadable
+    /// (damage): the worker dead-letters it with that reason rather than stall its queue.
+    pub fn envelope_of(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
+            return Ok(None);
+        };
+        match StoredEvent::decode(&bytes)
+            .map_err(StoreError::from)
+            .and_then(|event| self.envelope(&event))
+        {
+            Ok(envelope) => Ok(Some(envelope)),
+            Err(StoreError::Record(error)) => {
+                tracing::error!(event_id = %id, %error, "stored event unreadable");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Records a failed attempt's new delivery state, so retries resume after a restart.
