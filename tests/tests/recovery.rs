@@ -26,6 +26,19 @@ fn one_http_sink(sink: HttpSink) -> (TestDir, Config) {
     (TestDir::new(), config)
 }
 
+/// A server whose one workspace sends every event to the file sink `events`.
+fn serve_one_file_sink() -> (TestDir, Server) {
+    let config = Config::new().workspace(
+        Workspace::new("acme")
+            .vendor(Vendor::new("watsi", &[SECRET]))
+            .file_sink("events")
+            .route(Route::new("*", &["events"])),
+    );
+    let dir = TestDir::new();
+    let server = dir.serve(&config);
+    (dir, server)
+}
+
 fn accept_many(server: &Server, tag: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
@@ -118,14 +131,7 @@ fn a_tenant_whose_receiver_never_answers_costs_another_nothing() {
 
 #[test]
 fn an_event_whose_client_hangs_up_at_once_is_delivered_without_more_traffic() {
-    let config = Config::new().workspace(
-        Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &[SECRET]))
-            .file_sink("events")
-            .route(Route::new("*", &["events"])),
-    );
-    let dir = TestDir::new();
-    let server = dir.serve(&config);
+    let (dir, server) = serve_one_file_sink();
     let payload = body(0, "hangup");
     let signature = WATSI.signature(SECRET, payload.as_bytes());
     let request = format!(
@@ -143,14 +149,7 @@ fn an_event_whose_client_hangs_up_at_once_is_delivered_without_more_traffic() {
 
 #[test]
 fn sighup_keeps_serving_and_a_rotated_file_sink_continues_in_a_new_file() {
-    let config = Config::new().workspace(
-        Workspace::new("acme")
-            .vendor(Vendor::new("watsi", &[SECRET]))
-            .file_sink("events")
-            .route(Route::new("*", &["events"])),
-    );
-    let dir = TestDir::new();
-    let server = dir.serve(&config);
+    let (dir, server) = serve_one_file_sink();
     let before = accept_many(&server, "before", 5);
     let sink = dir.sink("acme", "events");
     sink.wait_for_count(5);
