@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod plugins;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod sinks;

@@ -95,6 +95,12 @@ enum Command {
         #[command(flatten)]
         operator: Operator,
     },
+    /// Make a running server read its configuration again (as SIGHUP does); prints what
+    /// changed, or every problem of a refused file.
+    Reload {
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// An event with its delivery attempts to each sink (talks to a running server).
     Event {
         /// The envelope id.
@@ -162,6 +168,7 @@ impl Command {
                     | DlqCommand::Delete { operator, .. },
             }
             | Command::Queues { operator }
+            | Command::Reload { operator }
             | Command::Event { operator, .. } => &operator.config,
             Command::Serve { config }
             | Command::Check { config }
@@ -228,6 +235,7 @@ fn main() -> ExitCode {
             )
         }
         Command::Queues { operator } => operate(&operator, Method::GET, "/admin/queues"),
+        Command::Reload { operator } => operate(&operator, Method::POST, "/admin/reload"),
         Command::Event { id, operator } => {
             operate(&operator, Method::GET, &format!("/admin/events/{id}"))
         }

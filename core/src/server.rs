@@ -17,8 +17,10 @@ use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
+use crate::reload::Reloader;
 use crate::store::{Store, StoreError, StoreMetrics, StoreOptions};
 use crate::topology::{Topology, TopologyError};
+use arc_swap::ArcSwap;
 
 /// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
 /// outlives its window by much, but never more often than every second nor less than a minute.
@@ -70,7 +72,9 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         },
     )?;
     let plugins = Arc::new(plugins);
-    let topology = Arc::new(Topology::build(&config, &plugins, &store, &metrics).await?);
+    let topology = Arc::new(ArcSwap::from_pointee(
+        Topology::build(&config, &plugins, &store, &metrics, None).await?,
+    ));
     let shortest_window = config
         .workspaces
         .values()
@@ -110,6 +114,14 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         None => None,
     };
     tokio::spawn(reopen_file_sinks(reload.subscribe(), topology.clone()));
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        plugins.clone(),
+        store.clone(),
+        metrics.clone(),
+        topology.clone(),
+    ));
+    tokio::spawn(reload_on_hangup(reload.subscribe(), reloader.clone()));
     tokio::spawn(forward_hangups(reload));
 
     let (stop, stopped) = watch::channel(false);
@@ -154,6 +166,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
             admin: Admin {
                 token: server.admin_token.clone(),
                 topology,
+                reloader,
                 store: store.clone(),
                 plugins,
                 metrics,
@@ -193,12 +206,20 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
 }
 
 /// At every SIGHUP, every file sink reopens its file, as logrotate's postrotate expects.
-async fn reopen_file_sinks(mut reload: watch::Receiver<()>, topology: Arc<Topology>) {
+async fn reopen_file_sinks(mut reload: watch::Receiver<()>, topology: Arc<ArcSwap<Topology>>) {
     while reload.changed().await.is_ok() {
         tracing::info!("reopening file sinks");
-        for worker in topology.workspaces().flat_map(|ws| ws.workers()) {
+        for worker in topology.load().workspaces().flat_map(|ws| ws.workers()) {
             worker.reopen();
         }
+    }
+}
+
+/// At every SIGHUP, the configuration is read again (see [`crate::reload`]).
+async fn reload_on_hangup(mut reload: watch::Receiver<()>, reloader: Arc<Reloader>) {
+    while reload.changed().await.is_ok() {
+        // A refusal is logged with every problem by the reloader; the server goes on.
+        let _ = reloader.reload().await;
     }
 }
 

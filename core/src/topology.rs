@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::{Config, SignatureConfig};
+use crate::config::{Config, SignatureConfig, SinkConfig};
 use crate::deliver::{DeliveryPolicy, SinkWorker};
 use crate::hooks::quota::Quota;
 use crate::metrics::Metrics;
@@ -61,7 +61,9 @@ pub struct Workspace {
     pub quota: Quota,
     pub vendors: HashMap<VendorName, VendorBinding>,
     router: Router,
-    workers: HashMap<SinkName, SinkWorker>,
+    /// Shared with the topology a reload builds when the sink's configuration is unchanged,
+    /// so its worker keeps running; a worker stops when the last topology holding it goes.
+    workers: HashMap<SinkName, (SinkConfig, Arc<SinkWorker>)>,
 }
 
 impl Workspace {
@@ -71,21 +73,21 @@ impl Workspace {
             .sinks_for(vendor, event_type)
             .into_iter()
             .filter_map(|sink| self.workers.get(sink))
-            .map(|worker| worker.queue.clone())
+            .map(|(_, worker)| worker.queue.clone())
             .collect()
     }
 
     /// What the workspace's sinks owe together: the queue ceiling of its `limits`.
     pub fn queued(&self) -> u64 {
-        self.workers.values().map(|w| w.queue.depth()).sum()
+        self.workers.values().map(|(_, w)| w.queue.depth()).sum()
     }
 
     pub fn workers(&self) -> impl Iterator<Item = &SinkWorker> {
-        self.workers.values()
+        self.workers.values().map(|(_, w)| w.as_ref())
     }
 
     pub fn worker(&self, sink: &str) -> Option<&SinkWorker> {
-        self.workers.get(sink)
+        self.workers.get(sink).map(|(_, w)| w.as_ref())
     }
 }
 
@@ -94,12 +96,14 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds every workspace and starts one delivery worker per sink.
+    /// Builds every workspace and starts one delivery worker per sink; with `previous` (a
+    /// reload), a sink whose configuration is unchanged keeps its running worker.
     pub async fn build(
         config: &Config,
         plugins: &Plugins,
         store: &Arc<Store>,
         metrics: &Arc<Metrics>,
+        previous: Option<&Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut workspaces = HashMap::new();
         for (id, ws) in &config.workspaces {
@@ -137,6 +141,14 @@ impl Topology {
             }
             let mut workers = HashMap::new();
             for (sink_name, sink_config) in &ws.sinks {
+                let running = previous
+                    .and_then(|p| p.workspaces.get(id))
+                    .and_then(|w| w.workers.get(sink_name))
+                    .filter(|(config, _)| config == sink_config);
+                if let Some((_, worker)) = running {
+                    workers.insert(sink_name.clone(), (sink_config.clone(), worker.clone()));
+                    continue;
+                }
                 let sink = sinks::build(&sink_config.kind).await.map_err(|source| {
                     TopologyError::Sink {
                         workspace: id.clone(),
@@ -159,7 +171,7 @@ impl Topology {
                     store.clone(),
                     metrics.clone(),
                 );
-                workers.insert(sink_name.clone(), worker);
+                workers.insert(sink_name.clone(), (sink_config.clone(), Arc::new(worker)));
             }
             workspaces.insert(
                 id.clone(),
@@ -182,6 +194,32 @@ impl Topology {
 
     pub fn workspaces(&self) -> impl Iterator<Item = &Workspace> {
         self.workspaces.values()
+    }
+
+    /// Sinks this topology runs that `previous` did not (started) and that `previous` ran
+    /// and this one does not (stopped, their queues kept as orphans).
+    pub fn changes_from(&self, previous: &Topology) -> (Vec<String>, Vec<String>) {
+        let names = |t: &Topology| -> Vec<(String, *const SinkWorker)> {
+            t.workspaces()
+                .flat_map(|ws| {
+                    ws.workers
+                        .iter()
+                        .map(move |(sink, (_, w))| (format!("{}/{sink}", ws.id), Arc::as_ptr(w)))
+                })
+                .collect()
+        };
+        let (now, before) = (names(self), names(previous));
+        let started = now
+            .iter()
+            .filter(|n| !before.contains(n))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let stopped = before
+            .iter()
+            .filter(|n| !now.contains(n))
+            .map(|(name, _)| name.clone())
+            .collect();
+        (started, stopped)
     }
 
     /// Every sink's queue.

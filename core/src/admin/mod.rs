@@ -26,8 +26,10 @@ use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
 use crate::names::Secret;
 use crate::plugins::Plugins;
+use crate::reload::{ReloadError, Reloader};
 use crate::store::{DeliveryOf, SinkQueue, Store, StoreError};
 use crate::topology::Topology;
+use arc_swap::ArcSwap;
 
 /// A dead-letter page holds at most this many, whatever `limit` asks.
 const MAX_PAGE: usize = 1000;
@@ -36,7 +38,8 @@ const DEFAULT_PAGE: usize = 100;
 pub struct Admin {
     /// `None`: the `/admin/*` API is off.
     pub token: Option<Secret>,
-    pub topology: Arc<Topology>,
+    pub topology: Arc<ArcSwap<Topology>>,
+    pub reloader: Arc<Reloader>,
     pub store: Arc<Store>,
     pub plugins: Arc<Plugins>,
     pub metrics: Arc<Metrics>,
@@ -62,16 +65,18 @@ impl Admin {
         let segments: Vec<&str> = path.trim_matches('/').split('/').skip(1).collect();
         let result = match (method, segments.as_slice()) {
             (&Method::GET, ["queues"]) => Ok(self.queues()),
+            (&Method::POST, ["reload"]) => return self.reload().await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id),
                 None => return invalid_event_id(),
             },
             (_, ["workspaces", ws, "sinks", sink, "dead-letters", rest @ ..]) => {
+                // A removed sink's queue (an orphan) keeps its dead letters reachable.
                 let Some(queue) = self
-                    .topology
-                    .workspace(ws)
-                    .and_then(|w| w.worker(sink))
-                    .map(|w| w.queue.clone())
+                    .store
+                    .known_queues()
+                    .into_iter()
+                    .find(|q| q.workspace().as_str() == *ws && q.sink().as_str() == *sink)
                 else {
                     return error(
                         StatusCode::NOT_FOUND,
@@ -108,10 +113,15 @@ impl Admin {
         })
     }
 
+    /// Every sink's counters; a queue whose sink the configuration no longer has is listed
+    /// as `orphaned`: kept until a sink of that name returns.
     fn queues(&self) -> Answer {
+        let topology = self.topology.load();
+        let running: Vec<&SinkQueue> = topology.queues().collect();
         let mut sinks: Vec<Value> = self
-            .topology
-            .queues()
+            .store
+            .known_queues()
+            .iter()
             .map(|q| {
                 json!({
                     "workspace": q.workspace(),
@@ -119,11 +129,37 @@ impl Admin {
                     "queued": q.depth(),
                     "in_flight": q.in_flight(),
                     "dead": q.dead(),
+                    "orphaned": !running.iter().any(|r| r.workspace() == q.workspace() && r.sink() == q.sink()),
                 })
             })
             .collect();
         sinks.sort_by_key(|s| (s["workspace"].to_string(), s["sink"].to_string()));
         reply(StatusCode::OK, &json!({ "sinks": sinks }))
+    }
+
+    /// Reads the configuration again; see [`crate::reload`].
+    async fn reload(&self) -> Answer {
+        match self.reloader.reload().await {
+            Ok(done) => reply(
+                StatusCode::OK,
+                &json!({
+                    "workspaces": done.workspaces,
+                    "started": done.started,
+                    "stopped": done.stopped,
+                    "server_changed": done.server_changed,
+                }),
+            ),
+            Err(ReloadError::Config(e)) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                &format!("{e}\nthe running configuration stays"),
+            ),
+            Err(ReloadError::Topology(e)) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                &format!("{e}\nthe running configuration stays"),
+            ),
+        }
     }
 
     fn dead_letters(&self, queue: &SinkQueue, page: Page) -> Result<Answer, StoreError> {
@@ -192,9 +228,10 @@ impl Admin {
                 "no such event (never accepted, or past retention)",
             ));
         }
+        let topology = self.topology.load_full();
         let workspace = envelope["workspace"]
             .as_str()
-            .and_then(|ws| self.topology.workspace(ws));
+            .and_then(|ws| topology.workspace(ws));
         let mut deliveries = Vec::new();
         for worker in workspace.into_iter().flat_map(|ws| ws.workers()) {
             let mut delivery = match self.store.delivery_of(&worker.queue, id)? {

@@ -28,7 +28,7 @@ impl Admin {
 
     /// The metrics, from counters only: no scan, whatever the backlog.
     pub fn metrics(&self, headers: &HeaderMap) -> Answer {
-        for queue in self.topology.queues() {
+        for queue in self.store.known_queues() {
             let labels = SinkLabels {
                 workspace: queue.workspace().to_string(),
                 sink: queue.sink().to_string(),

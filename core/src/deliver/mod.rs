@@ -26,12 +26,20 @@ use crate::store::{SinkQueue, Store, StoreError};
 pub use policy::{DeliveryPolicy, Next};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
 
-/// A running sink's handles.
+/// A running sink's handles; dropping it stops the worker (a reload that removes or changes
+/// the sink). What it had in flight stays queued and is delivered again: at least once.
 pub struct SinkWorker {
     pub workspace: WorkspaceId,
     pub sink: SinkName,
     pub queue: SinkQueue,
     handle: Arc<dyn Sink>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for SinkWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl SinkWorker {
@@ -54,12 +62,13 @@ impl SinkWorker {
             store,
             metrics,
         };
-        tokio::spawn(worker.run());
+        let task = tokio::spawn(worker.run()).abort_handle();
         SinkWorker {
             workspace,
             sink: sink_name,
             queue,
             handle: sink,
+            task,
         }
     }
 

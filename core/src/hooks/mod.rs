@@ -30,10 +30,12 @@ use crate::plugins::{HandshakeOutcome, MapOutcome};
 use crate::store::{Accept, Accepted, Store};
 use crate::topology::{Topology, VendorBinding, Workspace};
 use crate::verify::VerifyError;
+use arc_swap::ArcSwap;
 
 #[derive(Clone)]
 pub struct Hooks {
-    pub topology: Arc<Topology>,
+    /// Swapped whole by a reload; each request works on the one it started with.
+    pub topology: Arc<ArcSwap<Topology>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub body: BodyLimits,
@@ -51,7 +53,8 @@ impl Hooks {
         workspace: &str,
         vendor: &str,
     ) -> Answer {
-        let Some(ws) = self.topology.workspace(workspace) else {
+        let topology = self.topology.load_full();
+        let Some(ws) = topology.workspace(workspace) else {
             self.metrics.hook(UNKNOWN, UNKNOWN, "unknown_workspace");
             return error(
                 StatusCode::NOT_FOUND,
@@ -150,7 +153,8 @@ impl Hooks {
         let keep = async move {
             // The body's bytes count against the budget until the request is answered.
             let _reservation = reservation;
-            let Some(ws) = hooks.topology.workspace(workspace.as_str()) else {
+            let topology = hooks.topology.load_full();
+            let Some(ws) = topology.workspace(workspace.as_str()) else {
                 return error(
                     StatusCode::NOT_FOUND,
                     "unknown_workspace",

@@ -367,6 +367,24 @@ impl Store {
             .clone()
     }
 
+    /// Every queue the store knows: those of running sinks, and those left on disk by sinks
+    /// the configuration no longer has (orphans, kept until a sink of that name returns).
+    pub fn known_queues(&self) -> Vec<SinkQueue> {
+        let found: Vec<Vec<u8>> = lock(&self.found).keys().cloned().collect();
+        for prefix in found {
+            let names = std::str::from_utf8(&prefix)
+                .ok()
+                .and_then(|p| p.strip_suffix('\0'))
+                .and_then(|p| p.split_once('/'));
+            if let Some((workspace, sink)) = names {
+                self.queue(&WorkspaceId::new(workspace), &SinkName::new(sink));
+            }
+        }
+        let mut queues: Vec<SinkQueue> = lock(&self.queues).values().cloned().collect();
+        queues.sort_by(|a, b| a.prefix().cmp(b.prefix()));
+        queues
+    }
+
     /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.
     /// Answers once the batch holding it is durable; wakes its sinks' workers itself, so the
     /// event is announced whether or not its client is still there.

@@ -1,0 +1,191 @@
+//! Live reload: SIGHUP and `switchyard reload` apply a valid configuration without dropping a
+//! request or a queued event, refuse an invalid one with every problem and keep the running
+//! one, and keep a removed sink's queue as an orphan until the sink returns.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard_e2e::*;
+
+const TOKEN: &str = "reload-admin-token-e2e";
+const SECRET: &str = "reload-secret-for-e2e";
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn acme() -> Workspace {
+    Workspace::new("acme")
+        .vendor(Vendor::new("watsi", &[SECRET]))
+        .file_sink("events")
+        .route(Route::new("*", &["events"]))
+}
+
+fn reload_cli(server: &Server, dir: &TestDir) -> Run {
+    run(switchyard_command([
+        "reload",
+        "--config",
+        &dir.path().join("routes.yaml").to_string_lossy(),
+        "--url",
+        &server.admin_url(""),
+        "--token",
+        TOKEN,
+    ]))
+}
+
+#[test]
+fn reloads_under_load_lose_nothing_refuse_bad_files_and_add_workspaces() {
+    let dir = TestDir::new();
+    let config = Config::new().admin_token(TOKEN).workspace(acme());
+    let server = Arc::new(dir.serve(&config));
+
+    // A steady stream of deliveries to acme for the whole test: every one must be accepted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (server, stop, accepted) = (server.clone(), stop.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!(r#"{{"id":"evt_load_{n}","type":"message.received"}}"#);
+                let id = server
+                    .deliver("acme", &WATSI, SECRET, &body, &[])
+                    .expect_accepted();
+                accepted.lock().unwrap().push(id);
+                n += 1;
+            }
+        })
+    };
+    let beta_body = r#"{"id":"evt_beta_1","type":"message.received"}"#;
+    server
+        .deliver("beta", &WATSI, SECRET, beta_body, &[])
+        .expect_error(404, "unknown_workspace");
+
+    // An invalid file is refused with its problems; the running configuration stays.
+    dir.write(
+        "routes.yaml",
+        config
+            .render(&dir)
+            .replace("workspaces:", "colour: red\nworkspaces:"),
+    );
+    let refused = reload_cli(&server, &dir);
+    assert!(!refused.status.success(), "a bad file must be refused");
+    assert!(
+        refused.stdout.contains("colour") || refused.stderr.contains("colour"),
+        "the refusal names the key:\n{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    server
+        .deliver("beta", &WATSI, SECRET, beta_body, &[])
+        .expect_error(404, "unknown_workspace");
+
+    // A valid file adding a workspace, by SIGHUP.
+    let two = Config::new()
+        .admin_token(TOKEN)
+        .workspace(acme())
+        .workspace(
+            Workspace::new("beta")
+                .vendor(Vendor::new("watsi", &[SECRET]))
+                .file_sink("events")
+                .route(Route::new("*", &["events"])),
+        );
+    dir.write_config(&two);
+    server.signal("HUP");
+    let deadline = Instant::now() + WITHIN;
+    let beta_id = loop {
+        let reply = server.deliver("beta", &WATSI, SECRET, beta_body, &[]);
+        if reply.status == 200 {
+            break reply.expect_accepted();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "beta never appeared: {}",
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    dir.sink("beta", "events").wait_for(&beta_id);
+
+    // And by the CLI, which says what changed: nothing, this time.
+    let again = reload_cli(&server, &dir);
+    again.expect_success("switchyard reload");
+    let answer: Value = serde_json::from_str(&again.stdout).expect("JSON");
+    assert_eq!(answer["workspaces"], 2);
+    assert_eq!(answer["started"], json!([]));
+    assert_eq!(answer["stopped"], json!([]));
+
+    // One more reload while the load runs, then let it go on a little.
+    server.signal("HUP");
+    let deadline = Instant::now() + WITHIN;
+    while accepted.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join()
+        .expect("every delivery during the reloads was accepted");
+    let ids = accepted.lock().unwrap().clone();
+    assert!(ids.len() >= 200, "the load ran: {} deliveries", ids.len());
+    let landed = dir.sink("acme", "events").wait_for_count(ids.len());
+    let landed: Vec<&str> = landed.iter().filter_map(|e| e["id"].as_str()).collect();
+    for id in &ids {
+        assert!(
+            landed.contains(&id.as_str()),
+            "{id} was accepted but not delivered"
+        );
+    }
+}
+
+#[test]
+fn a_removed_sink_keeps_its_queue_as_an_orphan_until_it_returns() {
+    let receiver = Receiver::start(Mode::Fail(503));
+    let with_crm = Config::new().admin_token(TOKEN).workspace(
+        acme()
+            .http_sink("crm", HttpSink::new(receiver.url()))
+            .route(Route::new("*", &["crm"])),
+    );
+    let dir = TestDir::new();
+    let server = dir.serve(&with_crm);
+    let ids: Vec<String> = (0..5)
+        .map(|n| {
+            let body = format!(r#"{{"id":"evt_orphan_{n}","type":"message.received"}}"#);
+            server
+                .deliver("acme", &WATSI, SECRET, &body, &[])
+                .expect_accepted()
+        })
+        .collect();
+    let crm = |server: &Server| -> Value {
+        let queues: Value = serde_json::from_str(
+            &server
+                .operator_request(
+                    "GET",
+                    "/admin/queues",
+                    &[("Authorization", &format!("Bearer {TOKEN}"))],
+                    None,
+                )
+                .body,
+        )
+        .expect("JSON");
+        queues["sinks"]
+            .as_array()
+            .expect("sinks")
+            .iter()
+            .find(|s| s["sink"] == "crm")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(crm(&server)["queued"], 5);
+
+    dir.write_config(&Config::new().admin_token(TOKEN).workspace(acme()));
+    let removed = reload_cli(&server, &dir);
+    removed.expect_success("reload without crm");
+    let answer: Value = serde_json::from_str(&removed.stdout).expect("JSON");
+    assert_eq!(answer["stopped"], json!(["acme/crm"]));
+    let orphan = crm(&server);
+    assert_eq!(orphan["orphaned"], true, "{orphan}");
+    assert_eq!(orphan["queued"], 5, "{orphan}");
+
+    receiver.set_mode(Mode::Accept);
+    dir.write_config(&with_crm);
+    reload_cli(&server, &dir).expect_success("reload with crm again");
+    receiver.wait_for_delivered(&ids, WITHIN);
+    assert_eq!(crm(&server)["orphaned"], false);
+}
