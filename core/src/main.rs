@@ -95,6 +95,15 @@ enum Command {
         #[command(flatten)]
         operator: Operator,
     },
+    /// Make a running server write a consistent copy of its store into a new directory (on
+    /// the server's machine); restore by starting a server with that directory as data_dir.
+    Backup {
+        /// The directory to create; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// Make a running server read its configuration again (as SIGHUP does); prints what
     /// changed, or every problem of a refused file.
     Reload {
@@ -169,6 +178,7 @@ impl Command {
             }
             | Command::Queues { operator }
             | Command::Reload { operator }
+            | Command::Backup { operator, .. }
             | Command::Event { operator, .. } => &operator.config,
             Command::Serve { config }
             | Command::Check { config }
@@ -236,6 +246,12 @@ fn main() -> ExitCode {
         }
         Command::Queues { operator } => operate(&operator, Method::GET, "/admin/queues"),
         Command::Reload { operator } => operate(&operator, Method::POST, "/admin/reload"),
+        Command::Backup { to, operator } => {
+            let to = std::path::absolute(&to).unwrap_or(to);
+            let to: String =
+                form_urlencoded::byte_serialize(to.to_string_lossy().as_bytes()).collect();
+            operate(&operator, Method::POST, &format!("/admin/backup?to={to}"))
+        }
         Command::Event { id, operator } => {
             operate(&operator, Method::GET, &format!("/admin/events/{id}"))
         }

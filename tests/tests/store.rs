@@ -201,3 +201,65 @@ fn retention_bounds_the_store_events_leave_and_their_log_segments_are_retired() 
         .expect_accepted();
     assert_ne!(id, first[0]);
 }
+
+#[test]
+fn a_backup_taken_under_load_restores_with_nothing_missing() {
+    let receiver = Receiver::start(Mode::Fail(503));
+    let config = Config::new()
+        .admin_token("store-admin-token-e2e")
+        .workspace(
+            Workspace::new("acme")
+                .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
+                .http_sink("crm", HttpSink::new(receiver.url()))
+                .route(Route::new("*", &["crm"])),
+        );
+    let dir = TestDir::new();
+    let server = std::sync::Arc::new(dir.serve(&config));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load = {
+        let (server, stop, accepted) = (server.clone(), stop.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = format!(r#"{{"id":"evt_backup_{n}","type":"message.received"}}"#);
+                let id = server
+                    .deliver("acme", &WATSI, "secret-one-for-e2e", &body, &[])
+                    .expect_accepted();
+                accepted.lock().unwrap().push(id);
+                n += 1;
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while accepted.lock().unwrap().len() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Everything accepted before the backup starts must be in it.
+    let before: Vec<String> = accepted.lock().unwrap().clone();
+    let copy = dir.path().join("backup");
+    run(switchyard_command([
+        "backup",
+        "--to",
+        &copy.to_string_lossy(),
+        "--url",
+        &server.admin_url(""),
+        "--token",
+        "store-admin-token-e2e",
+    ]))
+    .expect_success("switchyard backup");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().expect("the load ran");
+    drop(server);
+
+    // Restore: a server whose data directory is the copy delivers every one of them.
+    let restored = TestDir::new();
+    std::fs::rename(&copy, restored.data_dir()).expect("move the copy into place");
+    receiver.set_mode(Mode::Accept);
+    let _server = restored.serve(&config);
+    receiver.wait_for_delivered(&before, Duration::from_secs(30));
+}

@@ -66,6 +66,7 @@ impl Admin {
         let result = match (method, segments.as_slice()) {
             (&Method::GET, ["queues"]) => Ok(self.queues()),
             (&Method::POST, ["reload"]) => return self.reload().await,
+            (&Method::POST, ["backup"]) => return self.backup(query).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id),
                 None => return invalid_event_id(),
@@ -135,6 +136,38 @@ impl Admin {
             .collect();
         sinks.sort_by_key(|s| (s["workspace"].to_string(), s["sink"].to_string()));
         reply(StatusCode::OK, &json!({ "sinks": sinks }))
+    }
+
+    /// `POST /admin/backup?to=/absolute/dir`: a consistent copy of the running store, written
+    /// by the server into a directory that does not exist yet.
+    async fn backup(&self, query: &str) -> Answer {
+        let to = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "to")
+            .map(|(_, value)| std::path::PathBuf::from(value.as_ref()));
+        let Some(to) = to.filter(|to| to.is_absolute()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "name the backup directory with ?to=/an/absolute/path that does not exist yet",
+            );
+        };
+        let store = self.store.clone();
+        let target = to.clone();
+        match tokio::task::spawn_blocking(move || store.backup(&target)).await {
+            Ok(Ok(events)) => reply(
+                StatusCode::OK,
+                &json!({"to": to.display().to_string(), "events": events}),
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "backup failed");
+                error(StatusCode::CONFLICT, "backup_failed", &e.to_string())
+            }
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backup_failed",
+                &format!("the backup task failed: {e}"),
+            ),
+        }
     }
 
     /// Reads the configuration again; see [`crate::reload`].

@@ -14,6 +14,7 @@
 //! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
 //! - `meta`: the store's format version.
 
+mod backup;
 mod commit;
 mod queue;
 pub mod record;
@@ -278,6 +279,8 @@ pub struct Store {
     /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
     found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
     accepted: AtomicU64,
+    /// Held while log segments are retired, and while a backup copies them.
+    retiring: Mutex<()>,
 }
 
 impl Store {
@@ -336,6 +339,7 @@ impl Store {
             queues: Mutex::default(),
             found: Mutex::new(found),
             accepted: AtomicU64::new(0),
+            retiring: Mutex::new(()),
         });
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()

@@ -68,6 +68,7 @@ impl Store {
     pub fn sweep_log(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
         let dir = self.dir.join("wal");
         let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
+        let _retiring = super::lock(&self.retiring);
         let checkpoint = wal::read_checkpoint(&dir).map_err(io)?;
         let mut retired = 0;
         for segment in wal::segments(&dir).map_err(io)? {
