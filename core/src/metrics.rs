@@ -79,6 +79,7 @@ pub struct Metrics {
     pub store_commits: Counter<u64, AtomicU64>,
     pub store_batch_events: Histogram,
     pub store_bytes: Gauge,
+    pub store_unreadable: Counter<u64, AtomicU64>,
     pub plugin_faults: Family<PluginFaultLabels, Counter>,
     /// 1 while the store takes writes (what `/readyz` reports), else 0.
     pub store_ready: Gauge,
@@ -165,6 +166,12 @@ impl Metrics {
             "New events per committed batch",
             store_batch_events.clone(),
         );
+        let store_unreadable = Counter::default();
+        registry.register(
+            "store_unreadable_records",
+            "Stored records that could not be read (damage or an unknown format); each is logged",
+            store_unreadable.clone(),
+        );
         let store_bytes = Gauge::default();
         registry.register(
             "store_size_bytes",
@@ -209,6 +216,7 @@ impl Metrics {
             store_commits,
             store_batch_events,
             store_bytes,
+            store_unreadable,
             plugin_faults,
             store_ready,
         }

@@ -69,6 +69,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         StoreMetrics {
             commits: metrics.store_commits.clone(),
             batch_events: Some(metrics.store_batch_events.clone()),
+            unreadable: metrics.store_unreadable.clone(),
         },
     )?;
     let plugins = Arc::new(plugins);

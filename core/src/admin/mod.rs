@@ -204,7 +204,8 @@ impl Admin {
             let mut letter = match deliver::decode::<DeadLetter>(&bytes) {
                 Some(dead) => json!(dead),
                 None => {
-                    tracing::error!(event_id = %id, "dead letter unreadable; listed without its record");
+                    self.store
+                        .unreadable(&format!("dead letter {id}"), &"not a dead-letter record");
                     json!({"event_id": id.to_string(), "unreadable": true})
                 }
             };

@@ -85,6 +85,7 @@ impl Committer {
         let (to_apply, logged) = std_mpsc::sync_channel(1);
         let writer = Writer {
             engine: engine.clone(),
+            unreadable: metrics.unreadable.clone(),
             wal,
             healthy: healthy.clone(),
             pending: pending.clone(),
@@ -162,6 +163,7 @@ struct Logged {
 /// Stage one: decides dedupe for a batch and makes its new events durable in the log.
 struct Writer {
     engine: Arc<Engine>,
+    unreadable: prometheus_client::metrics::counter::Counter,
     wal: Wal,
     healthy: Arc<AtomicBool>,
     pending: PendingClaims,
@@ -227,6 +229,7 @@ impl Writer {
                     }
                     Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
                     Some(Err(error)) => {
+                        self.unreadable.inc();
                         tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
                     }
                     None => {}
@@ -620,6 +623,7 @@ mod tests {
         let pending: PendingClaims = Arc::default();
         let mut writer = Writer {
             engine: engine.clone(),
+            unreadable: Default::default(),
             wal: Wal::open(&dir.path().join("wal"), Duration::from_secs(60)).unwrap(),
             healthy: healthy.clone(),
             pending: pending.clone(),

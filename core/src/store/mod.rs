@@ -81,6 +81,9 @@ pub struct StoreMetrics {
     pub commits: Counter,
     /// Events per committed batch.
     pub batch_events: Option<Histogram>,
+    /// Stored records that could not be read (damage, or a format this release does not
+    /// know): each is also logged, never skipped silently.
+    pub unreadable: Counter,
 }
 
 /// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
@@ -279,6 +282,7 @@ pub struct Store {
     /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
     found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
     accepted: AtomicU64,
+    unreadable: Counter,
     /// Held while log segments are retired, and while a backup copies them.
     retiring: Mutex<()>,
 }
@@ -322,6 +326,7 @@ impl Store {
             std::time::Duration::from_secs(1),
             std::time::Duration::from_secs(3600),
         );
+        let unreadable = metrics.unreadable.clone();
         let committer = commit::Committer::start(
             engine.clone(),
             &wal_dir,
@@ -339,6 +344,7 @@ impl Store {
             queues: Mutex::default(),
             found: Mutex::new(found),
             accepted: AtomicU64::new(0),
+            unreadable,
             retiring: Mutex::new(()),
         });
         let weak = Arc::downgrade(&store);
@@ -387,6 +393,12 @@ impl Store {
         let mut queues: Vec<SinkQueue> = lock(&self.queues).values().cloned().collect();
         queues.sort_by(|a, b| a.prefix().cmp(b.prefix()));
         queues
+    }
+
+    /// Counts and logs a stored record that could not be read.
+    pub fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.unreadable.inc();
+        tracing::error!(%error, "{what} unreadable");
     }
 
     /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.

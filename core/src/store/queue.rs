@@ -83,7 +83,7 @@ impl Store {
         {
             Ok(envelope) => Ok(Some(envelope)),
             Err(StoreError::Record(error)) => {
-                tracing::error!(event_id = %id, %error, "stored event unreadable");
+                self.unreadable(&format!("stored event {id}"), &error);
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -249,4 +249,35 @@ impl Store {
 
 fn payload_of(bytes: &IVec) -> Result<Vec<u8>, StoreError> {
     Ok(record::payload(bytes)?.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreMetrics, StoreOptions};
+
+    #[test]
+    fn an_unreadable_record_is_counted_and_reported_as_missing_never_skipped_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = StoreMetrics::default();
+        let store = Store::open(
+            dir.path(),
+            &StoreOptions {
+                cache_bytes: 8 << 20,
+                retention: std::time::Duration::from_secs(60),
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        let id = EventId::generate();
+        // A record from a future release: another format version.
+        store
+            .trees()
+            .unwrap()
+            .events
+            .insert(id.to_bytes(), &[9u8, 0, 0][..])
+            .unwrap();
+        assert_eq!(store.envelope_of(&id).unwrap(), None);
+        assert_eq!(metrics.unreadable.get(), 1);
+    }
 }

@@ -50,7 +50,8 @@ impl Store {
             let needed = match StoredEvent::decode(&bytes) {
                 Ok(event) => self.still_needed(&id, &event.queues)?,
                 Err(error) => {
-                    tracing::error!(%error, "stored event unreadable; kept for inspection");
+                    // Kept for inspection, not swept.
+                    self.unreadable("stored event", &error);
                     true
                 }
             };
