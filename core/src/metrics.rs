@@ -76,6 +76,10 @@ pub struct Metrics {
     pub queue_depth: Family<SinkLabels, Gauge>,
     pub in_flight: Family<SinkLabels, Gauge>,
     pub dead_letters: Family<SinkLabels, Gauge>,
+    /// Accept to delivered, per sink.
+    pub delivery_seconds: Family<SinkLabels, Histogram, fn() -> Histogram>,
+    /// How long the oldest event a sink still owes has waited.
+    pub oldest_queued_seconds: Family<SinkLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub store_commits: Counter<u64, AtomicU64>,
     pub store_batch_events: Histogram,
     pub store_bytes: Gauge,
@@ -135,6 +139,19 @@ impl Metrics {
             "sink_attempts",
             "Delivery attempts to sinks, by outcome",
             sink_attempts.clone(),
+        );
+        let delivery_seconds: Family<SinkLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 20)));
+        registry.register(
+            "sink_delivery_seconds",
+            "Time from an event's accept to its delivery, per sink",
+            delivery_seconds.clone(),
+        );
+        let oldest_queued_seconds = Family::default();
+        registry.register(
+            "sink_oldest_queued_seconds",
+            "Age of the oldest event a sink still owes (0 when its queue is empty)",
+            oldest_queued_seconds.clone(),
         );
         let queue_depth = Family::<SinkLabels, Gauge>::default();
         registry.register(
@@ -213,6 +230,8 @@ impl Metrics {
             queue_depth,
             in_flight,
             dead_letters,
+            delivery_seconds,
+            oldest_queued_seconds,
             store_commits,
             store_batch_events,
             store_bytes,
@@ -249,6 +268,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    pub fn delivered_after(&self, workspace: &str, sink: &str, seconds: f64) {
+        self.delivery_seconds
+            .get_or_create(&SinkLabels {
+                workspace: workspace.to_owned(),
+                sink: sink.to_owned(),
+            })
+            .observe(seconds);
     }
 
     pub fn sink_attempt(&self, workspace: &str, sink: &str, outcome: &str) {

@@ -189,3 +189,53 @@ fn a_removed_sink_keeps_its_queue_as_an_orphan_until_it_returns() {
     receiver.wait_for_delivered(&ids, WITHIN);
     assert_eq!(crm(&server)["orphaned"], false);
 }
+
+#[test]
+fn an_orphaned_queue_can_be_dropped_a_running_one_cannot_and_sinks_show_latency_and_age() {
+    let receiver = Receiver::start(Mode::Fail(503));
+    let with_crm = Config::new().admin_token(TOKEN).workspace(
+        acme()
+            .http_sink("crm", HttpSink::new(receiver.url()))
+            .route(Route::new("*", &["crm"])),
+    );
+    let dir = TestDir::new();
+    let server = dir.serve(&with_crm);
+    for n in 0..3 {
+        let body = format!(r#"{{"id":"evt_drop_{n}","type":"message.received"}}"#);
+        server
+            .deliver("acme", &WATSI, SECRET, &body, &[])
+            .expect_accepted();
+    }
+    dir.sink("acme", "events").wait_for_count(3);
+    let auth = format!("Bearer {TOKEN}");
+    let operator = |method: &str, path: &str| {
+        server.operator_request(method, path, &[("Authorization", &auth)], None)
+    };
+    let metrics = server.operator_get("/metrics").body;
+    assert!(
+        metrics.contains(
+            r#"switchyard_sink_delivery_seconds_count{workspace="acme",sink="events"} 3"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"switchyard_sink_oldest_queued_seconds{workspace="acme",sink="crm"}"#),
+        "{metrics}"
+    );
+    assert_eq!(operator("DELETE", "/admin/queues/acme/crm").status, 409);
+
+    dir.write_config(&Config::new().admin_token(TOKEN).workspace(acme()));
+    reload_cli(&server, &dir).expect_success("reload without crm");
+    let dropped = operator("DELETE", "/admin/queues/acme/crm");
+    assert_eq!(dropped.status, 200, "{}", dropped.body);
+    assert_eq!(dropped.json()["dropped"], 3);
+    let queues = operator("GET", "/admin/queues").json();
+    let crm = queues["sinks"]
+        .as_array()
+        .expect("sinks")
+        .iter()
+        .find(|s| s["sink"] == "crm")
+        .cloned()
+        .expect("still listed, empty");
+    assert_eq!(crm["queued"], 0, "{crm}");
+}

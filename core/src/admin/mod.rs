@@ -67,6 +67,7 @@ impl Admin {
             (&Method::GET, ["queues"]) => Ok(self.queues()),
             (&Method::POST, ["reload"]) => return self.reload().await,
             (&Method::POST, ["backup"]) => return self.backup(query).await,
+            (&Method::DELETE, ["queues", ws, sink]) => self.drop_orphan(ws, sink).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id),
                 None => return invalid_event_id(),
@@ -168,6 +169,44 @@ impl Admin {
                 &format!("the backup task failed: {e}"),
             ),
         }
+    }
+
+    /// `DELETE /admin/queues/{ws}/{sink}`: drops what an orphaned queue (its sink removed by a
+    /// reload) still holds; a running sink's queue is refused.
+    async fn drop_orphan(&self, ws: &str, sink: &str) -> Result<Answer, StoreError> {
+        let running = self
+            .topology
+            .load()
+            .workspace(ws)
+            .is_some_and(|w| w.worker(sink).is_some());
+        if running {
+            return Ok(error(
+                StatusCode::CONFLICT,
+                "sink_running",
+                "only an orphaned queue (its sink no longer configured) can be dropped",
+            ));
+        }
+        let Some(queue) = self
+            .store
+            .known_queues()
+            .into_iter()
+            .find(|q| q.workspace().as_str() == ws && q.sink().as_str() == sink)
+        else {
+            return Ok(error(
+                StatusCode::NOT_FOUND,
+                "unknown_sink",
+                &format!("no queue for workspace `{ws}` sink `{sink}`"),
+            ));
+        };
+        let dropped = self.store.drop_queue(&queue)?;
+        self.store.sync().await?;
+        tracing::warn!(
+            workspace = ws,
+            sink,
+            dropped,
+            "orphaned queue dropped by the operator"
+        );
+        Ok(reply(StatusCode::OK, &json!({ "dropped": dropped })))
     }
 
     /// Reads the configuration again; see [`crate::reload`].

@@ -45,6 +45,10 @@ impl Admin {
             set(&self.metrics.queue_depth, queue.depth());
             set(&self.metrics.in_flight, queue.in_flight());
             set(&self.metrics.dead_letters, queue.dead());
+            self.metrics
+                .oldest_queued_seconds
+                .get_or_create(&labels)
+                .set(self.store.oldest_queued_age(&queue).as_secs_f64());
         }
         self.metrics
             .store_bytes

@@ -300,9 +300,13 @@ impl Worker {
         let error = match result {
             Ok(()) => {
                 run.health.succeeded();
+                let now_ms = millis(now);
                 for event in batch.events {
                     tracing::debug!(workspace, sink, event_id = %event.id, "event delivered");
                     self.metrics.sink_attempt(workspace, sink, "delivered");
+                    let waited = now_ms.saturating_sub(event.id.timestamp_ms());
+                    self.metrics
+                        .delivered_after(workspace, sink, waited as f64 / 1000.0);
                     let record = Delivered::new(rfc3339(now), event.state.attempts);
                     run.done.push((event.id, record::encode(&record)));
                 }

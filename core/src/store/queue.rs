@@ -57,6 +57,32 @@ impl Store {
         Ok(out)
     }
 
+    /// How long the oldest event the sink still owes has waited (by its id's time); zero for
+    /// an empty queue. One read, whatever the backlog.
+    pub fn oldest_queued_age(&self, q: &SinkQueue) -> std::time::Duration {
+        let oldest = self.peek_from(q, None, 1).ok().and_then(|mut v| v.pop());
+        let now = crate::dedupe::millis(std::time::SystemTime::now());
+        std::time::Duration::from_millis(
+            oldest.map_or(0, |o| now.saturating_sub(o.id.timestamp_ms())),
+        )
+    }
+
+    /// Drops an orphaned queue (its sink no longer configured): its entries and their attempt
+    /// records go; its dead letters stay. Returns how many entries went.
+    pub fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
+        let trees = self.trees()?;
+        let mut dropped = 0;
+        for key in trees.queue.scan_prefix(q.prefix()).keys() {
+            let key = key?;
+            trees.attempts.remove(&key)?;
+            if trees.queue.remove(&key)?.is_some() {
+                dropped += 1;
+            }
+        }
+        q.0.depth.store(0, Ordering::Relaxed);
+        Ok(dropped)
+    }
+
     /// One queued entry, if the sink still owes it.
     pub fn queued(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Queued>, StoreError> {
         let key = q.key(id);
