@@ -562,3 +562,50 @@ fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreErro
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            cache_bytes: 8 << 20,
+            retention: std::time::Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_store_from_a_release_without_format_versions_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What the earlier release left: envelopes in `events`, no `meta` format.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("events").unwrap().insert(b"k", b"{}").unwrap();
+            db.flush().unwrap();
+        }
+        let refused = Store::open(dir.path(), &options(), StoreMetrics::default()).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("earlier release"), "{message}");
+        assert!(message.contains("move the directory aside"), "{message}");
+    }
+
+    #[test]
+    fn a_store_of_another_format_version_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format", &[7u8])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let refused = Store::open(dir.path(), &options(), StoreMetrics::default()).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("format version 7"), "{message}");
+        assert!(
+            message.contains(&format!("reads {}", record::VERSION)),
+            "{message}"
+        );
+    }
+}
