@@ -190,7 +190,7 @@ fn json_log_lines_carry_fields_and_never_a_secret_or_signature() {
     server
         .deliver("acme", &WATSI, wrong, &body, &[])
         .expect_error(401, "signature_mismatch");
-    let log = server.log_containing("delivery refused: signature");
+    let log = server.log_containing("\"answer\":\"signature_mismatch\"");
     drop(server);
 
     let lines: Vec<Value> = (log.lines())
@@ -215,6 +215,13 @@ fn json_log_lines_carry_fields_and_never_a_secret_or_signature() {
     assert_eq!(span["delivery_id"], "dlv_json_1", "{accepted}");
     assert_eq!(span["event_type"], "message.received", "{accepted}");
     assert_eq!(span["vendor_event_id"], "evt_json_1", "{accepted}");
+
+    let answered = find("delivery answered");
+    assert_eq!(answered["span"]["event_id"], id.as_str(), "{answered}");
+    assert_eq!(answered["span"]["delivery_id"], "dlv_json_1", "{answered}");
+    assert_eq!(answered["answer"], "accepted", "{answered}");
+    assert_eq!(answered["status"], 200, "{answered}");
+    assert!(answered["latency_ms"].as_f64().is_some(), "{answered}");
 
     let refused = find("delivery refused: signature");
     assert_eq!(refused["level"], "WARN");

@@ -85,14 +85,24 @@ impl Hooks {
                 let started = Instant::now();
                 let answer = self
                     .delivery(request, client, ws, vendor, binding)
-                    .instrument(span)
+                    .instrument(span.clone())
                     .await;
-                self.metrics
-                    .hook_duration
-                    .observe(started.elapsed().as_secs_f64());
-                if let Some(Outcome(outcome)) = answer.extensions().get::<Outcome>() {
+                let elapsed = started.elapsed();
+                self.metrics.hook_duration.observe(elapsed.as_secs_f64());
+                let outcome = answer.extensions().get::<Outcome>().map(|o| o.0);
+                if let Some(outcome) = outcome {
                     self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
                 }
+                // One line per delivery, inside its span: with `log_format: json` it carries
+                // workspace, vendor, delivery id, type and event id beside the answer.
+                span.in_scope(|| {
+                    tracing::debug!(
+                        status = answer.status().as_u16(),
+                        answer = outcome.unwrap_or(""),
+                        latency_ms = elapsed.as_secs_f64() * 1e3,
+                        "delivery answered"
+                    );
+                });
                 answer
             }
             Method::GET => match refuse_source(client, ws, vendor, binding) {
