@@ -241,7 +241,7 @@ pub struct SinkConfig {
     /// Strictly one at a time, in accept order; a failing event holds back the rest.
     pub ordered: bool,
     /// The longest the sink as a whole backs off after failures before it probes again;
-    /// default 10 s.
+    /// default 5 s.
     pub max_backoff: Duration,
     /// An event that has kept failing this long after it was accepted becomes a dead letter,
     /// however the sink fared; default 72 h.
@@ -250,7 +250,7 @@ pub struct SinkConfig {
 
 /// Sink-wide backoff is capped here unless a sink sets `max_backoff`: a receiver that comes
 /// back is found within this long.
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(72 * 3600);
 /// http sinks keep this many requests in flight unless told otherwise.
 pub const DEFAULT_HTTP_CONCURRENCY: usize = 8;
