@@ -19,6 +19,8 @@ use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
 use crate::names::Secret;
 use crate::verify::{Encoding, Signable, SignatureScheme, Signed};
 
+/// How long an idle keep-alive connection to a receiver is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 /// A consumer's answer body is read (so the connection can be reused) up to this much.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -45,7 +47,10 @@ impl HttpSink {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the keep-alive timeout of common receivers (Node closes idle connections
+            // after 5 s): a connection the receiver has given up on, picked from the pool,
+            // was seen to hang a request until the sink's timeout (after an outage).
+            .pool_idle_timeout(POOL_IDLE)
             .build(connector);
         Ok(HttpSink {
             url,
