@@ -31,6 +31,34 @@ fn reload_cli(server: &Server, dir: &TestDir) -> Run {
     ]))
 }
 
+/// acme with its file sink plus `crm`, an http sink whose receiver fails every request.
+fn serve_with_failing_crm() -> (Receiver, Config, TestDir, Server) {
+    let receiver = Receiver::start(Mode::Fail(503));
+    let with_crm = Config::new().admin_token(TOKEN).workspace(
+        acme()
+            .http_sink("crm", HttpSink::new(receiver.url()))
+            .route(Route::new("*", &["crm"])),
+    );
+    let dir = TestDir::new();
+    let server = dir.serve(&with_crm);
+    (receiver, with_crm, dir, server)
+}
+
+/// `/admin/queues`' entry for acme's `crm` sink (null when it is not listed).
+fn crm_queue(server: &Server) -> Value {
+    let auth = format!("Bearer {TOKEN}");
+    let queues = server
+        .operator_request("GET", "/admin/queues", &[("Authorization", &auth)], None)
+        .json();
+    queues["sinks"]
+        .as_array()
+        .expect("sinks")
+        .iter()
+        .find(|s| s["workspace"] == "acme" && s["sink"] == "crm")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[test]
 fn reloads_under_load_lose_nothing_refuse_bad_files_and_add_workspaces() {
     let dir = TestDir::new();
@@ -136,14 +164,7 @@ fn reloads_under_load_lose_nothing_refuse_bad_files_and_add_workspaces() {
 
 #[test]
 fn a_removed_sink_keeps_its_queue_as_an_orphan_until_it_returns() {
-    let receiver = Receiver::start(Mode::Fail(503));
-    let with_crm = Config::new().admin_token(TOKEN).workspace(
-        acme()
-            .http_sink("crm", HttpSink::new(receiver.url()))
-            .route(Route::new("*", &["crm"])),
-    );
-    let dir = TestDir::new();
-    let server = dir.serve(&with_crm);
+    let (receiver, with_crm, dir, server) = serve_with_failing_crm();
     let ids: Vec<String> = (0..5)
         .map(|n| {
             let body = format!(r#"{{"id":"evt_orphan_{n}","type":"message.received"}}"#);
@@ -152,26 +173,7 @@ fn a_removed_sink_keeps_its_queue_as_an_orphan_until_it_returns() {
                 .expect_accepted()
         })
         .collect();
-    let crm = |server: &Server| -> Value {
-        let queues: Value = serde_json::from_str(
-            &server
-                .operator_request(
-                    "GET",
-                    "/admin/queues",
-                    &[("Authorization", &format!("Bearer {TOKEN}"))],
-                    None,
-                )
-                .body,
-        )
-        .expect("JSON");
-        queues["sinks"]
-            .as_array()
-            .expect("sinks")
-            .iter()
-            .find(|s| s["sink"] == "crm")
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let crm = |server: &Server| crm_queue(server);
     assert_eq!(crm(&server)["queued"], 5);
 
     dir.write_config(&Config::new().admin_token(TOKEN).workspace(acme()));
@@ -192,14 +194,7 @@ fn a_removed_sink_keeps_its_queue_as_an_orphan_until_it_returns() {
 
 #[test]
 fn an_orphaned_queue_can_be_dropped_a_running_one_cannot_and_sinks_show_latency_and_age() {
-    let receiver = Receiver::start(Mode::Fail(503));
-    let with_crm = Config::new().admin_token(TOKEN).workspace(
-        acme()
-            .http_sink("crm", HttpSink::new(receiver.url()))
-            .route(Route::new("*", &["crm"])),
-    );
-    let dir = TestDir::new();
-    let server = dir.serve(&with_crm);
+    let (_receiver, _, dir, server) = serve_with_failing_crm();
     for n in 0..3 {
         let body = format!(r#"{{"id":"evt_drop_{n}","type":"message.received"}}"#);
         server
@@ -229,13 +224,6 @@ fn an_orphaned_queue_can_be_dropped_a_running_one_cannot_and_sinks_show_latency_
     let dropped = operator("DELETE", "/admin/queues/acme/crm");
     assert_eq!(dropped.status, 200, "{}", dropped.body);
     assert_eq!(dropped.json()["dropped"], 3);
-    let queues = operator("GET", "/admin/queues").json();
-    let crm = queues["sinks"]
-        .as_array()
-        .expect("sinks")
-        .iter()
-        .find(|s| s["sink"] == "crm")
-        .cloned()
-        .expect("still listed, empty");
-    assert_eq!(crm["queued"], 0, "{crm}");
+    let crm = crm_queue(&server);
+    assert_eq!(crm["queued"], 0, "still listed, empty: {crm}");
 }

@@ -26,7 +26,7 @@ use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
 use crate::names::Secret;
 use crate::plugins::Plugins;
-use crate::reload::{ReloadError, Reloader};
+use crate::reload::Reloader;
 use crate::store::{DeliveryOf, SinkQueue, Store, StoreError};
 use crate::topology::Topology;
 use arc_swap::ArcSwap;
@@ -74,12 +74,7 @@ impl Admin {
             },
             (_, ["workspaces", ws, "sinks", sink, "dead-letters", rest @ ..]) => {
                 // A removed sink's queue (an orphan) keeps its dead letters reachable.
-                let Some(queue) = self
-                    .store
-                    .known_queues()
-                    .into_iter()
-                    .find(|q| q.workspace().as_str() == *ws && q.sink().as_str() == *sink)
-                else {
+                let Some(queue) = self.store.known_queue(ws, sink) else {
                     return error(
                         StatusCode::NOT_FOUND,
                         "unknown_sink",
@@ -186,12 +181,7 @@ impl Admin {
                 "only an orphaned queue (its sink no longer configured) can be dropped",
             ));
         }
-        let Some(queue) = self
-            .store
-            .known_queues()
-            .into_iter()
-            .find(|q| q.workspace().as_str() == ws && q.sink().as_str() == sink)
-        else {
+        let Some(queue) = self.store.known_queue(ws, sink) else {
             return Ok(error(
                 StatusCode::NOT_FOUND,
                 "unknown_sink",
@@ -221,12 +211,7 @@ impl Admin {
                     "server_changed": done.server_changed,
                 }),
             ),
-            Err(ReloadError::Config(e)) => error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_config",
-                &format!("{e}\nthe running configuration stays"),
-            ),
-            Err(ReloadError::Topology(e)) => error(
+            Err(e) => error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_config",
                 &format!("{e}\nthe running configuration stays"),

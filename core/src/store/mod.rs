@@ -281,7 +281,6 @@ pub struct Store {
     queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
     /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
     found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
-    accepted: AtomicU64,
     unreadable: Counter,
     /// Held while log segments are retired, and while a backup copies them.
     retiring: Mutex<()>,
@@ -343,7 +342,6 @@ impl Store {
             healthy,
             queues: Mutex::default(),
             found: Mutex::new(found),
-            accepted: AtomicU64::new(0),
             unreadable,
             retiring: Mutex::new(()),
         });
@@ -401,15 +399,18 @@ impl Store {
         tracing::error!(%error, "{what} unreadable");
     }
 
+    /// The known queue of one workspace's sink, running or orphaned.
+    pub fn known_queue(&self, workspace: &str, sink: &str) -> Option<SinkQueue> {
+        self.known_queues()
+            .into_iter()
+            .find(|q| q.workspace().as_str() == workspace && q.sink().as_str() == sink)
+    }
+
     /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.
     /// Answers once the batch holding it is durable; wakes its sinks' workers itself, so the
     /// event is announced whether or not its client is still there.
     pub async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
-        let result = self.committer.accept(accept).await;
-        if matches!(result, Ok(Accepted::New)) {
-            self.accepted.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        self.committer.accept(accept).await
     }
 
     /// True while the last commit succeeded.

@@ -41,12 +41,13 @@ impl Store {
         from: Option<&EventId>,
         limit: usize,
     ) -> Result<Vec<Queued>, StoreError> {
+        let trees = self.trees()?;
         let start = match from {
             Some(id) => q.key(id),
             None => q.prefix().to_vec(),
         };
         let mut out = Vec::new();
-        for key in self.trees()?.queue.range(start..).keys() {
+        for key in trees.queue.range(start..).keys() {
             let key = key?;
             if !key.starts_with(q.prefix()) || out.len() == limit {
                 break;
@@ -85,22 +86,25 @@ impl Store {
 
     /// One queued entry, if the sink still owes it.
     pub fn queued(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Queued>, StoreError> {
+        let trees = self.trees()?;
         let key = q.key(id);
-        if !self.trees()?.queue.contains_key(&key)? {
+        if !trees.queue.contains_key(&key)? {
             return Ok(None);
         }
         self.queued_entry(id.clone(), &key).map(Some)
     }
 
     fn queued_entry(&self, id: EventId, key: &[u8]) -> Result<Queued, StoreError> {
-        let state = self.versioned(&self.trees()?.attempts, key)?;
+        let trees = self.trees()?;
+        let state = self.versioned(&trees.attempts, key)?;
         Ok(Queued { id, state })
     }
 
     /// A kept event's envelope for delivery; `None` when its record is missing or unreadable
     /// (damage): the worker dead-letters it with that reason rather than stall its queue.
     pub fn envelope_of(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
+        let trees = self.trees()?;
+        let Some(bytes) = trees.events.get(id.to_bytes())? else {
             return Ok(None);
         };
         match StoredEvent::decode(&bytes)
@@ -123,9 +127,8 @@ impl Store {
         id: &EventId,
         state: &[u8],
     ) -> Result<(), StoreError> {
-        self.trees()?
-            .attempts
-            .insert(q.key(id), record::versioned(state))?;
+        let trees = self.trees()?;
+        trees.attempts.insert(q.key(id), record::versioned(state))?;
         Ok(())
     }
 
@@ -160,6 +163,7 @@ impl Store {
 
     /// A delivery gave up: the entry moves from the queue to the dead letters.
     pub fn bury(&self, q: &SinkQueue, id: &EventId, dead_letter: &[u8]) -> Result<(), StoreError> {
+        let trees = self.trees()?;
         let key = q.key(id);
         if self
             .trees()?
@@ -169,8 +173,8 @@ impl Store {
         {
             q.0.dead.fetch_add(1, Ordering::Relaxed);
         }
-        self.trees()?.attempts.remove(&key)?;
-        if self.trees()?.queue.remove(&key)?.is_some() {
+        trees.attempts.remove(&key)?;
+        if trees.queue.remove(&key)?.is_some() {
             q.0.depth.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
@@ -183,6 +187,7 @@ impl Store {
         after: Option<&EventId>,
         limit: usize,
     ) -> Result<DeadPage, StoreError> {
+        let trees = self.trees()?;
         let start = match after {
             Some(id) => {
                 let mut key = q.key(id);
@@ -193,7 +198,7 @@ impl Store {
         };
         let mut letters = Vec::new();
         let mut next = None;
-        for entry in self.trees()?.dead.range(start..) {
+        for entry in trees.dead.range(start..) {
             let (key, bytes) = entry?;
             if !key.starts_with(q.prefix()) {
                 break;
@@ -212,18 +217,20 @@ impl Store {
 
     /// One dead letter of a sink.
     pub fn dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.versioned(&self.trees()?.dead, &q.key(id))
+        let trees = self.trees()?;
+        self.versioned(&trees.dead, &q.key(id))
     }
 
     /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
     /// index is not consulted: a replay is deliberate.
     pub fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+        let trees = self.trees()?;
         let key = q.key(id);
-        if self.trees()?.dead.remove(&key)?.is_none() {
+        if trees.dead.remove(&key)?.is_none() {
             return Ok(false);
         }
         q.0.dead.fetch_sub(1, Ordering::Relaxed);
-        self.trees()?.attempts.remove(&key)?;
+        trees.attempts.remove(&key)?;
         if self
             .trees()?
             .queue
@@ -237,7 +244,8 @@ impl Store {
 
     /// Deletes a dead letter for good; its event then leaves with retention.
     pub fn delete_dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
-        let removed = self.trees()?.dead.remove(q.key(id))?.is_some();
+        let trees = self.trees()?;
+        let removed = trees.dead.remove(q.key(id))?.is_some();
         if removed {
             q.0.dead.fetch_sub(1, Ordering::Relaxed);
         }
@@ -246,23 +254,20 @@ impl Store {
 
     /// Where one event stands with one sink: queued (with its state), dead, or delivered.
     pub fn delivery_of(&self, q: &SinkQueue, id: &EventId) -> Result<DeliveryOf, StoreError> {
+        let trees = self.trees()?;
         let key = q.key(id);
-        if self.trees()?.queue.contains_key(&key)? {
-            return Ok(DeliveryOf::Queued(
-                self.versioned(&self.trees()?.attempts, &key)?,
-            ));
+        if trees.queue.contains_key(&key)? {
+            return Ok(DeliveryOf::Queued(self.versioned(&trees.attempts, &key)?));
         }
-        if let Some(dead) = self.versioned(&self.trees()?.dead, &key)? {
+        if let Some(dead) = self.versioned(&trees.dead, &key)? {
             return Ok(DeliveryOf::Dead(dead));
         }
         let mut delivered_key = id.to_bytes().to_vec();
         delivered_key.extend_from_slice(q.prefix());
-        Ok(
-            match self.versioned(&self.trees()?.delivered, &delivered_key)? {
-                Some(record) => DeliveryOf::Delivered(record),
-                None => DeliveryOf::Unknown,
-            },
-        )
+        Ok(match self.versioned(&trees.delivered, &delivered_key)? {
+            Some(record) => DeliveryOf::Delivered(record),
+            None => DeliveryOf::Unknown,
+        })
     }
 
     fn versioned(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -12,24 +12,24 @@ use crate::dedupe::millis;
 impl Store {
     /// Removes dedupe claims whose window ended before `now`; returns how many.
     pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let trees = self.trees()?;
         let end = millis(now).to_be_bytes();
         let mut removed = 0;
-        for entry in self.trees()?.dedupe_expiry.range(..end.as_slice()) {
+        for entry in trees.dedupe_expiry.range(..end.as_slice()) {
             let (expiry_key, _) = entry?;
             if let Some((at, key)) = record::split_expiry_key(&expiry_key) {
-                if let Some(current) = self.trees()?.dedupe.get(key)? {
+                if let Some(current) = trees.dedupe.get(key)? {
                     // Only the claim this expiry entry was written for; a reclaim has its own.
                     if Claim::decode(&current).is_ok_and(|c| c.expires_at_ms == at) {
-                        let swapped = self.trees()?.dedupe.compare_and_swap(
-                            key,
-                            Some(current),
-                            None::<&[u8]>,
-                        )?;
+                        let swapped =
+                            trees
+                                .dedupe
+                                .compare_and_swap(key, Some(current), None::<&[u8]>)?;
                         removed += usize::from(swapped.is_ok());
                     }
                 }
             }
-            self.trees()?.dedupe_expiry.remove(&expiry_key)?;
+            trees.dedupe_expiry.remove(&expiry_key)?;
         }
         Ok(removed)
     }
@@ -37,15 +37,16 @@ impl Store {
     /// Removes events and delivery records older than `retention` (both keyed by the
     /// time-ordered event id first), except events a queue or a dead letter still needs.
     pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
+        let trees = self.trees()?;
         let cutoff_ms = millis(now).saturating_sub(retention.as_millis() as u64);
         let end = ulid::Ulid::from_parts(cutoff_ms, 0).to_bytes();
         let mut removed = 0;
-        for entry in self.trees()?.delivered.range(..end.as_slice()) {
+        for entry in trees.delivered.range(..end.as_slice()) {
             let (key, _) = entry?;
-            self.trees()?.delivered.remove(key)?;
+            trees.delivered.remove(key)?;
             removed += 1;
         }
-        for entry in self.trees()?.events.range(..end.as_slice()) {
+        for entry in trees.events.range(..end.as_slice()) {
             let (id, bytes) = entry?;
             let needed = match StoredEvent::decode(&bytes) {
                 Ok(event) => self.still_needed(&id, &event.queues)?,
@@ -56,7 +57,7 @@ impl Store {
                 }
             };
             if !needed {
-                self.trees()?.events.remove(&id)?;
+                trees.events.remove(&id)?;
                 removed += 1;
             }
         }
@@ -67,6 +68,7 @@ impl Store {
     /// envelopes still needed (queued, dead, or kept for lookup) move inline into sled first.
     /// Returns how many segments went.
     pub fn sweep_log(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
+        let trees = self.trees()?;
         let dir = self.dir.join("wal");
         let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
         let _retiring = super::lock(&self.retiring);
@@ -90,7 +92,7 @@ impl Store {
                 Ok(())
             })
             .map_err(io)?;
-            self.trees()?.events.flush().map_err(StoreError::from)?;
+            trees.events.flush().map_err(StoreError::from)?;
             self.log.retire(segment).map_err(io)?;
             tracing::debug!(segment, moved, "log segment retired");
             retired += 1;
@@ -100,9 +102,10 @@ impl Store {
 
     /// Moves the envelopes of one logged batch that sled still points at into sled.
     fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
+        let trees = self.trees()?;
         let mut moved = 0;
         for (id, offset, len) in super::commit::envelopes(payload)? {
-            let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
+            let Some(bytes) = trees.events.get(id.to_bytes())? else {
                 continue;
             };
             let event = StoredEvent::decode(&bytes)?;
@@ -114,17 +117,18 @@ impl Store {
             }
             let envelope = record::decompress(&payload[offset..offset + len])?;
             let inline = StoredEvent::encode(&event.queues, Body::Inline(&envelope));
-            self.trees()?.events.insert(id.to_bytes(), inline)?;
+            trees.events.insert(id.to_bytes(), inline)?;
             moved += 1;
         }
         Ok(moved)
     }
 
     fn still_needed(&self, id: &[u8], queues: &[&[u8]]) -> Result<bool, StoreError> {
+        let trees = self.trees()?;
         for prefix in queues {
             let mut key = prefix.to_vec();
             key.extend_from_slice(id);
-            if self.trees()?.queue.contains_key(&key)? || self.trees()?.dead.contains_key(&key)? {
+            if trees.queue.contains_key(&key)? || trees.dead.contains_key(&key)? {
                 return Ok(true);
             }
         }
