@@ -56,6 +56,8 @@ type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
 enum Work {
     Accept(Accept, Reply),
     Completed(Completed),
+    /// Write an empty frame: tells whether the log takes writes again with no traffic.
+    Probe,
 }
 
 /// Events one sink queue no longer owes.
@@ -74,7 +76,7 @@ impl Committer {
         engine: Arc<Engine>,
         wal_dir: &Path,
         segment_age: Duration,
-        healthy: Arc<AtomicBool>,
+        log_ok: Arc<AtomicBool>,
         metrics: StoreMetrics,
     ) -> std::io::Result<Committer> {
         let wal = Wal::open(wal_dir, segment_age)?;
@@ -87,13 +89,13 @@ impl Committer {
             engine: engine.clone(),
             unreadable: metrics.unreadable.clone(),
             wal,
-            healthy: healthy.clone(),
+            log_ok,
+            failed_len: 0,
             pending: pending.clone(),
             to_apply,
         };
         let applier = Applier {
             engine: engine.clone(),
-            healthy,
             metrics,
             pending,
             applied: applied.clone(),
@@ -126,6 +128,12 @@ impl Committer {
     /// Logs finished deliveries with the next batch; does not wait for it.
     pub(super) fn completed(&self, completed: Completed) {
         let _ = self.sender.send(Work::Completed(completed));
+    }
+
+    /// Asks the writer to append an empty frame, so a log that failed is found writable
+    /// again even when no request arrives.
+    pub(super) fn probe(&self) {
+        let _ = self.sender.send(Work::Probe);
     }
 
     pub(super) fn checkpoint_now(&self) {
@@ -165,7 +173,11 @@ struct Writer {
     engine: Arc<Engine>,
     unreadable: prometheus_client::metrics::counter::Counter,
     wal: Wal,
-    healthy: Arc<AtomicBool>,
+    /// False from a failed append until an append or a probe at least as large succeeds;
+    /// only the writer sets it.
+    log_ok: Arc<AtomicBool>,
+    /// The size of the append that failed, for the probes that follow.
+    failed_len: usize,
     pending: PendingClaims,
     to_apply: std_mpsc::SyncSender<Logged>,
 }
@@ -175,6 +187,7 @@ impl Writer {
         while let Some(first) = receiver.blocking_recv() {
             let mut batch = Vec::new();
             let mut completed = Vec::new();
+            let mut probe = false;
             let mut bytes = 0;
             let mut next = Some(first);
             while let Some(work) = next.take() {
@@ -184,19 +197,20 @@ impl Writer {
                         batch.push((accept, reply));
                     }
                     Work::Completed(done) => completed.push(done),
+                    Work::Probe => probe = true,
                 }
                 if batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
                     next = receiver.try_recv().ok();
                 }
             }
-            let logged = self.log(batch, &completed);
+            let logged = self.log(batch, &completed, probe);
             if self.to_apply.send(logged).is_err() {
                 return;
             }
         }
     }
 
-    fn log(&mut self, batch: Vec<(Accept, Reply)>, completed: &[Completed]) -> Logged {
+    fn log(&mut self, batch: Vec<(Accept, Reply)>, completed: &[Completed], probe: bool) -> Logged {
         let mut decisions: Vec<Decision> = Vec::with_capacity(batch.len());
         let mut replaced_expiry = Vec::new();
         let mut payload = Vec::new();
@@ -262,11 +276,21 @@ impl Writer {
             failed: None,
         };
         if logged.payload.is_empty() {
+            if probe && !self.log_ok.load(Ordering::Relaxed) {
+                self.probe();
+            }
             return logged;
         }
         match self.wal.append(&logged.payload) {
             Ok(at) => {
                 logged.logged_at = Some(at);
+                // A small frame of completions can still fit where a batch of events did
+                // not: only a write as large as the one that failed brings the log back.
+                if logged.payload.len() >= self.failed_len
+                    && !self.log_ok.swap(true, Ordering::Relaxed)
+                {
+                    tracing::info!("the write-ahead log takes writes again");
+                }
                 let mut pending = lock(&self.pending);
                 for ((accept, _), decision) in logged.batch.iter().zip(&logged.decisions) {
                     if matches!(decision, Decision::New) {
@@ -275,19 +299,30 @@ impl Writer {
                 }
             }
             Err(error) => {
-                self.healthy.store(false, Ordering::Relaxed);
+                self.log_ok.store(false, Ordering::Relaxed);
+                self.failed_len = logged.payload.len();
                 tracing::error!(%error, events = fresh, completions = finished, "the write-ahead log failed; the vendors will retry");
                 logged.failed = Some(format!("the write-ahead log: {error}"));
             }
         }
         logged
     }
+
+    /// Finds out whether a log that failed takes writes again, with no request waiting.
+    fn probe(&mut self) {
+        match self.wal.probe(self.failed_len) {
+            Ok(()) => {
+                self.log_ok.store(true, Ordering::Relaxed);
+                tracing::info!("the write-ahead log takes writes again");
+            }
+            Err(error) => tracing::debug!(%error, "the write-ahead log still fails"),
+        }
+    }
 }
 
 /// Stage two: applies a logged batch to sled, then answers its waiters and wakes its sinks.
 struct Applier {
     engine: Arc<Engine>,
-    healthy: Arc<AtomicBool>,
     metrics: StoreMetrics,
     pending: PendingClaims,
     /// Where the log stands once everything in it is applied to sled.
@@ -322,7 +357,6 @@ impl Applier {
                     if !self.engine.is_stuck() {
                         *lock(&self.applied) = Some(end);
                     }
-                    self.healthy.store(true, Ordering::Relaxed);
                     self.metrics.commits.inc();
                     if let Some(h) = &self.metrics.batch_events {
                         h.observe(events as f64);
@@ -337,7 +371,6 @@ impl Applier {
                 Err(error) => {
                     // Logged but not in sled: the next start replays it. Its claims stay
                     // pending, so repeats are still recognised until then.
-                    self.healthy.store(false, Ordering::Relaxed);
                     self.engine.set_stuck();
                     tracing::error!(%error, "a logged batch could not be applied to the store; it is replayed once the store heals");
                     failed = Some(error.to_string());
@@ -619,19 +652,18 @@ mod tests {
             stuck: AtomicBool::new(false),
         });
         let (to_apply, logged) = std_mpsc::sync_channel(1);
-        let healthy = Arc::new(AtomicBool::new(true));
         let pending: PendingClaims = Arc::default();
         let mut writer = Writer {
             engine: engine.clone(),
             unreadable: Default::default(),
             wal: Wal::open(&dir.path().join("wal"), Duration::from_secs(60)).unwrap(),
-            healthy: healthy.clone(),
+            log_ok: Arc::new(AtomicBool::new(true)),
+            failed_len: 0,
             pending: pending.clone(),
             to_apply,
         };
         let applier = Applier {
             engine,
-            healthy,
             metrics: StoreMetrics::default(),
             pending,
             applied: Arc::default(),
@@ -652,7 +684,7 @@ mod tests {
         let (b, rb, second) = accept(&same);
         let (c, rc, third) = accept(&other);
         let first_id = a.id.clone();
-        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)], &[]);
+        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)], &[], false);
         applier.finish(batch);
         let answer = |rx: oneshot::Receiver<Result<Accepted, StoreError>>| {
             rx.blocking_recv().unwrap().unwrap()
@@ -664,7 +696,7 @@ mod tests {
 
         // And in the next batch, against what the first one stored.
         let (d, rd, fourth) = accept(&same);
-        let batch = writer.log(vec![(d, rd)], &[]);
+        let batch = writer.log(vec![(d, rd)], &[], false);
         applier.finish(batch);
         assert_eq!(answer(fourth), Accepted::Duplicate(first_id));
     }

@@ -143,11 +143,15 @@ impl Engine {
             *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
             tracing::warn!(dir = %self.dir.display(), "store reopened after a disk error");
         }
-        self.stuck.store(false, Ordering::Relaxed);
         let trees = self.trees()?;
         commit::recover(&trees, &self.dir.join("wal"))
             .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
-        count_queues(&trees)
+        // Healed only once what was replayed is on disk: sled's inserts land in memory
+        // first, so without this a disk that is still full would pass for a healed one.
+        sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
+        let counts = count_queues(&trees)?;
+        self.stuck.store(false, Ordering::Relaxed);
+        Ok(counts)
     }
 }
 
@@ -277,7 +281,8 @@ pub struct Store {
     engine: Arc<Engine>,
     log: wal::LogReader,
     committer: commit::Committer,
-    healthy: Arc<AtomicBool>,
+    /// Whether the last write-ahead log append succeeded (see [`Store::is_healthy`]).
+    log_ok: Arc<AtomicBool>,
     queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
     /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
     found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
@@ -314,7 +319,7 @@ impl Store {
         }
         let found = count_queues(&trees)?;
         drop(db);
-        let healthy = Arc::new(AtomicBool::new(true));
+        let log_ok = Arc::new(AtomicBool::new(true));
         let engine = Arc::new(Engine {
             dir: dir.to_owned(),
             cache_bytes: options.cache_bytes,
@@ -330,7 +335,7 @@ impl Store {
             engine.clone(),
             &wal_dir,
             segment_age,
-            healthy.clone(),
+            log_ok.clone(),
             metrics,
         )
         .map_err(log_error)?;
@@ -339,7 +344,7 @@ impl Store {
             log: wal::LogReader::new(&wal_dir),
             engine,
             committer,
-            healthy,
+            log_ok,
             queues: Mutex::default(),
             found: Mutex::new(found),
             unreadable,
@@ -413,9 +418,11 @@ impl Store {
         self.committer.accept(accept).await
     }
 
-    /// True while the last commit succeeded.
+    /// True while the store takes writes: the last log append succeeded and every logged
+    /// batch is applied to sled. Each flag is cleared by the stage that failed and set again
+    /// only by that stage succeeding, so readiness cannot flap back on an unrelated success.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.log_ok.load(Ordering::Relaxed) && !self.engine.is_stuck()
     }
 
     fn trees(&self) -> Result<Trees, StoreError> {
@@ -485,7 +492,10 @@ fn healer(store: std::sync::Weak<Store>) {
     loop {
         std::thread::sleep(HEAL_EVERY);
         let Some(store) = store.upgrade() else { return };
-        if store.is_healthy() && !store.engine.is_stuck() {
+        if !store.log_ok.load(Ordering::Relaxed) {
+            store.committer.probe();
+        }
+        if !store.engine.is_stuck() {
             continue;
         }
         match store.engine.heal() {
@@ -496,7 +506,6 @@ fn healer(store: std::sync::Weak<Store>) {
                     queue.0.dead.store(dead, Ordering::Relaxed);
                     queue.0.wake.notify_one();
                 }
-                store.healthy.store(true, Ordering::Relaxed);
                 tracing::info!("the store takes writes again");
             }
             Err(error) => tracing::warn!(%error, "the store is still failing; trying again"),

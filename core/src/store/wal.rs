@@ -39,7 +39,7 @@ pub struct Wal {
     /// even when traffic is too light to fill one.
     max_age: Duration,
     opened: Instant,
-    /// A write failed: the next append starts a new segment.
+    /// A sync failed: the next append starts a new segment.
     broken: bool,
 }
 
@@ -64,8 +64,7 @@ impl Wal {
     }
 
     /// Appends one frame and syncs it; returns where its payload starts and where the log
-    /// ends after it. On failure nothing is considered written, and the next append goes to a
-    /// new segment.
+    /// ends after it. On failure nothing is considered written.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<(Position, Position)> {
         let old = self.end.offset > 0 && self.opened.elapsed() >= self.max_age;
         if self.broken || old || self.end.offset >= SEGMENT_BYTES {
@@ -77,22 +76,45 @@ impl Wal {
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
         frame.extend_from_slice(payload);
-        let written = self
-            .file
-            .write_all_at(&frame, self.end.offset)
-            .and_then(|()| self.file.sync_data());
-        if let Err(error) = written {
-            // Best effort: cut the failed frame off so no replay can ever see it.
-            let _ = self.file.set_len(self.end.offset);
-            self.broken = true;
-            return Err(error);
-        }
+        self.write_synced(&frame)?;
         let start = Position {
             segment: self.end.segment,
             offset: self.end.offset + FRAME_HEADER as u64,
         };
         self.end.offset += frame.len() as u64;
         Ok((start, self.end))
+    }
+
+    /// Tells whether `len` bytes could be appended and synced now, leaving the log as it was:
+    /// after a full disk, the log takes writes again once a write the size of the one that
+    /// failed succeeds.
+    pub fn probe(&mut self, len: usize) -> io::Result<()> {
+        if self.broken {
+            self.rotate()?;
+        }
+        // Not a frame: were the cut below to fail, a replay reads an impossible length there
+        // and ends the segment, and the next append writes over it.
+        self.write_synced(&vec![0xff; len.max(FRAME_HEADER)])?;
+        self.file.set_len(self.end.offset)
+    }
+
+    /// Writes `bytes` at the end of the log and syncs them, without moving the end. A failed
+    /// write is cut off so no replay can see it, and the next append retries in place (a full
+    /// disk); a failed sync, or a failed cut, sends it to a new segment, since after a failed
+    /// fsync the kernel may report later ones clean without the data being on disk.
+    fn write_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Err(error) = self.file.write_all_at(bytes, self.end.offset) {
+            if self.file.set_len(self.end.offset).is_err() {
+                self.broken = true;
+            }
+            return Err(error);
+        }
+        if let Err(error) = self.file.sync_data() {
+            let _ = self.file.set_len(self.end.offset);
+            self.broken = true;
+            return Err(error);
+        }
+        Ok(())
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -324,6 +346,28 @@ mod tests {
         bytes[FRAME_HEADER] ^= 0xff;
         fs::write(&path, bytes).unwrap();
         assert!(collect(dir.path(), Position::default()).is_empty());
+    }
+
+    #[test]
+    fn a_probe_leaves_no_trace_even_when_its_cut_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        wal.append(b"one").unwrap();
+        wal.probe(4096).unwrap();
+        wal.append(b"two").unwrap();
+        assert_eq!(
+            collect(dir.path(), Position::default()),
+            [&b"one"[..], b"two"]
+        );
+        // A crash between a probe's write and its cut: the probe's bytes end the segment.
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0xff; 64]);
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            collect(dir.path(), Position::default()),
+            [&b"one"[..], b"two"]
+        );
     }
 
     #[test]
