@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::hooks::{BodyBudget, BodyLimits, Hooks};
 use crate::http::router::{Operator, Public};
 use crate::http::tls::{self, CertStore, TlsError};
@@ -18,7 +18,7 @@ use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::reload::Reloader;
-use crate::store::{Store, StoreError, StoreMetrics, StoreOptions};
+use crate::store::{ClusterOptions, Store, StoreError, StoreMetrics, StoreOptions};
 use crate::topology::{Topology, TopologyError};
 use arc_swap::ArcSwap;
 
@@ -60,18 +60,30 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         );
     }
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(
-        &config.server.data_dir,
-        &StoreOptions {
-            cache_bytes: config.server.store_cache_bytes,
-            retention: config.server.retention,
-        },
-        StoreMetrics {
-            commits: metrics.store_commits.clone(),
-            batch_events: Some(metrics.store_batch_events.clone()),
-            unreadable: metrics.store_unreadable.clone(),
-        },
-    )?;
+    let store_metrics = StoreMetrics {
+        commits: metrics.store_commits.clone(),
+        batch_events: Some(metrics.store_batch_events.clone()),
+        unreadable: metrics.store_unreadable.clone(),
+    };
+    let store = match &config.server.store {
+        StoreConfig::Embedded => Store::open_embedded(
+            &config.server.data_dir,
+            &StoreOptions {
+                cache_bytes: config.server.store_cache_bytes,
+                retention: config.server.retention,
+            },
+            store_metrics,
+        )?,
+        StoreConfig::Nats(nats) => {
+            let options = ClusterOptions {
+                servers: nats.servers.clone(),
+                replicas: nats.replicas,
+                retention: config.server.retention,
+                timeout: nats.timeout,
+            };
+            Store::open_cluster(&options, store_metrics).await?
+        }
+    };
     let plugins = Arc::new(plugins);
     let topology = Arc::new(ArcSwap::from_pointee(
         Topology::build(&config, &plugins, &store, &metrics, None).await?,
@@ -183,7 +195,11 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The embedded store's housekeeping; cluster mode leaves it to JetStream's limits.
 async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
+    let Some(store) = store.embedded() else {
+        return;
+    };
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

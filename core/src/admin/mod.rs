@@ -69,7 +69,7 @@ impl Admin {
             (&Method::POST, ["backup"]) => return self.backup(query).await,
             (&Method::DELETE, ["queues", ws, sink]) => self.drop_orphan(ws, sink).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
-                Some(id) => self.event(&id),
+                Some(id) => self.event(&id).await,
                 None => return invalid_event_id(),
             },
             (_, ["workspaces", ws, "sinks", sink, "dead-letters", rest @ ..]) => {
@@ -83,7 +83,7 @@ impl Admin {
                 };
                 match (method, rest) {
                     (&Method::GET, []) => match Page::parse(query) {
-                        Ok(page) => self.dead_letters(&queue, page),
+                        Ok(page) => self.dead_letters(&queue, page).await,
                         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_query", &why),
                     },
                     (&Method::POST, ["replay"]) => self.replay(&queue, None).await,
@@ -188,7 +188,7 @@ impl Admin {
                 &format!("no queue for workspace `{ws}` sink `{sink}`"),
             ));
         };
-        let dropped = self.store.drop_queue(&queue)?;
+        let dropped = self.store.drop_queue(&queue).await?;
         self.store.sync().await?;
         tracing::warn!(
             workspace = ws,
@@ -219,10 +219,11 @@ impl Admin {
         }
     }
 
-    fn dead_letters(&self, queue: &SinkQueue, page: Page) -> Result<Answer, StoreError> {
+    async fn dead_letters(&self, queue: &SinkQueue, page: Page) -> Result<Answer, StoreError> {
         let found = self
             .store
-            .dead_letters(queue, page.after.as_ref(), page.limit)?;
+            .dead_letters(queue, page.after.as_ref(), page.limit)
+            .await?;
         let mut letters = Vec::with_capacity(found.letters.len());
         for (id, bytes) in found.letters {
             let mut letter = match deliver::decode::<DeadLetter>(&bytes) {
@@ -233,7 +234,7 @@ impl Admin {
                     json!({"event_id": id.to_string(), "unreadable": true})
                 }
             };
-            letter["envelope"] = self.envelope(&id)?;
+            letter["envelope"] = self.envelope(&id).await?;
             letters.push(letter);
         }
         Ok(reply(
@@ -251,7 +252,7 @@ impl Admin {
         queue: &SinkQueue,
         only: Option<&EventId>,
     ) -> Result<Answer, StoreError> {
-        let replayed = deliver::replay(&self.store, queue, only)?;
+        let replayed = deliver::replay(&self.store, queue, only).await?;
         if only.is_some() && replayed == 0 {
             return Ok(unknown_dead_letter());
         }
@@ -261,7 +262,7 @@ impl Admin {
     }
 
     async fn delete(&self, queue: &SinkQueue, id: &EventId) -> Result<Answer, StoreError> {
-        if !self.store.delete_dead_letter(queue, id)? {
+        if !self.store.delete_dead_letter(queue, id).await? {
             return Ok(unknown_dead_letter());
         }
         self.store.sync().await?;
@@ -269,16 +270,17 @@ impl Admin {
         Ok(reply(StatusCode::OK, &json!({ "deleted": id.to_string() })))
     }
 
-    fn envelope(&self, id: &EventId) -> Result<Value, StoreError> {
+    async fn envelope(&self, id: &EventId) -> Result<Value, StoreError> {
         Ok(self
             .store
-            .event(id)?
+            .event(id)
+            .await?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or(Value::Null))
     }
 
-    fn event(&self, id: &EventId) -> Result<Answer, StoreError> {
-        let envelope = self.envelope(id)?;
+    async fn event(&self, id: &EventId) -> Result<Answer, StoreError> {
+        let envelope = self.envelope(id).await?;
         if envelope.is_null() {
             return Ok(error(
                 StatusCode::NOT_FOUND,
@@ -292,7 +294,7 @@ impl Admin {
             .and_then(|ws| topology.workspace(ws));
         let mut deliveries = Vec::new();
         for worker in workspace.into_iter().flat_map(|ws| ws.workers()) {
-            let mut delivery = match self.store.delivery_of(&worker.queue, id)? {
+            let mut delivery = match self.store.delivery_of(&worker.queue, id).await? {
                 DeliveryOf::Unknown => continue,
                 DeliveryOf::Queued(state) => {
                     let state: DeliveryState =

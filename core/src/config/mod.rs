@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// `None`: the public listener speaks plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Where accepted events are kept; default: embedded, in `data_dir`.
+    pub store: StoreConfig,
     /// Peers whose `X-Forwarded-For` is believed; empty: none, the peer address is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Public connections open at once; default min(4096, half the open-file soft limit).
@@ -112,6 +114,27 @@ impl FromStr for LogFormat {
             )),
         }
     }
+}
+
+/// `server.store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// sled and a write-ahead log in `data_dir`: one process, nothing else to run.
+    #[default]
+    Embedded,
+    /// Cluster mode: NATS JetStream, shared by every instance pointed at it.
+    Nats(NatsStoreConfig),
+}
+
+/// `server.store` with `type: nats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsStoreConfig {
+    /// Seed servers of one NATS cluster; the client learns the rest.
+    pub servers: Vec<String>,
+    /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
+    pub replicas: usize,
+    /// Connect and request time limit; default 10s.
+    pub timeout: Duration,
 }
 
 /// `server.tls`: PEM files, read at start and again on SIGHUP.

@@ -35,11 +35,22 @@ pub(crate) struct RawServer {
     pub(crate) log_format: Option<String>,
     pub(crate) admin_listen: Option<String>,
     pub(crate) tls: Option<RawTls>,
+    pub(crate) store: Option<RawStore>,
     /// `None` for an item already reported as not a string; indices stay those of the file.
     pub(crate) trusted_proxies: Option<Vec<Option<String>>>,
     pub(crate) max_connections: Option<Value>,
     pub(crate) body_read_timeout: Option<Value>,
     pub(crate) max_inflight_body_bytes: Option<Value>,
+}
+
+/// `server.store`: where accepted events are kept.
+#[derive(Debug, Default)]
+pub(crate) struct RawStore {
+    pub(crate) kind: Option<String>,
+    /// `None` for an item already reported as not a string.
+    pub(crate) servers: Option<Vec<Option<String>>>,
+    pub(crate) replicas: Option<Value>,
+    pub(crate) timeout: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +182,7 @@ impl Reader<'_> {
             log_format: self.string(&f.at.key("log_format"), f.take("log_format")),
             admin_listen: self.string(&f.at.key("admin_listen"), f.take("admin_listen")),
             tls: f.take("tls").map(|v| self.tls(&f.at.key("tls"), v)),
+            store: f.take("store").map(|v| self.store(&f.at.key("store"), v)),
             trusted_proxies: f.take("trusted_proxies").map(|v| {
                 let expecting = "a list of addresses and networks";
                 self.list(&f.at.key("trusted_proxies"), v, expecting, |r, at, item| {
@@ -191,6 +203,25 @@ impl Reader<'_> {
         let raw = RawTls {
             cert: self.string(&f.at.key("cert"), f.take("cert")),
             key: self.string(&f.at.key("key"), f.take("key")),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn store(&mut self, at: &KeyPath, value: Value) -> RawStore {
+        let expecting =
+            "a mapping with `type` (sled or nats), and for nats `servers` and `replicas`";
+        let mut f = self.fields(at, value, expecting);
+        let raw = RawStore {
+            kind: self.string(&f.at.key("type"), f.take("type")),
+            servers: f.take("servers").map(|v| {
+                let expecting = "a list of NATS server URLs";
+                self.list(&f.at.key("servers"), v, expecting, |r, at, item| {
+                    r.string(at, Some(item))
+                })
+            }),
+            replicas: f.take("replicas"),
+            timeout: f.take("timeout"),
         };
         self.finish(f);
         raw

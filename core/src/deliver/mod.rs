@@ -53,6 +53,7 @@ impl SinkWorker {
         metrics: Arc<Metrics>,
     ) -> SinkWorker {
         let queue = store.queue(&workspace, &sink_name);
+        let consumer = store.consume(&queue, policy.ordered);
         let worker = worker::Worker {
             workspace: workspace.clone(),
             sink_name: sink_name.clone(),
@@ -61,6 +62,7 @@ impl SinkWorker {
             policy,
             store,
             metrics,
+            _consumer: consumer,
         };
         let task = tokio::spawn(worker.run()).abort_handle();
         SinkWorker {
@@ -79,20 +81,20 @@ impl SinkWorker {
 }
 
 /// Puts dead letters of one sink back on its queue: one by id, or all. Returns how many.
-pub fn replay(
+pub async fn replay(
     store: &Store,
     queue: &SinkQueue,
     only: Option<&EventId>,
 ) -> Result<usize, StoreError> {
     let mut replayed = 0;
     match only {
-        Some(id) => replayed += usize::from(store.requeue(queue, id)?),
+        Some(id) => replayed += usize::from(store.requeue(queue, id).await?),
         None => {
             let mut after = None;
             loop {
-                let page = store.dead_letters(queue, after.as_ref(), 1000)?;
+                let page = store.dead_letters(queue, after.as_ref(), 1000).await?;
                 for (id, _) in &page.letters {
-                    replayed += usize::from(store.requeue(queue, id)?);
+                    replayed += usize::from(store.requeue(queue, id).await?);
                 }
                 match page.next {
                     Some(next) => after = Some(next),

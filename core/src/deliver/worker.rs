@@ -21,7 +21,7 @@ use crate::envelope::{rfc3339, EventId};
 use crate::metrics::Metrics;
 use crate::names::{SinkName, WorkspaceId};
 use crate::sinks::{Delivery, Sink, SinkError};
-use crate::store::{SinkQueue, Store, StoreError};
+use crate::store::{Consumer, SinkQueue, Store, StoreError};
 
 /// How long a worker waits before using its queue again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -39,6 +39,8 @@ pub(super) struct Worker {
     pub policy: DeliveryPolicy,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    /// Keeps this instance taking its share of the queue while the worker runs.
+    pub _consumer: Consumer,
 }
 
 /// Events handed to the sink in one call.
@@ -87,7 +89,7 @@ impl Worker {
             head_due: None,
         };
         loop {
-            if let Err(error) = worker.pass(&mut run) {
+            if let Err(error) = worker.pass(&mut run).await {
                 tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                 tokio::time::sleep(STORE_RETRY).await;
                 continue;
@@ -108,9 +110,9 @@ impl Worker {
     }
 
     /// Records completions, moves the read position back if needed, and hands out work.
-    fn pass(&self, run: &mut Run) -> Result<(), StoreError> {
+    async fn pass(&self, run: &mut Run) -> Result<(), StoreError> {
         if !run.done.is_empty() {
-            self.store.complete(&self.queue, &run.done)?;
+            self.store.complete(&self.queue, &run.done).await?;
             run.done.clear();
         }
         if let Some(low) = self.queue.take_added_min() {
@@ -129,9 +131,9 @@ impl Worker {
         let per_batch = if probing { 1 } else { self.sink.max_batch() };
         for _ in 0..slots {
             let batch = if self.policy.ordered {
-                self.head(run, now)?
+                self.head(run, now).await?
             } else {
-                self.take(run, per_batch)?
+                self.take(run, per_batch).await?
             };
             if batch.is_empty() {
                 break;
@@ -142,7 +144,7 @@ impl Worker {
     }
 
     /// Ordered: the oldest entry, alone, once it is due.
-    fn head(&self, run: &mut Run, now: Instant) -> Result<Vec<Pending>, StoreError> {
+    async fn head(&self, run: &mut Run, now: Instant) -> Result<Vec<Pending>, StoreError> {
         run.head_due = None;
         if !run.tasks.is_empty() {
             return Ok(Vec::new());
@@ -158,11 +160,11 @@ impl Worker {
             run.head_due = Some(now + Duration::from_millis(wait));
             return Ok(Vec::new());
         }
-        Ok(self.pending(queued.id, state)?.into_iter().collect())
+        Ok(self.pending(queued.id, state).await?.into_iter().collect())
     }
 
     /// Unordered: due retries first, then what is new, up to `limit` events.
-    fn take(&self, run: &mut Run, limit: usize) -> Result<Vec<Pending>, StoreError> {
+    async fn take(&self, run: &mut Run, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let now_ms = millis(SystemTime::now());
         let mut batch = Vec::new();
         let mut bytes = 0;
@@ -177,7 +179,7 @@ impl Worker {
             run.waiting_ids.remove(&id);
             if let Some(queued) = self.store.queued(&self.queue, &id)? {
                 let state = queued.state.and_then(|s| decode(&s)).unwrap_or_default();
-                if let Some(pending) = self.pending(queued.id, state)? {
+                if let Some(pending) = self.pending(queued.id, state).await? {
                     bytes += pending.envelope.len();
                     batch.push(pending);
                 }
@@ -202,7 +204,7 @@ impl Worker {
                     run.waiting_ids.insert(queued.id);
                     continue;
                 }
-                if let Some(pending) = self.pending(queued.id, state)? {
+                if let Some(pending) = self.pending(queued.id, state).await? {
                     bytes += pending.envelope.len();
                     batch.push(pending);
                 }
@@ -213,8 +215,12 @@ impl Worker {
 
     /// An entry ready to go, its envelope read now; one whose envelope is missing (damage)
     /// goes to the dead letters.
-    fn pending(&self, id: EventId, state: DeliveryState) -> Result<Option<Pending>, StoreError> {
-        match self.store.envelope_of(&id)? {
+    async fn pending(
+        &self,
+        id: EventId,
+        state: DeliveryState,
+    ) -> Result<Option<Pending>, StoreError> {
+        match self.store.envelope_of(&self.queue, &id)? {
             Some(envelope) => Ok(Some(Pending {
                 id,
                 envelope,
@@ -222,7 +228,7 @@ impl Worker {
             })),
             None => {
                 let reason = "the event's stored record is missing or unreadable".to_owned();
-                self.bury(&id, state, reason)?;
+                self.bury(&id, state, reason).await?;
                 Ok(None)
             }
         }
@@ -320,7 +326,8 @@ impl Worker {
             for mut event in batch.events {
                 event.state.attempts.push(attempt(now, &error));
                 self.metrics.sink_attempt(workspace, sink, "dead");
-                self.bury(&event.id, event.state, format!("refused for good: {error}"))?;
+                self.bury(&event.id, event.state, format!("refused for good: {error}"))
+                    .await?;
             }
             return self.store.sync().await;
         }
@@ -344,7 +351,7 @@ impl Worker {
                     humantime::format_duration(Duration::from_secs(age.as_secs())),
                     humantime::format_duration(self.policy.max_age)
                 );
-                self.bury(&event.id, event.state, reason)?;
+                self.bury(&event.id, event.state, reason).await?;
                 continue;
             }
             let next = match blame {
@@ -361,11 +368,9 @@ impl Worker {
                     self.metrics.sink_attempt(workspace, sink, "failed");
                     tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
                     event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
-                    self.store.set_attempts(
-                        &self.queue,
-                        &event.id,
-                        &record::encode(&event.state),
-                    )?;
+                    self.store
+                        .set_attempts(&self.queue, &event.id, &record::encode(&event.state))
+                        .await?;
                     if !self.policy.ordered {
                         run.waiting
                             .insert((event.state.next_attempt_at_ms, event.id.clone()));
@@ -378,7 +383,7 @@ impl Worker {
                         "gave up after {} failures of its own ({failures} attempts); last: {error}",
                         event.state.poison_failures
                     );
-                    self.bury(&event.id, event.state, reason)?;
+                    self.bury(&event.id, event.state, reason).await?;
                 }
             }
         }
@@ -388,7 +393,12 @@ impl Worker {
     }
 
     /// Moves an event to the sink's dead letters, with why and every attempt.
-    fn bury(&self, id: &EventId, state: DeliveryState, reason: String) -> Result<(), StoreError> {
+    async fn bury(
+        &self,
+        id: &EventId,
+        state: DeliveryState,
+        reason: String,
+    ) -> Result<(), StoreError> {
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
         let dead = DeadLetter {
@@ -399,7 +409,9 @@ impl Worker {
             dead_at: rfc3339(SystemTime::now()),
             attempts: state.attempts,
         };
-        self.store.bury(&self.queue, id, &record::encode(&dead))
+        self.store
+            .bury(&self.queue, id, &record::encode(&dead))
+            .await
     }
 }
 

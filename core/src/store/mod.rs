@@ -1,62 +1,59 @@
 //! The store boundary: everything the ingest path and the delivery workers keep, behind one
-//! [`Store`] type whose methods say what happens (accept a batch, take due entries, complete,
-//! bury, replay). Today's implementation is embedded: a write-ahead log ([`wal`]) makes each
-//! accepted batch durable with one write and one sync, and sled holds the dedupe index, each
-//! event's envelope once, per-sink queues of references, attempt records, dead letters and
-//! completed deliveries.
-//!
-//! sled trees (every value starts with a format version, see [`record`]):
-//! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
-//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + its envelope.
-//! - `queue`: `{workspace}/{sink}\0` + event id -> (); what each sink still owes.
-//! - `attempts`: queue key -> the delivery state of a queued event (see [`crate::deliver`]).
-//! - `dead`: queue key -> a dead letter (why, and every attempt; the envelope stays in `events`).
-//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
-//! - `meta`: the store's format version.
+//! [`Store`] whose methods say what happens (accept an event, read a sink's queue, complete,
+//! bury, replay). Two stores stand behind it, and nothing outside this module knows which one
+//! runs:
+//! - [`embedded`] (the default): a write-ahead log and sled in `data_dir`, one process.
+//! - [`cluster`] (`server.store.type: nats`): NATS JetStream, shared by any number of
+//!   instances: dedupe claims in a key-value bucket, queues as durable consumers.
 
-mod backup;
-mod commit;
-mod queue;
-pub mod record;
-mod sweep;
-mod wal;
+pub mod cluster;
+pub mod embedded;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use sled::Tree;
 use tokio::sync::Notify;
 
+use crate::dedupe::DedupeKey;
 use crate::envelope::EventId;
 use crate::names::{SinkName, WorkspaceId};
 
-pub use commit::{Accept, Accepted};
-pub use queue::{DeadPage, DeliveryOf, Queued};
-pub use record::RecordError;
+pub use cluster::{ClusterOptions, ClusterStore};
+pub use embedded::record::RecordError;
+pub use embedded::EmbeddedStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store in {}: {source}", path.display())]
-    Open { path: PathBuf, source: sled::Error },
+    Open {
+        path: std::path::PathBuf,
+        source: sled::Error,
+    },
     #[error("cannot open the write-ahead log in {}: {source}", path.display())]
     Log {
-        path: PathBuf,
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
     #[error("the store in {} was written by an earlier release (no format version); deliver its queues with that release, or move the directory aside to start empty", path.display())]
-    Unversioned { path: PathBuf },
-    #[error("the store in {} has format version {found}; this release reads {}", path.display(), record::VERSION)]
-    Version { path: PathBuf, found: u8 },
+    Unversioned { path: std::path::PathBuf },
+    #[error("the store in {} has format version {found}; this release reads {}", path.display(), embedded::record::VERSION)]
+    Version { path: std::path::PathBuf, found: u8 },
     #[error("the store cannot take writes: {0}")]
     Write(String),
     #[error("the store could not sync to disk: {0}")]
     Sync(String),
     #[error("a stored record could not be read: {0}")]
     Record(#[from] RecordError),
+    #[error("cannot reach NATS JetStream at {servers}: {reason}")]
+    Connect { servers: String, reason: String },
+    #[error("NATS JetStream: {0}")]
+    Cluster(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sled::Error> for StoreError {
@@ -65,19 +62,19 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// How the store is opened, from routes.yaml.
+/// How the embedded store is opened, from routes.yaml.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub cache_bytes: u64,
     /// How long accepted events are kept for lookup: log segments are closed at a quarter of
     /// it (between a second and an hour) so that they can be retired on time.
-    pub retention: std::time::Duration,
+    pub retention: Duration,
 }
 
 /// What the store reports to /metrics.
 #[derive(Clone, Default)]
 pub struct StoreMetrics {
-    /// Batches made durable (one log write and sync each).
+    /// Batches made durable (one log write and sync each; one event each in cluster mode).
     pub commits: Counter,
     /// Events per committed batch.
     pub batch_events: Option<Histogram>,
@@ -86,110 +83,55 @@ pub struct StoreMetrics {
     pub unreadable: Counter,
 }
 
-/// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
-/// database for good, so the store reopens it in place once the cause is gone: the
-/// write-ahead log holds everything accepted since the last checkpoint, and is replayed into
-/// the reopened database.
-struct Engine {
-    dir: PathBuf,
-    cache_bytes: u64,
-    /// `None` while it is being reopened.
-    trees: std::sync::RwLock<Option<Trees>>,
-    /// A logged batch could not be applied: the checkpoint must not move past it until the
-    /// log has been replayed.
-    stuck: AtomicBool,
+/// A verified, mapped event to keep.
+pub struct Accept {
+    pub key: DedupeKey,
+    /// The id it gets if it is new.
+    pub id: EventId,
+    /// When its dedupe claim ends (ms since the Unix epoch).
+    pub claim_expires_at_ms: u64,
+    /// Now, in ms since the Unix epoch: claims that ended before it are free again.
+    pub now_ms: u64,
+    /// Compact JSON; the embedded store keeps it compressed.
+    pub envelope: Vec<u8>,
+    /// The sinks it is routed to; empty keeps it for lookup only (unrouted).
+    pub queues: Vec<SinkQueue>,
 }
 
-impl Engine {
-    fn trees(&self) -> Result<Trees, StoreError> {
-        self.trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| StoreError::Write("the store is reopening after a disk error".into()))
-    }
-
-    fn set_stuck(&self) {
-        self.stuck.store(true, Ordering::Relaxed);
-    }
-
-    fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::Relaxed)
-    }
-
-    /// Brings the store back after a failure: reopens sled if a disk error poisoned it, then
-    /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
-    /// counts found, for the counters.
-    fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
-        let poisoned = match self.trees() {
-            Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
-            Err(_) => true,
-        };
-        if poisoned {
-            // Every handle must be gone before sled's directory lock is free again.
-            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
-            let mut attempts = 0;
-            let trees = loop {
-                match open_trees(&self.dir, self.cache_bytes) {
-                    Ok(trees) => break trees,
-                    Err(error) if attempts < 100 => {
-                        attempts += 1;
-                        tracing::debug!(%error, "store not reopened yet");
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            };
-            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
-            tracing::warn!(dir = %self.dir.display(), "store reopened after a disk error");
-        }
-        let trees = self.trees()?;
-        commit::recover(&trees, &self.dir.join("wal"))
-            .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
-        // Healed only once what was replayed is on disk: sled's inserts land in memory
-        // first, so without this a disk that is still full would pass for a healed one.
-        sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
-        let counts = count_queues(&trees)?;
-        self.stuck.store(false, Ordering::Relaxed);
-        Ok(counts)
-    }
+/// The first-seen decision, made durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    New,
+    /// Seen inside the window; the first delivery's event id.
+    Duplicate(EventId),
 }
 
-fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
-    // The write-ahead log is the durability point; sled's own periodic flush only keeps
-    // the replay after a crash short, and narrows what a crash can undo of work nobody
-    // waits for, such as completions (each one undone is one more delivery).
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        .flush_every_ms(Some(500))
-        .open()?;
-    Ok(Trees {
-        dedupe: db.open_tree("dedupe")?,
-        dedupe_expiry: db.open_tree("dedupe_expiry")?,
-        events: db.open_tree("events")?,
-        queue: db.open_tree("queue")?,
-        attempts: db.open_tree("attempts")?,
-        dead: db.open_tree("dead")?,
-        delivered: db.open_tree("delivered")?,
-        db,
-    })
+/// A queued event, as a delivery worker reads its queue: its envelope is read only when it is
+/// handed to the sink ([`Store::envelope_of`]), so scanning ahead costs no memory.
+pub struct Queued {
+    pub id: EventId,
+    /// The delivery state recorded by earlier attempts.
+    pub state: Option<Vec<u8>>,
 }
 
-#[derive(Clone)]
-struct Trees {
-    db: sled::Db,
-    dedupe: Tree,
-    dedupe_expiry: Tree,
-    events: Tree,
-    queue: Tree,
-    attempts: Tree,
-    dead: Tree,
-    delivered: Tree,
+/// One page of a sink's dead letters, oldest first.
+pub struct DeadPage {
+    pub letters: Vec<(EventId, Vec<u8>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<EventId>,
 }
 
-/// One sink's queue: its key prefix, its counters (kept in memory, rebuilt once at start-up)
-/// and the signal that wakes its delivery worker.
+/// Where one event stands with one sink; the bytes are [`crate::deliver`]'s records.
+pub enum DeliveryOf {
+    Queued(Option<Vec<u8>>),
+    Dead(Vec<u8>),
+    Delivered(Vec<u8>),
+    /// Not routed to this sink, or its record is past retention.
+    Unknown,
+}
+
+/// One sink's queue: its names, its counters (kept in memory) and the signal that wakes its
+/// delivery worker.
 #[derive(Clone)]
 pub struct SinkQueue(Arc<QueueState>);
 
@@ -200,6 +142,9 @@ struct QueueState {
     depth: AtomicU64,
     dead: AtomicU64,
     in_flight: AtomicU64,
+    /// When the oldest event still owed was accepted (ms since the epoch; 0: none), where the
+    /// store keeps it rather than reads it (cluster mode).
+    oldest_ms: AtomicU64,
     wake: Notify,
     /// The lowest id added since the worker last looked: commits can land out of id order,
     /// and a replay puts back an old id, so the worker rescans from here.
@@ -207,6 +152,20 @@ struct QueueState {
 }
 
 impl SinkQueue {
+    fn new(workspace: &WorkspaceId, sink: &SinkName, depth: u64, dead: u64) -> SinkQueue {
+        SinkQueue(Arc::new(QueueState {
+            workspace: workspace.clone(),
+            sink: sink.clone(),
+            prefix: queue_prefix(workspace, sink),
+            depth: AtomicU64::new(depth),
+            dead: AtomicU64::new(dead),
+            in_flight: AtomicU64::new(0),
+            oldest_ms: AtomicU64::new(0),
+            wake: Notify::new(),
+            added_min: Mutex::new(None),
+        }))
+    }
+
     pub fn workspace(&self) -> &WorkspaceId {
         &self.0.workspace
     }
@@ -276,132 +235,67 @@ fn queue_prefix(workspace: &WorkspaceId, sink: &SinkName) -> Vec<u8> {
     format!("{workspace}/{sink}\0").into_bytes()
 }
 
-pub struct Store {
-    dir: PathBuf,
-    engine: Arc<Engine>,
-    log: wal::LogReader,
-    committer: commit::Committer,
-    /// Whether the last write-ahead log append succeeded (see [`Store::is_healthy`]).
-    log_ok: Arc<AtomicBool>,
-    queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
-    /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
-    found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
-    unreadable: Counter,
-    /// Held while log segments are retired, and while a backup copies them.
-    retiring: Mutex<()>,
+/// Held by a sink's delivery worker while it runs: in cluster mode it keeps this instance
+/// taking its share of the sink's shared queue, and dropping it hands that share back.
+pub struct Consumer {
+    _feed: Option<cluster::Feed>,
+}
+
+/// The store the server runs on.
+pub enum Store {
+    Embedded(Arc<EmbeddedStore>),
+    Cluster(Box<ClusterStore>),
+}
+
+macro_rules! both {
+    ($self:ident, $store:ident => $body:expr) => {
+        match $self {
+            Store::Embedded($store) => $body,
+            Store::Cluster($store) => $body,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`: replays the write-ahead log past the last
-    /// checkpoint into sled, counts every queue once, and starts the commit writer.
-    pub fn open(
+    /// Opens (or creates) the embedded store in `dir`.
+    pub fn open_embedded(
         dir: &Path,
         options: &StoreOptions,
         metrics: StoreMetrics,
     ) -> Result<Arc<Store>, StoreError> {
-        let trees = open_trees(dir, options.cache_bytes).map_err(|source| StoreError::Open {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let db = trees.db.clone();
-        check_format(dir, &db, &trees)?;
-        let wal_dir = dir.join("wal");
-        let log_error = |source| StoreError::Log {
-            path: wal_dir.clone(),
-            source,
-        };
-        let replayed = commit::recover(&trees, &wal_dir).map_err(log_error)?;
-        if replayed > 0 {
-            tracing::info!(
-                batches = replayed,
-                "write-ahead log replayed into the store"
-            );
-        }
-        let found = count_queues(&trees)?;
-        drop(db);
-        let log_ok = Arc::new(AtomicBool::new(true));
-        let engine = Arc::new(Engine {
-            dir: dir.to_owned(),
-            cache_bytes: options.cache_bytes,
-            trees: std::sync::RwLock::new(Some(trees)),
-            stuck: AtomicBool::new(false),
-        });
-        let segment_age = (options.retention / 4).clamp(
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(3600),
-        );
-        let unreadable = metrics.unreadable.clone();
-        let committer = commit::Committer::start(
-            engine.clone(),
-            &wal_dir,
-            segment_age,
-            log_ok.clone(),
-            metrics,
-        )
-        .map_err(log_error)?;
-        let store = Arc::new(Store {
-            dir: dir.to_owned(),
-            log: wal::LogReader::new(&wal_dir),
-            engine,
-            committer,
-            log_ok,
-            queues: Mutex::default(),
-            found: Mutex::new(found),
-            unreadable,
-            retiring: Mutex::new(()),
-        });
-        let weak = Arc::downgrade(&store);
-        std::thread::Builder::new()
-            .name("switchyard-heal".into())
-            .spawn(move || healer(weak))
-            .map_err(log_error)?;
+        EmbeddedStore::open(dir, options, metrics).map(|s| Arc::new(Store::Embedded(s)))
+    }
+
+    /// Connects to NATS JetStream and creates what the cluster store needs there, if absent.
+    pub async fn open_cluster(
+        options: &ClusterOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Arc<Store>, StoreError> {
+        let cluster = ClusterStore::open(options, metrics).await?;
+        let store = Arc::new(Store::Cluster(Box::new(cluster)));
+        ClusterStore::start_refresh(&store);
         Ok(store)
     }
 
     /// The queue of one sink, with its counters.
     pub fn queue(&self, workspace: &WorkspaceId, sink: &SinkName) -> SinkQueue {
-        let prefix = queue_prefix(workspace, sink);
-        let mut queues = lock(&self.queues);
-        queues
-            .entry(prefix.clone())
-            .or_insert_with(|| {
-                let (depth, dead) = lock(&self.found).remove(&prefix).unwrap_or_default();
-                SinkQueue(Arc::new(QueueState {
-                    workspace: workspace.clone(),
-                    sink: sink.clone(),
-                    prefix,
-                    depth: AtomicU64::new(depth),
-                    dead: AtomicU64::new(dead),
-                    in_flight: AtomicU64::new(0),
-                    wake: Notify::new(),
-                    added_min: Mutex::new(None),
-                }))
-            })
-            .clone()
+        both!(self, s => s.queue(workspace, sink))
     }
 
-    /// Every queue the store knows: those of running sinks, and those left on disk by sinks
-    /// the configuration no longer has (orphans, kept until a sink of that name returns).
-    pub fn known_queues(&self) -> Vec<SinkQueue> {
-        let found: Vec<Vec<u8>> = lock(&self.found).keys().cloned().collect();
-        for prefix in found {
-            let names = std::str::from_utf8(&prefix)
-                .ok()
-                .and_then(|p| p.strip_suffix('\0'))
-                .and_then(|p| p.split_once('/'));
-            if let Some((workspace, sink)) = names {
-                self.queue(&WorkspaceId::new(workspace), &SinkName::new(sink));
-            }
+    /// Starts taking this instance's share of a sink's queue, for its delivery worker.
+    pub fn consume(&self, queue: &SinkQueue, ordered: bool) -> Consumer {
+        Consumer {
+            _feed: match self {
+                Store::Embedded(_) => None,
+                Store::Cluster(s) => Some(s.consume(queue, ordered)),
+            },
         }
-        let mut queues: Vec<SinkQueue> = lock(&self.queues).values().cloned().collect();
-        queues.sort_by(|a, b| a.prefix().cmp(b.prefix()));
-        queues
     }
 
-    /// Counts and logs a stored record that could not be read.
-    pub fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
-        self.unreadable.inc();
-        tracing::error!(%error, "{what} unreadable");
+    /// Every queue the store knows: those of running sinks, and those left by sinks the
+    /// configuration no longer has (orphans, kept until a sink of that name returns).
+    pub fn known_queues(&self) -> Vec<SinkQueue> {
+        both!(self, s => s.known_queues())
     }
 
     /// The known queue of one workspace's sink, running or orphaned.
@@ -411,211 +305,215 @@ impl Store {
             .find(|q| q.workspace().as_str() == workspace && q.sink().as_str() == sink)
     }
 
-    /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.
-    /// Answers once the batch holding it is durable; wakes its sinks' workers itself, so the
-    /// event is announced whether or not its client is still there.
+    /// Keeps a verified event for its sinks, unless its dedupe key is already claimed; answers
+    /// once it is durable, and wakes its sinks' workers.
     pub async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
-        self.committer.accept(accept).await
+        both!(self, s => s.accept(accept).await)
     }
 
-    /// True while the store takes writes: the last log append succeeded and every logged
-    /// batch is applied to sled. Each flag is cleared by the stage that failed and set again
-    /// only by that stage succeeding, so readiness cannot flap back on an unrelated success.
+    /// True while the store takes writes.
     pub fn is_healthy(&self) -> bool {
-        self.log_ok.load(Ordering::Relaxed) && !self.engine.is_stuck()
+        both!(self, s => s.is_healthy())
     }
 
-    fn trees(&self) -> Result<Trees, StoreError> {
-        self.engine.trees()
-    }
-
-    /// Makes every write so far durable (sled's flush and an fsync of its log): for records
-    /// that do not go through the write-ahead log, such as a failed attempt's retry time.
+    /// Makes every write so far durable, for records that do not go through the commit path
+    /// (a failed attempt's retry time, a dead letter).
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let trees = self.trees()?;
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
-            .await
-            .map_err(|e| StoreError::Sync(format!("the sync task failed: {e}")))?
-            .map_err(|e| StoreError::Sync(e.to_string()))
+        match self {
+            Store::Embedded(s) => s.sync().await,
+            // Every cluster write is acknowledged by JetStream before it returns.
+            Store::Cluster(_) => Ok(()),
+        }
     }
 
     /// A kept event's envelope.
-    pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.trees()?.events.get(id.to_bytes())? {
-            Some(bytes) => self
-                .envelope(&record::StoredEvent::decode(&bytes)?)
-                .map(Some),
-            None => Ok(None),
+    pub async fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.event(id),
+            Store::Cluster(s) => s.event(id).await,
         }
     }
 
-    fn envelope(&self, event: &record::StoredEvent<'_>) -> Result<Vec<u8>, StoreError> {
-        match event.body {
-            record::Body::Inline(envelope) => Ok(envelope.to_vec()),
-            record::Body::Logged(span) => {
-                let compressed = self.log.read(span).map_err(|e| match e.kind() {
-                    // Segments are retired only once nothing points into them: this is damage.
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
-                        StoreError::Record(RecordError::Damaged)
-                    }
-                    _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
-                })?;
-                Ok(record::decompress(&compressed)?)
-            }
-        }
-    }
-
-    /// Bytes the store occupies on disk (sled and the log).
+    /// Bytes the store occupies (on disk, or in JetStream's streams).
     pub fn size_on_disk(&self) -> u64 {
-        let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        let sled = self.trees().map_or(0, |t| t.db.size_on_disk().unwrap_or(0));
-        sled + wal
+        both!(self, s => s.size_on_disk())
     }
 
-    /// Records sled's state as checkpointed, so the next start replays nothing; called on a
-    /// clean shutdown.
+    /// A clean shutdown.
     pub fn close(&self) {
-        self.committer.checkpoint_now();
+        if let Store::Embedded(s) = self {
+            s.close();
+        }
     }
-}
 
-/// While the store is failing, tries every [`HEAL_EVERY`] to bring it back (see
-/// [`Engine::heal`]); ends with the store.
-fn healer(store: std::sync::Weak<Store>) {
-    loop {
-        std::thread::sleep(HEAL_EVERY);
-        let Some(store) = store.upgrade() else { return };
-        if !store.log_ok.load(Ordering::Relaxed) {
-            store.committer.probe();
+    /// The embedded store, for what only it does (sweeps, backups); cluster mode leaves those
+    /// to JetStream (bucket and stream limits, `nats stream backup`).
+    pub fn embedded(&self) -> Option<&EmbeddedStore> {
+        match self {
+            Store::Embedded(s) => Some(s),
+            Store::Cluster(_) => None,
         }
-        if !store.engine.is_stuck() {
-            continue;
+    }
+
+    /// A consistent copy of the embedded store in `to`; returns how many events it holds.
+    /// Blocking: run it off the async threads.
+    pub fn backup(&self, to: &Path) -> Result<usize, StoreError> {
+        match self {
+            Store::Embedded(s) => s.backup(to),
+            Store::Cluster(_) => Err(StoreError::Unsupported(
+                "cluster mode keeps everything in NATS JetStream: back it up there (`nats stream backup` for each SWITCHYARD_ stream and KV_SWITCHYARD_ bucket)",
+            )),
         }
-        match store.engine.heal() {
-            Ok(counts) => {
-                for (prefix, queue) in lock(&store.queues).iter() {
-                    let (depth, dead) = counts.get(prefix).copied().unwrap_or_default();
-                    queue.0.depth.store(depth, Ordering::Relaxed);
-                    queue.0.dead.store(dead, Ordering::Relaxed);
-                    queue.0.wake.notify_one();
-                }
-                tracing::info!("the store takes writes again");
+    }
+
+    /// Counts and logs a stored record that could not be read.
+    pub fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
+        both!(self, s => s.unreadable(what, error))
+    }
+
+    /// Up to `limit` entries a sink still owes, oldest first, from `from` (inclusive) on.
+    pub fn peek_from(
+        &self,
+        q: &SinkQueue,
+        from: Option<&EventId>,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
+        both!(self, s => s.peek_from(q, from, limit))
+    }
+
+    /// How long the oldest event the sink still owes has waited; zero for an empty queue.
+    pub fn oldest_queued_age(&self, q: &SinkQueue) -> Duration {
+        match self {
+            Store::Embedded(s) => s.oldest_queued_age(q),
+            Store::Cluster(_) => {
+                let oldest = q.0.oldest_ms.load(Ordering::Relaxed);
+                let now = crate::dedupe::millis(std::time::SystemTime::now());
+                Duration::from_millis(if oldest == 0 {
+                    0
+                } else {
+                    now.saturating_sub(oldest)
+                })
             }
-            Err(error) => tracing::warn!(%error, "the store is still failing; trying again"),
+        }
+    }
+
+    /// One queued entry, if the sink still owes it.
+    pub fn queued(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Queued>, StoreError> {
+        both!(self, s => s.queued(q, id))
+    }
+
+    /// A queued event's envelope for delivery; `None` when its record is missing or unreadable
+    /// (damage): the worker dead-letters it with that reason rather than stall its queue.
+    pub fn envelope_of(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.envelope_of(id),
+            Store::Cluster(s) => Ok(s.envelope_of(q, id)),
+        }
+    }
+
+    /// Records a failed attempt's new delivery state, so retries resume after a restart.
+    pub async fn set_attempts(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.set_attempts(q, id, state),
+            Store::Cluster(s) => s.set_attempts(q, id, state).await,
+        }
+    }
+
+    /// Deliveries finished: their entries leave the queue and their records are kept for
+    /// lookup.
+    pub async fn complete(
+        &self,
+        q: &SinkQueue,
+        done: &[(EventId, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.complete(q, done),
+            Store::Cluster(s) => s.complete(q, done).await,
+        }
+    }
+
+    /// A delivery gave up: the entry moves from the queue to the dead letters.
+    pub async fn bury(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        dead_letter: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.bury(q, id, dead_letter),
+            Store::Cluster(s) => s.bury(q, id, dead_letter).await,
+        }
+    }
+
+    /// A page of a sink's dead letters, oldest first, starting after `after`.
+    pub async fn dead_letters(
+        &self,
+        q: &SinkQueue,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> Result<DeadPage, StoreError> {
+        match self {
+            Store::Embedded(s) => s.dead_letters(q, after, limit),
+            Store::Cluster(s) => s.dead_letters(q, after, limit).await,
+        }
+    }
+
+    /// One dead letter of a sink.
+    pub async fn dead_letter(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Embedded(s) => s.dead_letter(q, id),
+            Store::Cluster(s) => s.dead_letter(q, id).await,
+        }
+    }
+
+    /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
+    /// index is not consulted: a replay is deliberate.
+    pub async fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => s.requeue(q, id),
+            Store::Cluster(s) => s.requeue(q, id).await,
+        }
+    }
+
+    /// Deletes a dead letter for good.
+    pub async fn delete_dead_letter(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => s.delete_dead_letter(q, id),
+            Store::Cluster(s) => s.delete_dead_letter(q, id).await,
+        }
+    }
+
+    /// Where one event stands with one sink: queued (with its state), dead, or delivered.
+    pub async fn delivery_of(&self, q: &SinkQueue, id: &EventId) -> Result<DeliveryOf, StoreError> {
+        match self {
+            Store::Embedded(s) => s.delivery_of(q, id),
+            Store::Cluster(s) => s.delivery_of(q, id).await,
+        }
+    }
+
+    /// Drops an orphaned queue (its sink no longer configured): its entries go, its dead
+    /// letters stay. Returns how many entries went.
+    pub async fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(s) => s.drop_queue(q),
+            Store::Cluster(s) => s.drop_queue(q).await,
         }
     }
 }
-
-/// How often a failing store is tried again.
-const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
-/// syncs metadata; an fsync of its log file (fsync acts on the file, not the descriptor)
-/// makes what it wrote survive a power loss too.
-fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
-    db.flush().map_err(std::io::Error::other)?;
-    std::fs::File::open(dir.join("db"))?.sync_data()
-}
-
-/// A store from before format versions held envelopes in its queues; refuse it rather than
-/// misread it.
-fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
-    let meta = db.open_tree("meta").map_err(|source| StoreError::Open {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    match meta.get("format")? {
-        Some(v) if v.as_ref() == [record::VERSION] => Ok(()),
-        Some(v) => Err(StoreError::Version {
-            path: dir.to_path_buf(),
-            found: v.first().copied().unwrap_or(0),
-        }),
-        None if !trees.events.is_empty() || !trees.queue.is_empty() => {
-            Err(StoreError::Unversioned {
-                path: dir.to_path_buf(),
-            })
-        }
-        None => {
-            meta.insert("format", &[record::VERSION])?;
-            Ok(())
-        }
-    }
-}
-
-/// Queue depth and dead letters per queue prefix: the one scan, at start-up.
-fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
-    let mut found: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
-    for (tree, dead) in [(&trees.queue, false), (&trees.dead, true)] {
-        for key in tree.iter().keys() {
-            let key = key?;
-            let Some(end) = key.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let counts = found.entry(key[..=end].to_vec()).or_default();
-            if dead {
-                counts.1 += 1;
-            } else {
-                counts.0 += 1;
-            }
-        }
-    }
-    Ok(found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options() -> StoreOptions {
-        StoreOptions {
-            cache_bytes: 8 << 20,
-            retention: std::time::Duration::from_secs(60),
-        }
-    }
-
-    #[test]
-    fn a_store_from_a_release_without_format_versions_is_refused_with_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            // What the earlier release left: envelopes in `events`, no `meta` format.
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree("events").unwrap().insert(b"k", b"{}").unwrap();
-            db.flush().unwrap();
-        }
-        let refused = Store::open(dir.path(), &options(), StoreMetrics::default()).err();
-        let message = refused.map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.contains("earlier release"), "{message}");
-        assert!(message.contains("move the directory aside"), "{message}");
-    }
-
-    #[test]
-    fn a_store_of_another_format_version_is_refused_naming_both_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert("format", &[7u8])
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let refused = Store::open(dir.path(), &options(), StoreMetrics::default()).err();
-        let message = refused.map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.contains("format version 7"), "{message}");
-        assert!(
-            message.contains(&format!("reads {}", record::VERSION)),
-            "{message}"
-        );
-    }
 }

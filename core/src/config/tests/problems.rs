@@ -411,7 +411,7 @@ fn every_unknown_key_is_reported_not_only_the_first() {
             "routes.yaml:4: server.max_bodybytes: unknown field `max_bodybytes`, expected one of \
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
              `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`, `include`, \
-             `log_format`, `admin_listen`, `tls`, `trusted_proxies`, `max_connections`, \
+             `log_format`, `admin_listen`, `tls`, `store`, `trusted_proxies`, `max_connections`, \
              `body_read_timeout`, `max_inflight_body_bytes`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
@@ -737,5 +737,48 @@ workspaces:
              process's open-file limit"
         ),
         "{all:#?}"
+    );
+}
+
+#[test]
+fn a_cluster_store_names_each_bad_server_and_the_replica_limit() {
+    let text = example_with(
+        "  max_body_bytes: 1048576",
+        "  max_body_bytes: 1048576\n  store: { type: nats, servers: [\"nats://10.0.0.1:4222\", \"http://x:1\", \"nohost\"], replicas: 7 }",
+    );
+    assert_eq!(
+        problems(&text, &full_env),
+        [
+            "routes.yaml:5: server.store.servers[1]: unknown scheme \"http\" in a NATS server URL: \
+             expected nats, tls, ws or wss",
+            "routes.yaml:5: server.store.servers[2]: a NATS server URL needs a host and a port, \
+             such as nats://10.0.0.1:4222",
+            "routes.yaml:5: server.store.replicas: 7 replicas: JetStream keeps 1 to 5 copies",
+        ]
+    );
+    let unknown = example_with(
+        "  max_body_bytes: 1048576",
+        "  max_body_bytes: 1048576\n  store: { type: etcd }",
+    );
+    assert_eq!(
+        problems(&unknown, &full_env),
+        ["routes.yaml:5: server.store.type: unknown store type \"etcd\": expected sled or nats"]
+    );
+    let parsed = parse(
+        &example_with(
+            "  max_body_bytes: 1048576",
+            "  max_body_bytes: 1048576\n  store: { type: nats, servers: [\"nats://10.0.0.1:4222\"], replicas: 3 }",
+        ),
+        Path::new("routes.yaml"),
+        &full_env,
+    )
+    .expect("a valid cluster store");
+    assert_eq!(
+        parsed.server.store,
+        crate::config::StoreConfig::Nats(crate::config::NatsStoreConfig {
+            servers: vec!["nats://10.0.0.1:4222".into()],
+            replicas: 3,
+            timeout: std::time::Duration::from_secs(10),
+        })
     );
 }

@@ -17,10 +17,10 @@ use serde_yaml::Value;
 
 use super::error::Problems;
 use super::locate::KeyPath;
-use super::raw::{RawServer, RawTls, RawVendor, RawWorkspace};
+use super::raw::{RawServer, RawStore, RawTls, RawVendor, RawWorkspace};
 use super::{
-    DefaultSecret, LogFormat, SchemeChange, ServerConfig, SignatureConfig, TlsFiles, VendorConfig,
-    WorkspaceConfig,
+    DefaultSecret, LogFormat, NatsStoreConfig, SchemeChange, ServerConfig, SignatureConfig,
+    StoreConfig, TlsFiles, VendorConfig, WorkspaceConfig,
 };
 use crate::http::tls::{self, TlsPart};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
@@ -141,10 +141,14 @@ impl Checker<'_> {
         .filter_map(|(i, text)| self.ip_net(&at.key("trusted_proxies").index(i), &text?))
         .collect();
         let tls = raw.tls.and_then(|raw| self.tls(&at.key("tls"), raw));
+        let store = raw.store.map_or(StoreConfig::Embedded, |raw| {
+            self.store(&at.key("store"), raw)
+        });
         ServerConfig {
             listen,
             admin_listen,
             tls,
+            store,
             trusted_proxies,
             max_connections: self.max_connections(&at.key("max_connections"), raw.max_connections),
             body_read_timeout: self.duration(
@@ -206,6 +210,69 @@ impl Checker<'_> {
             return None;
         }
         Some(files)
+    }
+
+    /// `server.store`: `sled` (the default) or `nats` with its servers.
+    fn store(&mut self, at: &KeyPath, raw: RawStore) -> StoreConfig {
+        match raw.kind.as_deref() {
+            None | Some("sled") => {
+                for (key, given) in [
+                    ("servers", raw.servers.is_some()),
+                    ("replicas", raw.replicas.is_some()),
+                    ("timeout", raw.timeout.is_some()),
+                ] {
+                    if given {
+                        let message =
+                            format!("`{key}` is for `type: nats`; the sled store is embedded");
+                        self.problems.add(&at.key(key), message);
+                    }
+                }
+                StoreConfig::Embedded
+            }
+            Some("nats") => {
+                let servers: Vec<String> = raw
+                    .servers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, url)| {
+                        let url = url?;
+                        let at = at.key("servers").index(i);
+                        match nats_server_url(&url) {
+                            Ok(()) => Some(url),
+                            Err(why) => {
+                                self.problems.add(&at, why);
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                if servers.is_empty() {
+                    let message = "missing: `type: nats` needs `servers`, a list such as [\"nats://127.0.0.1:4222\"]";
+                    self.problems.add(at, message.to_owned());
+                }
+                let replicas = match self.count(&at.key("replicas"), raw.replicas) {
+                    None => 1,
+                    Some(n @ 1..=5) => n,
+                    Some(n) => {
+                        let message = format!("{n} replicas: JetStream keeps 1 to 5 copies");
+                        self.problems.add(&at.key("replicas"), message);
+                        1
+                    }
+                };
+                let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_TIMEOUT);
+                StoreConfig::Nats(NatsStoreConfig {
+                    servers,
+                    replicas,
+                    timeout,
+                })
+            }
+            Some(other) => {
+                let message = format!("unknown store type {other:?}: expected sled or nats");
+                self.problems.add(&at.key("type"), message);
+                StoreConfig::Embedded
+            }
+        }
     }
 
     /// `server.max_connections`: by default half the open-file soft limit, at most
@@ -498,4 +565,23 @@ fn shares_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A NATS server URL as the client takes it: `nats://`, `tls://`, `ws://` or `wss://` and a
+/// host with a port, or a bare `host:port`.
+fn nats_server_url(url: &str) -> Result<(), String> {
+    let rest = match url.split_once("://") {
+        Some(("nats" | "tls" | "ws" | "wss", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "unknown scheme {scheme:?} in a NATS server URL: expected nats, tls, ws or wss"
+            ))
+        }
+        None => url,
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err("a NATS server URL needs a host and a port, such as nats://10.0.0.1:4222".into()),
+    }
 }

@@ -6,34 +6,11 @@ use std::sync::atomic::Ordering;
 use sled::IVec;
 
 use super::record::{self, StoredEvent};
-use super::{SinkQueue, Store, StoreError};
+use super::{EmbeddedStore, SinkQueue, StoreError};
 use crate::envelope::EventId;
+use crate::store::{DeadPage, DeliveryOf, Queued};
 
-/// A queued event, as a delivery worker reads its queue: its envelope is read only when it is
-/// handed to the sink ([`Store::envelope_of`]), so scanning ahead costs no memory.
-pub struct Queued {
-    pub id: EventId,
-    /// The delivery state recorded by earlier attempts.
-    pub state: Option<Vec<u8>>,
-}
-
-/// One page of a sink's dead letters, oldest first.
-pub struct DeadPage {
-    pub letters: Vec<(EventId, Vec<u8>)>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<EventId>,
-}
-
-/// Where one event stands with one sink; the bytes are [`crate::deliver`]'s records.
-pub enum DeliveryOf {
-    Queued(Option<Vec<u8>>),
-    Dead(Vec<u8>),
-    Delivered(Vec<u8>),
-    /// Not routed to this sink, or its record is past retention.
-    Unknown,
-}
-
-impl Store {
+impl EmbeddedStore {
     /// Up to `limit` entries a sink still owes, oldest first, from `from` (inclusive) on.
     pub fn peek_from(
         &self,
@@ -291,7 +268,7 @@ mod tests {
     fn an_unreadable_record_is_counted_and_reported_as_missing_never_skipped_silently() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = StoreMetrics::default();
-        let store = Store::open(
+        let store = EmbeddedStore::open(
             dir.path(),
             &StoreOptions {
                 cache_bytes: 8 << 20,

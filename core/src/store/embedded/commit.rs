@@ -16,38 +16,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
 use super::wal::{self, Position, Wal};
-use super::{lock, sync_sled, Engine, SinkQueue, StoreError, StoreMetrics, Trees};
-use crate::dedupe::DedupeKey;
+use super::{lock, sync_sled, Engine, StoreError, StoreMetrics, Trees};
 use crate::envelope::EventId;
+use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
 const MAX_BATCH_EVENTS: usize = 4096;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// How often sled is flushed and the log's checkpoint moved on while there is traffic.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-/// A verified, mapped event to keep.
-pub struct Accept {
-    pub key: DedupeKey,
-    /// The id it gets if it is new.
-    pub id: EventId,
-    /// When its dedupe claim ends (ms since the Unix epoch).
-    pub claim_expires_at_ms: u64,
-    /// Now, in ms since the Unix epoch: claims that ended before it are free again.
-    pub now_ms: u64,
-    /// Compact JSON; the log keeps it compressed.
-    pub envelope: Vec<u8>,
-    /// The sinks it is routed to; empty keeps it for lookup only (unrouted).
-    pub queues: Vec<SinkQueue>,
-}
-
-/// The first-seen decision, made durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Accepted {
-    New,
-    /// Seen inside the window; the first delivery's event id.
-    Duplicate(EventId),
-}
 
 type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
 
@@ -618,6 +595,7 @@ fn checkpointer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedupe::DedupeKey;
     use crate::dedupe::Identity;
     use crate::names::{VendorName, WorkspaceId};
 

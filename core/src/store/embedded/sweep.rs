@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use super::record::{self, Body, Claim, StoredEvent};
 use super::wal;
-use super::{Store, StoreError};
+use super::{EmbeddedStore, StoreError};
 use crate::dedupe::millis;
 
-impl Store {
+impl EmbeddedStore {
     /// Removes dedupe claims whose window ended before `now`; returns how many.
     pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;

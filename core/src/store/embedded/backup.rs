@@ -7,9 +7,9 @@
 use std::fs;
 use std::path::Path;
 
-use super::{lock, wal, Store, StoreError};
+use super::{lock, wal, EmbeddedStore, StoreError};
 
-impl Store {
+impl EmbeddedStore {
     /// Writes the copy into `to`, which must not exist yet. Returns the events it holds.
     pub fn backup(&self, to: &Path) -> Result<usize, StoreError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {

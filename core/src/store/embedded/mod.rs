@@ -1,0 +1,462 @@
+//! The embedded store, the default: one process, nothing else to run. A write-ahead log
+//! ([`wal`]) makes each accepted batch durable with one write and one sync, and sled holds the
+//! dedupe index, each event's envelope once, per-sink queues of references, attempt records,
+//! dead letters and completed deliveries.
+//!
+//! sled trees (every value starts with a format version, see [`record`]):
+//! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
+//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + its envelope.
+//! - `queue`: `{workspace}/{sink}\0` + event id -> (); what each sink still owes.
+//! - `attempts`: queue key -> the delivery state of a queued event (see [`crate::deliver`]).
+//! - `dead`: queue key -> a dead letter (why, and every attempt; the envelope stays in `events`).
+//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
+//! - `meta`: the store's format version.
+
+mod backup;
+mod commit;
+mod queue;
+pub mod record;
+mod sweep;
+mod wal;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use sled::Tree;
+
+use super::{
+    lock, queue_prefix, Accept, Accepted, SinkQueue, StoreError, StoreMetrics, StoreOptions,
+};
+use crate::envelope::EventId;
+use crate::names::{SinkName, WorkspaceId};
+
+pub use record::RecordError;
+
+/// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
+/// database for good, so the store reopens it in place once the cause is gone: the
+/// write-ahead log holds everything accepted since the last checkpoint, and is replayed into
+/// the reopened database.
+struct Engine {
+    dir: PathBuf,
+    cache_bytes: u64,
+    /// `None` while it is being reopened.
+    trees: std::sync::RwLock<Option<Trees>>,
+    /// A logged batch could not be applied: the checkpoint must not move past it until the
+    /// log has been replayed.
+    stuck: AtomicBool,
+}
+
+impl Engine {
+    fn trees(&self) -> Result<Trees, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Write("the store is reopening after a disk error".into()))
+    }
+
+    fn set_stuck(&self) {
+        self.stuck.store(true, Ordering::Relaxed);
+    }
+
+    fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Relaxed)
+    }
+
+    /// Brings the store back after a failure: reopens sled if a disk error poisoned it, then
+    /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
+    /// counts found, for the counters.
+    fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+        let poisoned = match self.trees() {
+            Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
+            Err(_) => true,
+        };
+        if poisoned {
+            // Every handle must be gone before sled's directory lock is free again.
+            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
+            let mut attempts = 0;
+            let trees = loop {
+                match open_trees(&self.dir, self.cache_bytes) {
+                    Ok(trees) => break trees,
+                    Err(error) if attempts < 100 => {
+                        attempts += 1;
+                        tracing::debug!(%error, "store not reopened yet");
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
+            tracing::warn!(dir = %self.dir.display(), "store reopened after a disk error");
+        }
+        let trees = self.trees()?;
+        commit::recover(&trees, &self.dir.join("wal"))
+            .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
+        // Healed only once what was replayed is on disk: sled's inserts land in memory
+        // first, so without this a disk that is still full would pass for a healed one.
+        sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
+        let counts = count_queues(&trees)?;
+        self.stuck.store(false, Ordering::Relaxed);
+        Ok(counts)
+    }
+}
+
+fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
+    // The write-ahead log is the durability point; sled's own periodic flush only keeps
+    // the replay after a crash short, and narrows what a crash can undo of work nobody
+    // waits for, such as completions (each one undone is one more delivery).
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(Some(500))
+        .open()?;
+    Ok(Trees {
+        dedupe: db.open_tree("dedupe")?,
+        dedupe_expiry: db.open_tree("dedupe_expiry")?,
+        events: db.open_tree("events")?,
+        queue: db.open_tree("queue")?,
+        attempts: db.open_tree("attempts")?,
+        dead: db.open_tree("dead")?,
+        delivered: db.open_tree("delivered")?,
+        db,
+    })
+}
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    dedupe: Tree,
+    dedupe_expiry: Tree,
+    events: Tree,
+    queue: Tree,
+    attempts: Tree,
+    dead: Tree,
+    delivered: Tree,
+}
+
+pub struct EmbeddedStore {
+    dir: PathBuf,
+    engine: Arc<Engine>,
+    log: wal::LogReader,
+    committer: commit::Committer,
+    /// Whether the last write-ahead log append succeeded (see [`EmbeddedStore::is_healthy`]).
+    log_ok: Arc<AtomicBool>,
+    queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
+    /// Queue and dead-letter counts found at start-up, for queues not yet asked for.
+    found: Mutex<HashMap<Vec<u8>, (u64, u64)>>,
+    unreadable: Counter,
+    /// Held while log segments are retired, and while a backup copies them.
+    retiring: Mutex<()>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`: replays the write-ahead log past the last
+    /// checkpoint into sled, counts every queue once, and starts the commit writer.
+    pub fn open(
+        dir: &Path,
+        options: &StoreOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Arc<EmbeddedStore>, StoreError> {
+        let trees = open_trees(dir, options.cache_bytes).map_err(|source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = trees.db.clone();
+        check_format(dir, &db, &trees)?;
+        let wal_dir = dir.join("wal");
+        let log_error = |source| StoreError::Log {
+            path: wal_dir.clone(),
+            source,
+        };
+        let replayed = commit::recover(&trees, &wal_dir).map_err(log_error)?;
+        if replayed > 0 {
+            tracing::info!(
+                batches = replayed,
+                "write-ahead log replayed into the store"
+            );
+        }
+        let found = count_queues(&trees)?;
+        drop(db);
+        let log_ok = Arc::new(AtomicBool::new(true));
+        let engine = Arc::new(Engine {
+            dir: dir.to_owned(),
+            cache_bytes: options.cache_bytes,
+            trees: std::sync::RwLock::new(Some(trees)),
+            stuck: AtomicBool::new(false),
+        });
+        let segment_age = (options.retention / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
+        let unreadable = metrics.unreadable.clone();
+        let committer = commit::Committer::start(
+            engine.clone(),
+            &wal_dir,
+            segment_age,
+            log_ok.clone(),
+            metrics,
+        )
+        .map_err(log_error)?;
+        let store = Arc::new(EmbeddedStore {
+            dir: dir.to_owned(),
+            log: wal::LogReader::new(&wal_dir),
+            engine,
+            committer,
+            log_ok,
+            queues: Mutex::default(),
+            found: Mutex::new(found),
+            unreadable,
+            retiring: Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&store);
+        std::thread::Builder::new()
+            .name("switchyard-heal".into())
+            .spawn(move || healer(weak))
+            .map_err(log_error)?;
+        Ok(store)
+    }
+
+    /// The queue of one sink, with its counters.
+    pub fn queue(&self, workspace: &WorkspaceId, sink: &SinkName) -> SinkQueue {
+        let prefix = queue_prefix(workspace, sink);
+        let mut queues = lock(&self.queues);
+        queues
+            .entry(prefix.clone())
+            .or_insert_with(|| {
+                let (depth, dead) = lock(&self.found).remove(&prefix).unwrap_or_default();
+                SinkQueue::new(workspace, sink, depth, dead)
+            })
+            .clone()
+    }
+
+    /// Every queue the store knows: those of running sinks, and those left on disk by sinks
+    /// the configuration no longer has (orphans, kept until a sink of that name returns).
+    pub fn known_queues(&self) -> Vec<SinkQueue> {
+        let found: Vec<Vec<u8>> = lock(&self.found).keys().cloned().collect();
+        for prefix in found {
+            let names = std::str::from_utf8(&prefix)
+                .ok()
+                .and_then(|p| p.strip_suffix('\0'))
+                .and_then(|p| p.split_once('/'));
+            if let Some((workspace, sink)) = names {
+                self.queue(&WorkspaceId::new(workspace), &SinkName::new(sink));
+            }
+        }
+        let mut queues: Vec<SinkQueue> = lock(&self.queues).values().cloned().collect();
+        queues.sort_by(|a, b| a.prefix().cmp(b.prefix()));
+        queues
+    }
+
+    /// Counts and logs a stored record that could not be read.
+    pub fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.unreadable.inc();
+        tracing::error!(%error, "{what} unreadable");
+    }
+
+    /// Keeps a verified event for its sinks, unless its dedupe key is already claimed.
+    /// Answers once the batch holding it is durable; wakes its sinks' workers itself, so the
+    /// event is announced whether or not its client is still there.
+    pub async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
+        self.committer.accept(accept).await
+    }
+
+    /// True while the store takes writes: the last log append succeeded and every logged
+    /// batch is applied to sled. Each flag is cleared by the stage that failed and set again
+    /// only by that stage succeeding, so readiness cannot flap back on an unrelated success.
+    pub fn is_healthy(&self) -> bool {
+        self.log_ok.load(Ordering::Relaxed) && !self.engine.is_stuck()
+    }
+
+    fn trees(&self) -> Result<Trees, StoreError> {
+        self.engine.trees()
+    }
+
+    /// Makes every write so far durable (sled's flush and an fsync of its log): for records
+    /// that do not go through the write-ahead log, such as a failed attempt's retry time.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let trees = self.trees()?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
+            .await
+            .map_err(|e| StoreError::Sync(format!("the sync task failed: {e}")))?
+            .map_err(|e| StoreError::Sync(e.to_string()))
+    }
+
+    /// A kept event's envelope.
+    pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.trees()?.events.get(id.to_bytes())? {
+            Some(bytes) => self
+                .envelope(&record::StoredEvent::decode(&bytes)?)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn envelope(&self, event: &record::StoredEvent<'_>) -> Result<Vec<u8>, StoreError> {
+        match event.body {
+            record::Body::Inline(envelope) => Ok(envelope.to_vec()),
+            record::Body::Logged(span) => {
+                let compressed = self.log.read(span).map_err(|e| match e.kind() {
+                    // Segments are retired only once nothing points into them: this is damage.
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
+                        StoreError::Record(RecordError::Damaged)
+                    }
+                    _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
+                })?;
+                Ok(record::decompress(&compressed)?)
+            }
+        }
+    }
+
+    /// Bytes the store occupies on disk (sled and the log).
+    pub fn size_on_disk(&self) -> u64 {
+        let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let sled = self.trees().map_or(0, |t| t.db.size_on_disk().unwrap_or(0));
+        sled + wal
+    }
+
+    /// Records sled's state as checkpointed, so the next start replays nothing; called on a
+    /// clean shutdown.
+    pub fn close(&self) {
+        self.committer.checkpoint_now();
+    }
+}
+
+/// While the store is failing, tries every [`HEAL_EVERY`] to bring it back (see
+/// [`Engine::heal`]); ends with the store.
+fn healer(store: std::sync::Weak<EmbeddedStore>) {
+    loop {
+        std::thread::sleep(HEAL_EVERY);
+        let Some(store) = store.upgrade() else { return };
+        if !store.log_ok.load(Ordering::Relaxed) {
+            store.committer.probe();
+        }
+        if !store.engine.is_stuck() {
+            continue;
+        }
+        match store.engine.heal() {
+            Ok(counts) => {
+                for (prefix, queue) in lock(&store.queues).iter() {
+                    let (depth, dead) = counts.get(prefix).copied().unwrap_or_default();
+                    queue.0.depth.store(depth, Ordering::Relaxed);
+                    queue.0.dead.store(dead, Ordering::Relaxed);
+                    queue.0.wake.notify_one();
+                }
+                tracing::info!("the store takes writes again");
+            }
+            Err(error) => tracing::warn!(%error, "the store is still failing; trying again"),
+        }
+    }
+}
+
+/// How often a failing store is tried again.
+const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
+/// syncs metadata; an fsync of its log file (fsync acts on the file, not the descriptor)
+/// makes what it wrote survive a power loss too.
+fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
+    db.flush().map_err(std::io::Error::other)?;
+    std::fs::File::open(dir.join("db"))?.sync_data()
+}
+
+/// A store from before format versions held envelopes in its queues; refuse it rather than
+/// misread it.
+fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
+    let meta = db.open_tree("meta").map_err(|source| StoreError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    match meta.get("format")? {
+        Some(v) if v.as_ref() == [record::VERSION] => Ok(()),
+        Some(v) => Err(StoreError::Version {
+            path: dir.to_path_buf(),
+            found: v.first().copied().unwrap_or(0),
+        }),
+        None if !trees.events.is_empty() || !trees.queue.is_empty() => {
+            Err(StoreError::Unversioned {
+                path: dir.to_path_buf(),
+            })
+        }
+        None => {
+            meta.insert("format", &[record::VERSION])?;
+            Ok(())
+        }
+    }
+}
+
+/// Queue depth and dead letters per queue prefix: the one scan, at start-up.
+fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+    let mut found: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+    for (tree, dead) in [(&trees.queue, false), (&trees.dead, true)] {
+        for key in tree.iter().keys() {
+            let key = key?;
+            let Some(end) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let counts = found.entry(key[..=end].to_vec()).or_default();
+            if dead {
+                counts.1 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            cache_bytes: 8 << 20,
+            retention: std::time::Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_store_from_a_release_without_format_versions_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What the earlier release left: envelopes in `events`, no `meta` format.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("events").unwrap().insert(b"k", b"{}").unwrap();
+            db.flush().unwrap();
+        }
+        let refused = EmbeddedStore::open(dir.path(), &options(), StoreMetrics::default()).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("earlier release"), "{message}");
+        assert!(message.contains("move the directory aside"), "{message}");
+    }
+
+    #[test]
+    fn a_store_of_another_format_version_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format", &[7u8])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let refused = EmbeddedStore::open(dir.path(), &options(), StoreMetrics::default()).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("format version 7"), "{message}");
+        assert!(
+            message.contains(&format!("reads {}", record::VERSION)),
+            "{message}"
+        );
+    }
+}
