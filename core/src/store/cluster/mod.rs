@@ -131,25 +131,9 @@ impl ClusterStore {
         .await
         .map_err(|e| cluster(&e))?;
         let dead_stream = js.get_stream(DEAD_STREAM).await.map_err(|e| cluster(&e))?;
-        let bucket = |name: &str, ttl: Duration| kv::Config {
-            bucket: name.into(),
-            max_age: ttl,
-            num_replicas: replicas,
-            history: 1,
-            ..Default::default()
-        };
-        let events = js
-            .create_or_update_key_value(bucket(EVENTS_BUCKET, options.retention))
-            .await
-            .map_err(|e| cluster(&e))?;
-        let attempts = js
-            .create_or_update_key_value(bucket(ATTEMPTS_BUCKET, options.retention))
-            .await
-            .map_err(|e| cluster(&e))?;
-        let delivered = js
-            .create_or_update_key_value(bucket(DELIVERED_BUCKET, options.retention))
-            .await
-            .map_err(|e| cluster(&e))?;
+        let events = bucket(&js, EVENTS_BUCKET, options.retention, replicas).await?;
+        let attempts = bucket(&js, ATTEMPTS_BUCKET, options.retention, replicas).await?;
+        let delivered = bucket(&js, DELIVERED_BUCKET, options.retention, replicas).await?;
         let store = ClusterStore {
             client,
             js,
@@ -304,18 +288,9 @@ impl ClusterStore {
         if let Some(bucket) = buckets.get(&secs) {
             return Ok(bucket.clone());
         }
-        let bucket = self
-            .js
-            .create_or_update_key_value(kv::Config {
-                bucket: format!("SWITCHYARD_DEDUPE_{secs}"),
-                description: format!("switchyard: dedupe claims, {secs} s window"),
-                max_age: Duration::from_secs(secs),
-                num_replicas: self.replicas,
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::Cluster(format!("the dedupe bucket: {e}")))?;
+        let window = Duration::from_secs(secs);
+        let name = format!("SWITCHYARD_DEDUPE_{secs}");
+        let bucket = bucket(&self.js, &name, window, self.replicas).await?;
         buckets.insert(secs, bucket.clone());
         Ok(bucket)
     }
@@ -420,6 +395,33 @@ impl ClusterStore {
         }
         self.bytes.store(bytes, Ordering::Relaxed);
     }
+}
+
+/// A key-value bucket, created (or its limits updated) if need be. Its stream is made here
+/// with the key-value conventions rather than by the client's `create_key_value`, whose
+/// request carries settings that NATS servers before 2.10 refuse.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    ttl: Duration,
+    replicas: usize,
+) -> Result<kv::Store, StoreError> {
+    let failed = |e: &dyn std::fmt::Display| StoreError::Cluster(format!("bucket {name}: {e}"));
+    js.create_or_update_stream(stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| failed(&e))?;
+    js.get_key_value(name).await.map_err(|e| failed(&e))
 }
 
 /// What an existing claim means for a new copy.

@@ -209,6 +209,9 @@ impl Writer {
                 let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
                     Ok(existing) => existing,
                     Err(e) => {
+                        // sled fails reads once its own background flush has failed (a full
+                        // disk): the store is not ready until the healer has reopened it.
+                        self.engine.set_stuck();
                         decisions.push(Decision::Failed(e));
                         continue;
                     }
