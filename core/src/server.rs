@@ -80,6 +80,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
                 replicas: nats.replicas,
                 retention: config.server.retention,
                 timeout: nats.timeout,
+                lease: nats.lease,
             };
             Store::open_cluster(&options, store_metrics).await?
         }

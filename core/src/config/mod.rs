@@ -135,6 +135,9 @@ pub struct NatsStoreConfig {
     pub replicas: usize,
     /// Connect and request time limit; default 10s.
     pub timeout: Duration,
+    /// How long an instance holds queued events it took without renewing them: the time a
+    /// dead instance's share of a queue waits before another takes it; default 30s.
+    pub lease: Duration,
 }
 
 /// `server.tls`: PEM files, read at start and again on SIGHUP.

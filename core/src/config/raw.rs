@@ -51,6 +51,7 @@ pub(crate) struct RawStore {
     pub(crate) servers: Option<Vec<Option<String>>>,
     pub(crate) replicas: Option<Value>,
     pub(crate) timeout: Option<Value>,
+    pub(crate) lease: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +223,7 @@ impl Reader<'_> {
             }),
             replicas: f.take("replicas"),
             timeout: f.take("timeout"),
+            lease: f.take("lease"),
         };
         self.finish(f);
         raw

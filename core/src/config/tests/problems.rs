@@ -779,6 +779,7 @@ fn a_cluster_store_names_each_bad_server_and_the_replica_limit() {
             servers: vec!["nats://10.0.0.1:4222".into()],
             replicas: 3,
             timeout: std::time::Duration::from_secs(10),
+            lease: std::time::Duration::from_secs(30),
         })
     );
 }

@@ -35,6 +35,8 @@ const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 const DEFAULT_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 * 1_048_576;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cluster instance holds queued events without renewing them.
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default connection limit is half the open-file soft limit, and at most this.
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -220,6 +222,7 @@ impl Checker<'_> {
                     ("servers", raw.servers.is_some()),
                     ("replicas", raw.replicas.is_some()),
                     ("timeout", raw.timeout.is_some()),
+                    ("lease", raw.lease.is_some()),
                 ] {
                     if given {
                         let message =
@@ -261,10 +264,16 @@ impl Checker<'_> {
                     }
                 };
                 let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_TIMEOUT);
+                let lease = self.duration(&at.key("lease"), raw.lease, DEFAULT_LEASE);
+                if lease < Duration::from_secs(1) {
+                    let message = "at least 1s: a lease is renewed every third of it";
+                    self.problems.add(&at.key("lease"), message.to_owned());
+                }
                 StoreConfig::Nats(NatsStoreConfig {
                     servers,
                     replicas,
                     timeout,
+                    lease,
                 })
             }
             Some(other) => {

@@ -56,12 +56,16 @@ pub struct ClusterOptions {
     pub retention: Duration,
     /// How long a connection attempt or a JetStream request may take.
     pub timeout: Duration,
+    /// How long this instance holds what it took from a queue without renewing it; once it
+    /// runs out (the instance died), JetStream hands the events to another instance.
+    pub lease: Duration,
 }
 
 pub struct ClusterStore {
     client: async_nats::Client,
     js: jetstream::Context,
     replicas: usize,
+    lease: Duration,
     queue_stream: stream::Stream,
     dead_stream: stream::Stream,
     events: kv::Store,
@@ -138,6 +142,7 @@ impl ClusterStore {
             client,
             js,
             replicas,
+            lease: options.lease,
             queue_stream,
             dead_stream,
             events,

@@ -23,10 +23,6 @@ use crate::names::{SinkName, WorkspaceId};
 use crate::store::embedded::record;
 use crate::store::{lock, DeliveryOf, Queued, SinkQueue, StoreError};
 
-/// How long a lease lasts without a progress ack before JetStream redelivers it elsewhere:
-/// the time an instance's death holds up its share of a queue.
-const ACK_WAIT: Duration = Duration::from_secs(30);
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Messages a sink's consumer hands out at once, across the cluster, when unordered.
 const MAX_LEASED: i64 = 1024;
 
@@ -123,6 +119,7 @@ impl ClusterStore {
             unreadable: self.unreadable.clone(),
             q: q.clone(),
             ordered,
+            lease: self.lease,
             leases: leases.clone(),
         };
         Feed {
@@ -353,6 +350,8 @@ struct Taker {
     unreadable: prometheus_client::metrics::counter::Counter,
     q: SinkQueue,
     ordered: bool,
+    /// The consumer's ack wait; leases are renewed every third of it.
+    lease: Duration,
     leases: Arc<Leases>,
 }
 
@@ -369,7 +368,7 @@ impl Taker {
     async fn take(&self) -> Result<(), String> {
         let consumer = self.consumer().await?;
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut progress = tokio::time::interval(self.lease / 3);
         loop {
             tokio::select! {
                 next = messages.next() => match next {
@@ -389,7 +388,7 @@ impl Taker {
             description: Some(format!("{}/{}", q.workspace(), q.sink())),
             filter_subject: subject(q),
             ack_policy: AckPolicy::Explicit,
-            ack_wait: ACK_WAIT,
+            ack_wait: self.lease,
             // Retries and dead letters are the worker's (the sink's policy), not JetStream's.
             max_deliver: -1,
             // One at a time across the cluster for an ordered sink.
