@@ -149,13 +149,13 @@ impl Topology {
                     workers.insert(sink_name.clone(), (sink_config.clone(), worker.clone()));
                     continue;
                 }
-                let sink = sinks::build(&sink_config.kind).await.map_err(|source| {
-                    TopologyError::Sink {
+                let sink = sinks::build(id, sink_name, &sink_config.kind)
+                    .await
+                    .map_err(|source| TopologyError::Sink {
                         workspace: id.clone(),
                         sink: sink_name.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let policy = DeliveryPolicy {
                     retry: sink_config.retry.clone(),
                     concurrency: sink_config.concurrency,

@@ -307,6 +307,8 @@ pub enum SinkKind {
         /// Signs deliveries (Standard Webhooks) when present.
         secret: Option<Secret>,
     },
+    Nats(crate::sinks::NatsConfig),
+    Redis(crate::sinks::RedisConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -99,6 +99,13 @@ pub(crate) struct RawSink {
     pub(crate) ordered: Option<Value>,
     pub(crate) max_backoff: Option<Value>,
     pub(crate) max_age: Option<Value>,
+    /// nats: `None` for an item already reported as not a string; indices stay those of the file.
+    pub(crate) servers: Option<Vec<Option<String>>>,
+    pub(crate) subject: Option<String>,
+    /// nats: the stream's name; redis: the stream key template.
+    pub(crate) stream: Option<String>,
+    pub(crate) max_len: Option<Value>,
+    pub(crate) dedupe_ttl: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -298,6 +305,16 @@ impl Reader<'_> {
             ordered: f.take("ordered"),
             max_backoff: f.take("max_backoff"),
             max_age: f.take("max_age"),
+            servers: f.take("servers").map(|v| {
+                let expecting = "a list of NATS server URLs such as [\"nats://127.0.0.1:4222\"]";
+                self.list(&f.at.key("servers"), v, expecting, |r, at, item| {
+                    r.string(at, Some(item))
+                })
+            }),
+            subject: self.string(&f.at.key("subject"), f.take("subject")),
+            stream: self.string(&f.at.key("stream"), f.take("stream")),
+            max_len: f.take("max_len"),
+            dedupe_ttl: f.take("dedupe_ttl"),
         };
         self.finish(f);
         raw

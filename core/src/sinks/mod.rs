@@ -1,10 +1,14 @@
 //! Sinks: where a workspace's events go. A sink takes a batch of envelopes at a time (one for
-//! http, many for files and stdout); the delivery workers ([`crate::deliver`]) drive it from the
-//! durable queue and retry what it refuses.
+//! http, many for files, stdout, nats and redis); the delivery workers ([`crate::deliver`])
+//! drive it from the durable queue and retry what it refuses.
 
+mod broker_url;
 mod file;
 mod http;
+pub mod nats;
+pub mod redis;
 mod stdout;
+mod template;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,10 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SinkKind;
+use crate::names::{SinkName, WorkspaceId};
 
+pub use broker_url::{redact, BrokerUrl};
 pub use file::FileSink;
 pub use http::HttpSink;
+pub use nats::{NatsConfig, NatsSink};
+pub use redis::{RedisConfig, RedisSink};
 pub use stdout::StdoutSink;
+pub use template::{Fields, Template, TemplateError};
 
 /// One event handed to a sink.
 pub struct Delivery<'a> {
@@ -56,6 +65,10 @@ pub enum SinkError {
         status: u16,
         retry_after: Option<Duration>,
     },
+    /// The envelope lacks `workspace`, `vendor` or `type`, which broker sinks name subjects
+    /// and keys with (never so for an envelope switchyard wrote).
+    #[error("unreadable envelope: {0}")]
+    Envelope(String),
 }
 
 impl SinkError {
@@ -70,6 +83,7 @@ impl SinkError {
     pub fn is_sink_wide(&self) -> bool {
         match self {
             SinkError::Io(_) | SinkError::Timeout(_) | SinkError::Request(_) => true,
+            SinkError::Envelope(_) => false,
             SinkError::Status {
                 status,
                 retry_after,
@@ -105,10 +119,16 @@ pub enum SinkBuildError {
     },
     #[error("invalid secret: {0}")]
     Secret(&'static str),
+    #[error("{0}")]
+    Broker(String),
 }
 
-/// Builds the sink a configuration describes.
-pub async fn build(kind: &SinkKind) -> Result<Arc<dyn Sink>, SinkBuildError> {
+/// Builds the sink `sink` of `workspace` as its configuration describes.
+pub async fn build(
+    workspace: &WorkspaceId,
+    sink: &SinkName,
+    kind: &SinkKind,
+) -> Result<Arc<dyn Sink>, SinkBuildError> {
     Ok(match kind {
         SinkKind::Stdout => Arc::new(StdoutSink::new()),
         SinkKind::File { path } => Arc::new(FileSink::open(path).await?),
@@ -117,6 +137,8 @@ pub async fn build(kind: &SinkKind) -> Result<Arc<dyn Sink>, SinkBuildError> {
             timeout,
             secret,
         } => Arc::new(HttpSink::new(url.clone(), *timeout, secret.clone())?),
+        SinkKind::Nats(config) => Arc::new(NatsSink::connect(workspace, sink, config).await?),
+        SinkKind::Redis(config) => Arc::new(RedisSink::new(workspace, sink, config)?),
     })
 }
 

@@ -136,7 +136,7 @@ fn problems_in_an_included_file_name_that_file_its_line_and_key() {
             "DIR/teams/a.yaml:5: workspaces.acme.vendors.watsi.secrets[0]: environment variable \
              TEAM_SECRET is not set (write ${TEAM_SECRET:-value} to give a default)",
             "DIR/teams/a.yaml:7: workspaces.acme.sinks.out.type: unknown sink type \"ftp\": \
-             expected stdout, file or http",
+             expected stdout, file, http, nats or redis",
             "DIR/teams/a.yaml:8: workspaces.acme.routes[0].to[1]: unknown sink `nope` (this \
              workspace defines: out)",
             "DIR/teams/a.yaml:9: server: unknown field `server`, expected one of `workspaces`",

@@ -1,6 +1,7 @@
 //! Whole-file tests of `parse`: DESIGN.md's example, defaults, paths and variables here;
 //! each problem placed on its line in `problems`.
 
+mod brokers;
 mod include;
 mod problems;
 

@@ -175,7 +175,7 @@ fn sink_keys_must_suit_the_sink_type() {
     assert_eq!(
         only_problem(&example_with("{ type: stdout }", "{ type: kafka }")),
         "routes.yaml:21: workspaces.acme.sinks.log.type: unknown sink type \"kafka\": expected \
-         stdout, file or http"
+         stdout, file, http, nats or redis"
     );
 }
 
@@ -333,8 +333,8 @@ fn sinks_need_their_required_keys() {
     );
     assert_eq!(
         only_problem(&example_with("{ type: stdout }", "{}")),
-        "routes.yaml:21: workspaces.acme.sinks.log.type: missing sink type: expected stdout, file \
-         or http"
+        "routes.yaml:21: workspaces.acme.sinks.log.type: missing sink type: expected stdout, file, \
+         http, nats or redis"
     );
 }
 
@@ -417,7 +417,7 @@ fn every_unknown_key_is_reported_not_only_the_first() {
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
              one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`, `ordered`, \
-             `max_backoff`, `max_age`",
+             `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, `dedupe_ttl`",
             "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
              expected one of `vendor`, `type`",
             "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \

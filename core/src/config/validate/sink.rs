@@ -12,6 +12,8 @@ use crate::config::{
     SinkConfig, SinkKind, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
     DEFAULT_RETRY_SCHEDULE,
 };
+use crate::sinks::nats::valid_stream_name;
+use crate::sinks::{self, BrokerUrl, NatsConfig, RedisConfig, Template, TemplateError};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {
@@ -64,11 +66,24 @@ impl Checker<'_> {
         let kind = raw.kind.as_deref().unwrap_or_default();
         let fields = [
             ("path", raw.path.is_some(), kind == "file"),
-            ("url", raw.url.is_some(), kind == "http"),
-            ("timeout", raw.timeout.is_some(), kind == "http"),
+            ("url", raw.url.is_some(), matches!(kind, "http" | "redis")),
+            (
+                "timeout",
+                raw.timeout.is_some(),
+                matches!(kind, "http" | "nats" | "redis"),
+            ),
             ("secret", raw.secret.is_some(), kind == "http"),
+            ("servers", raw.servers.is_some(), kind == "nats"),
+            ("subject", raw.subject.is_some(), kind == "nats"),
+            (
+                "stream",
+                raw.stream.is_some(),
+                matches!(kind, "nats" | "redis"),
+            ),
+            ("max_len", raw.max_len.is_some(), kind == "redis"),
+            ("dedupe_ttl", raw.dedupe_ttl.is_some(), kind == "redis"),
         ];
-        if matches!(kind, "stdout" | "file" | "http") {
+        if matches!(kind, "stdout" | "file" | "http" | "nats" | "redis") {
             for (key, present, applies) in fields {
                 if present && !applies {
                     let message = format!("`{key}` does not apply to a {kind} sink");
@@ -102,17 +117,168 @@ impl Checker<'_> {
                     Some(secret) => self.secret(&at.key("secret"), &secret),
                 },
             },
+            "nats" => self
+                .nats_sink(at, raw)
+                .map_or(SinkKind::Stdout, SinkKind::Nats),
+            "redis" => self
+                .redis_sink(at, raw)
+                .map_or(SinkKind::Stdout, SinkKind::Redis),
             "" => {
                 self.problems.add(
                     &at.key("type"),
-                    "missing sink type: expected stdout, file or http",
+                    "missing sink type: expected stdout, file, http, nats or redis",
                 );
                 SinkKind::Stdout
             }
             other => {
-                let message = format!("unknown sink type {other:?}: expected stdout, file or http");
+                let message = format!(
+                    "unknown sink type {other:?}: expected stdout, file, http, nats or redis"
+                );
                 self.problems.add(&at.key("type"), message);
                 SinkKind::Stdout
+            }
+        }
+    }
+
+    /// `servers`, `subject`, `stream`, `timeout`; `None` after a problem.
+    fn nats_sink(&mut self, at: &KeyPath, raw: RawSink) -> Option<NatsConfig> {
+        let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_TIMEOUT);
+        let servers = self.nats_servers(&at.key("servers"), raw.servers);
+        let subject = match raw.subject {
+            None => {
+                let message = "missing: a nats sink needs a `subject`, such as \
+                               \"webhooks.{workspace}.{type}\"";
+                self.problems.add(&at.key("subject"), message);
+                None
+            }
+            Some(text) => {
+                let checked = Template::parse(&text).and_then(|t| t.check_subject().map(|()| t));
+                self.template(&at.key("subject"), checked)
+            }
+        };
+        let stream = match raw.stream {
+            Some(name) if !valid_stream_name(&name) => {
+                let message = format!(
+                    "invalid stream name {name:?}: expected a name without spaces, `.`, `*`, \
+                     `>`, `/` or `\\`, such as WEBHOOKS"
+                );
+                self.problems.add(&at.key("stream"), message);
+                None
+            }
+            other => other,
+        };
+        Some(NatsConfig {
+            servers: servers?,
+            subject: subject?,
+            stream,
+            timeout,
+        })
+    }
+
+    fn nats_servers(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<Vec<Option<String>>>,
+    ) -> Option<Vec<BrokerUrl>> {
+        const EXAMPLE: &str = "such as [\"nats://127.0.0.1:4222\"]";
+        let Some(items) = raw else {
+            self.problems.add(
+                at,
+                format!("missing: a nats sink needs `servers`, {EXAMPLE}"),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.problems.add(
+                at,
+                format!("empty list: a nats sink needs at least one server, {EXAMPLE}"),
+            );
+            return None;
+        }
+        let mut servers = Vec::new();
+        let mut valid = true;
+        for (i, item) in items.into_iter().enumerate() {
+            // An item that is not a string is already reported.
+            let Some(text) = item else {
+                valid = false;
+                continue;
+            };
+            // Not quoted back: a server URL may carry credentials.
+            if text.parse::<async_nats::ServerAddr>().is_err() {
+                let message = "invalid NATS server URL: expected nats://, tls://, ws:// or \
+                               wss:// and a host, such as nats://127.0.0.1:4222";
+                self.problems.add(&at.index(i), message);
+                valid = false;
+                continue;
+            }
+            servers.push(BrokerUrl::new(text));
+        }
+        if !valid {
+            return None;
+        }
+        Some(servers)
+    }
+
+    /// `url`, `stream`, `max_len`, `dedupe_ttl`, `timeout`; `None` after a problem.
+    fn redis_sink(&mut self, at: &KeyPath, raw: RawSink) -> Option<RedisConfig> {
+        let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_TIMEOUT);
+        let dedupe_ttl = self.duration(
+            &at.key("dedupe_ttl"),
+            raw.dedupe_ttl,
+            sinks::redis::DEFAULT_DEDUPE_TTL,
+        );
+        let max_len_given = raw.max_len.as_ref().is_some_and(|v| !v.is_null());
+        let max_len = self.count(&at.key("max_len"), raw.max_len);
+        let url = match raw.url {
+            None => {
+                let message = "missing: a redis sink needs a `url`, such as \
+                               redis://127.0.0.1:6379/0";
+                self.problems.add(&at.key("url"), message);
+                None
+            }
+            // Not quoted back: the URL may carry a password.
+            Some(url) => match redis::Client::open(url.as_str()) {
+                Ok(_) => Some(BrokerUrl::new(url)),
+                Err(_) => {
+                    let message =
+                        "invalid redis URL: expected redis://[:password@]host[:port][/db] \
+                                   or unix:///path/to/redis.sock";
+                    self.problems.add(&at.key("url"), message);
+                    None
+                }
+            },
+        };
+        let stream = match raw.stream {
+            None => {
+                let message = "missing: a redis sink needs a `stream`, such as \
+                               \"webhooks:{workspace}\"";
+                self.problems.add(&at.key("stream"), message);
+                None
+            }
+            Some(text) => self.template(&at.key("stream"), Template::parse(&text)),
+        };
+        if max_len_given && max_len.is_none() {
+            return None;
+        }
+        Some(RedisConfig {
+            url: url?,
+            stream: stream?,
+            max_len: max_len.unwrap_or(sinks::redis::DEFAULT_MAX_LEN),
+            dedupe_ttl,
+            timeout,
+        })
+    }
+
+    fn template(
+        &mut self,
+        at: &KeyPath,
+        checked: Result<Template, TemplateError>,
+    ) -> Option<Template> {
+        match checked {
+            Ok(template) => Some(template),
+            Err(error) => {
+                self.problems.add(at, format!("invalid template: {error}"));
+                None
             }
         }
     }
