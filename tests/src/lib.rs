@@ -11,6 +11,7 @@
 //! - [`VendorScheme`] signs deliveries with this crate's own HMAC-SHA256, independent of the
 //!   server's code.
 //! - [`SinkFile`] reads a file sink's JSON lines, polling until what a test waits for arrives.
+//! - [`servers`] runs real `nats-server` and `redis-server` processes for the broker sinks.
 //!
 //! Nothing here sleeps to wait for something to happen: every wait polls a condition against a
 //! deadline and panics with the server's log when the deadline passes.
@@ -29,6 +30,8 @@ use sha2::Sha256;
 
 mod receiver;
 pub use receiver::{Mode, Receiver, SinkRequest};
+pub mod servers;
+pub use servers::*;
 
 /// How long a server may take to log its address and answer `/readyz` 200.
 pub const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -276,6 +279,83 @@ enum SinkKind {
     File,
     Stdout,
     Http(HttpSink),
+    Nats(NatsSink),
+    Redis(RedisSink),
+}
+
+/// A `nats` sink: its servers and subject template, and a delivery policy for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSink {
+    servers: Vec<String>,
+    subject: String,
+    stream: Option<String>,
+    timeout: String,
+    retry: Vec<String>,
+    max_backoff: Option<String>,
+}
+
+impl NatsSink {
+    /// Publishes to `servers` on `subject` (a template), 2 s timeout, no stream of its own;
+    /// retried every 20 ms (jittered) up to 50 times, sink-wide backoff at most 200 ms.
+    pub fn new(servers: &[String], subject: &str) -> NatsSink {
+        NatsSink {
+            servers: servers.to_vec(),
+            subject: subject.to_owned(),
+            stream: None,
+            timeout: "2s".into(),
+            retry: vec!["20ms".into(); 50],
+            max_backoff: Some("200ms".into()),
+        }
+    }
+
+    /// The stream the sink creates when absent.
+    pub fn stream(mut self, name: &str) -> NatsSink {
+        self.stream = Some(name.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: &str) -> NatsSink {
+        self.timeout = timeout.to_owned();
+        self
+    }
+}
+
+/// A `redis` sink: its URL and stream template, and a delivery policy for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSink {
+    url: String,
+    stream: String,
+    max_len: Option<usize>,
+    dedupe_ttl: Option<String>,
+    timeout: String,
+    retry: Vec<String>,
+    max_backoff: Option<String>,
+}
+
+impl RedisSink {
+    /// Appends to `stream` (a template) at `url`, 2 s timeout, the server's defaults for
+    /// `max_len` and `dedupe_ttl`; retried like [`NatsSink::new`].
+    pub fn new(url: &str, stream: &str) -> RedisSink {
+        RedisSink {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+            max_len: None,
+            dedupe_ttl: None,
+            timeout: "2s".into(),
+            retry: vec!["20ms".into(); 50],
+            max_backoff: Some("200ms".into()),
+        }
+    }
+
+    pub fn max_len(mut self, n: usize) -> RedisSink {
+        self.max_len = Some(n);
+        self
+    }
+
+    pub fn dedupe_ttl(mut self, ttl: &str) -> RedisSink {
+        self.dedupe_ttl = Some(ttl.to_owned());
+        self
+    }
 }
 
 /// An `http` sink: where it posts, how it signs, and its delivery policy.
@@ -502,6 +582,37 @@ impl Config {
                             writeln!(y, "        secret: {}", q(secret)).unwrap();
                         }
                     }
+                    SinkKind::Nats(nats) => {
+                        writeln!(y, "      {}:", q(name)).unwrap();
+                        writeln!(y, "        type: nats").unwrap();
+                        writeln!(y, "        servers: {}", list(&nats.servers)).unwrap();
+                        writeln!(y, "        subject: {}", q(&nats.subject)).unwrap();
+                        if let Some(stream) = &nats.stream {
+                            writeln!(y, "        stream: {}", q(stream)).unwrap();
+                        }
+                        writeln!(y, "        timeout: {}", q(&nats.timeout)).unwrap();
+                        writeln!(y, "        retry: {}", list(&nats.retry)).unwrap();
+                        if let Some(wait) = &nats.max_backoff {
+                            writeln!(y, "        max_backoff: {}", q(wait)).unwrap();
+                        }
+                    }
+                    SinkKind::Redis(redis) => {
+                        writeln!(y, "      {}:", q(name)).unwrap();
+                        writeln!(y, "        type: redis").unwrap();
+                        writeln!(y, "        url: {}", q(&redis.url)).unwrap();
+                        writeln!(y, "        stream: {}", q(&redis.stream)).unwrap();
+                        if let Some(n) = redis.max_len {
+                            writeln!(y, "        max_len: {n}").unwrap();
+                        }
+                        if let Some(ttl) = &redis.dedupe_ttl {
+                            writeln!(y, "        dedupe_ttl: {}", q(ttl)).unwrap();
+                        }
+                        writeln!(y, "        timeout: {}", q(&redis.timeout)).unwrap();
+                        writeln!(y, "        retry: {}", list(&redis.retry)).unwrap();
+                        if let Some(wait) = &redis.max_backoff {
+                            writeln!(y, "        max_backoff: {}", q(wait)).unwrap();
+                        }
+                    }
                 }
             }
             writeln!(y, "    routes:").unwrap();
@@ -580,6 +691,16 @@ impl Workspace {
 
     pub fn http_sink(mut self, name: &str, sink: HttpSink) -> Workspace {
         self.sinks.push((name.to_owned(), SinkKind::Http(sink)));
+        self
+    }
+
+    pub fn nats_sink(mut self, name: &str, sink: NatsSink) -> Workspace {
+        self.sinks.push((name.to_owned(), SinkKind::Nats(sink)));
+        self
+    }
+
+    pub fn redis_sink(mut self, name: &str, sink: RedisSink) -> Workspace {
+        self.sinks.push((name.to_owned(), SinkKind::Redis(sink)));
         self
     }
 
