@@ -246,6 +246,8 @@ pub fn secret(workspace: &str, vendor: &str, n: u32) -> String {
 /// directories.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    /// Cluster mode: NATS servers and replicas.
+    nats_store: Option<(Vec<String>, usize)>,
     max_body_bytes: Option<usize>,
     admin_token: Option<String>,
     retention: Option<String>,
@@ -488,6 +490,13 @@ impl Config {
         self
     }
 
+    /// Cluster mode on these NATS servers, with a 3 s lease so that a killed instance's
+    /// share of a queue moves to the others within seconds.
+    pub fn nats_store(mut self, servers: &[String], replicas: usize) -> Config {
+        self.nats_store = Some((servers.to_vec(), replicas));
+        self
+    }
+
     /// The YAML text, with the directory's absolute paths.
     pub fn render(&self, dir: &TestDir) -> String {
         let mut y = String::new();
@@ -504,6 +513,14 @@ impl Config {
         .unwrap();
         if let Some(bytes) = self.max_body_bytes {
             writeln!(y, "  max_body_bytes: {bytes}").unwrap();
+        }
+        if let Some((servers, replicas)) = &self.nats_store {
+            let servers = list(servers);
+            writeln!(
+                y,
+                "  store: {{ type: nats, servers: {servers}, replicas: {replicas}, lease: 3s }}"
+            )
+            .unwrap();
         }
         if let Some(token) = &self.admin_token {
             writeln!(y, "  admin_token: {}", q(token)).unwrap();
@@ -1394,6 +1411,20 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Reply {
+        self.try_exchange(url, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{e}\n--- log ---\n{}", tail(&self.log(), 60)))
+    }
+
+    /// [`Server::exchange`], with a failure to connect or to read the answer as an error: for
+    /// servers that may be gone (killed under load).
+    fn try_exchange(
+        &self,
+        url: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Reply, String> {
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -1404,12 +1435,7 @@ impl Server {
                 .run(builder.body(body.to_vec()).expect("request")),
             None => self.agent.run(builder.body(()).expect("request")),
         };
-        let mut response = result.unwrap_or_else(|e| {
-            panic!(
-                "{method} {path} failed: {e}\n--- log ---\n{}",
-                tail(&self.log(), 60)
-            )
-        });
+        let mut response = result.map_err(|e| format!("{method} {path} failed: {e}"))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -1424,14 +1450,14 @@ impl Server {
         let body = response
             .body_mut()
             .read_to_string()
-            .unwrap_or_else(|e| panic!("{method} {path}: cannot read the answer: {e}"));
-        Reply {
+            .map_err(|e| format!("{method} {path}: cannot read the answer: {e}"))?;
+        Ok(Reply {
             status,
             headers,
             body,
             context: format!("{method} {path}"),
             log: Some(self.stderr.clone()),
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -1459,6 +1485,24 @@ impl Server {
         ];
         headers.extend_from_slice(extra);
         self.post(&hook(workspace, vendor.name), &headers, body.as_bytes())
+    }
+
+    /// [`Server::deliver`], with a server that cannot be reached as an error rather than a
+    /// panic.
+    pub fn try_deliver(
+        &self,
+        workspace: &str,
+        vendor: &VendorScheme,
+        secret: &str,
+        body: &str,
+    ) -> Result<Reply, String> {
+        let signature = vendor.signature(secret, body.as_bytes());
+        let headers = [
+            ("Content-Type", "application/json"),
+            (vendor.header, signature.as_str()),
+        ];
+        let path = hook(workspace, vendor.name);
+        self.try_exchange(&self.url(&path), "POST", &path, &headers, Some(body.as_bytes()))
     }
 
     /// Writes `request` as is on a new connection and reads one answer: for requests a
