@@ -373,10 +373,16 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Every message of `stream`, in order; empty when the stream does not exist (yet). Panics if
 /// the servers at `urls` cannot be reached.
 pub fn nats_stream_messages(urls: &[String], stream: &str) -> Vec<NatsMessage> {
+    let servers: Vec<async_nats::ServerAddr> = (urls.iter())
+        .map(|u| {
+            u.parse()
+                .unwrap_or_else(|e| panic!("bad NATS URL {u}: {e}"))
+        })
+        .collect();
     runtime().block_on(async {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(PROBE_TIMEOUT)
-            .connect(urls.join(","))
+            .connect(servers)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {urls:?}: {e}"));
         let jetstream = async_nats::jetstream::new(client);

@@ -373,3 +373,24 @@ workspaces:
         ],
     );
 }
+
+#[test]
+fn a_nats_sink_publishes_through_a_three_node_jetstream_cluster() {
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls();
+    let dir = TestDir::new();
+    let config = config(|ws| {
+        ws.nats_sink(
+            "out",
+            NatsSink::new(&urls, "webhooks.{workspace}.{type}").stream("WEBHOOKS"),
+        )
+    });
+    let server = dir.serve(&config);
+    let sent = send(&server, 6, "cluster");
+    let messages = wait_for_nats_messages(&urls, "WEBHOOKS", WITHIN, |m| all_ids_in(m, &sent));
+    assert_each_once_in_nats(&messages, &sent);
+    wait_for_empty_queue(&server);
+    // A node that goes away leaves a cluster that still has a meta leader.
+    cluster.kill_node(2);
+    cluster.wait_for_leader();
+}
