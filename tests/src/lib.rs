@@ -1502,7 +1502,13 @@ impl Server {
             (vendor.header, signature.as_str()),
         ];
         let path = hook(workspace, vendor.name);
-        self.try_exchange(&self.url(&path), "POST", &path, &headers, Some(body.as_bytes()))
+        self.try_exchange(
+            &self.url(&path),
+            "POST",
+            &path,
+            &headers,
+            Some(body.as_bytes()),
+        )
     }
 
     /// Writes `request` as is on a new connection and reads one answer: for requests a

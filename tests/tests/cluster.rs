@@ -1,0 +1,230 @@
+//! Cluster mode: switchyard instances sharing NATS JetStream (real nats-server processes on
+//! loopback, each with its own temporary store directory).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use switchyard_e2e::*;
+
+const SECRET: &str = "cluster-secret-for-e2e";
+const TOKEN: &str = "cluster-admin-token-e2e";
+
+fn config(servers: &[String], replicas: usize, receiver: &Receiver) -> Config {
+    Config::new()
+        .admin_token(TOKEN)
+        .nats_store(servers, replicas)
+        .workspace(
+            Workspace::new("acme")
+                .vendor(Vendor::new("watsi", &[SECRET]))
+                .http_sink("crm", HttpSink::new(receiver.url()))
+                .route(Route::new("*", &["crm"])),
+        )
+}
+
+fn body(tag: &str, n: usize) -> String {
+    format!(r#"{{"id":"evt_{tag}_{n}","type":"message.received","data":{{"text":"hello {n}"}}}}"#)
+}
+
+/// Sends `max` events tagged `tag` to `server`, or until it cannot be reached; keeps the ids
+/// of those answered `accepted`. A refused connection or a 503 (the server or NATS going away
+/// under it) is not an acknowledgement: nothing is owed for it.
+fn keep_sending(server: &Server, tag: &str, max: usize) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for n in 0..max {
+        match server.try_deliver("acme", &WATSI, SECRET, &body(tag, n)) {
+            Ok(reply) if reply.status == 200 => accepted.push(reply.expect_accepted()),
+            Ok(reply) if reply.status == 503 => {}
+            Ok(reply) => reply.fail("expected accepted, or 503 while NATS fails over"),
+            Err(_) => break,
+        }
+    }
+    accepted
+}
+
+fn all_delivered(receiver: &Receiver, accepted: &[String], within: Duration) {
+    let landed: HashSet<String> = receiver
+        .wait_for_delivered(accepted, within)
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = accepted.iter().filter(|id| !landed.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events never arrived: {missing:?}",
+        missing.len(),
+        accepted.len()
+    );
+}
+
+#[test]
+fn two_instances_share_dedupe_and_a_killed_one_loses_no_acknowledged_event() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(Mode::Accept);
+    let config = config(&[nats.url()], 1, &receiver);
+    let (dir_a, dir_b) = (TestDir::new(), TestDir::new());
+    let mut a = dir_a.serve(&config);
+    let b = dir_b.serve(&config);
+
+    // A vendor retry that lands on the other instance is a duplicate of the first.
+    let shared = body("shared", 0);
+    let first = a
+        .deliver("acme", &WATSI, SECRET, &shared, &[])
+        .expect_accepted();
+    let again = b.deliver("acme", &WATSI, SECRET, &shared, &[]);
+    assert_eq!(again.expect_ok("duplicate"), first);
+    let third = a.deliver("acme", &WATSI, SECRET, &shared, &[]);
+    assert_eq!(third.expect_ok("duplicate"), first);
+
+    // Load on both; A is killed while it holds deliveries in flight.
+    let accepted = Mutex::new(vec![first]);
+    std::thread::scope(|scope| {
+        let on_a = scope.spawn(|| keep_sending(&a, "a", 2000));
+        let on_b = scope.spawn(|| keep_sending(&b, "b", 400));
+        wait_until(Duration::from_secs(60), || {
+            (receiver.delivered().len() >= 150).then_some(())
+        });
+        a.signal("KILL");
+        accepted.lock().unwrap().extend(on_a.join().unwrap());
+        accepted.lock().unwrap().extend(on_b.join().unwrap());
+    });
+    let accepted = accepted.into_inner().unwrap();
+    assert!(
+        accepted.len() > 200,
+        "too little load to mean anything: {} accepted",
+        accepted.len()
+    );
+    // What A held goes to B once A's lease (3 s) runs out.
+    all_delivered(&receiver, &accepted, Duration::from_secs(60));
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some());
+    let queues = b.operator_request(
+        "GET",
+        "/admin/queues",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        None,
+    );
+    assert_eq!(queues.status, 200, "{}", queues.body);
+}
+
+#[test]
+fn with_three_replicas_a_nats_node_killed_under_load_loses_no_acknowledged_event() {
+    let mut cluster = NatsCluster::start(3);
+    let receiver = Receiver::start(Mode::Accept);
+    let dir = TestDir::new();
+    let server = dir.serve(&config(&cluster.urls(), 3, &receiver));
+    let accepted = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| keep_sending(&server, "r3", 600));
+        wait_until(Duration::from_secs(60), || {
+            (receiver.delivered().len() >= 100).then_some(())
+        });
+        cluster.kill_node(1);
+        sender.join().unwrap()
+    });
+    assert!(
+        accepted.len() > 150,
+        "too little load to mean anything: {} accepted",
+        accepted.len()
+    );
+    all_delivered(&receiver, &accepted, Duration::from_secs(90));
+}
+
+#[test]
+fn dead_letters_replay_and_event_lookups_work_in_cluster_mode() {
+    let nats = NatsServer::start();
+    let refuses = Receiver::start(Mode::Fail(422));
+    let dir = TestDir::new();
+    let server = dir.serve(&config(&[nats.url()], 1, &refuses));
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            server
+                .deliver("acme", &WATSI, SECRET, &body("dead", n), &[])
+                .expect_accepted()
+        })
+        .collect();
+    let auth = format!("Bearer {TOKEN}");
+    let get = |path: &str| {
+        let reply = server.operator_request("GET", path, &[("Authorization", &auth)], None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        serde_json::from_str::<Value>(&reply.body).expect("JSON")
+    };
+    let letters = wait_until(Duration::from_secs(30), || {
+        let page = get("/admin/workspaces/acme/sinks/crm/dead-letters");
+        let found = page["dead_letters"].as_array().map_or(0, Vec::len);
+        (found == 3).then_some(page)
+    });
+    let listed: Vec<&str> = letters["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        letters["dead_letters"][0]["envelope"]["id"],
+        ids[0].as_str()
+    );
+    let event = get(&format!("/admin/events/{}", ids[1]));
+    assert_eq!(event["deliveries"][0]["status"], "dead", "{event}");
+
+    // Replayed to the same refusing receiver, they come back as dead letters, each attempt
+    // recorded.
+    let replay = server.operator_request(
+        "POST",
+        "/admin/workspaces/acme/sinks/crm/dead-letters/replay",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&replay.body).unwrap()["replayed"],
+        3
+    );
+    wait_until(Duration::from_secs(30), || {
+        (refuses.received().len() >= 6).then_some(())
+    });
+    let page = wait_until(Duration::from_secs(30), || {
+        let page = get("/admin/workspaces/acme/sinks/crm/dead-letters");
+        (page["dead_letters"].as_array().map_or(0, Vec::len) == 3).then_some(page)
+    });
+    assert_eq!(page["total"], 3);
+    let deleted = server.operator_request(
+        "DELETE",
+        &format!("/admin/workspaces/acme/sinks/crm/dead-letters/{}", ids[0]),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let page = get("/admin/workspaces/acme/sinks/crm/dead-letters");
+    assert_eq!(page["dead_letters"].as_array().map_or(0, Vec::len), 2);
+}
+
+#[test]
+fn a_cluster_store_that_cannot_be_reached_stops_start_up_naming_it() {
+    let port = free_port();
+    let receiver = Receiver::start(Mode::Accept);
+    let dir = TestDir::new();
+    let url = format!("nats://user:hunter2@127.0.0.1:{port}");
+    let run = serve_expecting_exit(&dir.write_config(&config(&[url], 1, &receiver)));
+    run.expect_failure(
+        "no NATS server listens there",
+        &[
+            "cannot reach NATS JetStream at",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
+
+/// Polls `found` until it gives a value.
+fn wait_until<T>(within: Duration, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
