@@ -228,3 +228,37 @@ fn wait_until<T>(within: Duration, mut found: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn readiness_follows_the_nats_connection_and_backups_are_left_to_jetstream() {
+    let mut nats = NatsServer::start();
+    let receiver = Receiver::start(Mode::Accept);
+    let dir = TestDir::new();
+    let server = dir.serve(&config(&[nats.url()], 1, &receiver));
+    assert_eq!(server.operator_get("/readyz").status, 200);
+    let backup = server.operator_request(
+        "POST",
+        &format!("/admin/backup?to={}", dir.path().join("copy").display()),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        None,
+    );
+    let message = backup.expect_error(409, "backup_failed");
+    assert!(message.contains("nats stream backup"), "{message}");
+
+    nats.kill();
+    wait_until(Duration::from_secs(30), || {
+        (server.operator_get("/readyz").status == 503).then_some(())
+    });
+    let refused = server.deliver("acme", &WATSI, SECRET, &body("down", 0), &[]);
+    refused.expect_error(503, "store_unavailable");
+
+    // Same port and store directory: the client reconnects by itself.
+    nats.restart();
+    wait_until(Duration::from_secs(60), || {
+        (server.operator_get("/readyz").status == 200).then_some(())
+    });
+    let id = server
+        .deliver("acme", &WATSI, SECRET, &body("down", 0), &[])
+        .expect_accepted();
+    receiver.wait_for_delivered(&[id], Duration::from_secs(30));
+}

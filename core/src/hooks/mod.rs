@@ -27,7 +27,7 @@ use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
 use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapOutcome};
-use crate::store::{Accept, Accepted, Store};
+use crate::store::{Accept, Accepted, Store, StoreError};
 use crate::topology::{Topology, VendorBinding, Workspace};
 use crate::verify::VerifyError;
 use arc_swap::ArcSwap;
@@ -292,6 +292,13 @@ impl Hooks {
                     tracing::debug!("event accepted");
                     accepted("accepted", &id)
                 }
+            }
+            Err(e @ StoreError::InFlight) => {
+                tracing::info!(workspace = %ws.id, %vendor, error = %e, "a copy of an event still being stored elsewhere; the vendor will retry");
+                retry_later(
+                    "store_unavailable",
+                    "the first copy of this event is still being stored; retry later",
+                )
             }
             Err(e) => {
                 tracing::error!(workspace = %ws.id, %vendor, error = %e, "event could not be kept; the vendor will retry");

@@ -52,6 +52,8 @@ pub enum StoreError {
     Connect { servers: String, reason: String },
     #[error("NATS JetStream: {0}")]
     Cluster(String),
+    #[error("another instance is storing the first copy of this event")]
+    InFlight,
     #[error("{0}")]
     Unsupported(&'static str),
 }

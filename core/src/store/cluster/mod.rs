@@ -88,7 +88,6 @@ impl ClusterStore {
         options: &ClusterOptions,
         metrics: StoreMetrics,
     ) -> Result<ClusterStore, StoreError> {
-        let servers = options.servers.join(",");
         let connect_error = |reason: String| StoreError::Connect {
             servers: redact_servers(&options.servers),
             reason,
@@ -99,30 +98,31 @@ impl ClusterStore {
             .map(|s| s.parse())
             .collect::<Result<_, _>>()
             .map_err(|e: std::io::Error| connect_error(e.to_string()))?;
+        // The first connection must succeed (no instance accepts what it cannot store); after
+        // that the client reconnects for as long as it takes, while /readyz says not ready.
         let client = async_nats::ConnectOptions::new()
             .name("switchyard")
+            .max_reconnects(None)
+            .request_timeout(Some(options.timeout))
             .connection_timeout(options.timeout)
             .connect(addresses)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        drop(servers);
         let mut js = jetstream::new(client.clone());
         js.set_timeout(options.timeout);
         let replicas = options.replicas;
         let cluster = |e: &dyn std::fmt::Display| StoreError::Cluster(e.to_string());
-        let queue_stream = js
-            .create_or_update_stream(stream::Config {
-                name: QUEUE_STREAM.into(),
-                description: Some("switchyard: what each sink still owes".into()),
-                subjects: vec!["switchyard.queue.>".into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                num_replicas: replicas,
-                duplicate_window: TAKEOVER_AFTER * 4,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| cluster(&e))?;
-        drop(queue_stream);
+        js.create_or_update_stream(stream::Config {
+            name: QUEUE_STREAM.into(),
+            description: Some("switchyard: what each sink still owes".into()),
+            subjects: vec!["switchyard.queue.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            num_replicas: replicas,
+            duplicate_window: TAKEOVER_AFTER * 4,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| cluster(&e))?;
         let queue_stream = js.get_stream(QUEUE_STREAM).await.map_err(|e| cluster(&e))?;
         js.create_or_update_stream(stream::Config {
             name: DEAD_STREAM.into(),
@@ -256,9 +256,7 @@ impl ClusterStore {
         key: &str,
         accept: &Accept,
     ) -> Result<Claimed, StoreError> {
-        let busy = || {
-            StoreError::Cluster("another instance is storing the first copy of this event".into())
-        };
+        let busy = || StoreError::InFlight;
         let entry = bucket
             .entry(key)
             .await
@@ -377,6 +375,16 @@ impl ClusterStore {
     /// Reads every known queue's depth, dead letters and oldest entry back from JetStream:
     /// each instance sees the whole cluster's counts.
     async fn refresh(&self) {
+        if !self.writes_ok.load(Ordering::Relaxed) {
+            // Readiness comes back once JetStream takes a write again, with no request needed.
+            match self.attempts.put("probe", Bytes::new()).await {
+                Ok(_) => {
+                    self.writes_ok.store(true, Ordering::Relaxed);
+                    tracing::info!("NATS JetStream takes writes again");
+                }
+                Err(error) => tracing::debug!(%error, "NATS JetStream still refuses writes"),
+            }
+        }
         for q in self.known_queues() {
             if let Err(error) = self.refresh_queue(&q).await {
                 tracing::debug!(workspace = %q.workspace(), sink = %q.sink(), %error, "queue counts not refreshed");
