@@ -1,9 +1,10 @@
 //! `cluster`: the embedded store against cluster mode (NATS JetStream), same load, same run.
 //! Three rows: one instance on the embedded store; one instance on a local `nats-server`; two
-//! instances on one `nats-server`, the clients split between them. Each row gets fresh servers
-//! and a fresh store (a fresh `nats-server` for each cluster row), one workspace with one file
+//! instances on one `nats-server`, the clients split between them. Each run gets fresh servers
+//! and a fresh store (a fresh `nats-server` for each cluster run), one workspace with one file
 //! sink per instance, and the same closed-loop load (unique signed Watsi events, keep-alive
-//! connections). Delivery counts the lines of every instance's sink file: in cluster mode the
+//! connections). The three setups take turns for three rounds and each rate is the median
+//! run: the machine is shared, and a neighbour's busy spell should not land on one row only. Delivery counts the lines of every instance's sink file: in cluster mode the
 //! instances share one queue, and whichever takes an event writes it to its own file.
 
 use std::io::{BufRead, BufReader, Read};
@@ -19,7 +20,7 @@ use crate::load::{self, Pace, Poster, Report, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::sink::SinkTail;
-use crate::stats::{ms, Distribution};
+use crate::stats::{median, ms, Distribution};
 use crate::{machine, BenchResult, Env, Problems};
 
 const WORKSPACE: &str = "bench";
@@ -44,7 +45,6 @@ const NATS_PLACES: [&str; 3] = [
 /// One row of the table.
 struct Row {
     label: &'static str,
-    instances: usize,
     /// Every instance's load, merged.
     accepted: u64,
     sent: u64,
@@ -52,7 +52,7 @@ struct Row {
     /// Accepted per second, summed over the instances (each instance's accepted / its load's
     /// first request to last answer).
     ingest_rate: f64,
-    latency: Distribution,
+    latencies: Vec<Duration>,
     /// Lines in all the sink files when the drain ended.
     delivered: u64,
     /// From the first accepted answer to the moment the sinks held every accepted event.
@@ -69,8 +69,21 @@ impl Row {
     }
 }
 
+/// The three setups, in the order each round runs them.
+const SETUPS: [(&str, bool, usize); 3] = [
+    ("embedded store", false, 1),
+    ("cluster, 1 instance", true, 1),
+    ("cluster, 2 instances", true, 2),
+];
+
 pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
-    let duration = Duration::from_secs(if env.quick { 3 } else { 10 });
+    // Rounds alternate the setups (A B C, A B C, ...), so a neighbour's burst of CPU on this
+    // shared machine lands on all of them rather than on one; each figure is the median.
+    let (rounds, duration) = if env.quick {
+        (1, Duration::from_secs(3))
+    } else {
+        (3, Duration::from_secs(6))
+    };
     // Before anything starts: a missing nats-server fails the scenario at once.
     let nats_binary = find_nats_server()?;
     let nats_version = Command::new(&nats_binary)
@@ -82,7 +95,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         "== cluster: embedded store vs cluster mode (NATS JetStream), one and two instances =="
     );
     println!(
-        "settings: closed loop, {CONNECTIONS} keep-alive HTTP/1.1 connections in every row (split evenly between the instances), {} s per row; unique signed Watsi events of {} B; one workspace, one file sink per instance, every event to it; a fresh store per row; cluster rows: a fresh local {} ({}) with -js, store replicas 1, lease 30s; server RUST_LOG={}; everything (load client, nats-server, instances) on the same {} cores",
+        "settings: closed loop, {CONNECTIONS} keep-alive HTTP/1.1 connections in every row (split evenly between the instances), {} s per run, {rounds} round(s) of the three setups in turn (rates: the median run; latency: every request of the row's runs); unique signed Watsi events of {} B; one workspace, one file sink per instance, every event to it; fresh servers and store per run; cluster rows: a fresh local {} ({}) with -js per run, store replicas 1, lease 30s; server RUST_LOG={}; everything (load client, nats-server, instances) on the same {} cores",
         duration.as_secs(),
         Poster::new(WORKSPACE, payload::watsi(), SECRET).body_len(),
         nats_binary.display(),
@@ -91,45 +104,64 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         machine::cores()
     );
 
-    let embedded = row(env, "embedded store", None, 1, duration).await?;
-    let nats = NatsServer::start(&nats_binary).await?;
-    let one = row(env, "cluster, 1 instance", Some(nats.url()), 1, duration).await?;
-    drop(nats);
-    let nats = NatsServer::start(&nats_binary).await?;
-    let two = row(env, "cluster, 2 instances", Some(nats.url()), 2, duration).await?;
-    drop(nats);
-    let rows = [embedded, one, two];
+    let mut runs: Vec<Vec<Row>> = SETUPS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (label, cluster, instances)) in SETUPS.iter().enumerate() {
+            let nats = if *cluster {
+                Some(NatsServer::start(&nats_binary).await?)
+            } else {
+                None
+            };
+            let url = nats.as_ref().map(NatsServer::url);
+            runs[i].push(row(env, label, url, *instances, duration).await?);
+            drop(nats);
+        }
+    }
+    let summaries: Vec<Summary> = runs.iter().map(|r| Summary::of(r)).collect();
 
     println!();
     println!("| setup | instances | accepted/s | p50 | p99 | delivered/s | ingest vs embedded | delivery vs embedded |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    let base = &rows[0];
-    for r in &rows {
-        let delivery = r
-            .delivery_rate()
+    let base = &summaries[0];
+    for (i, s) in summaries.iter().enumerate() {
+        let delivery = s
+            .delivery_rate
             .map_or_else(|| "not all delivered".into(), |d| format!("{d:.0}"));
-        let (ingest_ratio, delivery_ratio) = if std::ptr::eq(r, base) {
-            ("1.00x".into(), "1.00x".into())
-        } else {
-            (
-                format!("{:.2}x", r.ingest_rate / base.ingest_rate.max(1e-9)),
-                match (r.delivery_rate(), base.delivery_rate()) {
-                    (Some(a), Some(b)) => format!("{:.2}x", a / b.max(1e-9)),
-                    _ => "n/a".into(),
-                },
-            )
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}x", a / b.max(1e-9)),
+            _ => "n/a".into(),
         };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {delivery} | {ingest_ratio} | {delivery_ratio} |",
-            r.label,
-            r.instances,
-            r.ingest_rate,
-            ms(r.latency.percentile(50.0)),
-            ms(r.latency.percentile(99.0)),
+            "| {} | {} | {:.0} | {} | {} | {delivery} | {} | {} |",
+            SETUPS[i].0,
+            SETUPS[i].2,
+            s.ingest_rate,
+            ms(s.latency.percentile(50.0)),
+            ms(s.latency.percentile(99.0)),
+            ratio(Some(s.ingest_rate), Some(base.ingest_rate)),
+            ratio(s.delivery_rate, base.delivery_rate),
         );
     }
     println!();
-    for r in &rows {
+    for (i, rows) in runs.iter().enumerate() {
+        let rates: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.0} / {}",
+                    r.ingest_rate,
+                    r.delivery_rate()
+                        .map_or_else(|| "-".into(), |d| format!("{d:.0}"))
+                )
+            })
+            .collect();
+        println!(
+            "{}: each run, accepted/s / delivered/s: {}",
+            SETUPS[i].0,
+            rates.join(", ")
+        );
+    }
+    for r in runs.iter().flatten() {
         println!(
             "{}: {} sent, {} accepted, {} not taken; sinks hold {} lines; all delivered {}",
             r.label,
@@ -167,6 +199,26 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         }
     }
     Ok(())
+}
+
+/// One setup's runs: the median rates, every request's latency.
+struct Summary {
+    ingest_rate: f64,
+    /// `None` when a run did not deliver everything.
+    delivery_rate: Option<f64>,
+    latency: Distribution,
+}
+
+impl Summary {
+    fn of(rows: &[Row]) -> Summary {
+        let ingest: Vec<f64> = rows.iter().map(|r| r.ingest_rate).collect();
+        let delivery: Option<Vec<f64>> = rows.iter().map(Row::delivery_rate).collect();
+        Summary {
+            ingest_rate: median(&ingest),
+            delivery_rate: delivery.map(|d| median(&d)),
+            latency: Distribution::new(rows.iter().flat_map(|r| r.latencies.clone()).collect()),
+        }
+    }
 }
 
 /// One row: `instances` fresh servers (on `nats`, or each on its own embedded store), the
@@ -243,7 +295,7 @@ async fn row(
             ));
         }
     }
-    let latency = Distribution::new(reports.into_iter().flat_map(|r| r.latencies).collect());
+    let latencies: Vec<Duration> = reports.into_iter().flat_map(|r| r.latencies).collect();
 
     let deadline = Instant::now() + DRAIN_DEADLINE;
     let done_at = loop {
@@ -282,12 +334,11 @@ async fn row(
     };
     Ok(Row {
         label,
-        instances,
         accepted,
         sent,
         refused,
         ingest_rate,
-        latency,
+        latencies,
         delivered,
         delivery,
         behind,
