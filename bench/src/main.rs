@@ -11,12 +11,14 @@
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
+//! - `cluster`: the embedded store vs cluster mode (NATS JetStream), one and two instances.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
 mod baseline;
 mod burst;
+mod cluster;
 mod compare;
 mod ingest;
 mod isolation;
@@ -36,7 +38,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "compare",
     "map",
     "ingest",
@@ -44,6 +46,7 @@ const SCENARIOS: [&str; 7] = [
     "quota",
     "retention",
     "burst",
+    "cluster",
 ];
 
 const USAGE: &str = "\
@@ -62,6 +65,9 @@ scenarios (default: all, in this order):
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
   burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
+  cluster     embedded store vs cluster mode on a local nats-server (started by the scenario;
+              needs `nats-server`, apt package nats-server), one instance and two sharing the
+              load: accepted/s, p50/p99, delivered/s, ratios to the embedded store
 
 options:
   --quick     a ~30 s smoke run with shorter durations and fewer iterations
@@ -198,6 +204,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
         "burst" => burst::run(env, problems).await,
+        "cluster" => cluster::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }
