@@ -4,8 +4,9 @@
 //! and a fresh store (a fresh `nats-server` for each cluster run), one workspace with one file
 //! sink per instance, and the same closed-loop load (unique signed Watsi events, keep-alive
 //! connections). The three setups take turns for three rounds and each rate is the median
-//! run: the machine is shared, and a neighbour's busy spell should not land on one row only. Delivery counts the lines of every instance's sink file: in cluster mode the
-//! instances share one queue, and whichever takes an event writes it to its own file.
+//! run: the machine is shared, and a neighbour's busy spell should not land on one row only.
+//! Delivery counts the lines of every instance's sink file: in cluster mode the instances
+//! share one queue, and whichever takes an event writes it to its own file.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};

@@ -47,7 +47,16 @@ pub struct Feed {
 impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
-        lock(&self.registry).remove(&self.prefix);
+        {
+            // A reload may already have registered the sink's next worker's leases.
+            let mut registry = lock(&self.registry);
+            if registry
+                .get(&self.prefix)
+                .is_some_and(|l| Arc::ptr_eq(l, &self.leases))
+            {
+                registry.remove(&self.prefix);
+            }
+        }
         let held: Vec<jetstream::Message> = std::mem::take(&mut *lock(&self.leases.0))
             .into_values()
             .map(|l| l.message)

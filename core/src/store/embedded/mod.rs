@@ -418,6 +418,16 @@ fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreErro
 mod tests {
     use super::*;
 
+    /// A sled database as another release left it. Without sled's flusher thread, which would
+    /// hold the directory's lock for a moment after the handle is dropped.
+    fn legacy(dir: &Path) -> sled::Db {
+        sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .unwrap()
+    }
+
     fn options() -> StoreOptions {
         StoreOptions {
             cache_bytes: 8 << 20,
@@ -430,7 +440,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             // What the earlier release left: envelopes in `events`, no `meta` format.
-            let db = sled::open(dir.path()).unwrap();
+            let db = legacy(dir.path());
             db.open_tree("events").unwrap().insert(b"k", b"{}").unwrap();
             db.flush().unwrap();
         }
@@ -444,7 +454,7 @@ mod tests {
     fn a_store_of_another_format_version_is_refused_naming_both_versions() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = legacy(dir.path());
             db.open_tree("meta")
                 .unwrap()
                 .insert("format", &[7u8])
