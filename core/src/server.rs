@@ -110,6 +110,10 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         addr = %local,
         tls = certs.is_some(),
         max_connections = server.max_connections,
+        store = match server.store {
+            StoreConfig::Embedded => "embedded",
+            StoreConfig::Nats(_) => "nats",
+        },
         data_dir = %server.data_dir.display(),
         workspaces = %workspaces.join(","),
         plugins = %vendors.join(","),
