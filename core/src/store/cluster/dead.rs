@@ -153,10 +153,9 @@ impl ClusterStore {
                 letters.push((id.clone(), letter));
             }
         }
-        let next = if ids.len() > limit {
-            ids.get(limit - 1).cloned()
-        } else {
-            None
+        let next = match limit.checked_sub(1) {
+            Some(last) if ids.len() > limit => ids.get(last).cloned(),
+            _ => None,
         };
         Ok(DeadPage { letters, next })
     }
