@@ -52,6 +52,16 @@ pub(crate) struct RawStore {
     pub(crate) replicas: Option<Value>,
     pub(crate) timeout: Option<Value>,
     pub(crate) lease: Option<Value>,
+    pub(crate) credentials: Option<String>,
+    pub(crate) tls: Option<RawNatsTls>,
+}
+
+/// `server.store.tls`: how the cluster store checks NATS, and proves itself to it.
+#[derive(Debug, Default)]
+pub(crate) struct RawNatsTls {
+    pub(crate) ca: Option<String>,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +241,20 @@ impl Reader<'_> {
             replicas: f.take("replicas"),
             timeout: f.take("timeout"),
             lease: f.take("lease"),
+            credentials: self.string(&f.at.key("credentials"), f.take("credentials")),
+            tls: f.take("tls").map(|v| {
+                let at = f.at.key("tls");
+                let expecting =
+                    "a mapping with `ca`, and `cert` and `key` for a client certificate";
+                let mut t = self.fields(&at, v, expecting);
+                let tls = RawNatsTls {
+                    ca: self.string(&t.at.key("ca"), t.take("ca")),
+                    cert: self.string(&t.at.key("cert"), t.take("cert")),
+                    key: self.string(&t.at.key("key"), t.take("key")),
+                };
+                self.finish(t);
+                tls
+            }),
         };
         self.finish(f);
         raw

@@ -780,6 +780,9 @@ fn a_cluster_store_names_each_bad_server_and_the_replica_limit() {
             replicas: 3,
             timeout: std::time::Duration::from_secs(10),
             lease: std::time::Duration::from_secs(30),
+            credentials: None,
+            tls_ca: None,
+            tls_client: None,
         })
     );
 }

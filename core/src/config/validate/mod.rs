@@ -10,14 +10,14 @@ mod sink;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::error::Problems;
 use super::locate::KeyPath;
-use super::raw::{RawServer, RawStore, RawTls, RawVendor, RawWorkspace};
+use super::raw::{RawNatsTls, RawServer, RawStore, RawTls, RawVendor, RawWorkspace};
 use super::{
     DefaultSecret, LogFormat, NatsStoreConfig, SchemeChange, ServerConfig, SignatureConfig,
     StoreConfig, TlsFiles, VendorConfig, WorkspaceConfig,
@@ -223,6 +223,8 @@ impl Checker<'_> {
                     ("replicas", raw.replicas.is_some()),
                     ("timeout", raw.timeout.is_some()),
                     ("lease", raw.lease.is_some()),
+                    ("credentials", raw.credentials.is_some()),
+                    ("tls", raw.tls.is_some()),
                 ] {
                     if given {
                         let message =
@@ -269,11 +271,19 @@ impl Checker<'_> {
                     let message = "at least 1s: a lease is renewed every third of it";
                     self.problems.add(&at.key("lease"), message.to_owned());
                 }
+                let credentials = self.readable_file(&at.key("credentials"), raw.credentials);
+                let (tls_ca, tls_client) = match raw.tls {
+                    Some(tls) => self.nats_tls(&at.key("tls"), tls),
+                    None => (None, None),
+                };
                 StoreConfig::Nats(NatsStoreConfig {
                     servers,
                     replicas,
                     timeout,
                     lease,
+                    credentials,
+                    tls_ca,
+                    tls_client,
                 })
             }
             Some(other) => {
@@ -282,6 +292,52 @@ impl Checker<'_> {
                 StoreConfig::Embedded
             }
         }
+    }
+
+    /// A file the server must read at start-up; a problem now rather than then.
+    fn readable_file(&mut self, at: &KeyPath, raw: Option<String>) -> Option<PathBuf> {
+        let path = self.path(at, raw)?;
+        match std::fs::File::open(&path) {
+            Ok(_) if path.is_file() => Some(path),
+            Ok(_) => {
+                self.problems
+                    .add(at, format!("{} is not a file", path.display()));
+                None
+            }
+            Err(e) => {
+                self.problems
+                    .add(at, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// `server.store.tls`: a CA, and a client certificate with its key (both or neither).
+    fn nats_tls(
+        &mut self,
+        at: &KeyPath,
+        raw: RawNatsTls,
+    ) -> (Option<PathBuf>, Option<(PathBuf, PathBuf)>) {
+        let ca = self.readable_file(&at.key("ca"), raw.ca);
+        let client = match (raw.cert, raw.key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let cert = self.readable_file(&at.key("cert"), Some(cert));
+                let key = self.readable_file(&at.key("key"), Some(key));
+                cert.zip(key)
+            }
+            (Some(_), None) => {
+                self.problems
+                    .add(at, "missing: `tls` has a `cert`, so it needs its `key`");
+                None
+            }
+            (None, Some(_)) => {
+                self.problems
+                    .add(at, "missing: `tls` has a `key`, so it needs its `cert`");
+                None
+            }
+        };
+        (ca, client)
     }
 
     /// `server.max_connections`: by default half the open-file soft limit, at most
