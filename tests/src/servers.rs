@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{tail, Capture, Value, START_DEADLINE};
+use crate::capture::tail;
+use crate::{Capture, Value, START_DEADLINE};
 
 /// The pause between two readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);

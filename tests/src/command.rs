@@ -1,0 +1,131 @@
+//! Running `switchyard` commands to completion.
+
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{artifacts, Capture};
+
+/// How long a command (`check`, `plugins`, a refused `serve`) may take to exit.
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// `switchyard` with the given arguments: logs at `info`, no input.
+pub fn switchyard_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(&artifacts().binary);
+    command
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    // The repository's routes.yaml reads these; the tests want its defaults, whatever the
+    // environment running them holds.
+    for var in REPOSITORY_CONFIG_VARIABLES {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// The variables the repository's routes.yaml reads.
+const REPOSITORY_CONFIG_VARIABLES: [&str; 8] = [
+    "SWITCHYARD_LISTEN",
+    "SWITCHYARD_ADMIN_LISTEN",
+    "SWITCHYARD_ADMIN_TOKEN",
+    "DEMO_WATSI_SECRET",
+    "DEMO_WHATSABLE_SECRET",
+    "DEMO_WHATSSYNC_SECRET",
+    "DEMO_WAPPCLOUD_SECRET",
+    "DEMO_DOCSSMITH_SECRET",
+];
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics unless the command exited 0.
+    #[track_caller]
+    pub fn expect_success(&self, what: &str) -> &Run {
+        assert!(
+            self.status.success(),
+            "{what}: expected exit 0, got {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the command exited non-zero and its standard error holds every needle.
+    #[track_caller]
+    pub fn expect_failure(&self, what: &str, needles: &[&str]) -> &Run {
+        assert!(
+            !self.status.success() && self.status.code().is_some(),
+            "{what}: expected a non-zero exit, got {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "{what}: standard error does not mention {needle:?}\n--- stderr ---\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// Runs a command to completion within [`EXIT_DEADLINE`], capturing both streams. Panics (after
+/// killing it) if it is still running at the deadline.
+pub fn run(mut command: Command) -> Run {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = Capture::drain(child.stdout.take().expect("piped stdout"));
+    let stderr = Capture::drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + EXIT_DEADLINE;
+    if !(stderr.wait_closed(deadline) && stdout.wait_closed(deadline)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{command:?} was still running after {EXIT_DEADLINE:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            stdout.text(),
+            stderr.text()
+        );
+    }
+    let status = child.wait().expect("cannot wait for a child");
+    Run {
+        status,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+    }
+}
+
+/// `switchyard check --config <config>`.
+pub fn check(config: &Path) -> Run {
+    run(switchyard_command([
+        "check".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]))
+}
+
+/// `switchyard serve --config <config>`, for a configuration it must refuse: returns once it
+/// exits, and panics if it is still serving at the deadline.
+pub fn serve_expecting_exit(config: &Path) -> Run {
+    run(switchyard_command([
+        "serve".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]))
+}
