@@ -13,6 +13,8 @@ use crate::{secret, TestDir, Value, VENDORS};
 pub struct Config {
     /// Cluster mode: NATS servers and replicas.
     nats_store: Option<(Vec<String>, usize)>,
+    /// The CA the cluster store checks NATS's certificate against.
+    nats_tls_ca: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     admin_token: Option<String>,
     retention: Option<String>,
@@ -262,6 +264,12 @@ impl Config {
         self
     }
 
+    /// The cluster store talks TLS to NATS, trusting certificates `ca` signed.
+    pub fn nats_tls_ca(mut self, ca: &Path) -> Config {
+        self.nats_tls_ca = Some(ca.to_owned());
+        self
+    }
+
     /// The YAML text, with the directory's absolute paths.
     pub fn render(&self, dir: &TestDir) -> String {
         let mut y = String::new();
@@ -281,9 +289,13 @@ impl Config {
         }
         if let Some((servers, replicas)) = &self.nats_store {
             let servers = list(servers);
+            let tls = match &self.nats_tls_ca {
+                Some(ca) => format!(", tls: {{ ca: {} }}", q(&ca.to_string_lossy())),
+                None => String::new(),
+            };
             writeln!(
                 y,
-                "  store: {{ type: nats, servers: {servers}, replicas: {replicas}, lease: 3s }}"
+                "  store: {{ type: nats, servers: {servers}, replicas: {replicas}, lease: 3s{tls} }}"
             )
             .unwrap();
         }

@@ -153,7 +153,7 @@ struct NatsNode {
     name: String,
     port: u16,
     monitor_port: u16,
-    /// `--cluster`, `--routes`... for a cluster member; empty alone.
+    /// `--cluster`, `--routes`... for a cluster member, `--tls`... for a TLS listener.
     extra: Vec<String>,
     store: tempfile::TempDir,
     process: Option<Process>,
@@ -225,8 +225,17 @@ impl NatsServer {
 
     /// Starts on `port` (say one a sink was configured with before the server existed).
     pub fn start_on(port: u16) -> NatsServer {
+        NatsServer::start_with(port, Vec::new())
+    }
+
+    /// Starts on a free port with more command-line options (say `--tls ...`).
+    pub fn start_with_options(options: &[String]) -> NatsServer {
+        NatsServer::start_with(free_port(), options.to_vec())
+    }
+
+    fn start_with(port: u16, options: Vec<String>) -> NatsServer {
         let mut server = NatsServer {
-            node: NatsNode::new("node0", port, Vec::new()),
+            node: NatsNode::new("node0", port, options),
         };
         server.node.launch();
         server.node.wait_healthy();

@@ -786,3 +786,35 @@ fn a_cluster_store_names_each_bad_server_and_the_replica_limit() {
         })
     );
 }
+
+#[test]
+fn cluster_store_tls_and_credential_files_are_checked_at_config_time() {
+    let text = example_with(
+        "  max_body_bytes: 1048576",
+        "  max_body_bytes: 1048576\n  store: { type: nats, servers: [\"tls://10.0.0.1:4222\"], credentials: /nonexistent/x.creds, tls: { ca: /nonexistent/ca.pem, cert: /nonexistent/c.pem } }",
+    );
+    let found = problems(&text, &full_env);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "routes.yaml:5: server.store.credentials: cannot read /nonexistent/x.creds"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("routes.yaml:5: server.store.tls.ca: cannot read /nonexistent/ca.pem"),
+        "{found:?}"
+    );
+    assert_eq!(
+        found[2],
+        "routes.yaml:5: server.store.tls: missing: `tls` has a `cert`, so it needs its `key`"
+    );
+    let sled = example_with(
+        "  max_body_bytes: 1048576",
+        "  max_body_bytes: 1048576\n  store: { type: sled, credentials: x.creds }",
+    );
+    assert_eq!(
+        problems(&sled, &full_env),
+        ["routes.yaml:5: server.store.credentials: `credentials` is for `type: nats`; the sled store is embedded"]
+    );
+}
