@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod broker_url;
 pub mod config;
 pub mod dedupe;
 pub mod deliver;

@@ -130,7 +130,7 @@ pub enum StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsStoreConfig {
     /// Seed servers of one NATS cluster; the client learns the rest.
-    pub servers: Vec<String>,
+    pub servers: Vec<crate::broker_url::BrokerUrl>,
     /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
     pub replicas: usize,
     /// Connect and request time limit; default 10s.

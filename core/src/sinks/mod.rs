@@ -2,7 +2,6 @@
 //! http, many for files, stdout, nats and redis); the delivery workers ([`crate::deliver`])
 //! drive it from the durable queue and retry what it refuses.
 
-mod broker_url;
 mod file;
 mod http;
 pub mod nats;
@@ -18,7 +17,6 @@ use std::time::Duration;
 use crate::config::SinkKind;
 use crate::names::{SinkName, WorkspaceId};
 
-pub use broker_url::{redact, BrokerUrl};
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use nats::{NatsConfig, NatsSink};

@@ -235,27 +235,9 @@ impl Checker<'_> {
                 StoreConfig::Embedded
             }
             Some("nats") => {
-                let servers: Vec<String> = raw
-                    .servers
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, url)| {
-                        let url = url?;
-                        let at = at.key("servers").index(i);
-                        match nats_server_url(&url) {
-                            Ok(()) => Some(url),
-                            Err(why) => {
-                                self.problems.add(&at, why);
-                                None
-                            }
-                        }
-                    })
-                    .collect();
-                if servers.is_empty() {
-                    let message = "missing: `type: nats` needs `servers`, a list such as [\"nats://127.0.0.1:4222\"]";
-                    self.problems.add(at, message.to_owned());
-                }
+                let servers = self
+                    .nats_servers(&at.key("servers"), raw.servers, "the nats store")
+                    .unwrap_or_default();
                 let replicas = match self.count(&at.key("replicas"), raw.replicas) {
                     None => 1,
                     Some(n @ 1..=5) => n,
@@ -630,23 +612,4 @@ fn shares_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-}
-
-/// A NATS server URL as the client takes it: `nats://`, `tls://`, `ws://` or `wss://` and a
-/// host with a port, or a bare `host:port`.
-fn nats_server_url(url: &str) -> Result<(), String> {
-    let rest = match url.split_once("://") {
-        Some(("nats" | "tls" | "ws" | "wss", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "unknown scheme {scheme:?} in a NATS server URL: expected nats, tls, ws or wss"
-            ))
-        }
-        None => url,
-    };
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err("a NATS server URL needs a host and a port, such as nats://10.0.0.1:4222".into()),
-    }
 }

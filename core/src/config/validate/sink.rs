@@ -6,6 +6,7 @@ use hyper::Uri;
 use serde_yaml::Value;
 
 use super::{Checker, DEFAULT_TIMEOUT};
+use crate::broker_url::BrokerUrl;
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawSink;
 use crate::config::{
@@ -13,7 +14,7 @@ use crate::config::{
     DEFAULT_RETRY_SCHEDULE,
 };
 use crate::sinks::nats::valid_stream_name;
-use crate::sinks::{self, BrokerUrl, NatsConfig, RedisConfig, Template, TemplateError};
+use crate::sinks::{self, NatsConfig, RedisConfig, Template, TemplateError};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {
@@ -143,7 +144,7 @@ impl Checker<'_> {
     /// `servers`, `subject`, `stream`, `timeout`; `None` after a problem.
     fn nats_sink(&mut self, at: &KeyPath, raw: RawSink) -> Option<NatsConfig> {
         let timeout = self.duration(&at.key("timeout"), raw.timeout, DEFAULT_TIMEOUT);
-        let servers = self.nats_servers(&at.key("servers"), raw.servers);
+        let servers = self.nats_servers(&at.key("servers"), raw.servers, "a nats sink");
         let subject = match raw.subject {
             None => {
                 let message = "missing: a nats sink needs a `subject`, such as \
@@ -175,23 +176,23 @@ impl Checker<'_> {
         })
     }
 
-    fn nats_servers(
+    /// NATS server URLs for `what` (a nats sink, the cluster store).
+    pub(super) fn nats_servers(
         &mut self,
         at: &KeyPath,
         raw: Option<Vec<Option<String>>>,
+        what: &str,
     ) -> Option<Vec<BrokerUrl>> {
         const EXAMPLE: &str = "such as [\"nats://127.0.0.1:4222\"]";
         let Some(items) = raw else {
-            self.problems.add(
-                at,
-                format!("missing: a nats sink needs `servers`, {EXAMPLE}"),
-            );
+            self.problems
+                .add(at, format!("missing: {what} needs `servers`, {EXAMPLE}"));
             return None;
         };
         if items.is_empty() {
             self.problems.add(
                 at,
-                format!("empty list: a nats sink needs at least one server, {EXAMPLE}"),
+                format!("empty list: {what} needs at least one server, {EXAMPLE}"),
             );
             return None;
         }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::sinks::{BrokerUrl, Template};
+use crate::broker_url::BrokerUrl;
+use crate::sinks::Template;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsConfig {

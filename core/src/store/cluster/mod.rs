@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::embedded::record::{self, Reader};
 use super::{lock, Accept, Accepted, SinkQueue, StoreError, StoreMetrics};
+use crate::broker_url::BrokerUrl;
 use crate::envelope::EventId;
 use crate::names::{SinkName, WorkspaceId};
 
@@ -49,7 +50,8 @@ const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// `server.store` with `type: nats`, from routes.yaml.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterOptions {
-    pub servers: Vec<String>,
+    /// May carry credentials: shown only redacted.
+    pub servers: Vec<BrokerUrl>,
     /// Copies JetStream keeps of every stream and bucket; an accept is acknowledged only
     /// once a majority of them have it.
     pub replicas: usize,
@@ -102,7 +104,7 @@ impl ClusterStore {
         let addresses: Vec<async_nats::ServerAddr> = options
             .servers
             .iter()
-            .map(|s| s.parse())
+            .map(|s| s.expose().parse())
             .collect::<Result<_, _>>()
             .map_err(|e: std::io::Error| connect_error(e.to_string()))?;
         // The first connection must succeed (no instance accepts what it cannot store); after
@@ -512,19 +514,10 @@ impl EventRecord {
 }
 
 /// Server addresses for logs and errors, without any credentials they carry.
-fn redact_servers(servers: &[String]) -> String {
+fn redact_servers(servers: &[BrokerUrl]) -> String {
     servers
         .iter()
-        .map(|s| match s.split_once("://") {
-            Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}"),
-                None => s.clone(),
-            },
-            None => match s.rsplit_once('@') {
-                Some((_, host)) => format!("***@{host}"),
-                None => s.clone(),
-            },
-        })
+        .map(BrokerUrl::redacted)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -551,9 +544,9 @@ mod tests {
     #[test]
     fn server_credentials_never_reach_logs() {
         let shown = redact_servers(&[
-            "nats://user:hunter2@10.0.0.1:4222".into(),
-            "tls://10.0.0.2:4222".into(),
+            BrokerUrl::new("nats://user:hunter2@10.0.0.1:4222"),
+            BrokerUrl::new("tls://10.0.0.2:4222"),
         ]);
-        assert_eq!(shown, "nats://***@10.0.0.1:4222,tls://10.0.0.2:4222");
+        assert_eq!(shown, "nats://10.0.0.1:4222,tls://10.0.0.2:4222");
     }
 }
