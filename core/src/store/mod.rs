@@ -216,6 +216,12 @@ impl SinkQueue {
         self.0.wake.notify_one();
     }
 
+    /// Makes the worker read its whole queue again, from the first entry.
+    fn rescan(&self) {
+        *lock(&self.0.added_min) = Some(EventId::from_bytes([0; 16]));
+        self.0.wake.notify_one();
+    }
+
     fn key(&self, id: &EventId) -> Vec<u8> {
         let mut key = self.0.prefix.clone();
         key.extend_from_slice(&id.to_bytes());

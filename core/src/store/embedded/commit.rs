@@ -571,6 +571,7 @@ fn checkpointer(
             requests.recv_timeout(CHECKPOINT_EVERY),
             Err(std_mpsc::RecvTimeoutError::Disconnected)
         );
+        let _exclusive = lock(&engine.exclusive);
         // Read before the flush: the flush then covers everything applied up to here.
         let at = *lock(&applied);
         if at.is_some() && at != done && !engine.is_stuck() {
@@ -631,6 +632,7 @@ mod tests {
                 super::super::open_trees(dir.path(), 8 << 20).unwrap(),
             )),
             stuck: AtomicBool::new(false),
+            exclusive: Mutex::new(()),
         });
         let (to_apply, logged) = std_mpsc::sync_channel(1);
         let pending: PendingClaims = Arc::default();

@@ -47,6 +47,9 @@ struct Engine {
     /// A logged batch could not be applied: the checkpoint must not move past it until the
     /// log has been replayed.
     stuck: AtomicBool,
+    /// Held by a heal from start to end and by a checkpoint from its check to its write: a
+    /// checkpoint must never cover a replay still running into reopened trees.
+    exclusive: Mutex<()>,
 }
 
 impl Engine {
@@ -70,6 +73,7 @@ impl Engine {
     /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
     /// counts found, for the counters.
     fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+        let _exclusive = lock(&self.exclusive);
         let poisoned = match self.trees() {
             Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
             Err(_) => true,
@@ -186,6 +190,7 @@ impl EmbeddedStore {
             cache_bytes: options.cache_bytes,
             trees: std::sync::RwLock::new(Some(trees)),
             stuck: AtomicBool::new(false),
+            exclusive: Mutex::new(()),
         });
         let segment_age = (options.retention / 4).clamp(
             std::time::Duration::from_secs(1),
@@ -349,7 +354,8 @@ fn healer(store: std::sync::Weak<EmbeddedStore>) {
                     let (depth, dead) = counts.get(prefix).copied().unwrap_or_default();
                     queue.0.depth.store(depth, Ordering::Relaxed);
                     queue.0.dead.store(dead, Ordering::Relaxed);
-                    queue.0.wake.notify_one();
+                    // The replay may have put back entries behind the worker's read position.
+                    queue.rescan();
                 }
                 tracing::info!("the store takes writes again");
             }
