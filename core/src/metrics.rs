@@ -192,7 +192,7 @@ impl Metrics {
         let store_bytes = Gauge::default();
         registry.register(
             "store_size_bytes",
-            "Bytes the store (sled and its log) occupies on disk",
+            "Bytes the store occupies: sled and its log, or in cluster mode JetStream's streams",
             store_bytes.clone(),
         );
         let plugin_faults = Family::<PluginFaultLabels, Counter>::default();
