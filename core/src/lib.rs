@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod names;
+pub mod nats;
 pub mod plugins;
 pub mod reload;
 pub mod route;

@@ -81,9 +81,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
                 retention: config.server.retention,
                 timeout: nats.timeout,
                 lease: nats.lease,
-                credentials: nats.credentials.clone(),
-                tls_ca: nats.tls_ca.clone(),
-                tls_client: nats.tls_client.clone(),
+                access: nats.access.clone(),
             };
             Store::open_cluster(&options, store_metrics).await?
         }

@@ -61,6 +61,7 @@ pub struct NatsSink {
     timeout: String,
     retry: Vec<String>,
     max_backoff: Option<String>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl NatsSink {
@@ -74,7 +75,14 @@ impl NatsSink {
             timeout: "2s".into(),
             retry: vec!["20ms".into(); 50],
             max_backoff: Some("200ms".into()),
+            tls_ca: None,
         }
+    }
+
+    /// TLS to the servers, trusting certificates `ca` signed.
+    pub fn tls_ca(mut self, ca: &Path) -> NatsSink {
+        self.tls_ca = Some(ca.to_owned());
+        self
     }
 
     /// The stream the sink creates when absent.
@@ -388,6 +396,10 @@ impl Config {
                         writeln!(y, "        retry: {}", list(&nats.retry)).unwrap();
                         if let Some(wait) = &nats.max_backoff {
                             writeln!(y, "        max_backoff: {}", q(wait)).unwrap();
+                        }
+                        if let Some(ca) = &nats.tls_ca {
+                            let ca = q(&ca.to_string_lossy());
+                            writeln!(y, "        tls: {{ ca: {ca} }}").unwrap();
                         }
                     }
                     SinkKind::Redis(redis) => {

@@ -148,6 +148,48 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
 // NATS
 // ---------------------------------------------------------------------------------------------
 
+/// PEM files of a fresh test CA and of a certificate it issued for 127.0.0.1, with its key.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = temp_dir("switchyard-certs-");
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        (ca_params.distinguished_name).push(DnType::CommonName, "switchyard test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("a CA");
+        let key = KeyPair::generate().expect("a server key");
+        let issued = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("parameters")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("a server certificate");
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write a PEM file");
+            path
+        };
+        TestCerts {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("cert.pem", issued.pem()),
+            key: write("key.pem", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
+}
+
+impl Default for TestCerts {
+    fn default() -> TestCerts {
+        TestCerts::new()
+    }
+}
+
 /// One nats-server process and what it needs to start again the same way.
 struct NatsNode {
     name: String,
@@ -228,9 +270,18 @@ impl NatsServer {
         NatsServer::start_with(port, Vec::new())
     }
 
-    /// Starts on a free port with more command-line options (say `--tls ...`).
-    pub fn start_with_options(options: &[String]) -> NatsServer {
-        NatsServer::start_with(free_port(), options.to_vec())
+    /// Starts on a free port, taking only TLS connections, with the certificate `certs`
+    /// issued for 127.0.0.1.
+    pub fn start_tls(certs: &TestCerts) -> NatsServer {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let options = vec![
+            "--tls".to_owned(),
+            "--tlscert".to_owned(),
+            path(&certs.cert),
+            "--tlskey".to_owned(),
+            path(&certs.key),
+        ];
+        NatsServer::start_with(free_port(), options)
     }
 
     fn start_with(port: u16, options: Vec<String>) -> NatsServer {
@@ -245,6 +296,30 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         self.node.url()
+    }
+
+    /// `tls://127.0.0.1:PORT`, for a server started with [`NatsServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.node.port)
+    }
+
+    /// Messages the JetStream stream `name` holds, read from the monitoring port (plain
+    /// HTTP whatever the client port speaks); 0 when there is no such stream yet.
+    pub fn stream_messages(&self, name: &str) -> u64 {
+        let (status, body) = http_get(self.node.monitor_port, "/jsz?streams=true")
+            .unwrap_or_else(|e| panic!("nats-server monitoring: {e}"));
+        assert_eq!(status, 200, "/jsz answered {status}: {body}");
+        let jsz: Value = serde_json::from_str(&body).expect("/jsz is JSON");
+        let accounts = jsz["account_details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        accounts
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["state"]["messages"].as_u64())
+            .unwrap_or(0)
     }
 
     pub fn port(&self) -> u16 {

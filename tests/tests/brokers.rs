@@ -208,6 +208,25 @@ fn a_nats_sink_whose_server_is_down_at_start_delivers_once_it_is_up() {
     drop(nats);
 }
 
+#[test]
+fn a_nats_sink_publishes_over_tls_trusting_the_ca_it_is_given() {
+    let certs = TestCerts::new();
+    let nats = NatsServer::start_tls(&certs);
+    let urls = vec![nats.tls_url()];
+    let dir = TestDir::new();
+    let server = dir.serve(&config(|ws| {
+        ws.nats_sink(
+            "out",
+            NatsSink::new(&urls, "webhooks.{workspace}.{type}")
+                .stream("WEBHOOKS")
+                .tls_ca(&certs.ca),
+        )
+    }));
+    send(&server, 4, "tls");
+    wait_for_empty_queue(&server);
+    assert_eq!(nats.stream_messages("WEBHOOKS"), 4);
+}
+
 /// How many times each envelope id is in the stream's entries.
 fn redis_counts(entries: &[StreamEntry]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();

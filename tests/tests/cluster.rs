@@ -269,35 +269,13 @@ fn readiness_follows_the_nats_connection_and_backups_are_left_to_jetstream() {
 
 #[test]
 fn the_cluster_store_talks_tls_to_nats_and_refuses_a_server_it_cannot_verify() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let dir = TestDir::new();
-    let ca_key = KeyPair::generate().expect("a CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "switchyard test NATS CA");
-    let ca = ca_params.self_signed(&ca_key).expect("a CA");
-    let server_key = KeyPair::generate().expect("a server key");
-    let issued = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("parameters")
-        .signed_by(&server_key, &ca, &ca_key)
-        .expect("a server certificate");
-    let ca_file = dir.write("nats-ca.pem", ca.pem());
-    let cert_file = dir.write("nats.pem", issued.pem());
-    let key_file = dir.write("nats-key.pem", server_key.serialize_pem());
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let nats = NatsServer::start_with_options(&[
-        "--tls".into(),
-        "--tlscert".into(),
-        path(&cert_file),
-        "--tlskey".into(),
-        path(&key_file),
-    ]);
-    let url = format!("tls://127.0.0.1:{}", nats.port());
+    let certs = TestCerts::new();
+    let nats = NatsServer::start_tls(&certs);
+    let url = nats.tls_url();
     let receiver = Receiver::start(Mode::Accept);
 
-    let trusting = config(std::slice::from_ref(&url), 1, &receiver).nats_tls_ca(&ca_file);
+    let dir = TestDir::new();
+    let trusting = config(std::slice::from_ref(&url), 1, &receiver).nats_tls_ca(&certs.ca);
     let server = dir.serve(&trusting);
     let id = server
         .deliver("acme", &WATSI, SECRET, &body("tls", 0), &[])

@@ -138,12 +138,8 @@ pub struct NatsStoreConfig {
     /// How long an instance holds queued events it took without renewing them: the time a
     /// dead instance's share of a queue waits before another takes it; default 30s.
     pub lease: Duration,
-    /// A NATS credentials file (JWT and NKey seed), when the servers require one.
-    pub credentials: Option<PathBuf>,
-    /// `tls`: the CA that signed the servers' certificates (TLS is then required), and a
-    /// client certificate and key when the servers ask for one.
-    pub tls_ca: Option<PathBuf>,
-    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// `credentials` and `tls`.
+    pub access: crate::nats::NatsAccess,
 }
 
 /// `server.tls`: PEM files, read at start and again on SIGHUP.

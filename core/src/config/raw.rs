@@ -56,7 +56,7 @@ pub(crate) struct RawStore {
     pub(crate) tls: Option<RawNatsTls>,
 }
 
-/// `server.store.tls`: how the cluster store checks NATS, and proves itself to it.
+/// `tls` of `server.store` or a nats sink: how switchyard checks NATS, and proves itself to it.
 #[derive(Debug, Default)]
 pub(crate) struct RawNatsTls {
     pub(crate) ca: Option<String>,
@@ -116,6 +116,9 @@ pub(crate) struct RawSink {
     pub(crate) stream: Option<String>,
     pub(crate) max_len: Option<Value>,
     pub(crate) dedupe_ttl: Option<Value>,
+    /// nats: how to reach the servers, as for `server.store`.
+    pub(crate) credentials: Option<String>,
+    pub(crate) tls: Option<RawNatsTls>,
 }
 
 #[derive(Debug, Default)]
@@ -242,19 +245,7 @@ impl Reader<'_> {
             timeout: f.take("timeout"),
             lease: f.take("lease"),
             credentials: self.string(&f.at.key("credentials"), f.take("credentials")),
-            tls: f.take("tls").map(|v| {
-                let at = f.at.key("tls");
-                let expecting =
-                    "a mapping with `ca`, and `cert` and `key` for a client certificate";
-                let mut t = self.fields(&at, v, expecting);
-                let tls = RawNatsTls {
-                    ca: self.string(&t.at.key("ca"), t.take("ca")),
-                    cert: self.string(&t.at.key("cert"), t.take("cert")),
-                    key: self.string(&t.at.key("key"), t.take("key")),
-                };
-                self.finish(t);
-                tls
-            }),
+            tls: f.take("tls").map(|v| self.nats_tls(&f.at.key("tls"), v)),
         };
         self.finish(f);
         raw
@@ -339,9 +330,23 @@ impl Reader<'_> {
             stream: self.string(&f.at.key("stream"), f.take("stream")),
             max_len: f.take("max_len"),
             dedupe_ttl: f.take("dedupe_ttl"),
+            credentials: self.string(&f.at.key("credentials"), f.take("credentials")),
+            tls: f.take("tls").map(|v| self.nats_tls(&f.at.key("tls"), v)),
         };
         self.finish(f);
         raw
+    }
+
+    fn nats_tls(&mut self, at: &KeyPath, value: Value) -> RawNatsTls {
+        let expecting = "a mapping with `ca`, and `cert` and `key` for a client certificate";
+        let mut t = self.fields(at, value, expecting);
+        let tls = RawNatsTls {
+            ca: self.string(&t.at.key("ca"), t.take("ca")),
+            cert: self.string(&t.at.key("cert"), t.take("cert")),
+            key: self.string(&t.at.key("key"), t.take("key")),
+        };
+        self.finish(t);
+        tls
     }
 
     fn route(&mut self, at: &KeyPath, value: Value) -> RawRoute {

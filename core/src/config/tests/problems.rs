@@ -417,7 +417,8 @@ fn every_unknown_key_is_reported_not_only_the_first() {
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
              one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`, `ordered`, \
-             `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, `dedupe_ttl`",
+             `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, `dedupe_ttl`, \
+             `credentials`, `tls`",
             "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
              expected one of `vendor`, `type`",
             "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \
@@ -778,9 +779,7 @@ fn a_cluster_store_names_a_bad_server_and_the_replica_limit() {
             replicas: 3,
             timeout: std::time::Duration::from_secs(10),
             lease: std::time::Duration::from_secs(30),
-            credentials: None,
-            tls_ca: None,
-            tls_client: None,
+            access: crate::nats::NatsAccess::default(),
         })
     );
 }

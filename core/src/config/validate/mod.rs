@@ -24,6 +24,7 @@ use super::{
 };
 use crate::http::tls::{self, TlsPart};
 use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::nats::NatsAccess;
 use crate::verify::Encoding;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -253,19 +254,13 @@ impl Checker<'_> {
                     let message = "at least 1s: a lease is renewed every third of it";
                     self.problems.add(&at.key("lease"), message.to_owned());
                 }
-                let credentials = self.readable_file(&at.key("credentials"), raw.credentials);
-                let (tls_ca, tls_client) = match raw.tls {
-                    Some(tls) => self.nats_tls(&at.key("tls"), tls),
-                    None => (None, None),
-                };
+                let access = self.nats_access(at, raw.credentials, raw.tls);
                 StoreConfig::Nats(NatsStoreConfig {
                     servers,
                     replicas,
                     timeout,
                     lease,
-                    credentials,
-                    tls_ca,
-                    tls_client,
+                    access,
                 })
             }
             Some(other) => {
@@ -294,14 +289,24 @@ impl Checker<'_> {
         }
     }
 
-    /// `server.store.tls`: a CA, and a client certificate with its key (both or neither).
-    fn nats_tls(
+    /// `credentials` and `tls` (a CA, and a client certificate with its key, both or
+    /// neither) of the cluster store or a nats sink at `at`.
+    pub(super) fn nats_access(
         &mut self,
         at: &KeyPath,
-        raw: RawNatsTls,
-    ) -> (Option<PathBuf>, Option<(PathBuf, PathBuf)>) {
-        let ca = self.readable_file(&at.key("ca"), raw.ca);
-        let client = match (raw.cert, raw.key) {
+        credentials: Option<String>,
+        tls: Option<RawNatsTls>,
+    ) -> NatsAccess {
+        let credentials = self.readable_file(&at.key("credentials"), credentials);
+        let Some(raw) = tls else {
+            return NatsAccess {
+                credentials,
+                ..NatsAccess::default()
+            };
+        };
+        let at = at.key("tls");
+        let tls_ca = self.readable_file(&at.key("ca"), raw.ca);
+        let tls_client = match (raw.cert, raw.key) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
                 let cert = self.readable_file(&at.key("cert"), Some(cert));
@@ -310,16 +315,20 @@ impl Checker<'_> {
             }
             (Some(_), None) => {
                 self.problems
-                    .add(at, "missing: `tls` has a `cert`, so it needs its `key`");
+                    .add(&at, "missing: `tls` has a `cert`, so it needs its `key`");
                 None
             }
             (None, Some(_)) => {
                 self.problems
-                    .add(at, "missing: `tls` has a `key`, so it needs its `cert`");
+                    .add(&at, "missing: `tls` has a `key`, so it needs its `cert`");
                 None
             }
         };
-        (ca, client)
+        NatsAccess {
+            credentials,
+            tls_ca,
+            tls_client,
+        }
     }
 
     /// `server.max_connections`: by default half the open-file soft limit, at most

@@ -168,11 +168,13 @@ impl Checker<'_> {
             }
             other => other,
         };
+        let access = self.nats_access(at, raw.credentials, raw.tls);
         Some(NatsConfig {
             servers: servers?,
             subject: subject?,
             stream,
             timeout,
+            access,
         })
     }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::broker_url::BrokerUrl;
+use crate::nats::NatsAccess;
 use crate::sinks::Template;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct NatsConfig {
     pub stream: Option<String>,
     /// Bounds one batch: publishing and waiting for every acknowledgement. Default 10 s.
     pub timeout: Duration,
+    /// `credentials` and `tls`, as for the cluster store.
+    pub access: NatsAccess,
 }
 
 /// Whether `name` can name a JetStream stream: not empty, and none of whitespace, `.`, `*`,

@@ -51,7 +51,12 @@ impl NatsSink {
             .map(|url| url.expose().parse::<ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SinkBuildError::Broker(e.to_string()))?;
-        let client = async_nats::ConnectOptions::new()
+        let options = config
+            .access
+            .options()
+            .await
+            .map_err(SinkBuildError::Broker)?;
+        let client = options
             .name(format!("switchyard {workspace}/{sink}"))
             // Connect in the background: a server that is down must not hold up start-up.
             .retry_on_initial_connect()

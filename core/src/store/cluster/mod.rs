@@ -17,7 +17,6 @@ mod dead;
 mod queue;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +31,7 @@ use super::{lock, Accept, Accepted, SinkQueue, StoreError, StoreMetrics};
 use crate::broker_url::BrokerUrl;
 use crate::envelope::EventId;
 use crate::names::{SinkName, WorkspaceId};
+use crate::nats::NatsAccess;
 
 pub use queue::Feed;
 
@@ -62,12 +62,8 @@ pub struct ClusterOptions {
     /// How long this instance holds what it took from a queue without renewing it; once it
     /// runs out (the instance died), JetStream hands the events to another instance.
     pub lease: Duration,
-    /// A NATS credentials file (JWT and NKey seed).
-    pub credentials: Option<PathBuf>,
-    /// The CA the servers' certificates must chain to; TLS is then required.
-    pub tls_ca: Option<PathBuf>,
-    /// A client certificate and its key, for servers that verify clients.
-    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Credentials and TLS.
+    pub access: NatsAccess,
 }
 
 pub struct ClusterStore {
@@ -109,18 +105,7 @@ impl ClusterStore {
             .map_err(|e: std::io::Error| connect_error(e.to_string()))?;
         // The first connection must succeed (no instance accepts what it cannot store); after
         // that the client reconnects for as long as it takes, while /readyz says not ready.
-        let mut connect = match &options.credentials {
-            Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
-                .await
-                .map_err(|e| connect_error(format!("credentials {}: {e}", path.display())))?,
-            None => async_nats::ConnectOptions::new(),
-        };
-        if let Some(ca) = &options.tls_ca {
-            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &options.tls_client {
-            connect = connect.add_client_certificate(cert.clone(), key.clone());
-        }
+        let connect = options.access.options().await.map_err(connect_error)?;
         let client = connect
             .name("switchyard")
             .max_reconnects(None)
