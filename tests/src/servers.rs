@@ -417,16 +417,9 @@ impl NatsCluster {
         self.nodes.iter().map(NatsNode::url).collect()
     }
 
-    /// SIGKILLs node `i` (its port and store stay reserved for [`NatsCluster::restart_node`]).
+    /// SIGKILLs node `i`.
     pub fn kill_node(&mut self, i: usize) {
         self.nodes[i].kill();
-    }
-
-    /// Starts node `i` again with its store, and waits for it to be healthy.
-    pub fn restart_node(&mut self, i: usize) {
-        self.nodes[i].kill();
-        self.nodes[i].launch();
-        self.nodes[i].wait_healthy();
     }
 
     /// Every node's output so far, each under its name.

@@ -117,7 +117,9 @@ impl ClusterStore {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(options.timeout);
         let replicas = options.replicas;
-        let cluster = |e: &dyn std::fmt::Display| StoreError::Cluster(e.to_string());
+        let stream_error = |name: &str, e: &dyn std::fmt::Display| {
+            StoreError::Cluster(format!("stream {name}: {e}"))
+        };
         js.create_or_update_stream(stream::Config {
             name: QUEUE_STREAM.into(),
             description: Some("switchyard: what each sink still owes".into()),
@@ -128,8 +130,11 @@ impl ClusterStore {
             ..Default::default()
         })
         .await
-        .map_err(|e| cluster(&e))?;
-        let queue_stream = js.get_stream(QUEUE_STREAM).await.map_err(|e| cluster(&e))?;
+        .map_err(|e| stream_error(QUEUE_STREAM, &e))?;
+        let queue_stream = js
+            .get_stream(QUEUE_STREAM)
+            .await
+            .map_err(|e| stream_error(QUEUE_STREAM, &e))?;
         js.create_or_update_stream(stream::Config {
             name: DEAD_STREAM.into(),
             description: Some("switchyard: dead letters, kept until replayed or deleted".into()),
@@ -139,8 +144,11 @@ impl ClusterStore {
             ..Default::default()
         })
         .await
-        .map_err(|e| cluster(&e))?;
-        let dead_stream = js.get_stream(DEAD_STREAM).await.map_err(|e| cluster(&e))?;
+        .map_err(|e| stream_error(DEAD_STREAM, &e))?;
+        let dead_stream = js
+            .get_stream(DEAD_STREAM)
+            .await
+            .map_err(|e| stream_error(DEAD_STREAM, &e))?;
         let events = bucket(&js, EVENTS_BUCKET, options.retention, replicas).await?;
         let attempts = bucket(&js, ATTEMPTS_BUCKET, options.retention, replicas).await?;
         let delivered = bucket(&js, DELIVERED_BUCKET, options.retention, replicas).await?;
@@ -397,17 +405,16 @@ impl ClusterStore {
             }
         }
         let mut bytes = 0;
-        for name in [QUEUE_STREAM, DEAD_STREAM] {
-            if let Ok(info) = self
-                .js
-                .get_stream(name)
-                .await
-                .map(|s| s.cached_info().clone())
-            {
+        for stream in [&self.queue_stream, &self.dead_stream] {
+            if let Ok(info) = stream.get_info().await {
                 bytes += info.state.bytes;
             }
         }
-        for bucket in [&self.events, &self.attempts, &self.delivered] {
+        let dedupe: Vec<kv::Store> = self.dedupe.lock().await.values().cloned().collect();
+        for bucket in [&self.events, &self.attempts, &self.delivered]
+            .into_iter()
+            .chain(&dedupe)
+        {
             if let Ok(status) = bucket.status().await {
                 bytes += status.info.state.bytes;
             }

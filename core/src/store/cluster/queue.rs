@@ -14,6 +14,8 @@ use std::time::Duration;
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
@@ -312,10 +314,15 @@ impl ClusterStore {
     }
 
     pub(in crate::store) async fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
-        match self.queue_stream.delete_consumer(&consumer_name(q)).await {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("not found") => {}
-            Err(e) => return Err(StoreError::Cluster(format!("dropping the queue: {e}"))),
+        if let Err(e) = self.queue_stream.delete_consumer(&consumer_name(q)).await {
+            // Already gone (dropped before, or by another instance) is what was asked.
+            let gone = match e.kind() {
+                ConsumerErrorKind::JetStream(j) => j.error_code() == ErrorCode::CONSUMER_NOT_FOUND,
+                _ => false,
+            };
+            if !gone {
+                return Err(StoreError::Cluster(format!("dropping the queue: {e}")));
+            }
         }
         let purged = self
             .queue_stream
