@@ -5,23 +5,14 @@
 //! [`plugins`] (handshake, map) and [`verify`] -> [`dedupe`] -> [`route`] -> [`store`] (durable
 //! commit, queues) -> [`deliver`] -> [`sinks`]. [`admin`] is the operator's view of the same.
 
-pub mod admin;
-pub mod admin_client;
-pub mod broker_url;
+pub mod base;
 pub mod config;
-pub mod dedupe;
 pub mod deliver;
-pub mod envelope;
-pub mod hooks;
+pub mod event;
 pub mod http;
 pub mod metrics;
-pub mod names;
-pub mod nats;
 pub mod plugins;
-pub mod reload;
-pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod sinks;
 pub mod store;
-pub mod topology;
-pub mod verify;

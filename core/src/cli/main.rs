@@ -8,11 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use hyper::Method;
-use switchyard::admin_client;
+mod operate;
+
+use operate as admin_client;
 use switchyard::config::{self, Config, LogFormat};
+use switchyard::event::verify::{Signable, Signed};
 use switchyard::plugins::{Plugins, VendorPlugin};
 use switchyard::server;
-use switchyard::verify::{Signable, Signed};
 
 #[derive(Parser)]
 #[command(

@@ -8,7 +8,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 /// Sends `method path` to the server at `base` and returns the HTTP status and JSON answer.
-pub async fn call(
+pub(crate) async fn call(
     base: &str,
     token: &str,
     method: Method,

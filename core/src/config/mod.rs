@@ -29,7 +29,7 @@ use serde_yaml::Value;
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
 use self::locate::{KeyPath, Locator, MAX_DEPTH};
-use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -130,7 +130,7 @@ pub enum StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsStoreConfig {
     /// Seed servers of one NATS cluster; the client learns the rest.
-    pub servers: Vec<crate::broker_url::BrokerUrl>,
+    pub servers: Vec<crate::base::broker_url::BrokerUrl>,
     /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
     pub replicas: usize,
     /// Connect and request time limit; default 10s.
@@ -139,7 +139,7 @@ pub struct NatsStoreConfig {
     /// dead instance's share of a queue waits before another takes it; default 30s.
     pub lease: Duration,
     /// `credentials` and `tls`.
-    pub access: crate::nats::NatsAccess,
+    pub access: crate::base::nats::NatsAccess,
 }
 
 /// `server.tls`: PEM files, read at start and again on SIGHUP.
@@ -232,12 +232,15 @@ pub enum SignatureConfig {
 pub struct SchemeChange {
     /// A valid header name, in lower case.
     pub header: Option<String>,
-    pub encoding: Option<crate::verify::Encoding>,
+    pub encoding: Option<crate::event::verify::Encoding>,
     pub prefix: Option<String>,
 }
 
 impl SchemeChange {
-    pub fn apply(&self, scheme: &crate::verify::SignatureScheme) -> crate::verify::SignatureScheme {
+    pub fn apply(
+        &self,
+        scheme: &crate::event::verify::SignatureScheme,
+    ) -> crate::event::verify::SignatureScheme {
         let mut scheme = scheme.clone();
         if let Some(header) = &self.header {
             // Validated as a header name when the configuration was read.

@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use super::health::{Blame, Health, State};
 use super::policy::{DeliveryPolicy, Next};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
-use crate::dedupe::millis;
-use crate::envelope::{rfc3339, EventId};
+use crate::base::names::{SinkName, WorkspaceId};
+use crate::event::dedupe::millis;
+use crate::event::envelope::{rfc3339, EventId};
 use crate::metrics::Metrics;
-use crate::names::{SinkName, WorkspaceId};
 use crate::sinks::{Delivery, Sink, SinkError};
 use crate::store::{Consumer, SinkQueue, Store, StoreError};
 

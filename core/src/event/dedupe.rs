@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::names::{VendorName, WorkspaceId};
+use crate::base::names::{VendorName, WorkspaceId};
 
 /// What a repeat check keyed the delivery on, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

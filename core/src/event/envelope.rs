@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::dedupe::{DedupeBasis, DedupeKey};
-use crate::names::{VendorName, WorkspaceId};
+use crate::base::names::{VendorName, WorkspaceId};
+use crate::event::dedupe::{DedupeBasis, DedupeKey};
 use crate::plugins::MappedEvent;
 
 /// A ULID assigned on accept: unique, and ordered by time so queues and lookups sort by it.

@@ -10,7 +10,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::names::Secret;
+use crate::base::names::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

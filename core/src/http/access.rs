@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::answer::{error, reply, Answer, BodyConsumed, Outcome};
 use super::Handler;
-use crate::admin::Admin;
-use crate::hooks::Hooks;
+use crate::server::admin::Admin;
+use crate::server::hooks::Hooks;
 
 /// The public listener's router.
 pub struct Public {

@@ -3,9 +3,9 @@
 //! listener, one for the operator's), who the client is behind proxies ([`client`]), and the
 //! JSON answers they share ([`answer`]).
 
+pub mod access;
 pub mod answer;
 pub mod client;
-pub mod router;
 pub mod tls;
 
 use std::convert::Infallible;

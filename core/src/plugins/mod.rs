@@ -19,9 +19,9 @@ use serde_json::value::RawValue;
 use switchyard_plugin_abi as abi;
 
 pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
-use crate::dedupe::{Identity, IdentityError};
-use crate::names::{Secret, VendorName};
-use crate::verify::{Encoding, SignatureScheme, Signed, VerifyError};
+use crate::base::names::{Secret, VendorName};
+use crate::event::dedupe::{Identity, IdentityError};
+use crate::event::verify::{Encoding, SignatureScheme, Signed, VerifyError};
 
 /// File names the loader considers: `libswitchyard_<vendor>.so` (or the platform's suffix).
 const FILE_PREFIX: &str = "libswitchyard_";

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::config::{Config, SignatureConfig, SinkConfig};
 use crate::deliver::{DeliveryPolicy, SinkWorker};
-use crate::hooks::quota::Quota;
+use crate::event::verify::SignatureScheme;
 use crate::metrics::Metrics;
-use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
-use crate::route::Router;
+use crate::runtime::quota::Quota;
+use crate::runtime::route::Router;
 use crate::sinks::{self, SinkBuildError};
 use crate::store::{SinkQueue, Store};
-use crate::verify::SignatureScheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {

@@ -2,6 +2,9 @@
 //! and operator listeners until SIGINT or SIGTERM. SIGHUP reloads what can be reloaded in place
 //! (the TLS certificate).
 
+pub mod admin;
+pub mod hooks;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,17 +12,17 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::Admin;
 use crate::config::{Config, StoreConfig};
-use crate::hooks::{BodyBudget, BodyLimits, Hooks};
-use crate::http::router::{Operator, Public};
+use crate::http::access::{Operator, Public};
 use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
-use crate::reload::Reloader;
+use crate::runtime::reload::Reloader;
+use crate::runtime::topology::{Topology, TopologyError};
+use crate::server::admin::Admin;
+use crate::server::hooks::{BodyBudget, BodyLimits, Hooks};
 use crate::store::{ClusterOptions, Store, StoreError, StoreMetrics, StoreOptions};
-use crate::topology::{Topology, TopologyError};
 use arc_swap::ArcSwap;
 
 /// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
@@ -238,7 +241,7 @@ async fn reopen_file_sinks(mut reload: watch::Receiver<()>, topology: Arc<ArcSwa
     }
 }
 
-/// At every SIGHUP, the configuration is read again (see [`crate::reload`]).
+/// At every SIGHUP, the configuration is read again (see [`crate::runtime::reload`]).
 async fn reload_on_hangup(mut reload: watch::Receiver<()>, reloader: Arc<Reloader>) {
     while reload.changed().await.is_ok() {
         // A refusal is logged with every problem by the reloader; the server goes on.

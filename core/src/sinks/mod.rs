@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::names::{SinkName, WorkspaceId};
 use crate::config::SinkKind;
-use crate::names::{SinkName, WorkspaceId};
 
 pub use file::FileSink;
 pub use http::HttpSink;

@@ -22,10 +22,10 @@ use super::{
     DefaultSecret, LogFormat, NatsStoreConfig, SchemeChange, ServerConfig, SignatureConfig,
     StoreConfig, TlsFiles, VendorConfig, WorkspaceConfig,
 };
+use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::base::nats::NatsAccess;
+use crate::event::verify::Encoding;
 use crate::http::tls::{self, TlsPart};
-use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
-use crate::nats::NatsAccess;
-use crate::verify::Encoding;
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 /// Loopback: the operator endpoints name every workspace and sink.

@@ -6,7 +6,7 @@ use hyper::Uri;
 use serde_yaml::Value;
 
 use super::{Checker, DEFAULT_TIMEOUT};
-use crate::broker_url::BrokerUrl;
+use crate::base::broker_url::BrokerUrl;
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawSink;
 use crate::config::{

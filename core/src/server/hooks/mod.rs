@@ -5,7 +5,6 @@
 
 mod body;
 mod budget;
-pub mod quota;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,16 +19,16 @@ use tracing::{field, Instrument};
 
 pub use self::body::Limits as BodyLimits;
 pub use self::budget::BodyBudget;
-use crate::dedupe::{millis, DedupeKey};
-use crate::envelope::{Envelope, EventId};
+use crate::base::names::VendorName;
+use crate::event::dedupe::{millis, DedupeKey};
+use crate::event::envelope::{Envelope, EventId};
+use crate::event::verify::VerifyError;
 use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
-use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapOutcome};
+use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
-use crate::topology::{Topology, VendorBinding, Workspace};
-use crate::verify::VerifyError;
 use arc_swap::ArcSwap;
 
 #[derive(Clone)]

@@ -28,10 +28,10 @@ use sha2::{Digest, Sha256};
 
 use super::embedded::record::{self, Reader};
 use super::{lock, Accept, Accepted, SinkQueue, StoreError, StoreMetrics};
-use crate::broker_url::BrokerUrl;
-use crate::envelope::EventId;
-use crate::names::{SinkName, WorkspaceId};
-use crate::nats::NatsAccess;
+use crate::base::broker_url::BrokerUrl;
+use crate::base::names::{SinkName, WorkspaceId};
+use crate::base::nats::NatsAccess;
+use crate::event::envelope::EventId;
 
 pub use queue::Feed;
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
 use super::wal::{self, Position, Wal};
 use super::{lock, sync_sled, Engine, StoreError, StoreMetrics, Trees};
-use crate::envelope::EventId;
+use crate::event::envelope::EventId;
 use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
@@ -599,9 +599,9 @@ fn checkpointer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedupe::DedupeKey;
-    use crate::dedupe::Identity;
-    use crate::names::{VendorName, WorkspaceId};
+    use crate::base::names::{VendorName, WorkspaceId};
+    use crate::event::dedupe::DedupeKey;
+    use crate::event::dedupe::Identity;
 
     fn accept(
         key: &DedupeKey,

@@ -1,0 +1,5 @@
+//! The ground floor: names, ids and times every layer shares, and how a broker is reached.
+
+pub mod broker_url;
+pub mod names;
+pub mod nats;
