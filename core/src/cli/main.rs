@@ -13,7 +13,7 @@ mod operate;
 use operate as admin_client;
 use switchyard::config::{self, Config, LogFormat};
 use switchyard::event::verify::{Signable, Signed};
-use switchyard::plugins::{Plugins, VendorPlugin};
+use switchyard::plugins::{self, Plugins, VendorPlugin};
 use switchyard::server;
 
 #[derive(Parser)]
@@ -311,7 +311,7 @@ fn init_logging(config_path: &Path) -> Result<(), String> {
 /// Reads the routes file and loads the plugins it needs: everything `check` proves.
 fn load(config_path: &Path) -> Result<(Config, Plugins), Failure> {
     let config = config::load(config_path).map_err(config_failure)?;
-    let dir = server::plugins_dir(config.server.plugins_dir.as_ref());
+    let dir = plugins::plugins_dir(config.server.plugins_dir.as_ref());
     let plugins = load_plugins(&dir)?;
     config
         .check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())
@@ -398,7 +398,7 @@ fn optional_config(config_path: &Path) -> Result<Option<Config>, Failure> {
 /// The plugins directory: `explicit`, else the routes file's, else beside the binary.
 fn plugins_dir_for(explicit: Option<PathBuf>, config: Option<&Config>) -> PathBuf {
     explicit
-        .unwrap_or_else(|| server::plugins_dir(config.and_then(|c| c.server.plugins_dir.as_ref())))
+        .unwrap_or_else(|| plugins::plugins_dir(config.and_then(|c| c.server.plugins_dir.as_ref())))
 }
 
 /// `http://` and the address a local client reaches the server at: a wildcard listen address

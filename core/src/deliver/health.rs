@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use super::policy::LONGEST_RETRY_AFTER;
-use crate::event::envelope::EventId;
+use crate::base::id::EventId;
 
 /// The first sink-wide backoff; each failed probe doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);

@@ -17,8 +17,8 @@ mod worker;
 
 use std::sync::Arc;
 
+use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
-use crate::event::envelope::EventId;
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::store::{SinkQueue, Store, StoreError};

@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod hooks;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -340,13 +339,3 @@ pub fn exec_with_malloc_tuning() -> Option<std::io::Error> {
 /// glibc's own initial threshold (128 KiB), kept fixed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: usize = 128 * 1024;
-
-/// Where plugins are looked for: the configured directory, else the binary's own directory.
-pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {
-    configured.cloned().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("."))
-    })
-}

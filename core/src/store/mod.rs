@@ -18,9 +18,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 
+use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::event::dedupe::DedupeKey;
-use crate::event::envelope::EventId;
 
 pub use cluster::{ClusterOptions, ClusterStore};
 pub use embedded::record::RecordError;
@@ -395,7 +395,7 @@ impl Store {
             Store::Embedded(s) => s.oldest_queued_age(q),
             Store::Cluster(_) => {
                 let oldest = q.0.oldest_ms.load(Ordering::Relaxed);
-                let now = crate::event::dedupe::millis(std::time::SystemTime::now());
+                let now = crate::base::id::millis(std::time::SystemTime::now());
                 Duration::from_millis(if oldest == 0 {
                     0
                 } else {

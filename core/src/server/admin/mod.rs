@@ -20,9 +20,9 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use crate::base::id::{rfc3339, EventId};
 use crate::base::names::Secret;
 use crate::deliver::{self, DeadLetter, Delivered, DeliveryState};
-use crate::event::envelope::{rfc3339, EventId};
 use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;

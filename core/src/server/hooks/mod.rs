@@ -19,9 +19,10 @@ use tracing::{field, Instrument};
 
 pub use self::body::Limits as BodyLimits;
 pub use self::budget::BodyBudget;
+use crate::base::id::{millis, EventId};
 use crate::base::names::VendorName;
-use crate::event::dedupe::{millis, DedupeKey};
-use crate::event::envelope::{Envelope, EventId};
+use crate::event::dedupe::DedupeKey;
+use crate::event::envelope::Envelope;
 use crate::event::verify::VerifyError;
 use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
 use crate::http::client;

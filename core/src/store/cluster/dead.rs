@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::queue::{self, record_key};
 use super::{ClusterStore, EVENT_ID_HEADER};
-use crate::event::envelope::EventId;
+use crate::base::id::EventId;
 use crate::store::embedded::record::{self, Reader};
 use crate::store::{DeadPage, SinkQueue, StoreError};
 

@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 use super::embedded::record::{self, Reader};
 use super::{lock, Accept, Accepted, SinkQueue, StoreError, StoreMetrics};
 use crate::base::broker_url::BrokerUrl;
+use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::base::nats::NatsAccess;
-use crate::event::envelope::EventId;
 
 pub use queue::Feed;
 

@@ -20,8 +20,8 @@ use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
 use super::{ClusterStore, EVENT_ID_HEADER};
+use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
-use crate::event::envelope::EventId;
 use crate::store::embedded::record;
 use crate::store::{lock, DeliveryOf, Queued, SinkQueue, StoreError};
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
 use super::wal::{self, Position, Wal};
 use super::{lock, sync_sled, Engine, StoreError, StoreMetrics, Trees};
-use crate::event::envelope::EventId;
+use crate::base::id::EventId;
 use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.

@@ -30,8 +30,8 @@ use sled::Tree;
 use super::{
     lock, queue_prefix, Accept, Accepted, SinkQueue, StoreError, StoreMetrics, StoreOptions,
 };
+use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
-use crate::event::envelope::EventId;
 
 pub use record::RecordError;
 

@@ -7,7 +7,7 @@ use sled::IVec;
 
 use super::record::{self, StoredEvent};
 use super::{EmbeddedStore, SinkQueue, StoreError};
-use crate::event::envelope::EventId;
+use crate::base::id::EventId;
 use crate::store::{DeadPage, DeliveryOf, Queued};
 
 impl EmbeddedStore {
@@ -39,7 +39,7 @@ impl EmbeddedStore {
     /// an empty queue. One read, whatever the backlog.
     pub fn oldest_queued_age(&self, q: &SinkQueue) -> std::time::Duration {
         let oldest = self.peek_from(q, None, 1).ok().and_then(|mut v| v.pop());
-        let now = crate::event::dedupe::millis(std::time::SystemTime::now());
+        let now = crate::base::id::millis(std::time::SystemTime::now());
         std::time::Duration::from_millis(
             oldest.map_or(0, |o| now.saturating_sub(o.id.timestamp_ms())),
         )

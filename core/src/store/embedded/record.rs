@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use crate::event::envelope::EventId;
+use crate::base::id::EventId;
 
 /// The format version written by this release.
 pub const VERSION: u8 = 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::record::{self, Body, Claim, StoredEvent};
 use super::wal;
 use super::{EmbeddedStore, StoreError};
-use crate::event::dedupe::millis;
+use crate::base::id::millis;
 
 impl EmbeddedStore {
     /// Removes dedupe claims whose window ended before `now`; returns how many.
