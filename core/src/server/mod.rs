@@ -12,15 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, StoreConfig};
-use crate::http::access::{Operator, Public};
 use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::runtime::reload::Reloader;
 use crate::runtime::topology::{Topology, TopologyError};
-use crate::server::admin::Admin;
-use crate::server::hooks::{BodyBudget, BodyLimits, Hooks};
+use crate::server::admin::{Admin, Operator};
+use crate::server::hooks::{BodyBudget, BodyLimits, Hooks, Public};
 use crate::store::{ClusterOptions, Store, StoreError, StoreMetrics, StoreOptions};
 use arc_swap::ArcSwap;
 

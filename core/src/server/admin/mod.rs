@@ -11,7 +11,10 @@
 //! Every count comes from the store's in-memory counters, so these views cost the same with
 //! ten or ten million queued events.
 
+mod router;
 mod status;
+
+pub use self::router::Operator;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 
 mod body;
 mod budget;
+mod router;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tracing::{field, Instrument};
 
 pub use self::body::Limits as BodyLimits;
 pub use self::budget::BodyBudget;
+pub use self::router::Public;
 use crate::base::id::{millis, EventId};
 use crate::base::names::VendorName;
 use crate::event::dedupe::DedupeKey;
