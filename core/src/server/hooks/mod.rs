@@ -129,9 +129,9 @@ impl Hooks {
         &self,
         request: Request<Incoming>,
         client: IpAddr,
-        ws: &Workspace,
+        ws: &Arc<Workspace>,
         vendor: &VendorName,
-        binding: &VendorBinding,
+        binding: &Arc<VendorBinding>,
     ) -> Answer {
         let received_at = SystemTime::now();
         if let Some(refused) = refuse_source(client, ws, vendor, binding) {
@@ -159,29 +159,15 @@ impl Hooks {
             };
         // Once the body is in, keeping the event is its own task: a client that hangs up now
         // drops this future, not the commit, so an event the store takes is also announced
-        // to its sinks.
+        // to its sinks. It keeps the workspace and binding this request was admitted under: a
+        // reload meanwhile changes neither its secrets nor its routes.
         let hooks = self.clone();
-        let (workspace, vendor) = (ws.id.clone(), vendor.clone());
+        let (ws, vendor, binding) = (ws.clone(), vendor.clone(), binding.clone());
         let keep = async move {
             // The body's bytes count against the budget until the request is answered.
             let _reservation = reservation;
-            let topology = hooks.topology.load_full();
-            let Some(ws) = topology.workspace(workspace.as_str()) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_workspace",
-                    &format!("no workspace named `{workspace}`"),
-                );
-            };
-            let Some(binding) = ws.vendors.get(&vendor) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_vendor",
-                    &format!("vendor `{vendor}` is not enabled for workspace `{workspace}`"),
-                );
-            };
             hooks
-                .keep(&parts.headers, body, received_at, ws, &vendor, binding)
+                .keep(&parts.headers, body, received_at, &ws, &vendor, &binding)
                 .await
         };
         let mut answer = tokio::spawn(keep.in_current_span())
