@@ -26,7 +26,7 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
-use super::embedded::record::{self, Reader};
+use super::codec::{self, Reader};
 use super::{lock, Accept, Accepted, SinkQueue, StoreError, StoreMetrics};
 use crate::base::broker_url::BrokerUrl;
 use crate::base::id::EventId;
@@ -490,14 +490,14 @@ impl EventRecord {
         let mut out = Vec::with_capacity(envelope.len() + 64);
         out.extend_from_slice(&(queues.len() as u16).to_be_bytes());
         for q in queues {
-            record::put_bytes16(&mut out, q.prefix());
+            codec::put_bytes16(&mut out, q.prefix());
         }
         out.extend_from_slice(envelope);
-        record::versioned(&out).into()
+        codec::versioned(&out).into()
     }
 
-    fn decode(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<u8>), record::RecordError> {
-        let mut r = Reader(record::payload(bytes)?);
+    fn decode(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<u8>), codec::RecordError> {
+        let mut r = Reader(codec::payload(bytes)?);
         let queues = (0..r.u16()?)
             .map(|_| r.bytes16().map(<[u8]>::to_vec))
             .collect::<Result<_, _>>()?;

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use super::{ClusterStore, EVENT_ID_HEADER};
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
-use crate::store::embedded::record;
+use crate::store::codec;
 use crate::store::{lock, DeliveryOf, Queued, SinkQueue, StoreError};
 
 /// Messages a sink's consumer hands out at once, across the cluster, when unordered.
@@ -201,7 +201,7 @@ impl ClusterStore {
             }
         }
         self.attempts
-            .put(record_key(q, id), record::versioned(state).into())
+            .put(record_key(q, id), codec::versioned(state).into())
             .await
             .map_err(|e| StoreError::Cluster(format!("recording an attempt: {e}")))?;
         Ok(())
@@ -218,7 +218,7 @@ impl ClusterStore {
         // The record first: a crash in between means one more delivery, never a lost one.
         let records = done.iter().map(|(id, record)| {
             self.delivered
-                .put(record_key(q, id), record::versioned(record).into())
+                .put(record_key(q, id), codec::versioned(record).into())
         });
         for put in futures_util::future::join_all(records).await {
             put.map_err(|e| StoreError::Cluster(format!("recording a delivery: {e}")))?;
@@ -310,7 +310,7 @@ impl ClusterStore {
         else {
             return Ok(None);
         };
-        Ok(Some(record::payload(&bytes)?.to_vec()))
+        Ok(Some(codec::payload(&bytes)?.to_vec()))
     }
 
     pub(in crate::store) async fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
@@ -434,7 +434,7 @@ impl Taker {
         // A message redelivered from another instance resumes its attempts there.
         let state = if redelivered {
             match self.attempts.get(record_key(&self.q, &id)).await {
-                Ok(Some(bytes)) => record::payload(&bytes).ok().map(<[u8]>::to_vec),
+                Ok(Some(bytes)) => codec::payload(&bytes).ok().map(<[u8]>::to_vec),
                 _ => None,
             }
         } else {

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
+use super::record::{self, Body, Claim, LogSpan, StoredEvent};
 use super::wal::{self, Position, Wal};
 use super::{lock, sync_sled, Engine, StoreError, StoreMetrics, Trees};
 use crate::base::id::EventId;
+use crate::store::codec::{self, Reader, RecordError};
 use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
@@ -395,12 +396,12 @@ struct LoggedEvent<'a> {
 fn encode_event(out: &mut Vec<u8>, a: &Accept) {
     out.extend_from_slice(&a.id.to_bytes());
     out.extend_from_slice(&a.claim_expires_at_ms.to_be_bytes());
-    record::put_bytes32(out, a.key.as_bytes());
+    codec::put_bytes32(out, a.key.as_bytes());
     out.push(u8::try_from(a.queues.len()).unwrap_or(u8::MAX));
     for q in a.queues.iter().take(usize::from(u8::MAX)) {
-        record::put_bytes16(out, q.prefix());
+        codec::put_bytes16(out, q.prefix());
     }
-    record::put_bytes32(out, &a.envelope);
+    codec::put_bytes32(out, &a.envelope);
 }
 
 /// A logged frame: the batch's new events, then the deliveries sinks finished meanwhile.
@@ -415,7 +416,7 @@ fn encode_completed(out: &mut Vec<u8>, completed: &[Completed]) {
     out.extend_from_slice(&(count as u32).to_be_bytes());
     for done in completed {
         for id in &done.ids {
-            record::put_bytes16(out, &done.prefix);
+            codec::put_bytes16(out, &done.prefix);
             out.extend_from_slice(&id.to_bytes());
         }
     }
@@ -512,7 +513,7 @@ fn apply(
                     continue;
                 }
             }
-            trees.queue.insert(key, &[record::VERSION])?;
+            trees.queue.insert(key, &[codec::VERSION])?;
         }
         let claim = Claim {
             expires_at_ms: e.expires_at_ms,

@@ -33,7 +33,7 @@ use super::{
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 
-pub use record::RecordError;
+use super::codec::{self, RecordError};
 
 /// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
 /// database for good, so the store reopens it in place once the cause is gone: the
@@ -383,7 +383,7 @@ fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreErr
         source,
     })?;
     match meta.get("format")? {
-        Some(v) if v.as_ref() == [record::VERSION] => Ok(()),
+        Some(v) if v.as_ref() == [codec::VERSION] => Ok(()),
         Some(v) => Err(StoreError::Version {
             path: dir.to_path_buf(),
             found: v.first().copied().unwrap_or(0),
@@ -394,7 +394,7 @@ fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreErr
             })
         }
         None => {
-            meta.insert("format", &[record::VERSION])?;
+            meta.insert("format", &[codec::VERSION])?;
             Ok(())
         }
     }
@@ -471,7 +471,7 @@ mod tests {
         let message = refused.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("format version 7"), "{message}");
         assert!(
-            message.contains(&format!("reads {}", record::VERSION)),
+            message.contains(&format!("reads {}", codec::VERSION)),
             "{message}"
         );
     }
