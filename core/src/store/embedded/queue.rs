@@ -132,7 +132,7 @@ impl EmbeddedStore {
             }
         }
         // Logged with the next commit, so a crash soon after does not undo them.
-        self.committer.completed(super::commit::Completed {
+        self.committer.completed(super::frame::Completed {
             prefix: q.prefix().to_vec(),
             ids: done.iter().map(|(id, _)| id.clone()).collect(),
         });

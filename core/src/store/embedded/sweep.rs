@@ -104,7 +104,7 @@ impl EmbeddedStore {
     fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
         let trees = self.trees()?;
         let mut moved = 0;
-        for (id, offset, len) in super::commit::envelopes(payload)? {
+        for (id, offset, len) in super::frame::envelopes(payload)? {
             let Some(bytes) = trees.events.get(id.to_bytes())? else {
                 continue;
             };
