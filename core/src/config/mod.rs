@@ -33,6 +33,7 @@ use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::event::verify::SchemeChange;
 use crate::http::tls::TlsFiles;
 use crate::sinks::SinkKind;
+use crate::store::StoreConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -117,32 +118,6 @@ impl FromStr for LogFormat {
             )),
         }
     }
-}
-
-/// `server.store`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// sled and a write-ahead log in `data_dir`: one process, nothing else to run.
-    #[default]
-    Embedded,
-    /// Cluster mode: NATS JetStream, shared by every instance pointed at it.
-    Nats(NatsStoreConfig),
-}
-
-/// `server.store` with `type: nats`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsStoreConfig {
-    /// Seed servers of one NATS cluster; the client learns the rest.
-    pub servers: Vec<crate::base::broker_url::BrokerUrl>,
-    /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
-    pub replicas: usize,
-    /// Connect and request time limit; default 10s.
-    pub timeout: Duration,
-    /// How long an instance holds queued events it took without renewing them: the time a
-    /// dead instance's share of a queue waits before another takes it; default 30s.
-    pub lease: Duration,
-    /// `credentials` and `tls`.
-    pub access: crate::base::nats::NatsAccess,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,13 +20,14 @@ use std::time::Duration;
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 
-pub use cluster::{ClusterOptions, ClusterStore};
+pub use cluster::ClusterStore;
 pub use codec::RecordError;
 pub use embedded::EmbeddedStore;
 use queue::queue_prefix;
 pub use queue::SinkQueue;
 pub use types::{
-    Accept, Accepted, DeadPage, DeliveryOf, Queued, StoreError, StoreMetrics, StoreOptions,
+    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, StoreConfig, StoreError,
+    StoreMetrics, StoreOptions,
 };
 
 /// Held by a sink's delivery worker while it runs: in cluster mode it keeps this instance
@@ -38,7 +39,7 @@ pub struct Consumer {
 /// The store the server runs on.
 pub enum Store {
     Embedded(Arc<EmbeddedStore>),
-    Cluster(Box<ClusterStore>),
+    Cluster(Arc<ClusterStore>),
 }
 
 macro_rules! both {
@@ -51,6 +52,19 @@ macro_rules! both {
 }
 
 impl Store {
+    /// Opens the store `config` names: embedded in `dir`, or the cluster's on NATS.
+    pub async fn open(
+        config: &StoreConfig,
+        dir: &Path,
+        options: &StoreOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Arc<Store>, StoreError> {
+        match config {
+            StoreConfig::Embedded => Store::open_embedded(dir, options, metrics),
+            StoreConfig::Nats(nats) => Store::open_cluster(nats, options.retention, metrics).await,
+        }
+    }
+
     /// Opens (or creates) the embedded store in `dir`.
     pub fn open_embedded(
         dir: &Path,
@@ -62,13 +76,13 @@ impl Store {
 
     /// Connects to NATS JetStream and creates what the cluster store needs there, if absent.
     pub async fn open_cluster(
-        options: &ClusterOptions,
+        config: &NatsStoreConfig,
+        retention: Duration,
         metrics: StoreMetrics,
     ) -> Result<Arc<Store>, StoreError> {
-        let cluster = ClusterStore::open(options, metrics).await?;
-        let store = Arc::new(Store::Cluster(Box::new(cluster)));
-        ClusterStore::start_refresh(&store);
-        Ok(store)
+        let cluster = Arc::new(ClusterStore::open(config, retention, metrics).await?);
+        ClusterStore::start_refresh(&cluster);
+        Ok(Arc::new(Store::Cluster(cluster)))
     }
 
     /// The queue of one sink, with its counters.

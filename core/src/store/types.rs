@@ -1,6 +1,7 @@
 //! What the store speaks, whichever store runs: what is accepted ([`Accept`], [`Accepted`]),
-//! what a worker reads of a queue ([`Queued`], [`DeadPage`], [`DeliveryOf`]), how the store is
-//! opened and measured ([`StoreOptions`], [`StoreMetrics`]), and why it fails ([`StoreError`]).
+//! what a worker reads of a queue ([`Queued`], [`DeadPage`], [`DeliveryOf`]), which store runs
+//! and how it is opened and measured ([`StoreConfig`], [`StoreOptions`], [`StoreMetrics`]), and
+//! why it fails ([`StoreError`]).
 
 use std::time::Duration;
 
@@ -9,8 +10,11 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use super::codec::{self, RecordError};
 use super::SinkQueue;
+use crate::base::broker_url::BrokerUrl;
 use crate::base::id::EventId;
+use crate::base::nats::NatsAccess;
 use crate::event::dedupe::DedupeKey;
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,6 +54,33 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// `server.store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// sled and a write-ahead log in `data_dir`: one process, nothing else to run.
+    #[default]
+    Embedded,
+    /// Cluster mode: NATS JetStream, shared by every instance pointed at it.
+    Nats(NatsStoreConfig),
+}
+
+/// `server.store` with `type: nats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsStoreConfig {
+    /// Seed servers of one NATS cluster; the client learns the rest. May carry credentials:
+    /// shown only redacted.
+    pub servers: Vec<BrokerUrl>,
+    /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
+    pub replicas: usize,
+    /// Connect and request time limit; default 10s.
+    pub timeout: Duration,
+    /// How long an instance holds queued events it took without renewing them: the time a
+    /// dead instance's share of a queue waits before another takes it; default 30s.
+    pub lease: Duration,
+    /// `credentials` and `tls`.
+    pub access: NatsAccess,
+}
+
 /// How the embedded store is opened, from routes.yaml.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -69,6 +100,17 @@ pub struct StoreMetrics {
     /// Stored records that could not be read (damage, or a format this release does not
     /// know): each is also logged, never skipped silently.
     pub unreadable: Counter,
+}
+
+impl StoreMetrics {
+    /// The store's share of the server's metrics.
+    pub fn of(metrics: &Metrics) -> StoreMetrics {
+        StoreMetrics {
+            commits: metrics.store_commits.clone(),
+            batch_events: Some(metrics.store_batch_events.clone()),
+            unreadable: metrics.store_unreadable.clone(),
+        }
+    }
 }
 
 /// A verified, mapped event to keep.

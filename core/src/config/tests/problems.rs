@@ -774,7 +774,7 @@ fn a_cluster_store_names_a_bad_server_and_the_replica_limit() {
     .expect("a valid cluster store");
     assert_eq!(
         parsed.server.store,
-        crate::config::StoreConfig::Nats(crate::config::NatsStoreConfig {
+        crate::store::StoreConfig::Nats(crate::store::NatsStoreConfig {
             servers: vec![crate::base::broker_url::BrokerUrl::new(
                 "nats://10.0.0.1:4222"
             )],

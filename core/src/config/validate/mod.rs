@@ -19,13 +19,13 @@ use super::error::Problems;
 use super::locate::KeyPath;
 use super::raw::{RawNatsTls, RawServer, RawStore, RawTls, RawVendor, RawWorkspace};
 use super::{
-    DefaultSecret, LogFormat, NatsStoreConfig, ServerConfig, SignatureConfig, StoreConfig,
-    VendorConfig, WorkspaceConfig,
+    DefaultSecret, LogFormat, ServerConfig, SignatureConfig, VendorConfig, WorkspaceConfig,
 };
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::base::nats::NatsAccess;
 use crate::event::verify::{Encoding, SchemeChange};
 use crate::http::tls::{self, TlsFiles, TlsPart};
+use crate::store::{NatsStoreConfig, StoreConfig};
 
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 /// Loopback: the operator endpoints name every workspace and sink.
