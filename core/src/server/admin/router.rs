@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
 use super::Admin;
+use crate::config::ServerConfig;
 use crate::http::access::respond;
 use crate::http::answer::{error, healthy, Answer};
 use crate::http::Handler;
@@ -15,6 +16,15 @@ use crate::http::Handler;
 pub struct Operator {
     pub admin: Admin,
     pub access_log: bool,
+}
+
+impl Operator {
+    pub fn new(admin: Admin, server: &ServerConfig) -> Operator {
+        Operator {
+            admin,
+            access_log: server.access_log,
+        }
+    }
 }
 
 impl Handler for Operator {

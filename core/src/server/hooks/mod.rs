@@ -23,6 +23,7 @@ pub use self::budget::BodyBudget;
 pub use self::router::Public;
 use crate::base::id::{millis, EventId};
 use crate::base::names::VendorName;
+use crate::config::ServerConfig;
 use crate::event::dedupe::DedupeKey;
 use crate::event::envelope::Envelope;
 use crate::event::verify::VerifyError;
@@ -48,6 +49,26 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// The front door with the public listener's limits from `server`.
+    pub fn new(
+        topology: Arc<ArcSwap<Topology>>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        server: &ServerConfig,
+    ) -> Hooks {
+        Hooks {
+            topology,
+            store,
+            metrics,
+            body: BodyLimits {
+                max_bytes: server.max_body_bytes,
+                timeout: server.body_read_timeout,
+            },
+            budget: BodyBudget::new(server.max_inflight_body_bytes),
+            trusted_proxies: server.trusted_proxies.clone(),
+        }
+    }
+
     pub async fn answer(
         &self,
         request: Request<Incoming>,

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
 use super::Hooks;
+use crate::config::ServerConfig;
 use crate::http::access::respond;
 use crate::http::answer::{error, healthy, Answer};
 use crate::http::Handler;
@@ -16,6 +17,15 @@ pub struct Public {
     pub hooks: Hooks,
     /// One info line per request (method, path, status, latency) when set.
     pub access_log: bool,
+}
+
+impl Public {
+    pub fn new(hooks: Hooks, server: &ServerConfig) -> Public {
+        Public {
+            hooks,
+            access_log: server.access_log,
+        }
+    }
 }
 
 impl Handler for Public {
