@@ -8,7 +8,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::{bucket, queue, ClusterStore};
+use super::{bucket, subjects, ClusterStore};
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader};
 use crate::store::{Accept, Accepted, SinkQueue, StoreError};
@@ -104,8 +104,8 @@ impl ClusterStore {
             let ack = self
                 .js
                 .publish_with_headers(
-                    queue::subject(q),
-                    queue::headers(&accept.id, q, None),
+                    subjects::subject(q),
+                    subjects::headers(&accept.id, q, None),
                     Bytes::copy_from_slice(&accept.envelope),
                 )
                 .await

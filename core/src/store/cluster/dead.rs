@@ -10,7 +10,7 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::queue::{self, record_key};
+use super::subjects::{self, record_key};
 use super::{ClusterStore, EVENT_ID_HEADER};
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader};
@@ -178,8 +178,8 @@ impl ClusterStore {
         };
         self.js
             .publish_with_headers(
-                queue::subject(q),
-                queue::headers(id, q, Some(seq)),
+                subjects::subject(q),
+                subjects::headers(id, q, Some(seq)),
                 envelope.into(),
             )
             .await

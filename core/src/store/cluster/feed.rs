@@ -11,7 +11,7 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
-use super::queue::{consumer_name, event_id, record_key, subject};
+use super::subjects::{consumer_name, event_id, record_key, subject};
 use super::ClusterStore;
 use crate::base::id::EventId;
 use crate::store::{codec, lock, SinkQueue};

@@ -17,6 +17,7 @@ mod claims;
 mod dead;
 mod feed;
 mod queue;
+mod subjects;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -220,7 +221,7 @@ impl ClusterStore {
             .await
             .map_err(|e| StoreError::Cluster(format!("listing queues: {e}")))?;
         for info in consumers {
-            let names = info.config.description.as_deref().and_then(queue::names);
+            let names = info.config.description.as_deref().and_then(subjects::names);
             if let Some((workspace, sink)) = names {
                 self.queue(&workspace, &sink);
             }
