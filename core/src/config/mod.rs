@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+mod fields;
 mod include;
 mod locate;
 mod raw;
