@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
-use super::health::{Blame, Health, State};
-use super::policy::{DeliveryPolicy, Next};
+use super::health::{Health, State};
+use super::policy::{DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
 use crate::base::id::millis;
 use crate::base::id::{rfc3339, EventId};
@@ -343,30 +343,22 @@ impl Worker {
         for mut event in batch.events {
             event.state.attempts.push(attempt(now, &error));
             let failures = event.state.attempts.len();
-            let age = Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms()));
-            if age > self.policy.max_age {
-                self.metrics.sink_attempt(workspace, sink, "dead");
-                let reason = format!(
-                    "still failing {} after it was accepted (max_age {}); last: {error}",
-                    humantime::format_duration(Duration::from_secs(age.as_secs())),
-                    humantime::format_duration(self.policy.max_age)
-                );
-                self.bury(&event.id, event.state, reason).await?;
-                continue;
-            }
-            let next = match blame {
-                // Tried again as soon as the sink takes events: it waits on the sink's backoff.
-                Blame::Sink => Next::RetryIn(Duration::ZERO),
-                Blame::Event => {
-                    event.state.poison_failures += 1;
-                    self.policy
-                        .after_failure(event.state.poison_failures, error.retry_after())
-                }
-            };
-            match next {
-                Next::RetryIn(wait) => {
+            let verdict = self.policy.judge(Failure {
+                age: Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms())),
+                blame,
+                poison_failures: event.state.poison_failures,
+                attempts: failures,
+                retry_after: error.retry_after(),
+                error: &error,
+            });
+            match verdict {
+                Verdict::Retry {
+                    wait,
+                    poison_failures,
+                } => {
                     self.metrics.sink_attempt(workspace, sink, "failed");
                     tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    event.state.poison_failures = poison_failures;
                     event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
                     self.store
                         .set_attempts(&self.queue, &event.id, &record::encode(&event.state))
@@ -377,12 +369,8 @@ impl Worker {
                         run.waiting_ids.insert(event.id);
                     }
                 }
-                Next::GiveUp => {
+                Verdict::Bury { reason } => {
                     self.metrics.sink_attempt(workspace, sink, "dead");
-                    let reason = format!(
-                        "gave up after {} failures of its own ({failures} attempts); last: {error}",
-                        event.state.poison_failures
-                    );
                     self.bury(&event.id, event.state, reason).await?;
                 }
             }
