@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::LONGEST_RETRY_AFTER;
+use super::policy::{Blame, LONGEST_RETRY_AFTER};
 use crate::base::id::EventId;
 
 /// The first sink-wide backoff; each failed probe doubles it.
@@ -22,15 +22,6 @@ pub enum State {
     Flowing,
     Down { until: Instant },
     Probing,
-}
-
-/// Whose fault a failure was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blame {
-    /// The sink's: it backs off as a whole; the event is tried again once it recovers.
-    Sink,
-    /// The event's own, as far as anyone can tell: it backs off alone.
-    Event,
 }
 
 #[derive(Debug)]

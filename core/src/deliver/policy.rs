@@ -4,8 +4,6 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use super::health::Blame;
-
 /// The longest a receiver's Retry-After is honoured for; beyond it a misbehaving receiver
 /// could park its events for ever.
 pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -44,6 +42,15 @@ impl DeliveryPolicy {
         let floor = retry_after.unwrap_or_default().min(LONGEST_RETRY_AFTER);
         Next::RetryIn(jittered.max(floor))
     }
+}
+
+/// Whose fault a failure was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The sink's: it backs off as a whole; the event is tried again once it recovers.
+    Sink,
+    /// The event's own, as far as anyone can tell: it backs off alone.
+    Event,
 }
 
 /// One event's failed delivery, as the verdict needs it.
