@@ -225,7 +225,6 @@ impl VendorPlugin {
             return Ok(());
         };
         match self.entries.verify.filter(|_| self.verify_override) {
-            None => scheme.verify(headers, body, delivery_id, secrets, now),
             Some(verify) => {
                 let mut worst = VerifyError::Mismatch;
                 for secret in secrets {
@@ -246,6 +245,7 @@ impl VendorPlugin {
                 }
                 Err(worst)
             }
+            None => scheme.verify(headers, body, delivery_id, secrets, now),
         }
     }
 

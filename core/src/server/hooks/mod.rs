@@ -238,7 +238,8 @@ impl Hooks {
             tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
-        let mapped = match (binding.plugin)
+        let mapped = match binding
+            .plugin
             .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
             .await
         {
