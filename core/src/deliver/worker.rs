@@ -320,44 +320,61 @@ impl Worker {
             }
             Err(error) => error,
         };
-        if error.is_permanent() {
-            // The receiver answered: it is up, and this event is refused for good.
+        // A refusal for good means the receiver answered: it is up, and the events are dead.
+        let blame = if error.is_permanent() {
             run.health.succeeded();
-            for mut event in batch.events {
-                event.state.attempts.push(attempt(now, &error));
-                self.metrics.sink_attempt(workspace, sink, "dead");
-                self.bury(&event.id, event.state, format!("refused for good: {error}"))
-                    .await?;
+            None
+        } else {
+            let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
+            match batch.events.first() {
+                Some(event) => Some(run.health.failed(
+                    Instant::now(),
+                    &event.id,
+                    sink_wide,
+                    error.retry_after(),
+                )),
+                None => return Ok(()),
             }
-            return self.store.sync().await;
-        }
-        let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
-        let first = batch.events.first().map(|e| e.id.clone());
-        let blame = match &first {
-            Some(id) => run
-                .health
-                .failed(Instant::now(), id, sink_wide, error.retry_after()),
-            None => return Ok(()),
         };
+        // Every event's verdict first (pure), then counted, then recorded.
         let now_ms = millis(now);
-        for mut event in batch.events {
-            event.state.attempts.push(attempt(now, &error));
-            let failures = event.state.attempts.len();
-            let verdict = self.policy.judge(Failure {
-                age: Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms())),
-                blame,
-                poison_failures: event.state.poison_failures,
-                attempts: failures,
-                retry_after: error.retry_after(),
-                error: &error,
-            });
+        let judged: Vec<(Pending, Verdict)> = batch
+            .events
+            .into_iter()
+            .map(|mut event| {
+                event.state.attempts.push(attempt(now, &error));
+                let verdict = match blame {
+                    None => Verdict::Bury {
+                        reason: format!("refused for good: {error}"),
+                    },
+                    Some(blame) => self.policy.judge(Failure {
+                        age: Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms())),
+                        blame,
+                        poison_failures: event.state.poison_failures,
+                        attempts: event.state.attempts.len(),
+                        retry_after: error.retry_after(),
+                        error: &error,
+                    }),
+                };
+                (event, verdict)
+            })
+            .collect();
+        for (_, verdict) in &judged {
+            let outcome = match verdict {
+                Verdict::Retry { .. } => "failed",
+                Verdict::Bury { .. } => "dead",
+            };
+            self.metrics.sink_attempt(workspace, sink, outcome);
+        }
+        for (mut event, verdict) in judged {
             match verdict {
                 Verdict::Retry {
                     wait,
                     poison_failures,
                 } => {
-                    self.metrics.sink_attempt(workspace, sink, "failed");
-                    tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    if let Some(blame) = blame {
+                        tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    }
                     event.state.poison_failures = poison_failures;
                     event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
                     self.store
@@ -369,10 +386,7 @@ impl Worker {
                         run.waiting_ids.insert(event.id);
                     }
                 }
-                Verdict::Bury { reason } => {
-                    self.metrics.sink_attempt(workspace, sink, "dead");
-                    self.bury(&event.id, event.state, reason).await?;
-                }
+                Verdict::Bury { reason } => self.bury(&event.id, event.state, reason).await?,
             }
         }
         // A failure's record (attempts, when to retry, dead letter) must survive a crash; a
@@ -389,14 +403,7 @@ impl Worker {
     ) -> Result<(), StoreError> {
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
-        let dead = DeadLetter {
-            event_id: id.to_string(),
-            workspace: workspace.to_string(),
-            sink: sink.to_string(),
-            reason,
-            dead_at: rfc3339(SystemTime::now()),
-            attempts: state.attempts,
-        };
+        let dead = DeadLetter::new(workspace, sink, id, reason, state.attempts);
         self.store
             .bury(&self.queue, id, &record::encode(&dead))
             .await
