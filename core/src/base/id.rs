@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use time::format_description::well_known::Rfc3339;
+use time::format_description::FormatItem;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// A ULID assigned on accept: unique, and ordered by time so queues and lookups sort by it.
@@ -62,13 +63,16 @@ impl fmt::Debug for EventId {
     }
 }
 
+/// RFC 3339 in UTC with always three decimals (`.410Z`, never `.41Z`), so timestamps line up
+/// and sort as text.
+const RFC3339_MILLIS: &[FormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
 /// RFC 3339 in UTC with millisecond precision.
 pub fn rfc3339(t: SystemTime) -> String {
-    let t = OffsetDateTime::from(t);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::from(t)
+        .format(RFC3339_MILLIS)
+        .unwrap_or_default()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -95,5 +99,15 @@ mod tests {
     fn received_at_is_rfc3339_utc() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn timestamps_always_have_three_decimals() {
+        let at = |ms: u64| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        assert_eq!(at(1_700_000_000_410), "2023-11-14T22:13:20.410Z");
+        assert_eq!(at(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        // Sub-millisecond digits are cut, not rounded up into the next millisecond.
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(1_700_000_000_999_900_000);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.999Z");
     }
 }
