@@ -264,3 +264,77 @@ fn a_missing_environment_variable_is_named_with_its_key() {
         ],
     );
 }
+
+/// acme receiving Watsi into a file sink `events`, with `extra` routes.
+fn acme_with_routes(extra: &[Route]) -> Workspace {
+    let mut acme = Workspace::new("acme")
+        .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
+        .file_sink("events")
+        .route(Route::new("*", &["events"]));
+    for route in extra {
+        acme = acme.route(route.clone());
+    }
+    acme
+}
+
+#[test]
+fn operator_commands_reach_the_server_when_the_routes_file_does_not_load() {
+    const TOKEN: &str = "cli-admin-token-for-e2e";
+    let dir = TestDir::new();
+    let server = dir.serve(
+        &Config::new()
+            .admin_token(TOKEN)
+            .workspace(acme_with_routes(&[])),
+    );
+    // The file names the operator listener the server took, and gains a route to no sink.
+    let broken = Config::new()
+        .admin_token(TOKEN)
+        .workspace(acme_with_routes(&[Route::new("message.*", &["nowhere"])]));
+    let text = broken.render(&dir).replace(
+        "admin_listen: \"127.0.0.1:0\"",
+        &format!("admin_listen: \"{}\"", server.admin_addr()),
+    );
+    let routes = dir.write("routes.yaml", text);
+    let mut reload =
+        switchyard_command(["reload".as_ref(), "--config".as_ref(), routes.as_os_str()]);
+    reload.env_remove("SWITCHYARD_ADMIN_URL");
+    let out = run(reload);
+    out.expect_failure(
+        "reload of a file with a problem",
+        &["the server answered 422", "unknown sink `nowhere`"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("unknown sink `nowhere`"),
+        "{}",
+        out.stdout
+    );
+
+    // No readable file at all: the address and token from the environment.
+    let missing = dir.path().join("missing.yaml");
+    let mut queues =
+        switchyard_command(["queues".as_ref(), "--config".as_ref(), missing.as_os_str()]);
+    queues
+        .env("SWITCHYARD_ADMIN_URL", server.admin_url(""))
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN);
+    let out = run(queues);
+    out.expect_success("queues with SWITCHYARD_ADMIN_URL and no routes file");
+    let answer: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(answer["sinks"][0]["sink"], "events", "{answer}");
+
+    // Neither: the default address, and a note saying why.
+    let mut queues =
+        switchyard_command(["queues".as_ref(), "--config".as_ref(), missing.as_os_str()]);
+    queues
+        .env_remove("SWITCHYARD_ADMIN_URL")
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN);
+    let out = run(queues);
+    let note = format!("cannot read {}", missing.display());
+    assert!(out.stderr.contains(&note), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("using http://127.0.0.1:9090"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("invalid server URL"), "{}", out.stderr);
+}

@@ -21,8 +21,9 @@ pub struct Operator {
     /// Routes file giving the operator address and admin token when not set below.
     #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
     pub config: PathBuf,
-    /// Operator listener base URL; default: http:// + the routes file's server.admin_listen.
-    #[arg(long)]
+    /// Operator listener base URL; default: http:// + the routes file's server.admin_listen,
+    /// else http://127.0.0.1:9090.
+    #[arg(long, env = "SWITCHYARD_ADMIN_URL")]
     pub url: Option<String>,
     /// Admin bearer token; default: the routes file's server.admin_token.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]

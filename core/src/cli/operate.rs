@@ -97,26 +97,38 @@ impl AdminCommand {
     }
 }
 
-/// Calls the operator API and prints its JSON answer.
+/// Calls the operator API and prints its JSON answer. The address and token come from the
+/// flags and the environment, else from the routes file's `server` section, read on its own:
+/// a file with problems elsewhere still names the server, which can then list them.
 pub fn operate(command: &AdminCommand) -> Result<(), Failure> {
     let operator = command.operator();
     let (method, path) = command.request();
-    let config = config::load(&operator.config).ok();
-    let url = match (&operator.url, &config) {
-        (Some(url), _) => url.clone(),
-        (None, Some(config)) => base_url(config.server.admin_listen),
-        (None, None) => format!(
-            "http://127.0.0.1:9090 (could not read {}; pass --url)",
-            operator.config.display()
-        ),
+    let file = match (&operator.url, &operator.token) {
+        (Some(_), Some(_)) => None,
+        _ => Some(config::operator_access(&operator.config)),
     };
-    let token = match (&operator.token, &config) {
+    let access = file.as_ref().and_then(|file| file.as_ref().ok());
+    let url = match (&operator.url, access.and_then(|a| a.admin_listen)) {
+        (Some(url), _) => url.clone(),
+        (None, Some(listen)) => base_url(listen),
+        (None, None) => {
+            let url = base_url(SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)));
+            if let Some(Err(why)) = &file {
+                eprintln!("note: {why}; using {url} (pass --url or set SWITCHYARD_ADMIN_URL)");
+            }
+            url
+        }
+    };
+    let token = match (&operator.token, access.and_then(|a| a.admin_token.as_ref())) {
         (Some(token), _) => token.clone(),
-        (None, Some(config)) => match &config.server.admin_token {
-            Some(token) => String::from_utf8_lossy(token.expose()).into_owned(),
-            None => return Err(Failure::Runtime("no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or set server.admin_token".into())),
-        },
-        (None, None) => return Err(Failure::Runtime("no admin token: pass --token or set SWITCHYARD_ADMIN_TOKEN".into())),
+        (None, Some(token)) => String::from_utf8_lossy(token.expose()).into_owned(),
+        (None, None) => {
+            return Err(Failure::Runtime(format!(
+                "no admin token: pass --token, set SWITCHYARD_ADMIN_TOKEN, or set \
+                 server.admin_token in {}",
+                operator.config.display()
+            )))
+        }
     };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;

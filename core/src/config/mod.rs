@@ -6,6 +6,7 @@
 //! found is reported, not just the first. The files `server.include` names ([`include`]) go
 //! through the same stages, each holding workspaces only.
 
+mod early;
 mod env;
 mod error;
 mod fields;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+pub use self::early::{log_format, operator_access, OperatorAccess};
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
 use self::locate::{KeyPath, Locator, MAX_DEPTH};
@@ -371,19 +373,6 @@ fn document(
         problems.add_settled(at, message.as_str());
     }
     Some((value, expanded.defaulted))
-}
-
-/// `server.log_format` of the file at `path`, read before anything else so that logging can be
-/// set up first; `None` if the file or the key cannot be read (loading reports why).
-pub fn log_format(path: &Path) -> Option<LogFormat> {
-    let text = std::fs::read_to_string(path).ok()?;
-    if Locator::new(&text).too_deep().is_some() {
-        return None;
-    }
-    let value: Value = serde_yaml::from_str(&text).ok()?;
-    let mut format = value.get("server")?.get("log_format")?.clone();
-    env::expand_tree(&mut format, &|name| std::env::var(name).ok());
-    format.as_str()?.parse().ok()
 }
 
 impl Config {
