@@ -338,3 +338,30 @@ fn operator_commands_reach_the_server_when_the_routes_file_does_not_load() {
     );
     assert!(!out.stderr.contains("invalid server URL"), "{}", out.stderr);
 }
+
+#[test]
+fn a_missing_plugins_dir_is_named_with_its_key_not_counted_as_a_refused_plugin() {
+    let dir = TestDir::new();
+    let missing = dir.path().join("no-such-plugins");
+    let text = Config::new()
+        .workspace(acme_with_routes(&[]))
+        .render(&dir)
+        .replace(
+            &dir.plugins_dir().to_string_lossy().into_owned(),
+            &missing.to_string_lossy(),
+        );
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("plugins_dir:"))
+        .expect("the rendered file sets plugins_dir");
+    let routes = dir.write("routes.yaml", text);
+    let expected = format!(
+        "{}:{line}: server.plugins_dir: the plugins directory {} does not exist",
+        routes.display(),
+        missing.display()
+    );
+    let out = check(&routes);
+    out.expect_failure("check with a missing plugins_dir", &[&expected]);
+    assert!(!out.stderr.contains("refused"), "{}", out.stderr);
+    serve_expecting_exit(&routes).expect_failure("serve with a missing plugins_dir", &[&expected]);
+}

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use switchyard::config::{self, Config, LogFormat};
-use switchyard::plugins::{self, Plugins};
+use switchyard::plugins::{self, PluginError, Plugins};
 
 use crate::failure::{config_failure, Failure};
 
@@ -42,7 +42,7 @@ pub fn init_logging(config_path: &Path) -> Result<(), String> {
 pub fn load(config_path: &Path) -> Result<(Config, Plugins), Failure> {
     let config = config::load(config_path).map_err(config_failure)?;
     let dir = plugins::plugins_dir(config.server.plugins_dir.as_ref());
-    let plugins = load_plugins(&dir)?;
+    let plugins = load_plugins(&dir, Some(&config))?;
     config
         .check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())
         .map_err(|e| {
@@ -55,14 +55,20 @@ pub fn load(config_path: &Path) -> Result<(Config, Plugins), Failure> {
     Ok((config, plugins))
 }
 
-pub fn load_plugins(dir: &Path) -> Result<Plugins, Failure> {
+/// The plugins in `dir`; a problem with the directory itself names where it was set.
+pub fn load_plugins(dir: &Path, config: Option<&Config>) -> Result<Plugins, Failure> {
     let plugins = Plugins::load_dir(dir).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        Failure::Config(format!(
-            "{} plugin(s) refused:\n{}",
-            errors.len(),
-            lines.join("\n")
-        ))
+        let message = plugins::refusal_message(&errors);
+        Failure::Config(match (&errors[..], config) {
+            ([PluginError::Dir { .. }], Some(config)) if config.server.plugins_dir.is_some() => {
+                format!("{}: {message}", config.server_key_at("plugins_dir"))
+            }
+            ([PluginError::Dir { .. }], _) => format!(
+                "{message} (server.plugins_dir is not set: the default is the directory of \
+                 the switchyard binary)"
+            ),
+            _ => message,
+        })
     })?;
     if plugins.is_empty() {
         return Err(Failure::Config(format!(

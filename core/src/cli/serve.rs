@@ -53,7 +53,7 @@ pub fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(),
         None => optional_config(config_path)?,
     };
     let dir = plugins_dir_for(explicit, config.as_ref());
-    let plugins = load_plugins(&dir)?;
+    let plugins = load_plugins(&dir, config.as_ref())?;
     println!(
         "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} SCHEME",
         "VENDOR", "VERSION", "ABI", "SIGNATURE HEADER", "DELIVERY-ID HEADER", "VECTORS"

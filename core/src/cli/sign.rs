@@ -14,13 +14,14 @@ use crate::operate::base_url;
 
 pub fn sign(args: SignArgs) -> Result<(), Failure> {
     let config = optional_config(&args.config)?;
+    let dir_from = config.as_ref().filter(|_| args.plugins_dir.is_none());
     let dir = plugins_dir_for(args.plugins_dir, config.as_ref());
     let url = match (args.url, &config) {
         (Some(url), _) => url,
         (None, Some(config)) => base_url(config.server.listen),
         (None, None) => base_url(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))),
     };
-    let plugins = load_plugins(&dir)?;
+    let plugins = load_plugins(&dir, dir_from)?;
     let plugin: &VendorPlugin = plugins.get(&args.vendor).ok_or_else(|| {
         format!(
             "no plugin for vendor `{}` in {} (have: {})",

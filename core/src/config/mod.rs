@@ -376,6 +376,16 @@ fn document(
 }
 
 impl Config {
+    /// `file:line: server.KEY`: where a `server` setting is, for a message about its value.
+    pub fn server_key_at(&self, key: &str) -> String {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let at = KeyPath::root().key("server").key(key);
+        match Locator::new(&text).line(&at) {
+            Some(line) => format!("{}:{line}: {at}", self.path.display()),
+            None => format!("{}: {at}", self.path.display()),
+        }
+    }
+
     /// Every vendor a workspace enables must have a loaded plugin.
     pub fn check_vendors(
         &self,

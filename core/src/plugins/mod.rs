@@ -26,7 +26,7 @@ use crate::event::verify::{Encoding, SignatureScheme, Signed, VerifyError};
 /// Why a plugin was refused. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("cannot read plugins directory {}: {source}", path.display())]
+    #[error("{}", dir_problem(path, source))]
     Dir {
         path: PathBuf,
         source: std::io::Error,
@@ -55,6 +55,30 @@ pub enum PluginError {
         vendor: String,
         other: PathBuf,
     },
+}
+
+fn dir_problem(path: &Path, source: &std::io::Error) -> String {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("the plugins directory {} does not exist", path.display())
+        }
+        _ => format!(
+            "cannot read the plugins directory {}: {source}",
+            path.display()
+        ),
+    }
+}
+
+/// Why [`Plugins::load_dir`] failed, in one message: the directory's own problem, or every
+/// library refused.
+pub fn refusal_message(errors: &[PluginError]) -> String {
+    match errors {
+        [only @ PluginError::Dir { .. }] => only.to_string(),
+        _ => {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            format!("{} plugin(s) refused:\n{}", errors.len(), lines.join("\n"))
+        }
+    }
 }
 
 /// Why `map_event` produced no event.
