@@ -365,3 +365,37 @@ fn a_missing_plugins_dir_is_named_with_its_key_not_counted_as_a_refused_plugin()
     assert!(!out.stderr.contains("refused"), "{}", out.stderr);
     serve_expecting_exit(&routes).expect_failure("serve with a missing plugins_dir", &[&expected]);
 }
+
+#[test]
+fn a_backup_into_an_existing_directory_is_refused_as_such_and_the_store_stays_ready() {
+    const TOKEN: &str = "cli-admin-token-for-e2e";
+    let dir = TestDir::new();
+    let server = dir.serve(
+        &Config::new()
+            .admin_token(TOKEN)
+            .workspace(acme_with_routes(&[])),
+    );
+    let backup = |to: &std::path::Path| {
+        let url = server.admin_url("");
+        let mut command = switchyard_command(["backup", "--url", &url, "--token", TOKEN]);
+        command.arg("--to").arg(to);
+        run(command)
+    };
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let out = backup(&existing);
+    let why = format!(
+        "cannot back up into {}: it already exists",
+        existing.display()
+    );
+    out.expect_failure(
+        "backup into an existing directory",
+        &["the server answered 409", &why],
+    );
+    assert!(!out.stderr.contains("cannot take writes"), "{}", out.stderr);
+    assert_eq!(server.operator_get("/readyz").status, 200);
+
+    let fresh = dir.path().join("fresh");
+    backup(&fresh).expect_success("backup into a new directory");
+    assert!(fresh.join("wal").is_dir());
+}

@@ -34,6 +34,13 @@ pub enum StoreError {
     Version { path: std::path::PathBuf, found: u8 },
     #[error("the store cannot take writes: {0}")]
     Write(String),
+    #[error("cannot back up into {}: it already exists; name a directory that does not exist yet (the backup creates it)", path.display())]
+    BackupExists { path: std::path::PathBuf },
+    #[error("backup to {}: {reason}", path.display())]
+    Backup {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("the store could not sync to disk: {0}")]
     Sync(String),
     #[error("a stored record could not be read: {0}")]

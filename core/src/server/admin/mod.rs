@@ -157,6 +157,9 @@ impl Admin {
                 StatusCode::OK,
                 &json!({"to": to.display().to_string(), "events": events}),
             ),
+            Ok(Err(e @ StoreError::BackupExists { .. })) => {
+                error(StatusCode::CONFLICT, "backup_exists", &e.to_string())
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "backup failed");
                 error(StatusCode::CONFLICT, "backup_failed", &e.to_string())

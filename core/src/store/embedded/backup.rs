@@ -12,11 +12,15 @@ use super::{lock, wal, EmbeddedStore, StoreError};
 impl EmbeddedStore {
     /// Writes the copy into `to`, which must not exist yet. Returns the events it holds.
     pub fn backup(&self, to: &Path) -> Result<usize, StoreError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Write(format!("backup to {}: {what}: {e}", to.display()))
+        // The copy's own failures: the store itself is fine.
+        let fail = |what: &str, e: &dyn std::fmt::Display| StoreError::Backup {
+            path: to.to_path_buf(),
+            reason: format!("{what}: {e}"),
         };
         if to.exists() {
-            return Err(fail("refused", &"it exists already; name a new directory"));
+            return Err(StoreError::BackupExists {
+                path: to.to_path_buf(),
+            });
         }
         // No log segment may be retired while it is copied.
         let _retiring = lock(&self.retiring);
