@@ -241,6 +241,19 @@ impl Metrics {
         }
     }
 
+    /// A queue the store no longer has: its gauges leave the exposition instead of keeping the
+    /// last values they were set to.
+    pub fn forget_queue(&self, workspace: &str, sink: &str) {
+        let labels = SinkLabels {
+            workspace: workspace.to_owned(),
+            sink: sink.to_owned(),
+        };
+        for family in [&self.queue_depth, &self.in_flight, &self.dead_letters] {
+            family.remove(&labels);
+        }
+        self.oldest_queued_seconds.remove(&labels);
+    }
+
     pub fn plugin_fault(&self, vendor: &str, kind: &str) {
         self.plugin_faults
             .get_or_create(&PluginFaultLabels {

@@ -106,6 +106,12 @@ impl Store {
         both!(self, s => s.known_queues())
     }
 
+    /// Forgets a queue whose sink is gone and that holds nothing any more (an orphan emptied
+    /// by the operator), so that it is no longer listed.
+    pub fn forget_queue(&self, q: &SinkQueue) {
+        both!(self, s => s.forget_queue(q))
+    }
+
     /// The known queue of one workspace's sink, running or orphaned.
     pub fn known_queue(&self, workspace: &str, sink: &str) -> Option<SinkQueue> {
         self.known_queues()

@@ -175,12 +175,12 @@ impl Admin {
     /// `DELETE /admin/queues/{ws}/{sink}`: drops what an orphaned queue (its sink removed by a
     /// reload) still holds; a running sink's queue is refused.
     async fn drop_orphan(&self, ws: &str, sink: &str) -> Result<Answer, StoreError> {
-        let running = self
-            .topology
-            .load()
-            .workspace(ws)
-            .is_some_and(|w| w.worker(sink).is_some());
-        if running {
+        let running = || {
+            (self.topology.load())
+                .workspace(ws)
+                .is_some_and(|w| w.worker(sink).is_some())
+        };
+        if running() {
             return Ok(error(
                 StatusCode::CONFLICT,
                 "sink_running",
@@ -196,6 +196,11 @@ impl Admin {
         };
         let dropped = self.store.drop_queue(&queue).await?;
         self.store.sync().await?;
+        // Empty, with no dead letters to reach, and its sink still gone: nothing left to list.
+        if queue.dead() == 0 && !running() {
+            self.store.forget_queue(&queue);
+            self.metrics.forget_queue(ws, sink);
+        }
         tracing::warn!(
             workspace = ws,
             sink,

@@ -180,6 +180,10 @@ impl ClusterStore {
         queues
     }
 
+    pub(super) fn forget_queue(&self, q: &SinkQueue) {
+        lock(&self.queues).remove(q.prefix());
+    }
+
     pub(super) fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
         self.unreadable.inc();
         tracing::error!(%error, "{what} unreadable");

@@ -154,6 +154,10 @@ impl EmbeddedStore {
         queues
     }
 
+    pub fn forget_queue(&self, q: &SinkQueue) {
+        lock(&self.queues).remove(q.prefix());
+    }
+
     /// Counts and logs a stored record that could not be read.
     pub fn unreadable(&self, what: &str, error: &dyn std::fmt::Display) {
         self.unreadable.inc();
