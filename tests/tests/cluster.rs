@@ -190,6 +190,14 @@ fn dead_letters_replay_and_event_lookups_work_in_cluster_mode() {
         (page["dead_letters"].as_array().map_or(0, Vec::len) == 3).then_some(page)
     });
     assert_eq!(page["total"], 3);
+    // Each kept its first attempt, the replay's follows it.
+    for letter in page["dead_letters"].as_array().unwrap() {
+        assert_eq!(
+            letter["attempts"].as_array().map(Vec::len),
+            Some(2),
+            "{letter}"
+        );
+    }
     let deleted = server.operator_request(
         "DELETE",
         &format!("/admin/workspaces/acme/sinks/crm/dead-letters/{}", ids[0]),

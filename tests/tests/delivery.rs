@@ -162,6 +162,20 @@ fn a_poison_event_dead_letters_after_its_schedule_while_the_rest_flow_and_replay
     });
     let event = admin(&server, "GET", &format!("/admin/events/{}", accepted[0]));
     assert_eq!(event["deliveries"][0]["status"], "delivered", "{event}");
+    // The replay kept the three failed attempts; the delivery follows them.
+    let outcomes: Vec<&str> = (event["deliveries"][0]["attempts"].as_array())
+        .map(|a| a.iter().filter_map(|a| a["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        outcomes,
+        [
+            "answered HTTP 500",
+            "answered HTTP 500",
+            "answered HTTP 500",
+            "delivered"
+        ],
+        "{event}"
+    );
 
     // The replay went around the dedupe index, which still holds the event.
     let again = server

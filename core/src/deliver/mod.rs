@@ -88,13 +88,19 @@ pub async fn replay(
 ) -> Result<usize, StoreError> {
     let mut replayed = 0;
     match only {
-        Some(id) => replayed += usize::from(store.requeue(queue, id).await?),
+        Some(id) => {
+            if let Some(letter) = store.dead_letter(queue, id).await? {
+                let state = replay_state(&letter);
+                replayed += usize::from(store.requeue(queue, id, &state).await?);
+            }
+        }
         None => {
             let mut after = None;
             loop {
                 let page = store.dead_letters(queue, after.as_ref(), 1000).await?;
-                for (id, _) in &page.letters {
-                    replayed += usize::from(store.requeue(queue, id).await?);
+                for (id, letter) in &page.letters {
+                    let state = replay_state(letter);
+                    replayed += usize::from(store.requeue(queue, id, &state).await?);
                 }
                 match page.next {
                     Some(next) => after = Some(next),
@@ -107,4 +113,16 @@ pub async fn replay(
         tracing::info!(workspace = %queue.workspace(), sink = %queue.sink(), replayed, "dead letters replayed");
     }
     Ok(replayed)
+}
+
+/// A replayed dead letter's delivery state: its attempts so far, which new ones follow, due at
+/// once and with its retry schedule started again.
+fn replay_state(letter: &[u8]) -> Vec<u8> {
+    let attempts = (record::decode::<DeadLetter>(letter))
+        .map(|dead| dead.attempts)
+        .unwrap_or_default();
+    record::encode(&DeliveryState {
+        attempts,
+        ..DeliveryState::default()
+    })
 }

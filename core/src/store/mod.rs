@@ -289,12 +289,18 @@ impl Store {
         }
     }
 
-    /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
-    /// index is not consulted: a replay is deliberate.
-    pub async fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+    /// Puts a dead letter back on its sink's queue with `state` as its delivery state (the
+    /// attempts so far, so a replay keeps the event's history). The dedupe index is not
+    /// consulted: a replay is deliberate.
+    pub async fn requeue(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        state: &[u8],
+    ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.requeue(q, id),
-            Store::Cluster(s) => s.requeue(q, id).await,
+            Store::Embedded(s) => s.requeue(q, id, state),
+            Store::Cluster(s) => s.requeue(q, id, state).await,
         }
     }
 

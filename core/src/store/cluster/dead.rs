@@ -172,10 +172,16 @@ impl ClusterStore {
         &self,
         q: &SinkQueue,
         id: &EventId,
+        state: &[u8],
     ) -> Result<bool, StoreError> {
         let Some((seq, _, envelope)) = self.dead_message(q, id).await? else {
             return Ok(false);
         };
+        // Before the event is queued, so no instance takes it without its attempts.
+        self.attempts
+            .put(record_key(q, id), codec::versioned(state).into())
+            .await
+            .map_err(|e| cluster("replaying", e))?;
         self.js
             .publish_with_headers(
                 subjects::subject(q),
@@ -191,7 +197,6 @@ impl ClusterStore {
             .filter(subject(q, id))
             .await
             .map_err(|e| cluster("replaying", e))?;
-        let _ = self.attempts.purge(record_key(q, id)).await;
         let _ =
             q.0.dead
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {

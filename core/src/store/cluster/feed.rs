@@ -11,7 +11,7 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
-use super::subjects::{consumer_name, event_id, record_key, subject};
+use super::subjects::{consumer_name, event_id, is_replay, record_key, subject};
 use super::ClusterStore;
 use crate::base::id::EventId;
 use crate::store::{codec, lock, SinkQueue};
@@ -163,8 +163,9 @@ impl Taker {
             return;
         };
         let redelivered = message.info().map(|i| i.delivered > 1).unwrap_or(false);
-        // A message redelivered from another instance resumes its attempts there.
-        let state = if redelivered {
+        // A message redelivered from another instance resumes its attempts there; a replayed
+        // dead letter resumes those it had.
+        let state = if redelivered || is_replay(message.headers.as_ref()) {
             match self.attempts.get(record_key(&self.q, &id)).await {
                 Ok(Some(bytes)) => codec::payload(&bytes).ok().map(<[u8]>::to_vec),
                 _ => None,

@@ -49,3 +49,10 @@ pub(super) fn record_key(q: &SinkQueue, id: &EventId) -> String {
 pub(super) fn event_id(headers: Option<&HeaderMap>) -> Option<EventId> {
     EventId::parse(headers?.get(EVENT_ID_HEADER)?.as_str())
 }
+
+/// A replayed dead letter's message (see [`headers`]; names hold no `.`), whose attempts so far
+/// are in the attempts bucket.
+pub(super) fn is_replay(headers: Option<&HeaderMap>) -> bool {
+    (headers.and_then(|h| h.get(NATS_MESSAGE_ID)))
+        .is_some_and(|id| id.as_str().contains(".replay."))
+}

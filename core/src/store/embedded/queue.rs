@@ -199,16 +199,16 @@ impl EmbeddedStore {
         self.versioned(&trees.dead, &q.key(id))
     }
 
-    /// Puts a dead letter back on its sink's queue with a fresh delivery state. The dedupe
-    /// index is not consulted: a replay is deliberate.
-    pub fn requeue(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
+    /// Puts a dead letter back on its sink's queue with `state` as its delivery state. The
+    /// dedupe index is not consulted: a replay is deliberate.
+    pub fn requeue(&self, q: &SinkQueue, id: &EventId, state: &[u8]) -> Result<bool, StoreError> {
         let trees = self.trees()?;
         let key = q.key(id);
         if trees.dead.remove(&key)?.is_none() {
             return Ok(false);
         }
         q.0.dead.fetch_sub(1, Ordering::Relaxed);
-        trees.attempts.remove(&key)?;
+        trees.attempts.insert(&key, codec::versioned(state))?;
         if self
             .trees()?
             .queue
