@@ -399,3 +399,80 @@ fn a_backup_into_an_existing_directory_is_refused_as_such_and_the_store_stays_re
     backup(&fresh).expect_success("backup into a new directory");
     assert!(fresh.join("wal").is_dir());
 }
+
+#[test]
+fn event_and_dlq_list_show_raw_as_the_vendor_sent_it() {
+    const TOKEN: &str = "cli-admin-token-for-e2e";
+    let refuses = Receiver::start(Mode::Fail(422));
+    let acme = Workspace::new("acme")
+        .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
+        .http_sink("crm", HttpSink::new(refuses.url()))
+        .route(Route::new("*", &["crm"]));
+    let dir = TestDir::new();
+    let server = dir.serve(&Config::new().admin_token(TOKEN).workspace(acme));
+    // Keys out of order, a trailing zero and an integer past 64 bits.
+    let raw = r#"{"type":"message.received","id":"evt_raw_1","data":{"zeta":1,"alpha":1.50,"big":12345678901234567890123}}"#;
+    let id = server
+        .deliver("acme", &WATSI, "watsi-secret-for-e2e", raw, &[])
+        .expect_accepted();
+    let auth = format!("Bearer {TOKEN}");
+    let deadline = std::time::Instant::now() + DELIVERY_DEADLINE;
+    let letters = "/admin/workspaces/acme/sinks/crm/dead-letters";
+    loop {
+        let page = server.operator_request("GET", letters, &[("Authorization", &auth)], None);
+        if page.json()["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+        {
+            assert!(
+                page.body.contains(&format!(r#""raw":{raw}"#)),
+                "{}",
+                page.body
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter: {}",
+            page.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let answer = server.operator_request(
+        "GET",
+        &format!("/admin/events/{id}"),
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert!(
+        answer.body.contains(&format!(r#""raw":{raw}"#)),
+        "{}",
+        answer.body
+    );
+
+    let url = server.admin_url("");
+    let operator = ["--url", url.as_str(), "--token", TOKEN];
+    let list = ["dlq", "list", "--workspace", "acme", "--sink", "crm"];
+    for args in [vec!["event", id.as_str()], list.to_vec()] {
+        let out = run(switchyard_command(args.iter().chain(&operator)));
+        out.expect_success(args[0]);
+        let raw_at = out.stdout.find("\"raw\": {").expect("raw is shown");
+        let shown = &out.stdout[raw_at..];
+        let mut from = 0;
+        for token in [
+            "\"type\"",
+            "\"id\"",
+            "\"zeta\": 1,",
+            "\"alpha\": 1.50,",
+            "\"big\": 12345678901234567890123",
+        ] {
+            let at = shown[from..].find(token).unwrap_or_else(|| {
+                panic!(
+                    "{}: raw should hold {token} next, as sent:\n{}",
+                    args[0], out.stdout
+                )
+            });
+            from += at + token.len();
+        }
+    }
+}

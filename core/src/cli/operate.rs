@@ -1,6 +1,6 @@
 //! The CLI's side of the operator API: which `/admin/...` request each operator command is
 //! (the one place the CLI writes that grammar), and one authenticated JSON call to a running
-//! server.
+//! server, its answer printed as the server wrote it.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -10,6 +10,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::value::RawValue;
 use switchyard::config;
 
 use crate::args::{AdminCommand, DlqCommand, Operator};
@@ -133,13 +134,11 @@ pub fn operate(command: &AdminCommand) -> Result<(), Failure> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let (status, answer) = runtime.block_on(call(&url, &token, method, &path))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&answer).unwrap_or_default()
-    );
+    println!("{}", pretty(answer.get()));
     if (200..300).contains(&status) {
         Ok(())
     } else {
+        let answer: serde_json::Value = serde_json::from_str(answer.get()).unwrap_or_default();
         Err(Failure::Runtime(format!(
             "the server answered {status}: {}",
             answer["message"].as_str().unwrap_or("no message")
@@ -160,13 +159,14 @@ pub fn base_url(listen: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// Sends `method path` to the server at `base` and returns the HTTP status and JSON answer.
+/// Sends `method path` to the server at `base` and returns the HTTP status and JSON answer, as
+/// the server wrote it (an event's `raw` keeps the vendor's key order and numbers).
 async fn call(
     base: &str,
     token: &str,
     method: Method,
     path: &str,
-) -> Result<(u16, serde_json::Value), String> {
+) -> Result<(u16, Box<RawValue>), String> {
     let url: Uri = format!("{}{path}", base.trim_end_matches('/'))
         .parse()
         .map_err(|e| format!("invalid server URL {base:?}: {e}"))?;
@@ -191,4 +191,79 @@ async fn call(
     let json = serde_json::from_slice(&body)
         .map_err(|_| format!("{base} answered {status} with a body that is not JSON"))?;
     Ok((status, json))
+}
+
+/// `json` (valid JSON) laid out as serde_json's pretty printer does, token by token, so that key
+/// order, numbers and string escapes stay exactly as written.
+fn pretty(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let mut depth = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(char::is_ascii_whitespace).is_some() {}
+                match chars.next_if(|c| matches!(c, '}' | ']')) {
+                    Some(close) => out.push(close),
+                    None => {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            _ if c.is_ascii_whitespace() => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn pretty_lays_out_as_serde_json_does() {
+        let json = r#"{"a":[],"b":{},"c":[1,{"d":"x"}],"e":null}"#;
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(pretty(json), serde_json::to_string_pretty(&value).unwrap());
+    }
+
+    #[test]
+    fn pretty_keeps_key_order_numbers_and_strings_as_written() {
+        let json = r#"{"z":1.50, "a" : 12345678901234567890123,"s":"q\"{,:}\\","t":[ ]}"#;
+        let expected = "{\n  \"z\": 1.50,\n  \"a\": 12345678901234567890123,\n  \"s\": \
+                        \"q\\\"{,:}\\\\\",\n  \"t\": []\n}";
+        assert_eq!(pretty(json), expected);
+    }
 }

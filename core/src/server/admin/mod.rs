@@ -13,6 +13,7 @@
 
 mod router;
 mod status;
+mod views;
 
 pub use self::router::Operator;
 
@@ -23,15 +24,15 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::base::id::{rfc3339, EventId};
+use crate::base::id::EventId;
 use crate::base::names::Secret;
-use crate::deliver::{self, DeadLetter, Delivered, DeliveryState};
+use crate::deliver;
 use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::runtime::reload::Reloader;
 use crate::runtime::topology::Topology;
-use crate::store::{DeliveryOf, SinkQueue, Store, StoreError};
+use crate::store::{SinkQueue, Store, StoreError};
 use arc_swap::ArcSwap;
 
 /// A dead-letter page holds at most this many, whatever `limit` asks.
@@ -230,34 +231,6 @@ impl Admin {
         }
     }
 
-    async fn dead_letters(&self, queue: &SinkQueue, page: Page) -> Result<Answer, StoreError> {
-        let found = self
-            .store
-            .dead_letters(queue, page.after.as_ref(), page.limit)
-            .await?;
-        let mut letters = Vec::with_capacity(found.letters.len());
-        for (id, bytes) in found.letters {
-            let mut letter = match deliver::decode::<DeadLetter>(&bytes) {
-                Some(dead) => json!(dead),
-                None => {
-                    self.store
-                        .unreadable(&format!("dead letter {id}"), &"not a dead-letter record");
-                    json!({"event_id": id.to_string(), "unreadable": true})
-                }
-            };
-            letter["envelope"] = self.envelope(&id).await?;
-            letters.push(letter);
-        }
-        Ok(reply(
-            StatusCode::OK,
-            &json!({
-                "dead_letters": letters,
-                "next": found.next.map(|id| id.to_string()),
-                "total": queue.dead(),
-            }),
-        ))
-    }
-
     async fn replay(
         &self,
         queue: &SinkQueue,
@@ -279,62 +252,6 @@ impl Admin {
         self.store.sync().await?;
         tracing::info!(workspace = %queue.workspace(), sink = %queue.sink(), event_id = %id, "dead letter deleted");
         Ok(reply(StatusCode::OK, &json!({ "deleted": id.to_string() })))
-    }
-
-    async fn envelope(&self, id: &EventId) -> Result<Value, StoreError> {
-        Ok(self
-            .store
-            .event(id)
-            .await?
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(Value::Null))
-    }
-
-    async fn event(&self, id: &EventId) -> Result<Answer, StoreError> {
-        let envelope = self.envelope(id).await?;
-        if envelope.is_null() {
-            return Ok(error(
-                StatusCode::NOT_FOUND,
-                "unknown_event",
-                "no such event (never accepted, or past retention)",
-            ));
-        }
-        let topology = self.topology.load_full();
-        let workspace = envelope["workspace"]
-            .as_str()
-            .and_then(|ws| topology.workspace(ws));
-        let mut deliveries = Vec::new();
-        for worker in workspace.into_iter().flat_map(|ws| ws.workers()) {
-            let mut delivery = match self.store.delivery_of(&worker.queue, id).await? {
-                DeliveryOf::Unknown => continue,
-                DeliveryOf::Queued(state) => {
-                    let state: DeliveryState =
-                        state.and_then(|s| deliver::decode(&s)).unwrap_or_default();
-                    let next = std::time::UNIX_EPOCH
-                        + std::time::Duration::from_millis(state.next_attempt_at_ms);
-                    json!({"status": "queued", "attempts": state.attempts, "next_attempt_at": rfc3339(next)})
-                }
-                DeliveryOf::Dead(bytes) => match deliver::decode::<DeadLetter>(&bytes) {
-                    Some(dead) => {
-                        json!({"status": "dead", "reason": dead.reason, "dead_at": dead.dead_at, "attempts": dead.attempts})
-                    }
-                    None => json!({"status": "dead"}),
-                },
-                DeliveryOf::Delivered(bytes) => match deliver::decode::<Delivered>(&bytes) {
-                    Some(done) => {
-                        json!({"status": "delivered", "delivered_at": done.delivered_at, "attempts": done.attempts()})
-                    }
-                    None => json!({"status": "delivered"}),
-                },
-            };
-            delivery["sink"] = json!(worker.sink);
-            deliveries.push(delivery);
-        }
-        deliveries.sort_by_key(|d| d["sink"].to_string());
-        Ok(reply(
-            StatusCode::OK,
-            &json!({ "event": envelope, "deliveries": deliveries }),
-        ))
     }
 }
 
