@@ -428,3 +428,68 @@ fn sign_uses_the_configured_listen_address() {
         assert!(curl.contains(&format!(" {url} ")), "{curl}");
     }
 }
+
+#[test]
+fn a_reload_loads_a_new_plugin_library_and_names_a_replaced_one_as_needing_a_restart() {
+    const TOKEN: &str = "ops-admin-token-for-e2e";
+    let dir = TestDir::without_plugins();
+    dir.install(&artifacts().plugin("watsi"), "watsi");
+    let server = dir.serve(
+        &Config::new()
+            .admin_token(TOKEN)
+            .workspace(watsi_workspace("a")),
+    );
+    let reload = |what: &str| {
+        let url = server.admin_url("");
+        let mut command = switchyard_command(["reload", "--url", &url, "--token", TOKEN]);
+        command.arg("--config").arg(dir.path().join("routes.yaml"));
+        let out = run(command);
+        out.expect_success(what);
+        serde_json::from_str::<Value>(&out.stdout).expect("a JSON answer")
+    };
+
+    // Docssmith's library arrives with a file that uses it.
+    let docssmith = dir.install(&artifacts().plugin("docssmith"), "docssmith");
+    let both =
+        watsi_workspace("a").vendor(Vendor::new("docssmith", &[&secret("a", "docssmith", 1)]));
+    let routes = dir.write_config(&Config::new().admin_token(TOKEN).workspace(both));
+    let out = check(&routes);
+    out.expect_success("check with docssmith");
+    let listed = format!("plugin docssmith: {}", docssmith.display());
+    assert!(out.stdout.contains(&listed), "{}", out.stdout);
+    let answer = reload("reload with docssmith's library new");
+    assert_eq!(answer["plugins_loaded"], json!(["docssmith"]), "{answer}");
+    assert_eq!(answer["restart_needed"], json!([]), "{answer}");
+    let body = r#"{"id":"ds_reloaded","type":"group.created","payload":{"id":"g1"}}"#;
+    let id = server
+        .deliver("a", &DOCSSMITH, &secret("a", "docssmith", 1), body, &[])
+        .expect_accepted();
+    dir.sink("a", "events").wait_for(&id);
+
+    // Watsi's library replaced (a new file renamed over it): still the loaded one, until a
+    // restart, and the reload says so.
+    let watsi = dir
+        .plugins_dir()
+        .join(library_file_name("switchyard_watsi"));
+    let fresh = dir.plugins_dir().join("watsi.new");
+    std::fs::copy(artifacts().plugin("watsi"), &fresh).unwrap();
+    std::fs::rename(&fresh, &watsi).unwrap();
+    let answer = reload("reload with watsi's library replaced");
+    assert_eq!(answer["plugins_loaded"], json!([]), "{answer}");
+    let notes = answer["restart_needed"].as_array().expect("a list");
+    assert_eq!(notes.len(), 1, "{answer}");
+    let note = notes[0].as_str().unwrap_or_default();
+    let changed = format!(
+        "vendor `watsi`: {} changed since it was loaded",
+        watsi.display()
+    );
+    assert!(
+        note.contains(&changed) && note.contains("restart"),
+        "{note}"
+    );
+    let body = watsi_event("evt_after_replace");
+    let id = server
+        .deliver("a", &WATSI, &secret("a", "watsi", 1), &body, &[])
+        .expect_accepted();
+    dir.sink("a", "events").wait_for(&id);
+}

@@ -38,6 +38,14 @@ pub fn check(config_path: &Path) -> Result<(), Failure> {
     for file in &config.included {
         println!("  included {}", file.display());
     }
+    for plugin in plugins.iter() {
+        println!("  plugin {}: {}", plugin.vendor, plugin.path.display());
+    }
+    println!(
+        "note: a running server loads the libraries new to it at `switchyard reload`; one that \
+         replaces a library it loaded (the same file changed, or another file for the same \
+         vendor) takes a restart, and the reload names it"
+    );
     for default in &config.default_secrets {
         println!(
             "warning: {} uses the development default of ${{{}}}",

@@ -22,14 +22,19 @@ pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {
 }
 
 /// Every loaded plugin, by vendor.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Plugins {
-    by_vendor: BTreeMap<VendorName, Arc<VendorPlugin>>,
+    pub(super) by_vendor: BTreeMap<VendorName, Arc<VendorPlugin>>,
 }
 
 impl Plugins {
     /// Loads every `libswitchyard_*` library in `dir`, reporting every refusal, not just the first.
     pub fn load_dir(dir: &Path) -> Result<Plugins, Vec<PluginError>> {
+        Plugins::load_files(&Plugins::library_paths(dir)?)
+    }
+
+    /// The `libswitchyard_*` libraries in `dir`, in name order.
+    pub(super) fn library_paths(dir: &Path) -> Result<Vec<PathBuf>, Vec<PluginError>> {
         let entries = std::fs::read_dir(dir).map_err(|source| {
             vec![PluginError::Dir {
                 path: dir.to_path_buf(),
@@ -45,7 +50,7 @@ impl Plugins {
             })
             .collect();
         paths.sort();
-        Plugins::load_files(&paths)
+        Ok(paths)
     }
 
     /// Loads the given libraries.

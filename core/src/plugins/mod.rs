@@ -7,6 +7,7 @@
 mod dir;
 mod elf;
 mod loader;
+mod rescan;
 mod runner;
 mod vectors;
 pub mod wire;
@@ -18,6 +19,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use switchyard_plugin_abi as abi;
 
 pub use self::dir::{plugins_dir, Plugins};
+pub use self::rescan::Rescan;
 pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
 use crate::base::names::{Secret, VendorName};
 use crate::event::envelope::MappedEvent;
@@ -132,6 +134,8 @@ pub struct VendorPlugin {
     verify_override: bool,
     entries: loader::Entries,
     guard: runner::Guard,
+    /// The file as it was when loaded: a reload recognises it replaced.
+    stamp: Option<rescan::FileStamp>,
 }
 
 impl std::fmt::Debug for VendorPlugin {
@@ -146,6 +150,7 @@ impl std::fmt::Debug for VendorPlugin {
 impl VendorPlugin {
     /// Loads one library and proves its test vectors with the core's own HMAC code.
     pub fn load(path: &Path) -> Result<VendorPlugin, PluginError> {
+        let stamp = rescan::FileStamp::of(path);
         let d = loader::open(path)?;
         let invalid = |reason: String| PluginError::InvalidDescriptor {
             path: path.to_path_buf(),
@@ -220,6 +225,7 @@ impl VendorPlugin {
             verify_override: d.entries.verify.is_some(),
             entries: d.entries,
             guard: runner::Guard::new(runner::Policy::default()),
+            stamp,
         };
         for (index, vector) in d.test_vectors.iter().enumerate() {
             plugin

@@ -4,7 +4,8 @@
 //! keep their running worker, and nothing queued is touched. An invalid one is refused with
 //! every problem, and the running configuration stays. A sink the new configuration drops
 //! keeps its queue in the store, listed as orphaned, until a configuration brings it back.
-//! Plugins and the `server` section are read at start-up only.
+//! Plugin libraries new to the plugins directory are loaded (see [`crate::plugins::Rescan`]);
+//! the `server` section is read at start-up only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::plugins::Plugins;
+use crate::plugins::{self, PluginError, Plugins};
 use crate::runtime::topology::{Topology, TopologyError};
 use crate::store::Store;
 
@@ -23,6 +24,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error("{}", plugins::refusal_message(.0))]
+    Plugins(Vec<PluginError>),
 }
 
 /// What a reload changed.
@@ -35,11 +38,17 @@ pub struct Reloaded {
     pub stopped: Vec<String>,
     /// The `server` section differs from the running one: it applies at the next restart.
     pub server_changed: bool,
+    /// The vendors whose library this reload loaded.
+    pub plugins_loaded: Vec<String>,
+    /// Libraries that replace one already loaded, which only a restart puts to use.
+    pub restart_needed: Vec<String>,
 }
 
 pub struct Reloader {
     path: PathBuf,
-    plugins: Arc<Plugins>,
+    plugins: Arc<ArcSwap<Plugins>>,
+    /// The running `server.plugins_dir` (or its default).
+    plugins_dir: PathBuf,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     topology: Arc<ArcSwap<Topology>>,
@@ -50,7 +59,7 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(
         running: Config,
-        plugins: Arc<Plugins>,
+        plugins: Arc<ArcSwap<Plugins>>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         topology: Arc<ArcSwap<Topology>>,
@@ -58,6 +67,7 @@ impl Reloader {
         Reloader {
             path: running.path.clone(),
             plugins,
+            plugins_dir: plugins::plugins_dir(running.server.plugins_dir.as_ref()),
             store,
             metrics,
             topology,
@@ -81,11 +91,13 @@ impl Reloader {
                 return Err(error.into());
             }
         };
-        config.check_vendors(&|vendor| self.plugins.get(vendor.as_str()).is_some())?;
+        let (loaded, restart_needed) = self.rescan_plugins().await?;
+        let plugins = self.plugins.load_full();
+        config.check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())?;
         let previous = self.topology.load_full();
         let next = Topology::build(
             &config,
-            &self.plugins,
+            &plugins,
             &self.store,
             &self.metrics,
             Some(&previous),
@@ -98,6 +110,8 @@ impl Reloader {
             started,
             stopped,
             server_changed,
+            plugins_loaded: loaded,
+            restart_needed,
         };
         self.topology.store(Arc::new(next));
         *running = config;
@@ -111,5 +125,33 @@ impl Reloader {
             tracing::warn!("the server section changed: it takes effect at the next restart");
         }
         Ok(reloaded)
+    }
+
+    /// Loads the libraries new to the plugins directory; returns their vendors and what needs
+    /// a restart. Those loaded stay loaded even if the configuration is then refused.
+    async fn rescan_plugins(&self) -> Result<(Vec<String>, Vec<String>), ReloadError> {
+        let (plugins, dir) = (self.plugins.load_full(), self.plugins_dir.clone());
+        let rescan = tokio::task::spawn_blocking(move || plugins.rescan(&dir))
+            .await
+            .map_err(|e| {
+                ReloadError::Plugins(vec![PluginError::Open {
+                    path: self.plugins_dir.clone(),
+                    reason: format!("the rescan stopped: {e}"),
+                }])
+            })?
+            .map_err(|errors| {
+                let error = ReloadError::Plugins(errors);
+                tracing::error!(%error, "reload refused; the running configuration stays");
+                error
+            })?;
+        let loaded: Vec<String> = rescan.loaded.iter().map(|v| v.to_string()).collect();
+        if !loaded.is_empty() {
+            tracing::info!(vendors = %loaded.join(","), "plugin libraries loaded");
+            self.plugins.store(Arc::new(rescan.plugins));
+        }
+        for note in &rescan.restart_needed {
+            tracing::warn!("{note}");
+        }
+        Ok((loaded, rescan.restart_needed))
     }
 }

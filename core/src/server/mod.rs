@@ -77,7 +77,6 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         StoreMetrics::of(&metrics),
     )
     .await?;
-    let plugins = Arc::new(plugins);
     let topology = Arc::new(ArcSwap::from_pointee(
         Topology::build(&config, &plugins, &store, &metrics, None).await?,
     ));
@@ -97,6 +96,9 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     let mut workspaces: Vec<String> = config.workspaces.keys().map(|w| w.to_string()).collect();
     workspaces.sort();
     let vendors: Vec<&str> = plugins.iter().map(|p| p.vendor.as_str()).collect();
+    let vendors = vendors.join(",");
+    // A reload adds the libraries new to the plugins directory.
+    let plugins = Arc::new(ArcSwap::from_pointee(plugins));
     tracing::info!(
         addr = %local,
         tls = certs.is_some(),
@@ -107,7 +109,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         },
         data_dir = %server.data_dir.display(),
         workspaces = %workspaces.join(","),
-        plugins = %vendors.join(","),
+        plugins = %vendors,
         "switchyard is listening"
     );
     let operator_addr = operator.local_addr().unwrap_or(server.admin_listen);

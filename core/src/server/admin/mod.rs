@@ -45,7 +45,8 @@ pub struct Admin {
     pub topology: Arc<ArcSwap<Topology>>,
     pub reloader: Arc<Reloader>,
     pub store: Arc<Store>,
-    pub plugins: Arc<Plugins>,
+    /// The loaded plugins, which a reload may add to.
+    pub plugins: Arc<ArcSwap<Plugins>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -221,6 +222,8 @@ impl Admin {
                     "started": done.started,
                     "stopped": done.stopped,
                     "server_changed": done.server_changed,
+                    "plugins_loaded": done.plugins_loaded,
+                    "restart_needed": done.restart_needed,
                 }),
             ),
             Err(e) => error(

@@ -11,8 +11,9 @@ use crate::metrics::{Format, SinkLabels};
 impl Admin {
     /// Ready while the store takes writes and plugins are loaded.
     pub fn readiness(&self) -> Answer {
-        let plugins: Vec<&str> = self.plugins.iter().map(|p| p.vendor.as_str()).collect();
-        if self.store.is_healthy() && !self.plugins.is_empty() {
+        let loaded = self.plugins.load();
+        let plugins: Vec<&str> = loaded.iter().map(|p| p.vendor.as_str()).collect();
+        if self.store.is_healthy() && !loaded.is_empty() {
             reply(
                 StatusCode::OK,
                 &json!({"status": "ready", "plugins": plugins}),
