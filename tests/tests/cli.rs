@@ -476,3 +476,32 @@ fn event_and_dlq_list_show_raw_as_the_vendor_sent_it() {
         }
     }
 }
+
+#[test]
+fn a_development_admin_token_default_is_warned_about_and_serves_the_operator_commands() {
+    let dir = TestDir::new();
+    let text = Config::new()
+        .admin_token("${SWITCHYARD_ADMIN_TOKEN:-dev-admin-token}")
+        .workspace(acme_with_routes(&[]))
+        .render(&dir);
+    let routes = dir.write("routes.yaml", text);
+    let out = check(&routes);
+    out.expect_success("check with the admin token's default");
+    let warning =
+        "warning: server.admin_token uses the development default of ${SWITCHYARD_ADMIN_TOKEN}";
+    assert!(out.stdout.contains(warning), "{}", out.stdout);
+
+    let server = Server::start(&routes);
+    let log = server.log_containing("DEVELOPMENT SECRET IN USE: SWITCHYARD_ADMIN_TOKEN is unset");
+    assert!(log.contains("server.admin_token"), "{log}");
+    // The client reads the same default from the file.
+    let url = server.admin_url("");
+    let mut queues = switchyard_command(["queues", "--url", &url]);
+    queues.arg("--config").arg(&routes);
+    run(queues).expect_success("queues with the token's default");
+    assert!(
+        !server.log().contains("dev-admin-token"),
+        "{}",
+        server.log()
+    );
+}
