@@ -20,19 +20,27 @@ where
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
-    // The repository's routes.yaml reads these; the tests want its defaults, whatever the
-    // environment running them holds.
-    for var in REPOSITORY_CONFIG_VARIABLES {
-        command.env_remove(var);
-    }
+    clear_repository_variables(&mut command);
     command
 }
 
-/// The variables the repository's routes.yaml reads.
-const REPOSITORY_CONFIG_VARIABLES: [&str; 8] = [
+/// Removes the variables the shipped routes.yaml and the operator commands read, so that the
+/// tests get the defaults whatever the environment running them holds; a test sets what it
+/// wants afterwards.
+pub(crate) fn clear_repository_variables(command: &mut Command) {
+    for var in REPOSITORY_VARIABLES {
+        command.env_remove(var);
+    }
+}
+
+const REPOSITORY_VARIABLES: [&str; 12] = [
+    "SWITCHYARD_CONFIG",
     "SWITCHYARD_LISTEN",
     "SWITCHYARD_ADMIN_LISTEN",
     "SWITCHYARD_ADMIN_TOKEN",
+    "SWITCHYARD_ADMIN_URL",
+    "SWITCHYARD_LOG_FORMAT",
+    "SWITCHYARD_SIGN_SECRET",
     "DEMO_WATSI_SECRET",
     "DEMO_WHATSABLE_SECRET",
     "DEMO_WHATSSYNC_SECRET",
