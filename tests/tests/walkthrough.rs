@@ -78,8 +78,16 @@ fn the_walkthrough_and_every_command_work_on_the_shipped_demo() {
     let demo = DemoDir::new();
     // `./target/release/switchyard serve` in the checkout: the routes.yaml beside it.
     let server = demo.serve();
-    server.log_containing("server.admin_token uses the development default");
-    server.log_containing("secrets[0] uses the development default");
+    // Loudly, for the operator token as for every secret that fell back to its default.
+    let log = server.log_containing("switchyard is listening");
+    for key in ["server.admin_token", "workspaces.demo.vendors.watsi.secrets[0]"] {
+        assert!(
+            log.lines().any(|l| l.contains(" WARN ")
+                && l.contains(key)
+                && l.to_ascii_lowercase().contains("development")),
+            "no warning about {key}'s development default:\n{log}"
+        );
+    }
 
     let walkthrough = readme.section("A 60-second walkthrough");
     let blocks = shell_blocks(walkthrough);
@@ -238,7 +246,7 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
     // commands on them.
     assert_eq!(
         operator(demo, server, "dlq list --workspace demo --sink events"),
-        json!({"dead_letters": [], "next": null})
+        json!({"dead_letters": [], "next": null, "total": 0})
     );
     assert_eq!(
         operator(
