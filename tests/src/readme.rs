@@ -83,9 +83,7 @@ pub fn table_commands(section: &str) -> Vec<String> {
         .filter_map(|line| line.strip_prefix("| `switchyard "))
         .map(|rest| {
             rest.split(|c: char| c == ' ' || c == '`')
-                .take_while(|word| {
-                    !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase())
-                })
+                .take_while(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase()))
                 .collect::<Vec<_>>()
                 .join(" ")
         })

@@ -55,7 +55,9 @@ fn metrics_exported(page: &str) -> BTreeSet<String> {
 fn the_alert_rules_pass_promtool_and_read_only_metrics_the_server_exports() {
     let promtool = tool("promtool");
     let mut check = Command::new(&promtool);
-    check.args(["check", "rules"]).arg(deploy("prometheus/alerts.yaml"));
+    check
+        .args(["check", "rules"])
+        .arg(deploy("prometheus/alerts.yaml"));
     passes(check, "promtool check rules");
     // The unit tests: a stalled low-volume sink and a burst of signature failures fire, a sink
     // catching up and a trickle of failures do not.
@@ -123,9 +125,9 @@ fn the_systemd_unit_passes_systemd_analyze_reloads_with_sighup_and_can_write_bac
         .collect();
     assert!(state.contains(&"switchyard-backups"), "{state:?}");
     assert!(
-        setting("ReadWritePaths")
-            .iter()
-            .any(|v| v.split_whitespace().any(|p| p == "/var/lib/switchyard-backups")),
+        setting("ReadWritePaths").iter().any(|v| v
+            .split_whitespace()
+            .any(|p| p == "/var/lib/switchyard-backups")),
         "the backups directory must be writable under ProtectSystem=strict"
     );
 
@@ -177,7 +179,11 @@ fn the_dockerfile_passes_hadolint_and_builds_only_the_server_and_the_shipped_plu
         .split("RUN ")
         .find(|step| step.contains("cargo build"))
         .expect("the Dockerfile runs cargo build");
-    let build = build.split("&&").next().unwrap_or_default().replace("\\\n", " ");
+    let build = build
+        .split("&&")
+        .next()
+        .unwrap_or_default()
+        .replace("\\\n", " ");
     let packages: BTreeSet<&str> = build
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -196,7 +202,10 @@ fn the_dockerfile_passes_hadolint_and_builds_only_the_server_and_the_shipped_plu
     assert!(build.contains("--release --locked"), "{build}");
 
     // The operator listener reachable by the orchestrator, and a volume to back up into.
-    assert!(text.contains("SWITCHYARD_ADMIN_LISTEN=0.0.0.0:9090"), "{text}");
+    assert!(
+        text.contains("SWITCHYARD_ADMIN_LISTEN=0.0.0.0:9090"),
+        "{text}"
+    );
     assert!(
         read(&deploy("routes.yaml")).contains("admin_listen: ${SWITCHYARD_ADMIN_LISTEN"),
         "the image's routes file must read SWITCHYARD_ADMIN_LISTEN"

@@ -80,7 +80,10 @@ fn the_walkthrough_and_every_command_work_on_the_shipped_demo() {
     let server = demo.serve();
     // Loudly, for the operator token as for every secret that fell back to its default.
     let log = server.log_containing("switchyard is listening");
-    for key in ["server.admin_token", "workspaces.demo.vendors.watsi.secrets[0]"] {
+    for key in [
+        "server.admin_token",
+        "workspaces.demo.vendors.watsi.secrets[0]",
+    ] {
         assert!(
             log.lines().any(|l| l.contains(" WARN ")
                 && l.contains(key)
@@ -261,7 +264,10 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
     );
     sh(demo, server, &delete).expect_failure(
         "dlq delete of an event that is not a dead letter",
-        &["the server answered 404", "no dead letter with that event id"],
+        &[
+            "the server answered 404",
+            "no dead letter with that event id",
+        ],
     );
 
     // The backup goes to a new directory, named relative to where the command runs.
@@ -274,6 +280,10 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
         "{} is empty",
         to.display()
     );
-    sh(demo, server, "./target/release/switchyard backup --to backups/first")
-        .expect_failure("a backup into an existing directory", &["exists"]);
+    sh(
+        demo,
+        server,
+        "./target/release/switchyard backup --to backups/first",
+    )
+    .expect_failure("a backup into an existing directory", &["exists"]);
 }
