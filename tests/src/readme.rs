@@ -82,7 +82,7 @@ pub fn table_commands(section: &str) -> Vec<String> {
         .lines()
         .filter_map(|line| line.strip_prefix("| `switchyard "))
         .map(|rest| {
-            rest.split(|c: char| c == ' ' || c == '`')
+            rest.split([' ', '`'])
                 .take_while(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase()))
                 .collect::<Vec<_>>()
                 .join(" ")
