@@ -125,7 +125,12 @@ fn write_file(
     mode: u16,
     mtime: std::time::SystemTime,
 ) -> io::Result<()> {
-    let file = OpenOptions::new().create(true).write(true).open(path)?;
+    // Not truncated: the chunks it already holds stay, and set_len below cuts the rest.
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)?;
     for (i, (offset, chunk, len)) in content.chunks().enumerate() {
         if base.is_some_and(|b| content.shares_chunk(b, i)) {
             continue;

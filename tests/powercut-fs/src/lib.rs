@@ -28,6 +28,7 @@ mod content;
 mod disk;
 mod fuse;
 pub mod model;
+mod tree;
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -15,6 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::time::SystemTime;
 
 use crate::content::Content;
+pub use crate::tree::Tree;
 
 pub type Ino = u64;
 /// The root directory's inode, as FUSE numbers it.
@@ -44,37 +45,6 @@ pub struct Attr {
     pub mode: u16,
     pub mtime: SystemTime,
     pub nlink: u32,
-}
-
-/// What a power cut leaves: a directory tree with each file's synced bytes.
-#[derive(Clone, Debug)]
-pub enum Tree {
-    File {
-        content: Content,
-        mode: u16,
-        mtime: SystemTime,
-    },
-    Dir {
-        entries: BTreeMap<OsString, Tree>,
-        mode: u16,
-    },
-}
-
-impl Tree {
-    /// The bytes of the file at `path` (names from this directory down), if there is one.
-    pub fn file(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let mut at = self;
-        for name in path {
-            let Tree::Dir { entries, .. } = at else {
-                return None;
-            };
-            at = entries.get(OsStr::new(name))?;
-        }
-        match at {
-            Tree::File { content, .. } => Some(content.to_vec()),
-            Tree::Dir { .. } => None,
-        }
-    }
 }
 
 enum Kind {
