@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use switchyard_powercut_fs::PowerCut;
 
+const NEEDS: &str = "mounting needs /dev/fuse, and root or fusermount3 (Debian's fuse3)";
+
 /// A backing directory and a mount point in one temporary directory.
 struct Dirs {
     _root: tempfile::TempDir,
@@ -46,7 +48,7 @@ fn append(path: &Path, bytes: &[u8]) -> File {
 #[test]
 fn a_cut_keeps_synced_files_and_entries_and_drops_the_rest() {
     let d = dirs();
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     let m = disk.path().to_owned();
     fs::create_dir(m.join("data")).unwrap();
     sync_dir(&m);
@@ -87,7 +89,7 @@ fn a_cut_keeps_synced_files_and_entries_and_drops_the_rest() {
     assert!(!d.backing.join("data/sub").exists());
     assert_eq!(fs::read(d.backing.join("sink.jsonl")).unwrap(), b"");
 
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount again");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     assert_eq!(fs::read(m.join("data/log")).unwrap(), b"line 1\n");
     let mut names: Vec<_> = fs::read_dir(&m)
         .unwrap()
@@ -101,7 +103,7 @@ fn a_cut_keeps_synced_files_and_entries_and_drops_the_rest() {
 #[test]
 fn checkpoint_by_rename_survives_old_or_new_and_removals_take_a_directory_sync() {
     let d = dirs();
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     let m = disk.path().to_owned();
     let write_synced = |name: &str, bytes: &[u8]| {
         let mut f = File::create(m.join(name)).unwrap();
@@ -119,7 +121,7 @@ fn checkpoint_by_rename_survives_old_or_new_and_removals_take_a_directory_sync()
     assert_eq!(fs::read(d.backing.join("segment-1")).unwrap(), b"frames");
     assert!(!d.backing.join("checkpoint.new").exists());
 
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount again");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     write_synced("checkpoint.new", b"new");
     fs::rename(m.join("checkpoint.new"), m.join("checkpoint")).unwrap();
     fs::remove_file(m.join("segment-1")).unwrap();
@@ -132,7 +134,7 @@ fn checkpoint_by_rename_survives_old_or_new_and_removals_take_a_directory_sync()
 #[test]
 fn a_large_file_rewritten_in_place_is_written_back_whole_and_right() {
     let d = dirs();
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     let path = disk.path().join("db");
     let mut bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let mut file = File::create(&path).unwrap();
@@ -142,7 +144,7 @@ fn a_large_file_rewritten_in_place_is_written_back_whole_and_right() {
     drop(file);
     disk.cut().expect("cut");
 
-    let disk = PowerCut::mount(&d.backing, &d.mount).expect("mount again");
+    let disk = PowerCut::mount(&d.backing, &d.mount).expect(NEEDS);
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, b"patched", 100_000).unwrap();
     file.set_len(150_000).unwrap();
