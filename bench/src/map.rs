@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Instant, SystemTime};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use switchyard::names::Secret;
+use switchyard::base::names::Secret;
 use switchyard::plugins::{Plugins, VendorPlugin};
 
 use crate::payload::{self, Template};

@@ -1,27 +1,21 @@
 //! switchyard: receives vendor webhooks for many workspaces, verifies them in constant time,
 //! drops repeats, maps each to one canonical envelope and routes it to the workspace's sinks.
 //!
-//! Data flows one way: [`http`] (listeners, router) -> [`hooks`] (the vendor front door) ->
-//! [`plugins`] (handshake, map) and [`verify`] -> [`dedupe`] -> [`route`] -> [`store`] (durable
-//! commit, queues) -> [`deliver`] -> [`sinks`]. [`admin`] is the operator's view of the same.
+//! The modules read ground up, each importing only those below it (docs/architecture.md has
+//! the floors, what each owns, and both journeys file by file): [`base`], [`http`] and
+//! [`metrics`] at the ground; [`event`] (envelope, dedupe, verify); the adapters [`plugins`],
+//! [`sinks`] and [`store`]; [`config`] and [`deliver`]; [`runtime`] (topology, reload, route,
+//! quota); [`server`] (the vendor front door in `server::hooks`, the operator's in
+//! `server::admin`). The `switchyard` binary (`src/cli/`) stands on top.
 
-pub mod admin;
-pub mod admin_client;
-pub mod broker_url;
+pub mod base;
 pub mod config;
-pub mod dedupe;
 pub mod deliver;
-pub mod envelope;
-pub mod hooks;
+pub mod event;
 pub mod http;
 pub mod metrics;
-pub mod names;
-pub mod nats;
 pub mod plugins;
-pub mod reload;
-pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod sinks;
 pub mod store;
-pub mod topology;
-pub mod verify;

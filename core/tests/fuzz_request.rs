@@ -16,11 +16,12 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use serde_json::Value;
-use switchyard::dedupe::DedupeKey;
-use switchyard::envelope::{Envelope, EventId};
-use switchyard::names::{Secret, WorkspaceId};
+use switchyard::base::id::EventId;
+use switchyard::base::names::{Secret, WorkspaceId};
+use switchyard::event::dedupe::DedupeKey;
+use switchyard::event::envelope::Envelope;
+use switchyard::event::verify::{Signable, Signed};
 use switchyard::plugins::{MapFailure, Plugins, VendorPlugin};
-use switchyard::verify::{Signable, Signed};
 
 const SECRET: &str = "fuzz-secret-of-more-than-16-bytes";
 

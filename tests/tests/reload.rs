@@ -227,3 +227,55 @@ fn an_orphaned_queue_can_be_dropped_a_running_one_cannot_and_sinks_show_latency_
     let crm = crm_queue(&server);
     assert_eq!(crm["queued"], 0, "still listed, empty: {crm}");
 }
+
+#[test]
+fn a_request_in_flight_during_a_reload_finishes_on_the_configuration_it_started_with() {
+    const NEW_SECRET: &str = "reload-secret-after-rotation";
+    let dir = TestDir::new();
+    let config = Config::new().admin_token(TOKEN).workspace(acme());
+    let server = dir.serve(&config);
+    let body = r#"{"id":"evt_in_flight","type":"message.received"}"#;
+
+    // A delivery signed with the secret of today's configuration, its body held back: the
+    // `100 Continue` says the server has admitted the head and is reading the body.
+    let signature = WATSI.signature(SECRET, body.as_bytes());
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n{}: {signature}\r\n\r\n",
+        hook("acme", "watsi"),
+        body.len(),
+        WATSI.header,
+    );
+    let mut connection = server.connect();
+    connection.send(head.as_bytes()).expect("send the head");
+    connection
+        .expect_continue(WITHIN)
+        .unwrap_or_else(|got| panic!("no 100 Continue to a signed head: {got}"));
+
+    // The secret is rotated while the body is in flight.
+    let rotated = Config::new().admin_token(TOKEN).workspace(
+        Workspace::new("acme")
+            .vendor(Vendor::new("watsi", &[NEW_SECRET]))
+            .file_sink("events")
+            .route(Route::new("*", &["events"])),
+    );
+    dir.write_config(&rotated);
+    reload_cli(&server, &dir).expect_success("reload with the rotated secret");
+
+    // The request began under the old secret and is verified with it.
+    connection.send(body.as_bytes()).expect("send the body");
+    let id = match connection.read_reply(WITHIN) {
+        Received::Reply(reply) => reply.expect_accepted(),
+        other => panic!("no answer to the delivery in flight: {other:?}"),
+    };
+    dir.sink("acme", "events").wait_for(&id);
+
+    // Requests that begin after the reload use the new secret.
+    let after = r#"{"id":"evt_after_rotation","type":"message.received"}"#;
+    server
+        .deliver("acme", &WATSI, SECRET, after, &[])
+        .expect_error(401, "signature_mismatch");
+    server
+        .deliver("acme", &WATSI, NEW_SECRET, after, &[])
+        .expect_accepted();
+}

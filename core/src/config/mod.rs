@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+mod fields;
 mod include;
 mod locate;
 mod raw;
@@ -29,7 +30,11 @@ use serde_yaml::Value;
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
 use self::locate::{KeyPath, Locator, MAX_DEPTH};
-use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::event::verify::SchemeChange;
+use crate::http::tls::TlsFiles;
+use crate::sinks::SinkKind;
+use crate::store::StoreConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -116,41 +121,6 @@ impl FromStr for LogFormat {
     }
 }
 
-/// `server.store`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// sled and a write-ahead log in `data_dir`: one process, nothing else to run.
-    #[default]
-    Embedded,
-    /// Cluster mode: NATS JetStream, shared by every instance pointed at it.
-    Nats(NatsStoreConfig),
-}
-
-/// `server.store` with `type: nats`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsStoreConfig {
-    /// Seed servers of one NATS cluster; the client learns the rest.
-    pub servers: Vec<crate::broker_url::BrokerUrl>,
-    /// Copies of every stream and bucket (1 to 5, at most the cluster's size); default 1.
-    pub replicas: usize,
-    /// Connect and request time limit; default 10s.
-    pub timeout: Duration,
-    /// How long an instance holds queued events it took without renewing them: the time a
-    /// dead instance's share of a queue waits before another takes it; default 30s.
-    pub lease: Duration,
-    /// `credentials` and `tls`.
-    pub access: crate::nats::NatsAccess,
-}
-
-/// `server.tls`: PEM files, read at start and again on SIGHUP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceConfig {
     /// The file that defines it: the main file or an included one.
@@ -225,36 +195,6 @@ pub enum SignatureConfig {
     Plugin(SchemeChange),
 }
 
-/// Changes to a plugin's signature scheme (`signature: { header, encoding, prefix }`, or the
-/// older `signature_header`), for a vendor account that signs differently from what its
-/// document suggests. Unset parts keep the plugin's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SchemeChange {
-    /// A valid header name, in lower case.
-    pub header: Option<String>,
-    pub encoding: Option<crate::verify::Encoding>,
-    pub prefix: Option<String>,
-}
-
-impl SchemeChange {
-    pub fn apply(&self, scheme: &crate::verify::SignatureScheme) -> crate::verify::SignatureScheme {
-        let mut scheme = scheme.clone();
-        if let Some(header) = &self.header {
-            // Validated as a header name when the configuration was read.
-            if let Ok(header) = hyper::header::HeaderName::from_bytes(header.as_bytes()) {
-                scheme.header = header;
-            }
-        }
-        if let Some(encoding) = self.encoding {
-            scheme.encoding = encoding;
-        }
-        if let Some(prefix) = &self.prefix {
-            scheme.prefix = prefix.clone();
-        }
-        scheme
-    }
-}
-
 /// One sink: what it is, and how its delivery worker treats failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkConfig {
@@ -294,24 +234,6 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkKind {
-    Stdout,
-    File {
-        path: PathBuf,
-    },
-    Http {
-        /// Absolute, http or https.
-        url: hyper::Uri,
-        /// Default 10s.
-        timeout: Duration,
-        /// Signs deliveries (Standard Webhooks) when present.
-        secret: Option<Secret>,
-    },
-    Nats(crate::sinks::NatsConfig),
-    Redis(crate::sinks::RedisConfig),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {

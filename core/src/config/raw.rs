@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 use super::error::Problems;
+use super::fields::Reader;
 use super::locate::KeyPath;
 
 #[derive(Debug, Default)]
@@ -164,26 +165,6 @@ pub(crate) fn read_included(
     });
     reader.finish(fields);
     workspaces
-}
-
-struct Reader<'a> {
-    problems: &'a mut Problems,
-}
-
-/// The entries of one mapping, handed out by key; what is never asked for is unknown.
-struct Fields {
-    at: KeyPath,
-    entries: Vec<(String, Value)>,
-    known: Vec<&'static str>,
-}
-
-impl Fields {
-    /// The value at `key`; an explicit null is as good as absent.
-    fn take(&mut self, key: &'static str) -> Option<Value> {
-        self.known.push(key);
-        let index = self.entries.iter().position(|(name, _)| name == key)?;
-        Some(self.entries.swap_remove(index).1).filter(|value| !value.is_null())
-    }
 }
 
 impl Reader<'_> {
@@ -366,124 +347,5 @@ impl Reader<'_> {
         };
         self.finish(f);
         raw
-    }
-
-    /// The entries of a mapping; none (after a problem) if `value` is something else.
-    fn fields(&mut self, at: &KeyPath, value: Value, expecting: &str) -> Fields {
-        let entries = self
-            .mapping(at, value, expecting)
-            .map(|mapping| self.entries(at, mapping))
-            .unwrap_or_default();
-        Fields {
-            at: at.clone(),
-            entries,
-            known: Vec::new(),
-        }
-    }
-
-    /// Reports every key of `fields` that was never asked for.
-    fn finish(&mut self, fields: Fields) {
-        let expected: Vec<String> = fields.known.iter().map(|k| format!("`{k}`")).collect();
-        for (key, _) in fields.entries {
-            let message = format!(
-                "unknown field `{key}`, expected one of {}",
-                expected.join(", ")
-            );
-            self.problems.add_settled(&fields.at.key(&key), message);
-        }
-    }
-
-    /// A mapping of names to what `read` makes of each value. A value that is not what it
-    /// should be still yields its name (read from nothing), so it counts as defined.
-    fn map<T>(
-        &mut self,
-        at: &KeyPath,
-        value: Value,
-        expecting: &str,
-        mut read: impl FnMut(&mut Self, &KeyPath, Value) -> T,
-    ) -> BTreeMap<String, T> {
-        let Some(mapping) = self.mapping(at, value, expecting) else {
-            return BTreeMap::new();
-        };
-        (self.entries(at, mapping).into_iter())
-            .map(|(name, value)| {
-                let item = read(self, &at.key(&name), value);
-                (name, item)
-            })
-            .collect()
-    }
-
-    fn list<T>(
-        &mut self,
-        at: &KeyPath,
-        value: Value,
-        expecting: &str,
-        mut read: impl FnMut(&mut Self, &KeyPath, Value) -> T,
-    ) -> Vec<T> {
-        match value {
-            Value::Sequence(items) => (items.into_iter().enumerate())
-                .map(|(i, item)| read(self, &at.index(i), item))
-                .collect(),
-            other => {
-                self.wrong(at, expecting, &other);
-                Vec::new()
-            }
-        }
-    }
-
-    /// A null (`watsi:` with nothing after it) reads as an empty mapping, so what it lacks is
-    /// named key by key.
-    fn mapping(&mut self, at: &KeyPath, value: Value, expecting: &str) -> Option<Mapping> {
-        match value {
-            Value::Mapping(mapping) => Some(mapping),
-            Value::Null => Some(Mapping::new()),
-            other => {
-                self.wrong(at, expecting, &other);
-                None
-            }
-        }
-    }
-
-    /// A mapping's entries by name. `env` has already turned number and boolean keys into
-    /// strings; any other key cannot name anything.
-    fn entries(&mut self, at: &KeyPath, mapping: Mapping) -> Vec<(String, Value)> {
-        (mapping.into_iter())
-            .filter_map(|(key, value)| match key {
-                Value::String(name) => Some((name, value)),
-                other => {
-                    let message = format!("expected a name as key, found {}", kind(&other));
-                    self.problems.add(at, message);
-                    None
-                }
-            })
-            .collect()
-    }
-
-    fn string(&mut self, at: &KeyPath, value: Option<Value>) -> Option<String> {
-        match value? {
-            Value::String(text) => Some(text),
-            other => {
-                self.wrong(at, "a string", &other);
-                None
-            }
-        }
-    }
-
-    fn wrong(&mut self, at: &KeyPath, expecting: &str, found: &Value) {
-        let message = format!("expected {expecting}, found {}", kind(found));
-        self.problems.add_settled(at, message);
-    }
-}
-
-/// What a value is, for messages that must not quote it.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
     }
 }

@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::LONGEST_RETRY_AFTER;
-use crate::envelope::EventId;
+use super::policy::{Blame, LONGEST_RETRY_AFTER};
+use crate::base::id::EventId;
 
 /// The first sink-wide backoff; each failed probe doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -22,15 +22,6 @@ pub enum State {
     Flowing,
     Down { until: Instant },
     Probing,
-}
-
-/// Whose fault a failure was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blame {
-    /// The sink's: it backs off as a whole; the event is tried again once it recovers.
-    Sink,
-    /// The event's own, as far as anyone can tell: it backs off alone.
-    Event,
 }
 
 #[derive(Debug)]

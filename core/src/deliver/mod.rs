@@ -17,9 +17,9 @@ mod worker;
 
 use std::sync::Arc;
 
-use crate::envelope::EventId;
+use crate::base::id::EventId;
+use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
-use crate::names::{SinkName, WorkspaceId};
 use crate::sinks::Sink;
 use crate::store::{SinkQueue, Store, StoreError};
 

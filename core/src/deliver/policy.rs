@@ -1,5 +1,7 @@
-//! A sink's delivery settings from routes.yaml, and when a failing event is tried again.
+//! A sink's delivery settings from routes.yaml, and the verdicts on a failed delivery: tried
+//! again after a wait, or a dead letter with why. Pure: the worker records what they say.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 /// The longest a receiver's Retry-After is honoured for; beyond it a misbehaving receiver
@@ -39,6 +41,80 @@ impl DeliveryPolicy {
         let jittered = ceiling.mul_f64(fastrand::f64());
         let floor = retry_after.unwrap_or_default().min(LONGEST_RETRY_AFTER);
         Next::RetryIn(jittered.max(floor))
+    }
+}
+
+/// Whose fault a failure was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The sink's: it backs off as a whole; the event is tried again once it recovers.
+    Sink,
+    /// The event's own, as far as anyone can tell: it backs off alone.
+    Event,
+}
+
+/// One event's failed delivery, as the verdict needs it.
+pub struct Failure<'a> {
+    /// How long ago the event was accepted.
+    pub age: Duration,
+    /// Whose fault the failure was.
+    pub blame: Blame,
+    /// Failures of its own before this one.
+    pub poison_failures: usize,
+    /// Attempts so far, this one included.
+    pub attempts: usize,
+    /// The receiver's Retry-After, if it sent one.
+    pub retry_after: Option<Duration>,
+    pub error: &'a dyn Display,
+}
+
+/// What becomes of an event whose delivery failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Tried again after `wait`, with its count of failures of its own.
+    Retry {
+        wait: Duration,
+        poison_failures: usize,
+    },
+    /// A dead letter, and why.
+    Bury { reason: String },
+}
+
+impl DeliveryPolicy {
+    /// The verdict on one failed delivery: past `max_age` it is buried; a sink-wide failure
+    /// waits on the sink's backoff (no wait of its own); a failure of its own follows the
+    /// `retry` schedule until it runs out.
+    pub fn judge(&self, failure: Failure<'_>) -> Verdict {
+        let error = failure.error;
+        if failure.age > self.max_age {
+            return Verdict::Bury {
+                reason: format!(
+                    "still failing {} after it was accepted (max_age {}); last: {error}",
+                    humantime::format_duration(Duration::from_secs(failure.age.as_secs())),
+                    humantime::format_duration(self.max_age)
+                ),
+            };
+        }
+        let (next, poison_failures) = match failure.blame {
+            // Tried again as soon as the sink takes events: it waits on the sink's backoff.
+            Blame::Sink => (Next::RetryIn(Duration::ZERO), failure.poison_failures),
+            Blame::Event => {
+                let own = failure.poison_failures + 1;
+                (self.after_failure(own, failure.retry_after), own)
+            }
+        };
+        match next {
+            Next::RetryIn(wait) => Verdict::Retry {
+                wait,
+                poison_failures,
+            },
+            Next::GiveUp => Verdict::Bury {
+                reason: format!(
+                    "gave up after {poison_failures} failures of its own ({} attempts); last: {error}",
+                    failure.attempts
+                ),
+            },
+        }
     }
 }
 
@@ -88,5 +164,37 @@ mod tests {
     #[test]
     fn an_empty_schedule_gives_up_at_once() {
         assert_eq!(policy(&[]).after_failure(1, None), Next::GiveUp);
+    }
+
+    #[test]
+    fn verdicts_bury_past_max_age_wait_on_the_sink_or_follow_the_schedule() {
+        let policy = policy(&[1]);
+        let failure = |age: u64, blame: Blame, poison_failures: usize| Failure {
+            age: Duration::from_secs(age),
+            blame,
+            poison_failures,
+            attempts: poison_failures + 1,
+            retry_after: None,
+            error: &"503",
+        };
+        assert!(matches!(
+            policy.judge(failure(3601, Blame::Sink, 0)),
+            Verdict::Bury { reason } if reason.contains("max_age")
+        ));
+        assert_eq!(
+            policy.judge(failure(1, Blame::Sink, 0)),
+            Verdict::Retry {
+                wait: Duration::ZERO,
+                poison_failures: 0
+            }
+        );
+        assert!(matches!(
+            policy.judge(failure(1, Blame::Event, 0)),
+            Verdict::Retry { wait, poison_failures: 1 } if wait <= Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            policy.judge(failure(1, Blame::Event, 1)),
+            Verdict::Bury { reason } if reason.contains("gave up after 2 failures")
+        ));
     }
 }

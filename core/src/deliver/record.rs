@@ -1,7 +1,12 @@
 //! What the store keeps about deliveries: each attempt's outcome, the state of a queued event,
 //! dead letters and completed deliveries. JSON, so an operator can read them through /admin/.
 
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
+
+use crate::base::id::{rfc3339, EventId};
+use crate::base::names::{SinkName, WorkspaceId};
 
 /// One try at handing an event to a sink.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +40,26 @@ pub struct DeadLetter {
     /// RFC 3339.
     pub dead_at: String,
     pub attempts: Vec<Attempt>,
+}
+
+impl DeadLetter {
+    /// `id` of `workspace`'s `sink`, dead now, with why and every attempt.
+    pub fn new(
+        workspace: &WorkspaceId,
+        sink: &SinkName,
+        id: &EventId,
+        reason: String,
+        attempts: Vec<Attempt>,
+    ) -> DeadLetter {
+        DeadLetter {
+            event_id: id.to_string(),
+            workspace: workspace.to_string(),
+            sink: sink.to_string(),
+            reason,
+            dead_at: rfc3339(SystemTime::now()),
+            attempts,
+        }
+    }
 }
 
 /// A completed delivery, kept for lookup until retention ends. Most deliveries succeed at the

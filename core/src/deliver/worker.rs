@@ -13,13 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 
-use super::health::{Blame, Health, State};
-use super::policy::{DeliveryPolicy, Next};
+use super::health::{Health, State};
+use super::policy::{DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
-use crate::dedupe::millis;
-use crate::envelope::{rfc3339, EventId};
+use crate::base::id::millis;
+use crate::base::id::{rfc3339, EventId};
+use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
-use crate::names::{SinkName, WorkspaceId};
 use crate::sinks::{Delivery, Sink, SinkError};
 use crate::store::{Consumer, SinkQueue, Store, StoreError};
 
@@ -320,53 +320,62 @@ impl Worker {
             }
             Err(error) => error,
         };
-        if error.is_permanent() {
-            // The receiver answered: it is up, and this event is refused for good.
+        // A refusal for good means the receiver answered: it is up, and the events are dead.
+        let blame = if error.is_permanent() {
             run.health.succeeded();
-            for mut event in batch.events {
-                event.state.attempts.push(attempt(now, &error));
-                self.metrics.sink_attempt(workspace, sink, "dead");
-                self.bury(&event.id, event.state, format!("refused for good: {error}"))
-                    .await?;
+            None
+        } else {
+            let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
+            match batch.events.first() {
+                Some(event) => Some(run.health.failed(
+                    Instant::now(),
+                    &event.id,
+                    sink_wide,
+                    error.retry_after(),
+                )),
+                None => return Ok(()),
             }
-            return self.store.sync().await;
-        }
-        let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
-        let first = batch.events.first().map(|e| e.id.clone());
-        let blame = match &first {
-            Some(id) => run
-                .health
-                .failed(Instant::now(), id, sink_wide, error.retry_after()),
-            None => return Ok(()),
         };
+        // Every event's verdict first (pure), then counted, then recorded.
         let now_ms = millis(now);
-        for mut event in batch.events {
-            event.state.attempts.push(attempt(now, &error));
-            let failures = event.state.attempts.len();
-            let age = Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms()));
-            if age > self.policy.max_age {
-                self.metrics.sink_attempt(workspace, sink, "dead");
-                let reason = format!(
-                    "still failing {} after it was accepted (max_age {}); last: {error}",
-                    humantime::format_duration(Duration::from_secs(age.as_secs())),
-                    humantime::format_duration(self.policy.max_age)
-                );
-                self.bury(&event.id, event.state, reason).await?;
-                continue;
-            }
-            let next = match blame {
-                // Tried again as soon as the sink takes events: it waits on the sink's backoff.
-                Blame::Sink => Next::RetryIn(Duration::ZERO),
-                Blame::Event => {
-                    event.state.poison_failures += 1;
-                    self.policy
-                        .after_failure(event.state.poison_failures, error.retry_after())
-                }
+        let judged: Vec<(Pending, Verdict)> = batch
+            .events
+            .into_iter()
+            .map(|mut event| {
+                event.state.attempts.push(attempt(now, &error));
+                let verdict = match blame {
+                    None => Verdict::Bury {
+                        reason: format!("refused for good: {error}"),
+                    },
+                    Some(blame) => self.policy.judge(Failure {
+                        age: Duration::from_millis(now_ms.saturating_sub(event.id.timestamp_ms())),
+                        blame,
+                        poison_failures: event.state.poison_failures,
+                        attempts: event.state.attempts.len(),
+                        retry_after: error.retry_after(),
+                        error: &error,
+                    }),
+                };
+                (event, verdict)
+            })
+            .collect();
+        for (_, verdict) in &judged {
+            let outcome = match verdict {
+                Verdict::Retry { .. } => "failed",
+                Verdict::Bury { .. } => "dead",
             };
-            match next {
-                Next::RetryIn(wait) => {
-                    self.metrics.sink_attempt(workspace, sink, "failed");
-                    tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = failures, retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+            self.metrics.sink_attempt(workspace, sink, outcome);
+        }
+        for (mut event, verdict) in judged {
+            match verdict {
+                Verdict::Retry {
+                    wait,
+                    poison_failures,
+                } => {
+                    if let Some(blame) = blame {
+                        tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    }
+                    event.state.poison_failures = poison_failures;
                     event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
                     self.store
                         .set_attempts(&self.queue, &event.id, &record::encode(&event.state))
@@ -377,14 +386,7 @@ impl Worker {
                         run.waiting_ids.insert(event.id);
                     }
                 }
-                Next::GiveUp => {
-                    self.metrics.sink_attempt(workspace, sink, "dead");
-                    let reason = format!(
-                        "gave up after {} failures of its own ({failures} attempts); last: {error}",
-                        event.state.poison_failures
-                    );
-                    self.bury(&event.id, event.state, reason).await?;
-                }
+                Verdict::Bury { reason } => self.bury(&event.id, event.state, reason).await?,
             }
         }
         // A failure's record (attempts, when to retry, dead letter) must survive a crash; a
@@ -401,14 +403,7 @@ impl Worker {
     ) -> Result<(), StoreError> {
         let (workspace, sink) = (&self.workspace, &self.sink_name);
         tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
-        let dead = DeadLetter {
-            event_id: id.to_string(),
-            workspace: workspace.to_string(),
-            sink: sink.to_string(),
-            reason,
-            dead_at: rfc3339(SystemTime::now()),
-            attempts: state.attempts,
-        };
+        let dead = DeadLetter::new(workspace, sink, id, reason, state.attempts);
         self.store
             .bury(&self.queue, id, &record::encode(&dead))
             .await

@@ -52,3 +52,8 @@ pub fn retry_later(code: &'static str, message: &str) -> Answer {
         .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     answer
 }
+
+/// `/healthz` on either listener: the process is up and answering.
+pub fn healthy() -> Answer {
+    reply(StatusCode::OK, &json!({"status": "ok"}))
+}

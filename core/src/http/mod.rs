@@ -1,11 +1,12 @@
-//! HTTP: the listener loop ([`serve`]) with its connection limit and optional TLS ([`tls`]), the
-//! routers that send each request to the part that answers it ([`router`]: one for the public
-//! listener, one for the operator's), who the client is behind proxies ([`client`]), and the
-//! JSON answers they share ([`answer`]).
+//! HTTP, the transport only: the listener loop ([`serve`]) with its connection limit and optional
+//! TLS ([`tls`]), what every answer gets on its way out ([`access`]: keep-alive and the access
+//! log), who the client is behind proxies ([`client`]), and the JSON answers ([`answer`]). Which
+//! part answers a request is decided by each listener's [`Handler`], beside its app: the public
+//! router in `server::hooks`, the operator's in `server::admin`.
 
+pub mod access;
 pub mod answer;
 pub mod client;
-pub mod router;
 pub mod tls;
 
 use std::convert::Infallible;

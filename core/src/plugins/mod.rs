@@ -4,27 +4,24 @@
 //! behind a quarantine ([`runner`]) so that a plugin that hangs or keeps failing costs its own
 //! vendor's deliveries a 503, not the server its threads.
 
+mod dir;
 mod elf;
 mod loader;
 mod runner;
+mod vectors;
+pub mod wire;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use hyper::header::{HeaderMap, HeaderName};
 use switchyard_plugin_abi as abi;
 
+pub use self::dir::{plugins_dir, Plugins};
 pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
-use crate::dedupe::{Identity, IdentityError};
-use crate::names::{Secret, VendorName};
-use crate::verify::{Encoding, SignatureScheme, Signed, VerifyError};
-
-/// File names the loader considers: `libswitchyard_<vendor>.so` (or the platform's suffix).
-const FILE_PREFIX: &str = "libswitchyard_";
+use crate::base::names::{Secret, VendorName};
+use crate::event::envelope::MappedEvent;
+use crate::event::verify::{Encoding, SignatureScheme, Signed, VerifyError};
 
 /// Why a plugin was refused. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -69,58 +66,6 @@ pub enum MapFailure {
     /// The plugin panicked or broke its contract (answered 500).
     #[error("{0}")]
     PluginFailed(String),
-}
-
-/// The vendor-dependent envelope fields as the plugin wrote them, the event's identity, and the
-/// request body. `data` and `raw` stay serialised: the core only embeds them.
-#[derive(Debug)]
-pub struct MappedEvent {
-    pub vendor_type: String,
-    pub canonical_type: String,
-    pub vendor_event_id: Option<String>,
-    pub occurred_at: Option<String>,
-    pub data: Box<RawValue>,
-    pub identity: Identity,
-    /// The request body: its bytes, checked to be JSON, never re-serialised (see [`raw_json`]).
-    pub raw: Box<RawValue>,
-}
-
-/// What `map_event` writes. A plugin's own `raw` (ABI 1.0 plugins still write one) is ignored:
-/// the core keeps the request bytes itself.
-#[derive(Deserialize)]
-struct WireEvent {
-    vendor_type: String,
-    #[serde(rename = "type")]
-    canonical_type: String,
-    vendor_event_id: Option<String>,
-    occurred_at: Option<String>,
-    data: Box<RawValue>,
-    /// Since ABI 1.1; absent from a 1.0 plugin's events.
-    identity: Option<WireIdentity>,
-}
-
-#[derive(Deserialize)]
-struct WireIdentity {
-    basis: String,
-    #[serde(default)]
-    parts: Vec<Option<String>>,
-}
-
-/// The body as the envelope's `raw`: the request's own bytes, checked to be JSON, so key order,
-/// number precision and string escapes survive. Line breaks are the one thing dropped: valid JSON
-/// can only hold them between tokens, where they mean nothing, and a JSON-lines sink needs each
-/// envelope on one line.
-pub fn raw_json(body: &[u8]) -> Result<Box<RawValue>, String> {
-    serde_json::from_slice::<&RawValue>(body)
-        .map_err(|e| format!("body is not valid JSON: {e}"))?;
-    let one_line: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| *b != b'\n' && *b != b'\r')
-        .collect();
-    // Still valid UTF-8 and JSON: only whitespace bytes between tokens were removed.
-    let text = String::from_utf8(one_line).map_err(|e| format!("body is not valid JSON: {e}"))?;
-    RawValue::from_string(text).map_err(|e| format!("body is not valid JSON: {e}"))
 }
 
 /// A GET handshake's answer.
@@ -264,32 +209,6 @@ impl VendorPlugin {
         Ok(plugin)
     }
 
-    fn check_vector(&self, v: &loader::LoadedVector) -> Result<(), String> {
-        let mut headers = HeaderMap::new();
-        let value = HeaderValue::from_str(&v.expected).map_err(|_| "not a header value")?;
-        headers.insert(self.scheme.header.clone(), value);
-        if let Signed::Template {
-            timestamp_header: Some(name),
-            ..
-        } = &self.scheme.signed
-        {
-            let ts = HeaderValue::from_str(&v.timestamp).map_err(|_| "bad timestamp")?;
-            headers.insert(name.clone(), ts);
-        }
-        // The vector's own timestamp is "now", so the tolerance check cannot reject it.
-        let now = UNIX_EPOCH + Duration::from_secs(v.timestamp.parse().unwrap_or(0));
-        let id = (!v.delivery_id.is_empty()).then_some(v.delivery_id.as_str());
-        self.verify_with(
-            Some(&self.scheme),
-            &headers,
-            &v.body,
-            id,
-            &[Secret::new(&v.secret)],
-            now,
-        )
-        .map_err(|e| e.to_string())
-    }
-
     /// Checks a delivery's signature with the plugin's override if it has one, else the core's
     /// constant-time HMAC check using `scheme` (which routes.yaml may have changed). `None` is
     /// routes.yaml's `signature: none`, allowed only behind an IP allow-list: nothing to check.
@@ -306,7 +225,6 @@ impl VendorPlugin {
             return Ok(());
         };
         match self.entries.verify.filter(|_| self.verify_override) {
-            None => scheme.verify(headers, body, delivery_id, secrets, now),
             Some(verify) => {
                 let mut worst = VerifyError::Mismatch;
                 for secret in secrets {
@@ -327,6 +245,7 @@ impl VendorPlugin {
                 }
                 Err(worst)
             }
+            None => scheme.verify(headers, body, delivery_id, secrets, now),
         }
     }
 
@@ -335,48 +254,12 @@ impl VendorPlugin {
     /// what requests use.
     pub fn map_event(&self, headers: &HeaderMap, body: &[u8]) -> Result<MappedEvent, MapFailure> {
         // A body that is not JSON is refused before the plugin sees it.
-        let raw = raw_json(body).map_err(MapFailure::InvalidPayload)?;
+        let raw = wire::raw_json(body).map_err(MapFailure::InvalidPayload)?;
         let (status, out) = loader::map_event(self.entries, headers, body);
-        let text = || String::from_utf8_lossy(&out).into_owned();
-        match status {
-            abi::MAP_OK => {}
-            abi::MAP_INVALID_PAYLOAD => return Err(MapFailure::InvalidPayload(text())),
-            abi::MAP_PANICKED => return Err(MapFailure::PluginFailed(text())),
-            other => {
-                return Err(MapFailure::PluginFailed(format!(
-                    "plugin returned unknown status {other}"
-                )))
-            }
-        }
-        let event: WireEvent = serde_json::from_slice(&out).map_err(|e| {
-            MapFailure::PluginFailed(format!("plugin wrote an invalid mapped event: {e}"))
-        })?;
-        if event.canonical_type.is_empty() || event.vendor_type.is_empty() {
-            return Err(MapFailure::InvalidPayload("the event type is empty".into()));
-        }
-        let identity = match &event.identity {
-            Some(wire) => {
-                Identity::from_parts(&wire.basis, &wire.parts, &raw).map_err(|e| match e {
-                    IdentityError::Empty(_) => MapFailure::InvalidPayload(e.to_string()),
-                    IdentityError::UnknownBasis(_) => MapFailure::PluginFailed(e.to_string()),
-                })?
-            }
-            None => {
-                let delivery_id = (self.delivery_id_header.as_ref())
-                    .and_then(|h| headers.get(h))
-                    .and_then(|v| v.to_str().ok());
-                Identity::implied(event.vendor_event_id.as_deref(), delivery_id, &raw)
-            }
-        };
-        Ok(MappedEvent {
-            vendor_type: event.vendor_type,
-            canonical_type: event.canonical_type,
-            vendor_event_id: event.vendor_event_id,
-            occurred_at: event.occurred_at,
-            data: event.data,
-            identity,
-            raw,
-        })
+        let delivery_id = (self.delivery_id_header.as_ref())
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok());
+        wire::mapped(status, &out, raw, delivery_id)
     }
 
     /// Answers a GET on the hook URL.
@@ -453,78 +336,5 @@ impl VendorPlugin {
                 format!(" after {:?}", self.scheme.prefix)
             }
         )
-    }
-}
-
-/// Every loaded plugin, by vendor.
-#[derive(Debug, Default)]
-pub struct Plugins {
-    by_vendor: BTreeMap<VendorName, Arc<VendorPlugin>>,
-}
-
-impl Plugins {
-    /// Loads every `libswitchyard_*` library in `dir`, reporting every refusal, not just the first.
-    pub fn load_dir(dir: &Path) -> Result<Plugins, Vec<PluginError>> {
-        let entries = std::fs::read_dir(dir).map_err(|source| {
-            vec![PluginError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            }]
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.starts_with(FILE_PREFIX) && n.ends_with(std::env::consts::DLL_SUFFIX)
-                })
-            })
-            .collect();
-        paths.sort();
-        Plugins::load_files(&paths)
-    }
-
-    /// Loads the given libraries.
-    pub fn load_files(paths: &[PathBuf]) -> Result<Plugins, Vec<PluginError>> {
-        let mut plugins = Plugins::default();
-        let mut errors = Vec::new();
-        for path in paths {
-            match VendorPlugin::load(path) {
-                Ok(plugin) => {
-                    if let Some(other) = plugins.by_vendor.get(&plugin.vendor) {
-                        errors.push(PluginError::DuplicateVendor {
-                            path: path.clone(),
-                            vendor: plugin.vendor.to_string(),
-                            other: other.path.clone(),
-                        });
-                    } else {
-                        plugins
-                            .by_vendor
-                            .insert(plugin.vendor.clone(), Arc::new(plugin));
-                    }
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(plugins)
-        } else {
-            Err(errors)
-        }
-    }
-
-    pub fn get(&self, vendor: &str) -> Option<&Arc<VendorPlugin>> {
-        self.by_vendor.get(vendor)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<VendorPlugin>> {
-        self.by_vendor.values()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_vendor.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_vendor.len()
     }
 }

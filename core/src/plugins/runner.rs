@@ -16,7 +16,8 @@ use bytes::Bytes;
 use hyper::HeaderMap;
 use tokio::sync::Semaphore;
 
-use super::{MapFailure, MappedEvent, VendorPlugin};
+use super::{MapFailure, VendorPlugin};
+use crate::event::envelope::MappedEvent;
 use crate::metrics::Metrics;
 
 /// A plugin call's time limit unless routes.yaml sets the vendor's `plugin_timeout`. Mapping

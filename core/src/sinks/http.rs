@@ -16,8 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
-use crate::names::Secret;
-use crate::verify::{Encoding, Signable, SignatureScheme, Signed};
+use crate::base::names::Secret;
+use crate::event::verify::{Encoding, Signable, SignatureScheme, Signed};
 
 /// How long an idle keep-alive connection to a receiver is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(4);

@@ -10,12 +10,12 @@ mod stdout;
 mod template;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::SinkKind;
-use crate::names::{SinkName, WorkspaceId};
+use crate::base::names::{Secret, SinkName, WorkspaceId};
 
 pub use file::FileSink;
 pub use http::HttpSink;
@@ -23,6 +23,25 @@ pub use nats::{NatsConfig, NatsSink};
 pub use redis::{RedisConfig, RedisSink};
 pub use stdout::StdoutSink;
 pub use template::{Fields, Template, TemplateError};
+
+/// What a sink is, with its own settings: `type` and the keys beside it in routes.yaml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    Stdout,
+    File {
+        path: PathBuf,
+    },
+    Http {
+        /// Absolute, http or https.
+        url: hyper::Uri,
+        /// Default 10s.
+        timeout: Duration,
+        /// Signs deliveries (Standard Webhooks) when present.
+        secret: Option<Secret>,
+    },
+    Nats(NatsConfig),
+    Redis(RedisConfig),
+}
 
 /// One event handed to a sink.
 pub struct Delivery<'a> {

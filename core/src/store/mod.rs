@@ -7,241 +7,28 @@
 //!   instances: dedupe claims in a key-value bucket, queues as durable consumers.
 
 pub mod cluster;
+pub mod codec;
 pub mod embedded;
+mod queue;
+mod types;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::Notify;
+use crate::base::id::EventId;
+use crate::base::names::{SinkName, WorkspaceId};
 
-use crate::dedupe::DedupeKey;
-use crate::envelope::EventId;
-use crate::names::{SinkName, WorkspaceId};
-
-pub use cluster::{ClusterOptions, ClusterStore};
-pub use embedded::record::RecordError;
+pub use cluster::ClusterStore;
+pub use codec::RecordError;
 pub use embedded::EmbeddedStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store in {}: {source}", path.display())]
-    Open {
-        path: std::path::PathBuf,
-        source: sled::Error,
-    },
-    #[error("cannot open the write-ahead log in {}: {source}", path.display())]
-    Log {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the store in {} was written by an earlier release (no format version); deliver its queues with that release, or move the directory aside to start empty", path.display())]
-    Unversioned { path: std::path::PathBuf },
-    #[error("the store in {} has format version {found}; this release reads {}", path.display(), embedded::record::VERSION)]
-    Version { path: std::path::PathBuf, found: u8 },
-    #[error("the store cannot take writes: {0}")]
-    Write(String),
-    #[error("the store could not sync to disk: {0}")]
-    Sync(String),
-    #[error("a stored record could not be read: {0}")]
-    Record(#[from] RecordError),
-    #[error("cannot reach NATS JetStream at {servers}: {reason}")]
-    Connect { servers: String, reason: String },
-    #[error("NATS JetStream: {0}")]
-    Cluster(String),
-    #[error("another instance is storing the first copy of this event")]
-    InFlight,
-    #[error("{0}")]
-    Unsupported(&'static str),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Write(e.to_string())
-    }
-}
-
-/// How the embedded store is opened, from routes.yaml.
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    pub cache_bytes: u64,
-    /// How long accepted events are kept for lookup: log segments are closed at a quarter of
-    /// it (between a second and an hour) so that they can be retired on time.
-    pub retention: Duration,
-}
-
-/// What the store reports to /metrics.
-#[derive(Clone, Default)]
-pub struct StoreMetrics {
-    /// Batches made durable (one log write and sync each; one event each in cluster mode).
-    pub commits: Counter,
-    /// Events per committed batch.
-    pub batch_events: Option<Histogram>,
-    /// Stored records that could not be read (damage, or a format this release does not
-    /// know): each is also logged, never skipped silently.
-    pub unreadable: Counter,
-}
-
-/// A verified, mapped event to keep.
-pub struct Accept {
-    pub key: DedupeKey,
-    /// The id it gets if it is new.
-    pub id: EventId,
-    /// When its dedupe claim ends (ms since the Unix epoch).
-    pub claim_expires_at_ms: u64,
-    /// Now, in ms since the Unix epoch: claims that ended before it are free again.
-    pub now_ms: u64,
-    /// Compact JSON; the embedded store keeps it compressed.
-    pub envelope: Vec<u8>,
-    /// The sinks it is routed to; empty keeps it for lookup only (unrouted).
-    pub queues: Vec<SinkQueue>,
-}
-
-/// The first-seen decision, made durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Accepted {
-    New,
-    /// Seen inside the window; the first delivery's event id.
-    Duplicate(EventId),
-}
-
-/// A queued event, as a delivery worker reads its queue: its envelope is read only when it is
-/// handed to the sink ([`Store::envelope_of`]), so scanning ahead costs no memory.
-pub struct Queued {
-    pub id: EventId,
-    /// The delivery state recorded by earlier attempts.
-    pub state: Option<Vec<u8>>,
-}
-
-/// One page of a sink's dead letters, oldest first.
-pub struct DeadPage {
-    pub letters: Vec<(EventId, Vec<u8>)>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<EventId>,
-}
-
-/// Where one event stands with one sink; the bytes are [`crate::deliver`]'s records.
-pub enum DeliveryOf {
-    Queued(Option<Vec<u8>>),
-    Dead(Vec<u8>),
-    Delivered(Vec<u8>),
-    /// Not routed to this sink, or its record is past retention.
-    Unknown,
-}
-
-/// One sink's queue: its names, its counters (kept in memory) and the signal that wakes its
-/// delivery worker.
-#[derive(Clone)]
-pub struct SinkQueue(Arc<QueueState>);
-
-struct QueueState {
-    workspace: WorkspaceId,
-    sink: SinkName,
-    prefix: Vec<u8>,
-    depth: AtomicU64,
-    dead: AtomicU64,
-    in_flight: AtomicU64,
-    /// When the oldest event still owed was accepted (ms since the epoch; 0: none), where the
-    /// store keeps it rather than reads it (cluster mode).
-    oldest_ms: AtomicU64,
-    wake: Notify,
-    /// The lowest id added since the worker last looked: commits can land out of id order,
-    /// and a replay puts back an old id, so the worker rescans from here.
-    added_min: Mutex<Option<EventId>>,
-}
-
-impl SinkQueue {
-    fn new(workspace: &WorkspaceId, sink: &SinkName, depth: u64, dead: u64) -> SinkQueue {
-        SinkQueue(Arc::new(QueueState {
-            workspace: workspace.clone(),
-            sink: sink.clone(),
-            prefix: queue_prefix(workspace, sink),
-            depth: AtomicU64::new(depth),
-            dead: AtomicU64::new(dead),
-            in_flight: AtomicU64::new(0),
-            oldest_ms: AtomicU64::new(0),
-            wake: Notify::new(),
-            added_min: Mutex::new(None),
-        }))
-    }
-
-    pub fn workspace(&self) -> &WorkspaceId {
-        &self.0.workspace
-    }
-
-    pub fn sink(&self) -> &SinkName {
-        &self.0.sink
-    }
-
-    /// Events the sink still owes (in flight included).
-    pub fn depth(&self) -> u64 {
-        self.0.depth.load(Ordering::Relaxed)
-    }
-
-    pub fn dead(&self) -> u64 {
-        self.0.dead.load(Ordering::Relaxed)
-    }
-
-    pub fn in_flight(&self) -> u64 {
-        self.0.in_flight.load(Ordering::Relaxed)
-    }
-
-    /// The delivery worker counts what it has handed to the sink and not yet settled.
-    pub fn set_in_flight(&self, n: u64) {
-        self.0.in_flight.store(n, Ordering::Relaxed);
-    }
-
-    /// Resolves once the queue has new entries (or already had them since the last wait).
-    pub async fn changed(&self) {
-        self.0.wake.notified().await;
-    }
-
-    /// Takes the lowest id added to the queue since the last call.
-    pub fn take_added_min(&self) -> Option<EventId> {
-        lock(&self.0.added_min).take()
-    }
-
-    /// Records an added entry and wakes the worker.
-    fn added(&self, id: &EventId) {
-        {
-            let mut min = lock(&self.0.added_min);
-            if min.as_ref().is_none_or(|m| id < m) {
-                *min = Some(id.clone());
-            }
-        }
-        self.0.depth.fetch_add(1, Ordering::Relaxed);
-        self.0.wake.notify_one();
-    }
-
-    /// Makes the worker read its whole queue again, from the first entry.
-    fn rescan(&self) {
-        *lock(&self.0.added_min) = Some(EventId::from_bytes([0; 16]));
-        self.0.wake.notify_one();
-    }
-
-    fn key(&self, id: &EventId) -> Vec<u8> {
-        let mut key = self.0.prefix.clone();
-        key.extend_from_slice(&id.to_bytes());
-        key
-    }
-
-    fn prefix(&self) -> &[u8] {
-        &self.0.prefix
-    }
-
-    fn event_id(&self, key: &[u8]) -> Option<EventId> {
-        let id: [u8; 16] = key.get(self.0.prefix.len()..)?.try_into().ok()?;
-        Some(EventId::from_bytes(id))
-    }
-}
-
-/// Names never contain '/' or NUL (config validates them), so prefixes cannot overlap.
-fn queue_prefix(workspace: &WorkspaceId, sink: &SinkName) -> Vec<u8> {
-    format!("{workspace}/{sink}\0").into_bytes()
-}
+use queue::queue_prefix;
+pub use queue::SinkQueue;
+pub use types::{
+    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, StoreConfig, StoreError,
+    StoreMetrics, StoreOptions,
+};
 
 /// Held by a sink's delivery worker while it runs: in cluster mode it keeps this instance
 /// taking its share of the sink's shared queue, and dropping it hands that share back.
@@ -252,7 +39,7 @@ pub struct Consumer {
 /// The store the server runs on.
 pub enum Store {
     Embedded(Arc<EmbeddedStore>),
-    Cluster(Box<ClusterStore>),
+    Cluster(Arc<ClusterStore>),
 }
 
 macro_rules! both {
@@ -265,6 +52,19 @@ macro_rules! both {
 }
 
 impl Store {
+    /// Opens the store `config` names: embedded in `dir`, or the cluster's on NATS.
+    pub async fn open(
+        config: &StoreConfig,
+        dir: &Path,
+        options: &StoreOptions,
+        metrics: StoreMetrics,
+    ) -> Result<Arc<Store>, StoreError> {
+        match config {
+            StoreConfig::Embedded => Store::open_embedded(dir, options, metrics),
+            StoreConfig::Nats(nats) => Store::open_cluster(nats, options.retention, metrics).await,
+        }
+    }
+
     /// Opens (or creates) the embedded store in `dir`.
     pub fn open_embedded(
         dir: &Path,
@@ -276,13 +76,13 @@ impl Store {
 
     /// Connects to NATS JetStream and creates what the cluster store needs there, if absent.
     pub async fn open_cluster(
-        options: &ClusterOptions,
+        config: &NatsStoreConfig,
+        retention: Duration,
         metrics: StoreMetrics,
     ) -> Result<Arc<Store>, StoreError> {
-        let cluster = ClusterStore::open(options, metrics).await?;
-        let store = Arc::new(Store::Cluster(Box::new(cluster)));
-        ClusterStore::start_refresh(&store);
-        Ok(store)
+        let cluster = Arc::new(ClusterStore::open(config, retention, metrics).await?);
+        ClusterStore::start_refresh(&cluster);
+        Ok(Arc::new(Store::Cluster(cluster)))
     }
 
     /// The queue of one sink, with its counters.
@@ -395,7 +195,7 @@ impl Store {
             Store::Embedded(s) => s.oldest_queued_age(q),
             Store::Cluster(_) => {
                 let oldest = q.0.oldest_ms.load(Ordering::Relaxed);
-                let now = crate::dedupe::millis(std::time::SystemTime::now());
+                let now = crate::base::id::millis(std::time::SystemTime::now());
                 Duration::from_millis(if oldest == 0 {
                     0
                 } else {

@@ -39,10 +39,9 @@ export_plugin!(PLUGIN);
 
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
-    let vendor_type = payload::required_str(&body, "type", "type")?.to_owned();
-    let event_id = payload::required_str(&body, "id", "id")?.to_owned();
-    let empty = Map::new();
-    let entity = payload::object(&body, "payload").unwrap_or(&empty);
+    let vendor_type = payload::required_str(&body, "type")?.to_owned();
+    let event_id = payload::required_str(&body, "id")?.to_owned();
+    let entity = payload::object_or_empty(&body, "payload");
     let data = if vendor_type == canonical::CONTACT_UPDATED {
         canonical::to_data(&ContactUpdated {
             contact: contact(entity),
@@ -69,14 +68,11 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let identity = Identity::event_id(&event_id)
         .and(Some(vendor_type.clone()))
         .and(payload::text(entity, "updated_at"));
-    Ok(MappedEvent {
-        canonical_type: vendor_type.clone(),
-        vendor_type,
-        vendor_event_id: Some(event_id),
-        occurred_at,
-        data,
-        identity,
-    })
+    Ok(
+        MappedEvent::new(vendor_type.clone(), vendor_type, data, identity)
+            .vendor_event_id(Some(event_id))
+            .occurred_at(occurred_at),
+    )
 }
 
 fn contact(entity: &Map<String, Value>) -> Contact {

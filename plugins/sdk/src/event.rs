@@ -26,6 +26,39 @@ pub struct MappedEvent {
     pub identity: Identity,
 }
 
+impl MappedEvent {
+    /// An event of `vendor_type`, mapped to `canonical_type` with its canonical `data`, and what
+    /// identifies it; the vendor's event id and when it happened are added with
+    /// [`MappedEvent::vendor_event_id`] and [`MappedEvent::occurred_at`] where the payload says.
+    pub fn new(
+        vendor_type: impl Into<String>,
+        canonical_type: impl Into<String>,
+        data: Value,
+        identity: Identity,
+    ) -> MappedEvent {
+        MappedEvent {
+            vendor_type: vendor_type.into(),
+            canonical_type: canonical_type.into(),
+            vendor_event_id: None,
+            occurred_at: None,
+            data,
+            identity,
+        }
+    }
+
+    /// The vendor's own event id, for the envelope's `vendor_event_id`.
+    pub fn vendor_event_id(mut self, id: Option<String>) -> MappedEvent {
+        self.vendor_event_id = id;
+        self
+    }
+
+    /// When the event happened, RFC 3339 (as [`crate::payload::timestamp`] gives it).
+    pub fn occurred_at(mut self, at: Option<String>) -> MappedEvent {
+        self.occurred_at = at;
+        self
+    }
+}
+
 /// What identifies one event, so that the core recognises the vendor's retries of it, and only
 /// those. Pick the first that holds for the vendor:
 ///

@@ -1,5 +1,7 @@
 //! Helpers for reading vendor payloads: parse the body, pick fields, normalise timestamps.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -15,34 +17,32 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, MapError> {
     }
 }
 
-/// A required string field; `name` is how the error names it (e.g. `data.message_id`). Empty
-/// counts as missing: an empty event type or id identifies nothing.
+/// A required string field, named `key` in the error. Empty counts as missing: an empty event
+/// type or id identifies nothing.
 pub fn required_str<'v>(
     object: &'v Map<String, Value>,
-    key: &str,
-    name: &'static str,
+    key: &'static str,
 ) -> Result<&'v str, MapError> {
     match object.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        None | Some(Value::Null) | Some(Value::String(_)) => Err(MapError::MissingField(name)),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err(MapError::MissingField(key)),
         Some(_) => Err(MapError::WrongType {
-            field: name,
+            field: key,
             expected: "a string",
         }),
     }
 }
 
-/// A required object field.
+/// A required object field, named `key` in the error.
 pub fn required_object<'v>(
     object: &'v Map<String, Value>,
-    key: &str,
-    name: &'static str,
+    key: &'static str,
 ) -> Result<&'v Map<String, Value>, MapError> {
     match object.get(key) {
         Some(Value::Object(m)) => Ok(m),
-        None | Some(Value::Null) => Err(MapError::MissingField(name)),
+        None | Some(Value::Null) => Err(MapError::MissingField(key)),
         Some(_) => Err(MapError::WrongType {
-            field: name,
+            field: key,
             expected: "an object",
         }),
     }
@@ -51,6 +51,13 @@ pub fn required_object<'v>(
 /// An optional object field: `None` when absent or not an object.
 pub fn object<'v>(object: &'v Map<String, Value>, key: &str) -> Option<&'v Map<String, Value>> {
     object.get(key).and_then(Value::as_object)
+}
+
+/// An optional object field, read as an empty object when absent or not an object: the
+/// canonical fields of a payload without its `data` are all `null`, not an error.
+pub fn object_or_empty<'v>(object: &'v Map<String, Value>, key: &str) -> &'v Map<String, Value> {
+    static EMPTY: OnceLock<Map<String, Value>> = OnceLock::new();
+    self::object(object, key).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 /// An optional text field: strings as they are, numbers in their decimal form, anything else
@@ -126,16 +133,16 @@ mod tests {
     fn field_errors_name_the_field() {
         let o = obj(json!({"id": 5}));
         assert_eq!(
-            required_str(&o, "type", "type").unwrap_err().to_string(),
+            required_str(&o, "type").unwrap_err().to_string(),
             "required field `type` is missing or empty"
         );
         let o = obj(json!({"id": 5, "type": ""}));
         assert_eq!(
-            required_str(&o, "type", "type").unwrap_err(),
+            required_str(&o, "type").unwrap_err(),
             MapError::MissingField("type")
         );
         assert_eq!(
-            required_str(&o, "id", "id").unwrap_err().to_string(),
+            required_str(&o, "id").unwrap_err().to_string(),
             "field `id` must be a string"
         );
         assert_eq!(parse_object(b"[1]").unwrap_err(), MapError::NotAnObject);

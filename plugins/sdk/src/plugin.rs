@@ -1,6 +1,6 @@
 //! The safe description of a vendor plugin: what a plugin author fills in.
 
-use crate::event::{MapError, MappedEvent};
+use crate::event::{Identity, MapError, MappedEvent};
 
 /// One vendor plugin. Declare it as a `const` and hand it to [`export_plugin!`](crate::export_plugin).
 pub struct Plugin {
@@ -256,5 +256,21 @@ impl<'a> Request<'a> {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The event's identity for a vendor whose body may carry an event id and whose delivery
+    /// id header names the event otherwise: the event id when there is one, else the header's
+    /// value; neither is [`MapError::MissingIdentity`] with `missing` (what was looked for).
+    pub fn event_id_or_header(
+        &self,
+        event_id: Option<&str>,
+        header: &str,
+        missing: &'static str,
+    ) -> Result<Identity, MapError> {
+        match (event_id, self.header(header)) {
+            (Some(id), _) => Ok(Identity::event_id(id)),
+            (None, Some(delivery)) if !delivery.is_empty() => Ok(Identity::delivery_id(delivery)),
+            _ => Err(MapError::MissingIdentity(missing)),
+        }
     }
 }

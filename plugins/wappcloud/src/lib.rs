@@ -72,16 +72,17 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let occurred_at =
         payload::timestamp(fields, "timestamp").or_else(|| payload::timestamp(&body, "timestamp"));
     let vendor_event_id = payload::text(&body, "id");
-    Ok(MappedEvent {
-        canonical_type: canonical_type.to_owned(),
-        vendor_type,
-        identity: vendor_event_id
-            .as_ref()
-            .map_or_else(Identity::body_hash, Identity::event_id),
-        vendor_event_id,
-        occurred_at,
-        data: canonical_data,
-    })
+    let identity = vendor_event_id
+        .as_ref()
+        .map_or_else(Identity::body_hash, Identity::event_id);
+    Ok(MappedEvent::new(
+        vendor_type.as_str(),
+        canonical_type,
+        canonical_data,
+        identity,
+    )
+    .vendor_event_id(vendor_event_id)
+    .occurred_at(occurred_at))
 }
 
 /// The signed body's `event`, else the unsigned header, else the body's `type`; a body and a

@@ -14,6 +14,8 @@ use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
 
 const DELIVERY_HEADER: &str = "X-Watsi-Delivery-Id";
+/// Why a delivery with neither an event id nor a delivery id is refused.
+const UNIDENTIFIED: &str = "the body has no `id` and there is no X-Watsi-Delivery-Id header";
 
 pub const PLUGIN: Plugin = Plugin::new(
     "watsi",
@@ -33,23 +35,12 @@ export_plugin!(PLUGIN);
 
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
-    let vendor_type = payload::required_str(&body, "type", "type")?.to_owned();
+    let vendor_type = payload::required_str(&body, "type")?;
     let event_id = payload::text(&body, "id");
-    let identity = match (&event_id, request.header(DELIVERY_HEADER)) {
-        (Some(id), _) => Identity::event_id(id),
-        (None, Some(delivery)) if !delivery.is_empty() => Identity::delivery_id(delivery),
-        _ => {
-            return Err(MapError::MissingIdentity(
-                "the body has no `id` and there is no X-Watsi-Delivery-Id header",
-            ))
-        }
-    };
-    let empty = Map::new();
-    let data = match body.get("data") {
-        Some(Value::Object(d)) => d,
-        _ => &empty,
-    };
-    let (canonical_type, canonical_data) = match vendor_type.as_str() {
+    let identity =
+        request.event_id_or_header(event_id.as_deref(), DELIVERY_HEADER, UNIDENTIFIED)?;
+    let data = payload::object_or_empty(&body, "data");
+    let (canonical_type, data) = match vendor_type {
         "message.received" => (
             canonical::MESSAGE_RECEIVED,
             canonical::to_data(&MessageReceived {
@@ -84,14 +75,11 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     };
     let occurred_at =
         payload::timestamp(&body, "created_at").or_else(|| payload::timestamp(&body, "timestamp"));
-    Ok(MappedEvent {
-        canonical_type: canonical_type.to_owned(),
-        vendor_type,
-        vendor_event_id: event_id,
-        occurred_at,
-        data: canonical_data,
-        identity,
-    })
+    Ok(
+        MappedEvent::new(vendor_type, canonical_type, data, identity)
+            .vendor_event_id(event_id)
+            .occurred_at(occurred_at),
+    )
 }
 
 #[cfg(test)]

@@ -43,10 +43,9 @@ export_plugin!(PLUGIN);
 
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
-    let vendor_type = payload::required_str(&body, "event", "event")?.to_owned();
-    let empty = Map::new();
-    let data = payload::object(&body, "data").unwrap_or(&empty);
-    let (canonical_type, canonical_data, occurred_at, identity) = match vendor_type.as_str() {
+    let vendor_type = payload::required_str(&body, "event")?;
+    let data = payload::object_or_empty(&body, "data");
+    let (canonical_type, canonical_data, occurred_at, identity) = match vendor_type {
         "incoming_message" => {
             let sent_at = payload::timestamp(data, "user_timestamp");
             let user =
@@ -98,14 +97,10 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
             (other, data, None, Identity::body_hash())
         }
     };
-    Ok(MappedEvent {
-        canonical_type: canonical_type.to_owned(),
-        vendor_type,
-        vendor_event_id: None,
-        occurred_at,
-        data: canonical_data,
-        identity,
-    })
+    Ok(
+        MappedEvent::new(vendor_type, canonical_type, canonical_data, identity)
+            .occurred_at(occurred_at),
+    )
 }
 
 /// The sender as a contact; `None` when the payload names none of its fields.

@@ -35,11 +35,10 @@ export_plugin!(PLUGIN);
 
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
-    let vendor_type = payload::required_str(&body, "event", "event")?.to_owned();
-    let event_id = payload::required_str(&body, "id", "id")?.to_owned();
-    let empty = Map::new();
-    let data = payload::object(&body, "data").unwrap_or(&empty);
-    let (canonical_type, canonical_data) = match vendor_type.as_str() {
+    let vendor_type = payload::required_str(&body, "event")?;
+    let event_id = payload::required_str(&body, "id")?.to_owned();
+    let data = payload::object_or_empty(&body, "data");
+    let (canonical_type, canonical_data) = match vendor_type {
         "message.incoming" => (
             canonical::MESSAGE_RECEIVED,
             canonical::to_data(&MessageReceived {
@@ -85,14 +84,12 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
         ),
         other => (other, canonical::unknown_type_data(other, data)),
     };
-    Ok(MappedEvent {
-        canonical_type: canonical_type.to_owned(),
-        vendor_type,
-        identity: Identity::event_id(&event_id),
-        vendor_event_id: Some(event_id),
-        occurred_at: payload::timestamp(&body, "timestamp"),
-        data: canonical_data,
-    })
+    let identity = Identity::event_id(&event_id);
+    Ok(
+        MappedEvent::new(vendor_type, canonical_type, canonical_data, identity)
+            .vendor_event_id(Some(event_id))
+            .occurred_at(payload::timestamp(&body, "timestamp")),
+    )
 }
 
 /// An incoming message's `media`, whose object form the document never shows.

@@ -23,20 +23,15 @@ export_plugin!(PLUGIN);
 
 fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
-    let vendor_type = payload::required_str(&body, "event", "event")?.to_owned();
+    let vendor_type = payload::required_str(&body, "event")?;
     let event_id = payload::text(&body, "id");
-    let identity = match (&event_id, request.header("X-Acmechat-Delivery")) {
-        (Some(id), _) => Identity::event_id(id),
-        (None, Some(delivery)) if !delivery.is_empty() => Identity::delivery_id(delivery),
-        _ => {
-            return Err(MapError::MissingIdentity(
-                "no `id` and no X-Acmechat-Delivery",
-            ))
-        }
-    };
-    let empty = Map::new();
-    let data = payload::object(&body, "data").unwrap_or(&empty);
-    let (canonical_type, data) = match vendor_type.as_str() {
+    let identity = request.event_id_or_header(
+        event_id.as_deref(),
+        "X-Acmechat-Delivery",
+        "no `id` and no X-Acmechat-Delivery",
+    )?;
+    let data = payload::object_or_empty(&body, "data");
+    let (canonical_type, data) = match vendor_type {
         "message.new" => (
             canonical::MESSAGE_RECEIVED,
             canonical::to_data(&MessageReceived {
@@ -58,14 +53,9 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
         ),
         other => (other, canonical::unknown_type_data(other, data)),
     };
-    Ok(MappedEvent {
-        canonical_type: canonical_type.to_owned(),
-        vendor_type,
-        vendor_event_id: event_id,
-        occurred_at: payload::timestamp(&body, "created_at"),
-        data,
-        identity,
-    })
+    Ok(MappedEvent::new(vendor_type, canonical_type, data, identity)
+        .vendor_event_id(event_id)
+        .occurred_at(payload::timestamp(&body, "created_at")))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn nats_sink_reads_its_keys_with_defaults() {
     else {
         panic!("expected a nats sink, got {kind:?}");
     };
-    assert_eq!(access, crate::nats::NatsAccess::default());
+    assert_eq!(access, crate::base::nats::NatsAccess::default());
     let servers: Vec<&str> = servers.iter().map(|s| s.expose()).collect();
     assert_eq!(servers, ["nats://127.0.0.1:4222", "nats-2:4222"]);
     assert_eq!(subject.as_str(), "webhooks.{workspace}.{type}");

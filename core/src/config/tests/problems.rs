@@ -372,7 +372,7 @@ fn signature_can_be_changed_per_vendor() {
         whatsable.signature,
         SignatureConfig::Plugin(SchemeChange {
             header: Some("x-signature".into()),
-            encoding: Some(crate::verify::Encoding::Base64),
+            encoding: Some(crate::event::verify::Encoding::Base64),
             prefix: Some("sha256=".into()),
         })
     );
@@ -479,7 +479,7 @@ fn values_of_the_wrong_kind_are_all_reported_without_being_quoted() {
 
 #[test]
 fn a_scheme_change_keeps_what_it_does_not_set() {
-    use crate::verify::{Encoding, SignatureScheme, Signed};
+    use crate::event::verify::{Encoding, SignatureScheme, Signed};
     let plugin = SignatureScheme {
         header: hyper::header::HeaderName::from_static("x-whatsable-signature"),
         encoding: Encoding::Hex,
@@ -774,12 +774,14 @@ fn a_cluster_store_names_a_bad_server_and_the_replica_limit() {
     .expect("a valid cluster store");
     assert_eq!(
         parsed.server.store,
-        crate::config::StoreConfig::Nats(crate::config::NatsStoreConfig {
-            servers: vec![crate::broker_url::BrokerUrl::new("nats://10.0.0.1:4222")],
+        crate::store::StoreConfig::Nats(crate::store::NatsStoreConfig {
+            servers: vec![crate::base::broker_url::BrokerUrl::new(
+                "nats://10.0.0.1:4222"
+            )],
             replicas: 3,
             timeout: std::time::Duration::from_secs(10),
             lease: std::time::Duration::from_secs(30),
-            access: crate::nats::NatsAccess::default(),
+            access: crate::base::nats::NatsAccess::default(),
         })
     );
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use serde_yaml::Value;
 
 use super::Checker;
+use crate::base::names::{SinkName, VendorName};
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawRoute;
 use crate::config::RouteConfig;
-use crate::names::{SinkName, VendorName};
 
 impl Checker<'_> {
     /// `enabled` and `defined` are the workspace's vendor and sink names.

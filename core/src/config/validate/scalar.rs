@@ -1,6 +1,6 @@
 //! Single values: durations, sizes, paths, addresses, header names.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ const DURATION_HINT: &str = "expected a duration such as 72h or 30m";
 /// 100 years: longer cannot be meant, and what is added to timestamps in milliseconds must not
 /// overflow (18446744073709553s would wrap to about 1.4s).
 const MAX_DURATION: Duration = Duration::from_secs(36525 * 24 * 3600);
+const NAME_RULE: &str = "expected 1-64 characters of A-Z, a-z, 0-9, `_` and `-`";
 const SIZE_HINT: &str = "expected a whole number of bytes such as 1048576";
 
 impl Checker<'_> {
@@ -176,6 +177,38 @@ impl Checker<'_> {
                 self.problems.add(at, message);
                 None
             }
+        }
+    }
+
+    pub(super) fn socket_addr(
+        &mut self,
+        at: &KeyPath,
+        raw: Option<String>,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        let Some(text) = raw else {
+            return default;
+        };
+        text.parse().unwrap_or_else(|_| {
+            let message = format!(
+                "invalid listen address {text:?}: expected an IP address and port such as \
+                 127.0.0.1:8080"
+            );
+            self.problems.add(at, message);
+            default
+        })
+    }
+
+    pub(super) fn name(&mut self, at: &KeyPath, kind: &str, name: &str, why: &str) {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            self.problems.add(
+                at,
+                format!("invalid {kind} name {name:?}: {NAME_RULE}{why}"),
+            );
         }
     }
 }

@@ -6,15 +6,15 @@ use hyper::Uri;
 use serde_yaml::Value;
 
 use super::{Checker, DEFAULT_TIMEOUT};
-use crate::broker_url::BrokerUrl;
+use crate::base::broker_url::BrokerUrl;
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawSink;
 use crate::config::{
-    SinkConfig, SinkKind, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
+    SinkConfig, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
     DEFAULT_RETRY_SCHEDULE,
 };
 use crate::sinks::nats::valid_stream_name;
-use crate::sinks::{self, NatsConfig, RedisConfig, Template, TemplateError};
+use crate::sinks::{self, NatsConfig, RedisConfig, SinkKind, Template, TemplateError};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {

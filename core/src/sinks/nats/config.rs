@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::broker_url::BrokerUrl;
-use crate::nats::NatsAccess;
+use crate::base::broker_url::BrokerUrl;
+use crate::base::nats::NatsAccess;
 use crate::sinks::Template;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use bytes::Bytes;
 pub use config::{valid_stream_name, NatsConfig};
 
 use super::{Delivery, Fields, Sink, SinkBuildError, SinkError, SinkFuture};
-use crate::names::{SinkName, WorkspaceId};
+use crate::base::names::{SinkName, WorkspaceId};
 
 /// Envelopes published before their acks are awaited; the acks come back concurrently.
 const BATCH: usize = 64;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::broker_url::BrokerUrl;
+use crate::base::broker_url::BrokerUrl;
 use crate::sinks::Template;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

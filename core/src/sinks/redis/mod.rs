@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 pub use config::{RedisConfig, DEFAULT_DEDUPE_TTL, DEFAULT_MAX_LEN};
 
 use super::{Delivery, Fields, Sink, SinkBuildError, SinkError, SinkFuture};
-use crate::names::{SinkName, WorkspaceId};
+use crate::base::names::{SinkName, WorkspaceId};
 
 /// Envelopes per pipeline.
 const BATCH: usize = 64;

@@ -10,10 +10,10 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::queue::{self, record_key};
+use super::subjects::{self, record_key};
 use super::{ClusterStore, EVENT_ID_HEADER};
-use crate::envelope::EventId;
-use crate::store::embedded::record::{self, Reader};
+use crate::base::id::EventId;
+use crate::store::codec::{self, Reader};
 use crate::store::{DeadPage, SinkQueue, StoreError};
 
 fn subject(q: &SinkQueue, id: &EventId) -> String {
@@ -22,14 +22,14 @@ fn subject(q: &SinkQueue, id: &EventId) -> String {
 
 fn encode(dead_letter: &[u8], envelope: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(dead_letter.len() + envelope.len() + 4);
-    record::put_bytes32(&mut out, dead_letter);
+    codec::put_bytes32(&mut out, dead_letter);
     out.extend_from_slice(envelope);
-    record::versioned(&out).into()
+    codec::versioned(&out).into()
 }
 
 /// The letter and the envelope.
-fn decode(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), record::RecordError> {
-    let mut r = Reader(record::payload(bytes)?);
+fn decode(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), codec::RecordError> {
+    let mut r = Reader(codec::payload(bytes)?);
     let letter = r.bytes32()?.to_vec();
     Ok((letter, r.0.to_vec()))
 }
@@ -178,8 +178,8 @@ impl ClusterStore {
         };
         self.js
             .publish_with_headers(
-                queue::subject(q),
-                queue::headers(id, q, Some(seq)),
+                subjects::subject(q),
+                subjects::headers(id, q, Some(seq)),
                 envelope.into(),
             )
             .await

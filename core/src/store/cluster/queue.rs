@@ -1,146 +1,26 @@
 //! Cluster queues: each sink's queue is a durable pull consumer on the work-queue stream,
 //! shared by every instance. An instance that runs the sink's worker takes messages from it
-//! into leases it holds here (kept alive with progress acks, so a retry waiting on the sink's
+//! into leases it holds ([`super::feed`]) (kept alive with progress acks, so a retry waiting on the sink's
 //! backoff is not handed to another instance); the worker reads those leases as the embedded
 //! store's workers read their queue. A completed delivery is acknowledged (and leaves the
 //! stream); an instance that dies leaves its leases to be redelivered to the others once
 //! the ack wait runs out.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, kv, stream};
-use futures_util::StreamExt;
 
-use super::{ClusterStore, EVENT_ID_HEADER};
-use crate::envelope::EventId;
-use crate::names::{SinkName, WorkspaceId};
-use crate::store::embedded::record;
+use super::feed::{Lease, Leases};
+use super::subjects::{consumer_name, event_id, record_key, subject};
+use super::ClusterStore;
+use crate::base::id::EventId;
+use crate::store::codec;
 use crate::store::{lock, DeliveryOf, Queued, SinkQueue, StoreError};
 
-/// Messages a sink's consumer hands out at once, across the cluster, when unordered.
-const MAX_LEASED: i64 = 1024;
-
-/// What one instance holds of one queue, by event id.
-#[derive(Default)]
-pub(super) struct Leases(Mutex<BTreeMap<EventId, Lease>>);
-
-struct Lease {
-    message: jetstream::Message,
-    state: Option<Vec<u8>>,
-}
-
-/// Keeps this instance taking its share of one sink's queue; dropped with the sink's worker,
-/// it hands back what it holds.
-pub struct Feed {
-    task: tokio::task::JoinHandle<()>,
-    prefix: Vec<u8>,
-    leases: Arc<Leases>,
-    registry: Arc<Mutex<HashMap<Vec<u8>, Arc<Leases>>>>,
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.task.abort();
-        {
-            // A reload may already have registered the sink's next worker's leases.
-            let mut registry = lock(&self.registry);
-            if registry
-                .get(&self.prefix)
-                .is_some_and(|l| Arc::ptr_eq(l, &self.leases))
-            {
-                registry.remove(&self.prefix);
-            }
-        }
-        let held: Vec<jetstream::Message> = std::mem::take(&mut *lock(&self.leases.0))
-            .into_values()
-            .map(|l| l.message)
-            .collect();
-        if held.is_empty() {
-            return;
-        }
-        // Handed back at once rather than after the ack wait, so another instance (or this
-        // one's next worker) takes them now.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                for message in held {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                }
-            });
-        }
-    }
-}
-
-/// The subject a sink's queue messages are published on.
-pub(super) fn subject(q: &SinkQueue) -> String {
-    format!("switchyard.queue.{}.{}", q.workspace(), q.sink())
-}
-
-/// Headers of a queue message: its event id, and the id JetStream dedupes a retried
-/// publish on (within the stream's duplicate window). A replay gets its own.
-pub(super) fn headers(id: &EventId, q: &SinkQueue, replay: Option<u64>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(EVENT_ID_HEADER, id.to_string().as_str());
-    let message_id = match replay {
-        Some(seq) => format!("{id}.{}.{}.replay.{seq}", q.workspace(), q.sink()),
-        None => format!("{id}.{}.{}", q.workspace(), q.sink()),
-    };
-    headers.insert(NATS_MESSAGE_ID, message_id.as_str());
-    headers
-}
-
-/// A consumer's name: unique per workspace and sink, and free of the characters NATS
-/// reserves. Its description carries the names themselves.
-fn consumer_name(q: &SinkQueue) -> String {
-    format!(
-        "q{}",
-        hex::encode(format!("{}/{}", q.workspace(), q.sink()))
-    )
-}
-
-/// The workspace and sink a consumer's description names.
-pub(super) fn names(description: &str) -> Option<(WorkspaceId, SinkName)> {
-    let (workspace, sink) = description.split_once('/')?;
-    Some((WorkspaceId::new(workspace), SinkName::new(sink)))
-}
-
-/// The key of a queued event's records in the attempts and delivered buckets.
-pub(super) fn record_key(q: &SinkQueue, id: &EventId) -> String {
-    format!("{}.{}.{id}", q.workspace(), q.sink())
-}
-
-pub(super) fn event_id(headers: Option<&HeaderMap>) -> Option<EventId> {
-    EventId::parse(headers?.get(EVENT_ID_HEADER)?.as_str())
-}
-
 impl ClusterStore {
-    pub(in crate::store) fn consume(&self, q: &SinkQueue, ordered: bool) -> Feed {
-        let leases = Arc::new(Leases::default());
-        lock(&self.leases).insert(q.prefix().to_vec(), leases.clone());
-        let taker = Taker {
-            stream: self.queue_stream.clone(),
-            attempts: self.attempts.clone(),
-            unreadable: self.unreadable.clone(),
-            q: q.clone(),
-            ordered,
-            lease: self.lease,
-            leases: leases.clone(),
-        };
-        Feed {
-            task: tokio::spawn(taker.run()),
-            prefix: q.prefix().to_vec(),
-            leases,
-            registry: self.leases.clone(),
-        }
-    }
-
     fn leases_of(&self, q: &SinkQueue) -> Option<Arc<Leases>> {
         lock(&self.leases).get(q.prefix()).cloned()
     }
@@ -201,7 +81,7 @@ impl ClusterStore {
             }
         }
         self.attempts
-            .put(record_key(q, id), record::versioned(state).into())
+            .put(record_key(q, id), codec::versioned(state).into())
             .await
             .map_err(|e| StoreError::Cluster(format!("recording an attempt: {e}")))?;
         Ok(())
@@ -218,7 +98,7 @@ impl ClusterStore {
         // The record first: a crash in between means one more delivery, never a lost one.
         let records = done.iter().map(|(id, record)| {
             self.delivered
-                .put(record_key(q, id), record::versioned(record).into())
+                .put(record_key(q, id), codec::versioned(record).into())
         });
         for put in futures_util::future::join_all(records).await {
             put.map_err(|e| StoreError::Cluster(format!("recording a delivery: {e}")))?;
@@ -310,7 +190,7 @@ impl ClusterStore {
         else {
             return Ok(None);
         };
-        Ok(Some(record::payload(&bytes)?.to_vec()))
+        Ok(Some(codec::payload(&bytes)?.to_vec()))
     }
 
     pub(in crate::store) async fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
@@ -356,118 +236,5 @@ impl ClusterStore {
         };
         q.0.oldest_ms.store(oldest, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-/// The task that takes one queue's messages into leases and keeps them alive.
-struct Taker {
-    stream: stream::Stream,
-    attempts: kv::Store,
-    unreadable: prometheus_client::metrics::counter::Counter,
-    q: SinkQueue,
-    ordered: bool,
-    /// The consumer's ack wait; leases are renewed every third of it.
-    lease: Duration,
-    leases: Arc<Leases>,
-}
-
-impl Taker {
-    async fn run(self) {
-        loop {
-            if let Err(error) = self.take().await {
-                tracing::warn!(workspace = %self.q.workspace(), sink = %self.q.sink(), %error, "cluster queue unavailable; trying again");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    async fn take(&self) -> Result<(), String> {
-        let consumer = self.consumer().await?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        let mut progress = tokio::time::interval(self.lease / 3);
-        loop {
-            tokio::select! {
-                next = messages.next() => match next {
-                    Some(Ok(message)) => self.lease(message).await,
-                    Some(Err(error)) => return Err(error.to_string()),
-                    None => return Err("the consumer's message stream ended".into()),
-                },
-                _ = progress.tick() => self.keep_alive().await,
-            }
-        }
-    }
-
-    async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
-        let q = &self.q;
-        let config = pull::Config {
-            durable_name: Some(consumer_name(q)),
-            description: Some(format!("{}/{}", q.workspace(), q.sink())),
-            filter_subject: subject(q),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.lease,
-            // Retries and dead letters are the worker's (the sink's policy), not JetStream's.
-            max_deliver: -1,
-            // One at a time across the cluster for an ordered sink.
-            max_ack_pending: if self.ordered { 1 } else { MAX_LEASED },
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        };
-        match self.stream.create_consumer(config.clone()).await {
-            Ok(consumer) => Ok(consumer),
-            // It exists with other settings (the sink's `ordered` changed).
-            Err(_) => self
-                .stream
-                .update_consumer(config)
-                .await
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    async fn lease(&self, message: jetstream::Message) {
-        let Some(id) = event_id(message.headers.as_ref()) else {
-            self.unreadable.inc();
-            tracing::error!(workspace = %self.q.workspace(), sink = %self.q.sink(), subject = %message.subject, "queue message without a switchyard event id; removed");
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        };
-        let redelivered = message.info().map(|i| i.delivered > 1).unwrap_or(false);
-        // A message redelivered from another instance resumes its attempts there.
-        let state = if redelivered {
-            match self.attempts.get(record_key(&self.q, &id)).await {
-                Ok(Some(bytes)) => record::payload(&bytes).ok().map(<[u8]>::to_vec),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let new = {
-            let mut held = lock(&self.leases.0);
-            match held.get_mut(&id) {
-                // Ours already (a progress ack came too late): keep its state.
-                Some(lease) => {
-                    lease.message = message;
-                    false
-                }
-                None => {
-                    held.insert(id.clone(), Lease { message, state });
-                    true
-                }
-            }
-        };
-        if new {
-            self.q.added(&id);
-        }
-    }
-
-    /// Progress acks for everything held, so JetStream does not hand it to another instance
-    /// while the worker waits on a retry.
-    async fn keep_alive(&self) {
-        let held: Vec<jetstream::Message> = lock(&self.leases.0)
-            .values()
-            .map(|l| l.message.clone())
-            .collect();
-        for message in held {
-            let _ = message.ack_with(AckKind::Progress).await;
-        }
     }
 }

@@ -7,26 +7,23 @@
 //! log's checkpoint on.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::{self, Body, Claim, LogSpan, Reader, RecordError, StoredEvent};
-use super::wal::{self, Position, Wal};
-use super::{lock, sync_sled, Engine, StoreError, StoreMetrics, Trees};
-use crate::envelope::EventId;
+use super::applier::{Applier, Decision, Logged, PendingClaims, Reply};
+use super::checkpoint::checkpointer;
+use super::frame::{encode_completed, encode_event, Completed, MAX_BATCH_EVENTS};
+use super::record::{self, Claim};
+use super::wal::Wal;
+use super::{lock, Engine, StoreError, StoreMetrics};
 use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
-const MAX_BATCH_EVENTS: usize = 4096;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
-/// How often sled is flushed and the log's checkpoint moved on while there is traffic.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
 
 /// What the writer is handed: an event to keep, or deliveries a sink finished, logged so
 /// that a crash does not undo them (each one undone is one more delivery).
@@ -35,12 +32,6 @@ enum Work {
     Completed(Completed),
     /// Write an empty frame: tells whether the log takes writes again with no traffic.
     Probe,
-}
-
-/// Events one sink queue no longer owes.
-pub(super) struct Completed {
-    pub prefix: Vec<u8>,
-    pub ids: Vec<EventId>,
 }
 
 pub(super) struct Committer {
@@ -116,33 +107,6 @@ impl Committer {
     pub(super) fn checkpoint_now(&self) {
         let _ = self.checkpoint.send(());
     }
-}
-
-/// Claims logged but not yet applied to sled: the writer decides the next batch against them
-/// while the applier is still on the previous one.
-type PendingClaims = Arc<Mutex<HashMap<Vec<u8>, EventId>>>;
-
-/// What the writer decided for one request of a batch.
-enum Decision {
-    New,
-    /// A copy of the batch's event at this index.
-    RepeatInBatch(usize),
-    /// Claimed by an earlier event.
-    Seen(EventId),
-    Failed(StoreError),
-}
-
-/// A batch on its way from the writer to the applier.
-struct Logged {
-    batch: Vec<(Accept, Reply)>,
-    decisions: Vec<Decision>,
-    /// The log payload of its new events and completions (empty when it has neither), where
-    /// it starts in the log and where the log ends after it.
-    payload: Vec<u8>,
-    logged_at: Option<(Position, Position)>,
-    replaced_expiry: Vec<Vec<u8>>,
-    /// Set when the log write failed: every new event of the batch is refused.
-    failed: Option<String>,
 }
 
 /// Stage one: decides dedupe for a batch and makes its new events durable in the log.
@@ -300,308 +264,13 @@ impl Writer {
     }
 }
 
-/// Stage two: applies a logged batch to sled, then answers its waiters and wakes its sinks.
-struct Applier {
-    engine: Arc<Engine>,
-    metrics: StoreMetrics,
-    pending: PendingClaims,
-    /// Where the log stands once everything in it is applied to sled.
-    applied: Arc<Mutex<Option<Position>>>,
-}
-
-impl Applier {
-    fn run(self, logged: std_mpsc::Receiver<Logged>) {
-        while let Ok(batch) = logged.recv() {
-            self.finish(batch);
-        }
-    }
-
-    fn finish(&self, logged: Logged) {
-        let mut failed = logged.failed;
-        if let (None, Some((start, end))) = (&failed, logged.logged_at) {
-            // Completions are in sled already (the worker wrote them); the log keeps them
-            // for a replay.
-            let applied = decode_frame(&logged.payload)
-                .map_err(StoreError::from)
-                .and_then(|frame| {
-                    let replaced: Vec<&[u8]> =
-                        logged.replaced_expiry.iter().map(Vec::as_slice).collect();
-                    let trees = self.engine.trees()?;
-                    apply(&trees, start, &frame.events, &replaced, false)
-                        .map(|()| frame.events.len())
-                });
-            match applied {
-                Ok(events) => {
-                    // A batch that failed to apply is not in sled: the checkpoint must not
-                    // pass it until the store has healed (replayed the log).
-                    if !self.engine.is_stuck() {
-                        *lock(&self.applied) = Some(end);
-                    }
-                    self.metrics.commits.inc();
-                    if let Some(h) = &self.metrics.batch_events {
-                        h.observe(events as f64);
-                    }
-                    let mut pending = lock(&self.pending);
-                    for ((accept, _), decision) in logged.batch.iter().zip(&logged.decisions) {
-                        if matches!(decision, Decision::New) {
-                            pending.remove(accept.key.as_bytes());
-                        }
-                    }
-                }
-                Err(error) => {
-                    // Logged but not in sled: the next start replays it. Its claims stay
-                    // pending, so repeats are still recognised until then.
-                    self.engine.set_stuck();
-                    tracing::error!(%error, "a logged batch could not be applied to the store; it is replayed once the store heals");
-                    failed = Some(error.to_string());
-                }
-            }
-        }
-        let ids: Vec<EventId> = logged.batch.iter().map(|(a, _)| a.id.clone()).collect();
-        for ((accept, reply), decision) in logged.batch.into_iter().zip(logged.decisions) {
-            let answer = match (decision, &failed) {
-                (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
-                (Decision::Failed(error), _) => Err(error),
-                (Decision::New | Decision::RepeatInBatch(_), Some(error)) => {
-                    Err(StoreError::Write(error.clone()))
-                }
-                (Decision::RepeatInBatch(first), None) => {
-                    Ok(Accepted::Duplicate(ids[first].clone()))
-                }
-                (Decision::New, None) => {
-                    for queue in &accept.queues {
-                        queue.added(&accept.id);
-                    }
-                    Ok(Accepted::New)
-                }
-            };
-            // A waiter that went away (its client disconnected) is fine: its event is kept.
-            let _ = reply.send(answer);
-        }
-    }
-}
-
-/// One new event as the log holds it.
-struct LoggedEvent<'a> {
-    id: EventId,
-    expires_at_ms: u64,
-    key: &'a [u8],
-    queues: Vec<&'a [u8]>,
-    /// Where the (compressed) envelope starts in the batch's payload, and its length.
-    envelope_at: usize,
-    envelope_len: u32,
-}
-
-fn encode_event(out: &mut Vec<u8>, a: &Accept) {
-    out.extend_from_slice(&a.id.to_bytes());
-    out.extend_from_slice(&a.claim_expires_at_ms.to_be_bytes());
-    record::put_bytes32(out, a.key.as_bytes());
-    out.push(u8::try_from(a.queues.len()).unwrap_or(u8::MAX));
-    for q in a.queues.iter().take(usize::from(u8::MAX)) {
-        record::put_bytes16(out, q.prefix());
-    }
-    record::put_bytes32(out, &a.envelope);
-}
-
-/// A logged frame: the batch's new events, then the deliveries sinks finished meanwhile.
-struct Frame<'a> {
-    events: Vec<LoggedEvent<'a>>,
-    /// (queue prefix, event id)
-    completed: Vec<(&'a [u8], EventId)>,
-}
-
-fn encode_completed(out: &mut Vec<u8>, completed: &[Completed]) {
-    let count: usize = completed.iter().map(|c| c.ids.len()).sum();
-    out.extend_from_slice(&(count as u32).to_be_bytes());
-    for done in completed {
-        for id in &done.ids {
-            record::put_bytes16(out, &done.prefix);
-            out.extend_from_slice(&id.to_bytes());
-        }
-    }
-}
-
-fn decode_frame(payload: &[u8]) -> Result<Frame<'_>, RecordError> {
-    let mut r = Reader(payload);
-    let events = decode_events(payload, &mut r)?;
-    let mut completed = Vec::new();
-    if !r.is_empty() {
-        for _ in 0..r.u32()? {
-            let prefix = r.bytes16()?;
-            let id: [u8; 16] = r.take(16)?.try_into().map_err(|_| RecordError::Damaged)?;
-            completed.push((prefix, EventId::from_bytes(id)));
-        }
-    }
-    if !r.is_empty() {
-        return Err(RecordError::Damaged);
-    }
-    Ok(Frame { events, completed })
-}
-
-fn decode_events<'a>(
-    payload: &'a [u8],
-    r: &mut Reader<'a>,
-) -> Result<Vec<LoggedEvent<'a>>, RecordError> {
-    let count = r.u32()?;
-    let mut events = Vec::with_capacity(count.min(MAX_BATCH_EVENTS as u32) as usize);
-    for _ in 0..count {
-        let id: [u8; 16] = r.take(16)?.try_into().map_err(|_| RecordError::Damaged)?;
-        let expires_at_ms = r.u64()?;
-        let key = r.bytes32()?;
-        let queues = (0..r.u8()?)
-            .map(|_| r.bytes16())
-            .collect::<Result<Vec<_>, _>>()?;
-        let envelope_len = r.u32()?;
-        let envelope_at = payload.len() - r.0.len();
-        r.take(envelope_len as usize)?;
-        events.push(LoggedEvent {
-            id: EventId::from_bytes(id),
-            expires_at_ms,
-            key,
-            queues,
-            envelope_at,
-            envelope_len,
-        });
-    }
-    Ok(events)
-}
-
-/// Each event of a logged batch: its id and where its envelope is in the payload.
-pub(super) fn envelopes(payload: &[u8]) -> Result<Vec<(EventId, usize, usize)>, RecordError> {
-    Ok(decode_frame(payload)?
-        .events
-        .into_iter()
-        .map(|e| (e.id, e.envelope_at, e.envelope_len as usize))
-        .collect())
-}
-
-/// Brings sled up to date with logged events, whose batch payload starts at `payload_at` in the
-/// log. A replay (after a crash) may meet events sled already has: it keeps newer claims and
-/// does not queue again what a sink already finished.
-fn apply(
-    trees: &Trees,
-    payload_at: Position,
-    events: &[LoggedEvent<'_>],
-    replaced_expiry: &[&[u8]],
-    replay: bool,
-) -> Result<(), StoreError> {
-    // Plain inserts, not `apply_batch`: sled 0.34 runs a batch as a transaction, with a
-    // process-wide lock and a log reservation per call (measured at ~40 us a call); atomicity
-    // across them is the log's job (a crash replays the batch).
-    for old in replaced_expiry {
-        trees.dedupe_expiry.remove(*old)?;
-    }
-    for e in events {
-        let id = e.id.to_bytes();
-        let span = LogSpan {
-            segment: payload_at.segment,
-            offset: payload_at.offset + e.envelope_at as u64,
-            len: e.envelope_len,
-        };
-        // The event before its queue entries: a worker that sees an entry finds its envelope.
-        trees
-            .events
-            .insert(id, StoredEvent::encode(&e.queues, Body::Logged(span)))?;
-        for prefix in &e.queues {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(&id);
-            if replay {
-                let mut done = id.to_vec();
-                done.extend_from_slice(prefix);
-                if trees.delivered.contains_key(&done)? || trees.dead.contains_key(&key)? {
-                    continue;
-                }
-            }
-            trees.queue.insert(key, &[record::VERSION])?;
-        }
-        let claim = Claim {
-            expires_at_ms: e.expires_at_ms,
-            event_id: e.id.clone(),
-        };
-        let newer = replay
-            && trees
-                .dedupe
-                .get(e.key)?
-                .and_then(|v| Claim::decode(&v).ok())
-                .is_some_and(|c| c.expires_at_ms >= e.expires_at_ms);
-        if !newer {
-            trees.dedupe.insert(e.key, claim.encode())?;
-            trees.dedupe_expiry.insert(claim.expiry_key(e.key), &[])?;
-        }
-    }
-    Ok(())
-}
-
-/// Replays the log past its checkpoint into sled and makes that durable; returns how many
-/// batches it replayed.
-pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
-    std::fs::create_dir_all(wal_dir)?;
-    let from = wal::read_checkpoint(wal_dir)?;
-    let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let batches = wal::replay(wal_dir, from, |at, payload| {
-        let frame = decode_frame(payload).map_err(|e| invalid(e.into()))?;
-        apply(trees, at, &frame.events, &[], true).map_err(invalid)?;
-        for (prefix, id) in &frame.completed {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(&id.to_bytes());
-            trees.queue.remove(&key).map_err(|e| invalid(e.into()))?;
-            trees.attempts.remove(&key).map_err(|e| invalid(e.into()))?;
-        }
-        Ok(())
-    })?;
-    if batches > 0 {
-        let sled_dir = wal_dir.parent().unwrap_or(wal_dir);
-        sync_sled(&trees.db, sled_dir)?;
-    }
-    Ok(batches)
-}
-
-/// Every [`CHECKPOINT_EVERY`] (or when asked): if the writer applied anything since the last
-/// checkpoint, flush sled and record the log position it covers. Ends when the store does.
-fn checkpointer(
-    engine: Arc<Engine>,
-    wal_dir: PathBuf,
-    applied: Arc<Mutex<Option<Position>>>,
-    requests: std_mpsc::Receiver<()>,
-) {
-    let sled_dir = wal_dir.parent().unwrap_or(&wal_dir).to_owned();
-    let mut done: Option<Position> = None;
-    loop {
-        let stop = matches!(
-            requests.recv_timeout(CHECKPOINT_EVERY),
-            Err(std_mpsc::RecvTimeoutError::Disconnected)
-        );
-        let _exclusive = lock(&engine.exclusive);
-        // Read before the flush: the flush then covers everything applied up to here.
-        let at = *lock(&applied);
-        if at.is_some() && at != done && !engine.is_stuck() {
-            let result = engine
-                .trees()
-                .map_err(std::io::Error::other)
-                .and_then(|trees| sync_sled(&trees.db, &sled_dir))
-                .and_then(|()| match at {
-                    Some(at) => wal::write_checkpoint(&wal_dir, at),
-                    None => Ok(()),
-                });
-            match result {
-                Ok(()) => done = at,
-                Err(error) => {
-                    tracing::warn!(%error, "checkpoint failed; the log keeps everything since the last one")
-                }
-            }
-        }
-        if stop {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedupe::DedupeKey;
-    use crate::dedupe::Identity;
-    use crate::names::{VendorName, WorkspaceId};
+    use crate::base::id::EventId;
+    use crate::base::names::{VendorName, WorkspaceId};
+    use crate::event::dedupe::DedupeKey;
+    use crate::event::dedupe::Identity;
 
     fn accept(
         key: &DedupeKey,

@@ -12,10 +12,15 @@
 //! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
 //! - `meta`: the store's format version.
 
+mod applier;
 mod backup;
+mod checkpoint;
 mod commit;
+mod engine;
+mod frame;
 mod queue;
 pub mod record;
+mod replay;
 mod sweep;
 mod wal;
 
@@ -25,121 +30,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use sled::Tree;
 
 use super::{
     lock, queue_prefix, Accept, Accepted, SinkQueue, StoreError, StoreMetrics, StoreOptions,
 };
-use crate::envelope::EventId;
-use crate::names::{SinkName, WorkspaceId};
+use crate::base::id::EventId;
+use crate::base::names::{SinkName, WorkspaceId};
 
-pub use record::RecordError;
-
-/// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
-/// database for good, so the store reopens it in place once the cause is gone: the
-/// write-ahead log holds everything accepted since the last checkpoint, and is replayed into
-/// the reopened database.
-struct Engine {
-    dir: PathBuf,
-    cache_bytes: u64,
-    /// `None` while it is being reopened.
-    trees: std::sync::RwLock<Option<Trees>>,
-    /// A logged batch could not be applied: the checkpoint must not move past it until the
-    /// log has been replayed.
-    stuck: AtomicBool,
-    /// Held by a heal from start to end and by a checkpoint from its check to its write: a
-    /// checkpoint must never cover a replay still running into reopened trees.
-    exclusive: Mutex<()>,
-}
-
-impl Engine {
-    fn trees(&self) -> Result<Trees, StoreError> {
-        self.trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| StoreError::Write("the store is reopening after a disk error".into()))
-    }
-
-    fn set_stuck(&self) {
-        self.stuck.store(true, Ordering::Relaxed);
-    }
-
-    fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::Relaxed)
-    }
-
-    /// Brings the store back after a failure: reopens sled if a disk error poisoned it, then
-    /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
-    /// counts found, for the counters.
-    fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
-        let _exclusive = lock(&self.exclusive);
-        let poisoned = match self.trees() {
-            Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
-            Err(_) => true,
-        };
-        if poisoned {
-            // Every handle must be gone before sled's directory lock is free again.
-            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = None;
-            let mut attempts = 0;
-            let trees = loop {
-                match open_trees(&self.dir, self.cache_bytes) {
-                    Ok(trees) => break trees,
-                    Err(error) if attempts < 100 => {
-                        attempts += 1;
-                        tracing::debug!(%error, "store not reopened yet");
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            };
-            *self.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
-            tracing::warn!(dir = %self.dir.display(), "store reopened after a disk error");
-        }
-        let trees = self.trees()?;
-        commit::recover(&trees, &self.dir.join("wal"))
-            .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
-        // Healed only once what was replayed is on disk: sled's inserts land in memory
-        // first, so without this a disk that is still full would pass for a healed one.
-        sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
-        let counts = count_queues(&trees)?;
-        self.stuck.store(false, Ordering::Relaxed);
-        Ok(counts)
-    }
-}
-
-fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
-    // The write-ahead log is the durability point; sled's own periodic flush only keeps
-    // the replay after a crash short, and narrows what a crash can undo of work nobody
-    // waits for, such as completions (each one undone is one more delivery).
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        .flush_every_ms(Some(500))
-        .open()?;
-    Ok(Trees {
-        dedupe: db.open_tree("dedupe")?,
-        dedupe_expiry: db.open_tree("dedupe_expiry")?,
-        events: db.open_tree("events")?,
-        queue: db.open_tree("queue")?,
-        attempts: db.open_tree("attempts")?,
-        dead: db.open_tree("dead")?,
-        delivered: db.open_tree("delivered")?,
-        db,
-    })
-}
-
-#[derive(Clone)]
-struct Trees {
-    db: sled::Db,
-    dedupe: Tree,
-    dedupe_expiry: Tree,
-    events: Tree,
-    queue: Tree,
-    attempts: Tree,
-    dead: Tree,
-    delivered: Tree,
-}
+use self::engine::{check_format, count_queues, open_trees, sync_sled, Engine, Trees};
+use super::codec::RecordError;
 
 pub struct EmbeddedStore {
     dir: PathBuf,
@@ -175,7 +74,7 @@ impl EmbeddedStore {
             path: wal_dir.clone(),
             source,
         };
-        let replayed = commit::recover(&trees, &wal_dir).map_err(log_error)?;
+        let replayed = replay::recover(&trees, &wal_dir).map_err(log_error)?;
         if replayed > 0 {
             tracing::info!(
                 batches = replayed,
@@ -367,62 +266,10 @@ fn healer(store: std::sync::Weak<EmbeddedStore>) {
 /// How often a failing store is tried again.
 const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
-/// syncs metadata; an fsync of its log file (fsync acts on the file, not the descriptor)
-/// makes what it wrote survive a power loss too.
-fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
-    db.flush().map_err(std::io::Error::other)?;
-    std::fs::File::open(dir.join("db"))?.sync_data()
-}
-
-/// A store from before format versions held envelopes in its queues; refuse it rather than
-/// misread it.
-fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
-    let meta = db.open_tree("meta").map_err(|source| StoreError::Open {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    match meta.get("format")? {
-        Some(v) if v.as_ref() == [record::VERSION] => Ok(()),
-        Some(v) => Err(StoreError::Version {
-            path: dir.to_path_buf(),
-            found: v.first().copied().unwrap_or(0),
-        }),
-        None if !trees.events.is_empty() || !trees.queue.is_empty() => {
-            Err(StoreError::Unversioned {
-                path: dir.to_path_buf(),
-            })
-        }
-        None => {
-            meta.insert("format", &[record::VERSION])?;
-            Ok(())
-        }
-    }
-}
-
-/// Queue depth and dead letters per queue prefix: the one scan, at start-up.
-fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
-    let mut found: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
-    for (tree, dead) in [(&trees.queue, false), (&trees.dead, true)] {
-        for key in tree.iter().keys() {
-            let key = key?;
-            let Some(end) = key.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let counts = found.entry(key[..=end].to_vec()).or_default();
-            if dead {
-                counts.1 += 1;
-            } else {
-                counts.0 += 1;
-            }
-        }
-    }
-    Ok(found)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::codec;
 
     /// A sled database as another release left it. Without sled's flusher thread, which would
     /// hold the directory's lock for a moment after the handle is dropped.
@@ -471,7 +318,7 @@ mod tests {
         let message = refused.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("format version 7"), "{message}");
         assert!(
-            message.contains(&format!("reads {}", record::VERSION)),
+            message.contains(&format!("reads {}", codec::VERSION)),
             "{message}"
         );
     }

@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 
 use sled::IVec;
 
-use super::record::{self, StoredEvent};
+use super::record::StoredEvent;
 use super::{EmbeddedStore, SinkQueue, StoreError};
-use crate::envelope::EventId;
+use crate::base::id::EventId;
+use crate::store::codec;
 use crate::store::{DeadPage, DeliveryOf, Queued};
 
 impl EmbeddedStore {
@@ -39,7 +40,7 @@ impl EmbeddedStore {
     /// an empty queue. One read, whatever the backlog.
     pub fn oldest_queued_age(&self, q: &SinkQueue) -> std::time::Duration {
         let oldest = self.peek_from(q, None, 1).ok().and_then(|mut v| v.pop());
-        let now = crate::dedupe::millis(std::time::SystemTime::now());
+        let now = crate::base::id::millis(std::time::SystemTime::now());
         std::time::Duration::from_millis(
             oldest.map_or(0, |o| now.saturating_sub(o.id.timestamp_ms())),
         )
@@ -105,7 +106,7 @@ impl EmbeddedStore {
         state: &[u8],
     ) -> Result<(), StoreError> {
         let trees = self.trees()?;
-        trees.attempts.insert(q.key(id), record::versioned(state))?;
+        trees.attempts.insert(q.key(id), codec::versioned(state))?;
         Ok(())
     }
 
@@ -121,7 +122,7 @@ impl EmbeddedStore {
         for (id, record) in done {
             let mut key = id.to_bytes().to_vec();
             key.extend_from_slice(q.prefix());
-            trees.delivered.insert(key, record::versioned(record))?;
+            trees.delivered.insert(key, codec::versioned(record))?;
         }
         for (id, _) in done {
             let key = q.key(id);
@@ -131,7 +132,7 @@ impl EmbeddedStore {
             }
         }
         // Logged with the next commit, so a crash soon after does not undo them.
-        self.committer.completed(super::commit::Completed {
+        self.committer.completed(super::frame::Completed {
             prefix: q.prefix().to_vec(),
             ids: done.iter().map(|(id, _)| id.clone()).collect(),
         });
@@ -145,7 +146,7 @@ impl EmbeddedStore {
         if self
             .trees()?
             .dead
-            .insert(&key, record::versioned(dead_letter))?
+            .insert(&key, codec::versioned(dead_letter))?
             .is_none()
         {
             q.0.dead.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +188,7 @@ impl EmbeddedStore {
                     .map(|(id, _): &(EventId, Vec<u8>)| id.clone());
                 break;
             }
-            letters.push((id, record::payload(&bytes)?.to_vec()));
+            letters.push((id, codec::payload(&bytes)?.to_vec()));
         }
         Ok(DeadPage { letters, next })
     }
@@ -211,7 +212,7 @@ impl EmbeddedStore {
         if self
             .trees()?
             .queue
-            .insert(&key, &[record::VERSION])?
+            .insert(&key, &[codec::VERSION])?
             .is_none()
         {
             q.added(id);
@@ -256,7 +257,7 @@ impl EmbeddedStore {
 }
 
 fn payload_of(bytes: &IVec) -> Result<Vec<u8>, StoreError> {
-    Ok(record::payload(bytes)?.to_vec())
+    Ok(codec::payload(bytes)?.to_vec())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::record::{self, Body, Claim, StoredEvent};
 use super::wal;
 use super::{EmbeddedStore, StoreError};
-use crate::dedupe::millis;
+use crate::base::id::millis;
 
 impl EmbeddedStore {
     /// Removes dedupe claims whose window ended before `now`; returns how many.
@@ -104,7 +104,7 @@ impl EmbeddedStore {
     fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
         let trees = self.trees()?;
         let mut moved = 0;
-        for (id, offset, len) in super::commit::envelopes(payload)? {
+        for (id, offset, len) in super::frame::envelopes(payload)? {
             let Some(bytes) = trees.events.get(id.to_bytes())? else {
                 continue;
             };

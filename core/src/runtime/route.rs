@@ -3,8 +3,8 @@
 
 use wildmatch::WildMatch;
 
+use crate::base::names::{SinkName, VendorName};
 use crate::config::RouteConfig;
-use crate::names::{SinkName, VendorName};
 
 struct Route {
     vendors: Option<Vec<VendorName>>,

@@ -5,7 +5,7 @@
 
 mod body;
 mod budget;
-pub mod quota;
+mod router;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,16 +20,19 @@ use tracing::{field, Instrument};
 
 pub use self::body::Limits as BodyLimits;
 pub use self::budget::BodyBudget;
-use crate::dedupe::{millis, DedupeKey};
-use crate::envelope::{Envelope, EventId};
+pub use self::router::Public;
+use crate::base::id::{millis, EventId};
+use crate::base::names::VendorName;
+use crate::config::ServerConfig;
+use crate::event::dedupe::DedupeKey;
+use crate::event::envelope::Envelope;
+use crate::event::verify::VerifyError;
 use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
-use crate::names::VendorName;
 use crate::plugins::{HandshakeOutcome, MapOutcome};
+use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
-use crate::topology::{Topology, VendorBinding, Workspace};
-use crate::verify::VerifyError;
 use arc_swap::ArcSwap;
 
 #[derive(Clone)]
@@ -46,6 +49,26 @@ pub struct Hooks {
 }
 
 impl Hooks {
+    /// The front door with the public listener's limits from `server`.
+    pub fn new(
+        topology: Arc<ArcSwap<Topology>>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        server: &ServerConfig,
+    ) -> Hooks {
+        Hooks {
+            topology,
+            store,
+            metrics,
+            body: BodyLimits {
+                max_bytes: server.max_body_bytes,
+                timeout: server.body_read_timeout,
+            },
+            budget: BodyBudget::new(server.max_inflight_body_bytes),
+            trusted_proxies: server.trusted_proxies.clone(),
+        }
+    }
+
     pub async fn answer(
         &self,
         request: Request<Incoming>,
@@ -127,9 +150,9 @@ impl Hooks {
         &self,
         request: Request<Incoming>,
         client: IpAddr,
-        ws: &Workspace,
+        ws: &Arc<Workspace>,
         vendor: &VendorName,
-        binding: &VendorBinding,
+        binding: &Arc<VendorBinding>,
     ) -> Answer {
         let received_at = SystemTime::now();
         if let Some(refused) = refuse_source(client, ws, vendor, binding) {
@@ -157,29 +180,15 @@ impl Hooks {
             };
         // Once the body is in, keeping the event is its own task: a client that hangs up now
         // drops this future, not the commit, so an event the store takes is also announced
-        // to its sinks.
+        // to its sinks. It keeps the workspace and binding this request was admitted under: a
+        // reload meanwhile changes neither its secrets nor its routes.
         let hooks = self.clone();
-        let (workspace, vendor) = (ws.id.clone(), vendor.clone());
+        let (ws, vendor, binding) = (ws.clone(), vendor.clone(), binding.clone());
         let keep = async move {
             // The body's bytes count against the budget until the request is answered.
             let _reservation = reservation;
-            let topology = hooks.topology.load_full();
-            let Some(ws) = topology.workspace(workspace.as_str()) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_workspace",
-                    &format!("no workspace named `{workspace}`"),
-                );
-            };
-            let Some(binding) = ws.vendors.get(&vendor) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_vendor",
-                    &format!("vendor `{vendor}` is not enabled for workspace `{workspace}`"),
-                );
-            };
             hooks
-                .keep(&parts.headers, body, received_at, ws, &vendor, binding)
+                .keep(&parts.headers, body, received_at, &ws, &vendor, &binding)
                 .await
         };
         let mut answer = tokio::spawn(keep.in_current_span())
@@ -229,7 +238,8 @@ impl Hooks {
             tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
-        let mapped = match (binding.plugin)
+        let mapped = match binding
+            .plugin
             .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
             .await
         {

@@ -11,7 +11,10 @@
 //! Every count comes from the store's in-memory counters, so these views cost the same with
 //! ten or ten million queued events.
 
+mod router;
 mod status;
+
+pub use self::router::Operator;
 
 use std::sync::Arc;
 
@@ -20,15 +23,15 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use crate::base::id::{rfc3339, EventId};
+use crate::base::names::Secret;
 use crate::deliver::{self, DeadLetter, Delivered, DeliveryState};
-use crate::envelope::{rfc3339, EventId};
 use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
-use crate::names::Secret;
 use crate::plugins::Plugins;
-use crate::reload::Reloader;
+use crate::runtime::reload::Reloader;
+use crate::runtime::topology::Topology;
 use crate::store::{DeliveryOf, SinkQueue, Store, StoreError};
-use crate::topology::Topology;
 use arc_swap::ArcSwap;
 
 /// A dead-letter page holds at most this many, whatever `limit` asks.
@@ -199,7 +202,7 @@ impl Admin {
         Ok(reply(StatusCode::OK, &json!({ "dropped": dropped })))
     }
 
-    /// Reads the configuration again; see [`crate::reload`].
+    /// Reads the configuration again; see [`crate::runtime::reload`].
     async fn reload(&self) -> Answer {
         match self.reloader.reload().await {
             Ok(done) => reply(

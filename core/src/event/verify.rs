@@ -10,7 +10,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::names::Secret;
+use crate::base::names::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -244,6 +244,36 @@ impl<'a> Iterator for TemplateParts<'a> {
         let (literal, rest) = self.rest.split_at(end);
         self.rest = rest;
         Some(TemplatePart::Literal(literal))
+    }
+}
+
+/// Changes to a plugin's signature scheme (`signature: { header, encoding, prefix }`, or the
+/// older `signature_header`), for a vendor account that signs differently from what its
+/// document suggests. Unset parts keep the plugin's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemeChange {
+    /// A valid header name, in lower case.
+    pub header: Option<String>,
+    pub encoding: Option<Encoding>,
+    pub prefix: Option<String>,
+}
+
+impl SchemeChange {
+    pub fn apply(&self, scheme: &SignatureScheme) -> SignatureScheme {
+        let mut scheme = scheme.clone();
+        if let Some(header) = &self.header {
+            // Validated as a header name when the configuration was read.
+            if let Ok(header) = hyper::header::HeaderName::from_bytes(header.as_bytes()) {
+                scheme.header = header;
+            }
+        }
+        if let Some(encoding) = self.encoding {
+            scheme.encoding = encoding;
+        }
+        if let Some(prefix) = &self.prefix {
+            scheme.prefix = prefix.clone();
+        }
+        scheme
     }
 }
 

@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
+use crate::runtime::topology::{Topology, TopologyError};
 use crate::store::Store;
-use crate::topology::{Topology, TopologyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::config::{Config, SignatureConfig, SinkConfig};
 use crate::deliver::{DeliveryPolicy, SinkWorker};
-use crate::hooks::quota::Quota;
+use crate::event::verify::SignatureScheme;
 use crate::metrics::Metrics;
-use crate::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
-use crate::route::Router;
+use crate::runtime::quota::Quota;
+use crate::runtime::route::Router;
 use crate::sinks::{self, SinkBuildError};
 use crate::store::{SinkQueue, Store};
-use crate::verify::SignatureScheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -59,7 +59,8 @@ pub struct Workspace {
     pub dedupe_window: Duration,
     /// Its `limits`, with the rate's token bucket.
     pub quota: Quota,
-    pub vendors: HashMap<VendorName, VendorBinding>,
+    /// Each shared, so a request holds the binding it started with across a reload.
+    pub vendors: HashMap<VendorName, Arc<VendorBinding>>,
     router: Router,
     /// Shared with the topology a reload builds when the sink's configuration is unchanged,
     /// so its worker keeps running; a worker stops when the last topology holding it goes.
@@ -92,7 +93,8 @@ impl Workspace {
 }
 
 pub struct Topology {
-    workspaces: HashMap<WorkspaceId, Workspace>,
+    /// Each shared, so a request holds the workspace it started with across a reload.
+    workspaces: HashMap<WorkspaceId, Arc<Workspace>>,
 }
 
 impl Topology {
@@ -130,13 +132,13 @@ impl Topology {
                 };
                 vendors.insert(
                     name.clone(),
-                    VendorBinding {
+                    Arc::new(VendorBinding {
                         plugin,
                         scheme,
                         secrets: vendor.secrets.clone(),
                         allow_ips: vendor.allow_ips.clone(),
                         plugin_timeout: vendor.plugin_timeout.unwrap_or(DEFAULT_TIME_LIMIT),
-                    },
+                    }),
                 );
             }
             let mut workers = HashMap::new();
@@ -175,25 +177,25 @@ impl Topology {
             }
             workspaces.insert(
                 id.clone(),
-                Workspace {
+                Arc::new(Workspace {
                     id: id.clone(),
                     dedupe_window: ws.dedupe_window,
                     quota: Quota::new(&ws.limits),
                     vendors,
                     router: Router::new(&ws.routes),
                     workers,
-                },
+                }),
             );
         }
         Ok(Topology { workspaces })
     }
 
-    pub fn workspace(&self, id: &str) -> Option<&Workspace> {
+    pub fn workspace(&self, id: &str) -> Option<&Arc<Workspace>> {
         self.workspaces.get(id)
     }
 
     pub fn workspaces(&self) -> impl Iterator<Item = &Workspace> {
-        self.workspaces.values()
+        self.workspaces.values().map(|ws| ws.as_ref())
     }
 
     /// Sinks this topology runs that `previous` did not (started) and that `previous` ran

@@ -2,24 +2,29 @@
 //! and operator listeners until SIGINT or SIGTERM. SIGHUP reloads what can be reloaded in place
 //! (the TLS certificate).
 
-use std::path::PathBuf;
+pub mod admin;
+pub mod hooks;
+mod signals;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::Admin;
-use crate::config::{Config, StoreConfig};
-use crate::hooks::{BodyBudget, BodyLimits, Hooks};
-use crate::http::router::{Operator, Public};
+use self::signals::{
+    forward_hangups, reload_on_hangup, reopen_file_sinks, shutdown_signal, stopping,
+};
+use crate::config::Config;
 use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
-use crate::reload::Reloader;
-use crate::store::{ClusterOptions, Store, StoreError, StoreMetrics, StoreOptions};
-use crate::topology::{Topology, TopologyError};
+use crate::runtime::reload::Reloader;
+use crate::runtime::topology::{Topology, TopologyError};
+use crate::server::admin::{Admin, Operator};
+use crate::server::hooks::{Hooks, Public};
+use crate::store::{Store, StoreConfig, StoreError, StoreMetrics, StoreOptions};
 use arc_swap::ArcSwap;
 
 /// Expired dedupe keys and old events are swept a few times per shortest window, so nothing
@@ -60,32 +65,18 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         );
     }
     let metrics = Arc::new(Metrics::new());
-    let store_metrics = StoreMetrics {
-        commits: metrics.store_commits.clone(),
-        batch_events: Some(metrics.store_batch_events.clone()),
-        unreadable: metrics.store_unreadable.clone(),
+    let server = &config.server;
+    let options = StoreOptions {
+        cache_bytes: server.store_cache_bytes,
+        retention: server.retention,
     };
-    let store = match &config.server.store {
-        StoreConfig::Embedded => Store::open_embedded(
-            &config.server.data_dir,
-            &StoreOptions {
-                cache_bytes: config.server.store_cache_bytes,
-                retention: config.server.retention,
-            },
-            store_metrics,
-        )?,
-        StoreConfig::Nats(nats) => {
-            let options = ClusterOptions {
-                servers: nats.servers.clone(),
-                replicas: nats.replicas,
-                retention: config.server.retention,
-                timeout: nats.timeout,
-                lease: nats.lease,
-                access: nats.access.clone(),
-            };
-            Store::open_cluster(&options, store_metrics).await?
-        }
-    };
+    let store = Store::open(
+        &server.store,
+        &server.data_dir,
+        &options,
+        StoreMetrics::of(&metrics),
+    )
+    .await?;
     let plugins = Arc::new(plugins);
     let topology = Arc::new(ArcSwap::from_pointee(
         Topology::build(&config, &plugins, &store, &metrics, None).await?,
@@ -94,12 +85,11 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         .workspaces
         .values()
         .map(|ws| ws.dedupe_window)
-        .chain([config.server.retention])
+        .chain([server.retention])
         .min()
         .unwrap_or(SWEEP_EVERY_MAX);
     let every = (shortest_window / SWEEPS_PER_WINDOW).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
-    tokio::spawn(sweep(store.clone(), config.server.retention, every));
-    let server = &config.server;
+    tokio::spawn(sweep(store.clone(), server.retention, every));
     let certs = server.tls.as_ref().map(CertStore::open).transpose()?;
     let public = bind(server.listen).await?;
     let operator = bind(server.admin_listen).await?;
@@ -156,20 +146,10 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
             header_read_timeout: server.header_read_timeout,
             name: "public",
         },
-        Arc::new(Public {
-            hooks: Hooks {
-                topology: topology.clone(),
-                store: store.clone(),
-                metrics: metrics.clone(),
-                body: BodyLimits {
-                    max_bytes: server.max_body_bytes,
-                    timeout: server.body_read_timeout,
-                },
-                budget: BodyBudget::new(server.max_inflight_body_bytes),
-                trusted_proxies: server.trusted_proxies.clone(),
-            },
-            access_log: server.access_log,
-        }),
+        Arc::new(Public::new(
+            Hooks::new(topology.clone(), store.clone(), metrics.clone(), server),
+            server,
+        )),
         DRAIN,
         stopping(stopped.clone()),
     );
@@ -181,8 +161,8 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
             header_read_timeout: server.header_read_timeout,
             name: "operator",
         },
-        Arc::new(Operator {
-            admin: Admin {
+        Arc::new(Operator::new(
+            Admin {
                 token: server.admin_token.clone(),
                 topology,
                 reloader,
@@ -190,8 +170,8 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
                 plugins,
                 metrics,
             },
-            access_log: server.access_log,
-        }),
+            server,
+        )),
         DRAIN,
         stopping(stopped),
     );
@@ -228,122 +208,8 @@ async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
     }
 }
 
-/// At every SIGHUP, every file sink reopens its file, as logrotate's postrotate expects.
-async fn reopen_file_sinks(mut reload: watch::Receiver<()>, topology: Arc<ArcSwap<Topology>>) {
-    while reload.changed().await.is_ok() {
-        tracing::info!("reopening file sinks");
-        for worker in topology.load().workspaces().flat_map(|ws| ws.workers()) {
-            worker.reopen();
-        }
-    }
-}
-
-/// At every SIGHUP, the configuration is read again (see [`crate::reload`]).
-async fn reload_on_hangup(mut reload: watch::Receiver<()>, reloader: Arc<Reloader>) {
-    while reload.changed().await.is_ok() {
-        // A refusal is logged with every problem by the reloader; the server goes on.
-        let _ = reloader.reload().await;
-    }
-}
-
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
-}
-
-/// Resolves once the shutdown signal has been received.
-async fn stopping(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stopped| *stopped).await;
-}
-
-/// Sends on `reload` at every SIGHUP, for as long as anything listens.
-async fn forward_hangups(reload: watch::Sender<()>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; reloading needs a restart");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading");
-            // Kept even with no one listening: SIGHUP must never fall back to ending the process.
-            reload.send_replace(());
-        }
-    }
-    #[cfg(not(unix))]
-    drop(reload);
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
-}
-
-/// glibc's malloc raises its mmap threshold each time a large block is freed; after a burst of
-/// large bodies, blocks of that size come from the heap arenas instead, and their memory stays
-/// with the process (RSS near the burst's peak long after it). A fixed threshold keeps large
-/// blocks mmapped and returned on free. It can only be set before the process starts, and
-/// `mallopt` would need unsafe code, so `serve` starts itself again (same process id, by exec)
-/// with the glibc tunable set, unless it is already set. Returns only when that did not happen.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn exec_with_malloc_tuning() -> Option<std::io::Error> {
-    use std::os::unix::process::CommandExt;
-    const VAR: &str = "GLIBC_TUNABLES";
-    const TUNABLE: &str = "glibc.malloc.mmap_threshold";
-    let current = std::env::var(VAR).unwrap_or_default();
-    if current.contains(TUNABLE) {
-        return None;
-    }
-    let tunables = match current.as_str() {
-        "" => format!("{TUNABLE}={MMAP_THRESHOLD}"),
-        other => format!("{other}:{TUNABLE}={MMAP_THRESHOLD}"),
-    };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(error) => return Some(error),
-    };
-    Some(
-        std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(VAR, tunables)
-            .exec(),
-    )
-}
-
-/// glibc's own initial threshold (128 KiB), kept fixed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: usize = 128 * 1024;
-
-/// Where plugins are looked for: the configured directory, else the binary's own directory.
-pub fn plugins_dir(configured: Option<&PathBuf>) -> PathBuf {
-    configured.cloned().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("."))
-    })
 }

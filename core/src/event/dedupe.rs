@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::names::{VendorName, WorkspaceId};
+use crate::base::names::{VendorName, WorkspaceId};
 
 /// What a repeat check keyed the delivery on, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,12 +210,6 @@ impl fmt::Display for DedupeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

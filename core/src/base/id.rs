@@ -1,17 +1,12 @@
-//! The canonical event envelope every sink receives, and the event id that names it.
+//! The ids and times every layer shares: [`EventId`] names an accepted event (a ULID, ordered by
+//! time), [`rfc3339`] writes a time for people and sinks, [`millis`] for the stores.
 
 use std::fmt;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-use crate::dedupe::{DedupeBasis, DedupeKey};
-use crate::names::{VendorName, WorkspaceId};
-use crate::plugins::MappedEvent;
 
 /// A ULID assigned on accept: unique, and ordered by time so queues and lookups sort by it.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,62 +62,6 @@ impl fmt::Debug for EventId {
     }
 }
 
-/// The envelope as serialised for sinks, one JSON object (one line) per event.
-#[derive(Serialize)]
-pub struct Envelope<'a> {
-    pub id: String,
-    pub workspace: &'a WorkspaceId,
-    pub vendor: &'a VendorName,
-    #[serde(rename = "type")]
-    pub event_type: &'a str,
-    pub vendor_type: &'a str,
-    pub vendor_event_id: Option<&'a str>,
-    pub dedupe_key: &'a str,
-    pub dedupe_basis: &'static str,
-    pub occurred_at: Option<&'a str>,
-    pub received_at: String,
-    pub data: &'a RawValue,
-    pub raw: &'a RawValue,
-}
-
-impl<'a> Envelope<'a> {
-    pub fn new(
-        id: &EventId,
-        workspace: &'a WorkspaceId,
-        vendor: &'a VendorName,
-        mapped: &'a MappedEvent,
-        dedupe: (&'a DedupeKey, DedupeBasis),
-        received_at: SystemTime,
-    ) -> Envelope<'a> {
-        Envelope {
-            id: id.to_string(),
-            workspace,
-            vendor,
-            event_type: &mapped.canonical_type,
-            vendor_type: &mapped.vendor_type,
-            vendor_event_id: mapped.vendor_event_id.as_deref(),
-            dedupe_key: dedupe.0.as_str(),
-            dedupe_basis: dedupe.1.as_str(),
-            occurred_at: mapped.occurred_at.as_deref(),
-            received_at: rfc3339(received_at),
-            data: &mapped.data,
-            raw: &mapped.raw,
-        }
-    }
-
-    /// Compact JSON: no newlines, so JSON-lines sinks stay one event per line.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Sized for `raw` and `data` plus the other fields, so a large event's JSON is written
-        // once instead of being copied as its buffer doubles.
-        let mut json = Vec::with_capacity(self.raw.get().len() + self.data.get().len() + 1024);
-        // Every field is a string, an option or already-valid JSON: serialisation cannot fail.
-        match serde_json::to_writer(&mut json, self) {
-            Ok(()) => json,
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
 /// RFC 3339 in UTC with millisecond precision.
 pub fn rfc3339(t: SystemTime) -> String {
     let t = OffsetDateTime::from(t);
@@ -130,6 +69,12 @@ pub fn rfc3339(t: SystemTime) -> String {
         .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

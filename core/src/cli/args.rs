@@ -1,0 +1,182 @@
+//! The command line: every subcommand and its flags, as clap reads them.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Verify, dedupe and route vendor webhooks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the operator commands find the server.
+#[derive(clap::Args)]
+pub struct Operator {
+    /// Routes file giving the operator address and admin token when not set below.
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+    /// Operator listener base URL; default: http:// + the routes file's server.admin_listen.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Admin bearer token; default: the routes file's server.admin_token.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List one page of a sink's dead letters, oldest first.
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        /// Dead letters per page (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this event id: the previous page's `next`.
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Delete one dead letter for good.
+    Delete {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Put dead letters back on the sink's queue (never blocked by the dedupe index).
+    Replay {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        /// One event id; omit with --all to replay every dead letter of the sink.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        operator: Operator,
+    },
+}
+
+/// The commands that talk to a running server through its operator API.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Dead letters: list and replay (talks to a running server).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Queue depth and dead letters of every sink (talks to a running server).
+    Queues {
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Make a running server write a consistent copy of its store into a new directory (on
+    /// the server's machine); restore by starting a server with that directory as data_dir.
+    Backup {
+        /// The directory to create; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Make a running server read its configuration again (as SIGHUP does); prints what
+    /// changed, or every problem of a refused file.
+    Reload {
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// An event with its delivery attempts to each sink (talks to a running server).
+    Event {
+        /// The envelope id.
+        id: String,
+        #[command(flatten)]
+        operator: Operator,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Admin(AdminCommand),
+    /// Serve the hooks in a routes file.
+    Serve {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a routes file and the plugins it needs (test vectors included), without serving.
+    Check {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// List the plugins found in the plugins directory.
+    Plugins {
+        /// Directory to scan; default: the routes file's plugins_dir, else beside this binary.
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
+        /// Routes file whose plugins_dir to use (ignored if absent and no --plugins-dir).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+        config: PathBuf,
+    },
+    /// Print the headers a vendor would send for a body, and a ready curl line.
+    Sign(SignArgs),
+}
+
+impl Command {
+    /// The routes file the command reads (the operator commands, `plugins` and `sign` only
+    /// when it exists).
+    pub fn config_path(&self) -> &Path {
+        match self {
+            Command::Admin(command) => &command.operator().config,
+            Command::Serve { config }
+            | Command::Check { config }
+            | Command::Plugins { config, .. } => config,
+            Command::Sign(args) => &args.config,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SignArgs {
+    /// Vendor whose scheme to sign with (a loaded plugin's name).
+    #[arg(long)]
+    pub vendor: String,
+    /// The signing secret.
+    #[arg(long, env = "SWITCHYARD_SIGN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// File holding the body; standard input when absent.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Workspace for the curl line's URL.
+    #[arg(long, default_value = "demo")]
+    pub workspace: String,
+    /// Server base URL for the curl line; default: http:// + the routes file's server.listen.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Delivery id to send, for vendors that have a delivery-id header.
+    #[arg(long)]
+    pub delivery_id: Option<String>,
+    /// Event type to send, for vendors that name it in a header (Wappcloud).
+    #[arg(long)]
+    pub event_type: Option<String>,
+    #[arg(long)]
+    pub plugins_dir: Option<PathBuf>,
+    /// Routes file giving the plugins directory and the listen address when not set above.
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+}

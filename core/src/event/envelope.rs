@@ -1,0 +1,81 @@
+//! The canonical event envelope every sink receives, and [`MappedEvent`]: what a vendor plugin
+//! says an event is, from which the envelope is written.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::base::id::{rfc3339, EventId};
+use crate::base::names::{VendorName, WorkspaceId};
+use crate::event::dedupe::{DedupeBasis, DedupeKey, Identity};
+
+/// The vendor-dependent envelope fields as the plugin wrote them, the event's identity, and the
+/// request body. `data` and `raw` stay serialised: the core only embeds them.
+#[derive(Debug)]
+pub struct MappedEvent {
+    pub vendor_type: String,
+    pub canonical_type: String,
+    pub vendor_event_id: Option<String>,
+    pub occurred_at: Option<String>,
+    pub data: Box<RawValue>,
+    pub identity: Identity,
+    /// The request body: its bytes, checked to be JSON, never re-serialised (see [`crate::plugins::wire::raw_json`]).
+    pub raw: Box<RawValue>,
+}
+
+/// The envelope as serialised for sinks, one JSON object (one line) per event.
+#[derive(Serialize)]
+pub struct Envelope<'a> {
+    pub id: String,
+    pub workspace: &'a WorkspaceId,
+    pub vendor: &'a VendorName,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub vendor_type: &'a str,
+    pub vendor_event_id: Option<&'a str>,
+    pub dedupe_key: &'a str,
+    pub dedupe_basis: &'static str,
+    pub occurred_at: Option<&'a str>,
+    pub received_at: String,
+    pub data: &'a RawValue,
+    pub raw: &'a RawValue,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn new(
+        id: &EventId,
+        workspace: &'a WorkspaceId,
+        vendor: &'a VendorName,
+        mapped: &'a MappedEvent,
+        dedupe: (&'a DedupeKey, DedupeBasis),
+        received_at: SystemTime,
+    ) -> Envelope<'a> {
+        Envelope {
+            id: id.to_string(),
+            workspace,
+            vendor,
+            event_type: &mapped.canonical_type,
+            vendor_type: &mapped.vendor_type,
+            vendor_event_id: mapped.vendor_event_id.as_deref(),
+            dedupe_key: dedupe.0.as_str(),
+            dedupe_basis: dedupe.1.as_str(),
+            occurred_at: mapped.occurred_at.as_deref(),
+            received_at: rfc3339(received_at),
+            data: &mapped.data,
+            raw: &mapped.raw,
+        }
+    }
+
+    /// Compact JSON: no newlines, so JSON-lines sinks stay one event per line.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Sized for `raw` and `data` plus the other fields, so a large event's JSON is written
+        // once instead of being copied as its buffer doubles.
+        let mut json = Vec::with_capacity(self.raw.get().len() + self.data.get().len() + 1024);
+        // Every field is a string, an option or already-valid JSON: serialisation cannot fail.
+        match serde_json::to_writer(&mut json, self) {
+            Ok(()) => json,
+            Err(_) => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The operator listener's router: `/healthz`, `/readyz`, `/metrics` and `/admin/*`, which
+//! name every workspace and sink and so stay off the public port.
+
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+use super::Admin;
+use crate::config::ServerConfig;
+use crate::http::access::respond;
+use crate::http::answer::{error, healthy, Answer};
+use crate::http::Handler;
+
+/// The operator listener's router.
+pub struct Operator {
+    pub admin: Admin,
+    pub access_log: bool,
+}
+
+impl Operator {
+    pub fn new(admin: Admin, server: &ServerConfig) -> Operator {
+        Operator {
+            admin,
+            access_log: server.access_log,
+        }
+    }
+}
+
+impl Handler for Operator {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Answer {
+        respond(request, peer, self.access_log, |request, path| async move {
+            match (request.method(), path.as_str()) {
+                (&Method::GET | &Method::HEAD, "/healthz") => healthy(),
+                (&Method::GET, "/readyz") => self.admin.readiness(),
+                (&Method::GET, "/metrics") => self.admin.metrics(request.headers()),
+                (_, path) if path.starts_with("/admin/") => {
+                    let method = request.method().clone();
+                    let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
+                    self.admin.answer(&method, target, request.headers()).await
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint; the operator listener serves /readyz, /metrics and /admin/*",
+                ),
+            }
+        })
+        .await
+    }
+}
