@@ -24,6 +24,7 @@ mod ingest;
 mod isolation;
 mod load;
 mod map;
+mod nats_server;
 mod payload;
 mod quota;
 mod retention;

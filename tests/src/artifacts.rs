@@ -104,7 +104,7 @@ fn build_workspace() -> Result<Artifacts, String> {
 
 /// `(target dir, profile dir)`: from this test executable's own path, which cargo puts at
 /// `<target>/<profile>/deps/<test>`, else from `CARGO_TARGET_DIR`, else `<workspace>/target`.
-fn locate_target_dir(workspace_root: &Path) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn locate_target_dir(workspace_root: &Path) -> Result<(PathBuf, PathBuf), String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the test executable: {e}"))?;
     let deps = exe

@@ -1,7 +1,8 @@
 //! Running `switchyard` commands to completion.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::{artifacts, Capture};
@@ -9,7 +10,9 @@ use crate::{artifacts, Capture};
 /// How long a command (`check`, `plugins`, a refused `serve`) may take to exit.
 pub const EXIT_DEADLINE: Duration = Duration::from_secs(20);
 
-/// `switchyard` with the given arguments: logs at `info`, no input.
+/// `switchyard` with the given arguments: logs at `info`, no input, run from an empty directory
+/// (a test names another with `current_dir`), so that a command never reads the checkout's
+/// `routes.yaml` or `data/` by default.
 pub fn switchyard_command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -19,20 +22,44 @@ where
     command
         .args(args)
         .env("RUST_LOG", "info")
+        .current_dir(empty_dir())
         .stdin(Stdio::null());
-    // The repository's routes.yaml reads these; the tests want its defaults, whatever the
-    // environment running them holds.
-    for var in REPOSITORY_CONFIG_VARIABLES {
-        command.env_remove(var);
-    }
+    clear_repository_variables(&mut command);
     command
 }
 
-/// The variables the repository's routes.yaml reads.
-const REPOSITORY_CONFIG_VARIABLES: [&str; 8] = [
+/// `target/e2e-empty`, made once per test process.
+fn empty_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = artifacts()
+            .profile_dir
+            .parent()
+            .unwrap_or(&artifacts().profile_dir)
+            .join("e2e-empty");
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        dir
+    })
+}
+
+/// Removes the variables the shipped routes.yaml and the operator commands read, so that the
+/// tests get the defaults whatever the environment running them holds; a test sets what it
+/// wants afterwards.
+pub(crate) fn clear_repository_variables(command: &mut Command) {
+    for var in REPOSITORY_VARIABLES {
+        command.env_remove(var);
+    }
+}
+
+const REPOSITORY_VARIABLES: [&str; 12] = [
+    "SWITCHYARD_CONFIG",
     "SWITCHYARD_LISTEN",
     "SWITCHYARD_ADMIN_LISTEN",
     "SWITCHYARD_ADMIN_TOKEN",
+    "SWITCHYARD_ADMIN_URL",
+    "SWITCHYARD_LOG_FORMAT",
+    "SWITCHYARD_SIGN_SECRET",
     "DEMO_WATSI_SECRET",
     "DEMO_WHATSABLE_SECRET",
     "DEMO_WHATSSYNC_SECRET",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::capture::{json_lines, tail};
 use crate::sink_file::POLL_INTERVAL;
 use crate::{
-    switchyard_command, Capture, Connection, Received, Reply, Value, VendorScheme,
+    switchyard_command, tool, Capture, Connection, Received, Reply, Value, VendorScheme,
     DELIVERY_DEADLINE,
 };
 
@@ -262,7 +262,7 @@ impl Server {
 
     /// Sends a signal by name (`HUP`, `TERM`...) with kill(1).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
+        let status = Command::new(tool("kill"))
             .args(["-s", name, &self.pid().to_string()])
             .status()
             .expect("kill(1) runs");

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::capture::tail;
-use crate::{Capture, Value, START_DEADLINE};
+use crate::{tool, Capture, Value, START_DEADLINE};
 
 /// The pause between two readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
@@ -26,27 +26,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("cannot bind a loopback port")
         .port()
-}
-
-/// The path of `name`, from `PATH` or the sbin directories Debian installs servers into;
-/// panics with how to install it.
-fn binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(
-        ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"]
-            .iter()
-            .map(PathBuf::from),
-    );
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{name}` is not installed (looked in PATH and /usr/sbin): install it, e.g. \
-         `apt-get install {name}`; .ci/run does"
-    )
 }
 
 /// One server process with its output captured; killed (SIGKILL) and reaped on drop.
@@ -214,7 +193,7 @@ impl NatsNode {
     }
 
     fn launch(&mut self) {
-        let mut command = Command::new(binary("nats-server"));
+        let mut command = Command::new(tool("nats-server"));
         command
             .args(["-js", "-a", "127.0.0.1", "-n", &self.name])
             .args(["-p", &self.port.to_string()])
@@ -581,7 +560,7 @@ impl RedisServer {
     }
 
     fn launch(port: u16, dir: &tempfile::TempDir) -> Process {
-        let mut command = Command::new(binary("redis-server"));
+        let mut command = Command::new(tool("redis-server"));
         command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")

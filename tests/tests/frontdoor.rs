@@ -179,14 +179,14 @@ fn https_deliveries_are_accepted_over_http1_and_http2_by_clients_that_verify_the
         WATSI.header,
         WATSI.signature(WATSI_SECRET, body.as_bytes())
     );
-    let output = Command::new("curl")
+    let output = Command::new(tool("curl"))
         .args(["-sS", "--http2", "--cacert"])
         .arg(&ca_pem)
         .args(["-H", "Content-Type: application/json", "-H", &signature])
         .args(["--data-binary", &body, "-w", "\n%{http_version}", &url])
         .stdin(Stdio::null())
         .output()
-        .expect("curl must be installed");
+        .expect("curl runs");
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -501,23 +501,23 @@ fn prometheus_parse(format: &str, text: &str) -> Vec<String> {
         "import sys\n{parser}\nfor family in parse(sys.stdin.read()):\n    \
          list(family.samples)\n    print(family.name)\n"
     );
-    let mut child = Command::new("python3")
+    let mut child = Command::new(python_env().python())
         .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 must be installed");
+        .expect("the tests' Python runs");
     child
         .stdin
         .take()
         .expect("piped stdin")
         .write_all(text.as_bytes())
-        .expect("write to python3");
-    let output = child.wait_with_output().expect("python3 ran");
+        .expect("write to Python");
+    let output = child.wait_with_output().expect("Python ran");
     assert!(
         output.status.success(),
-        "the {format} parser refused /metrics (pip install prometheus_client if it is missing):\n{}\n--- text ---\n{text}",
+        "the {format} parser refused /metrics:\n{}\n--- text ---\n{text}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)

@@ -212,7 +212,7 @@ fn a_full_disk_answers_503_then_accepts_again_by_itself_and_sigterm_ends_the_pro
     };
     assert_eq!(full.header("retry-after"), Some("5"));
 
-    let freed = Command::new("prlimit")
+    let freed = Command::new(tool("prlimit"))
         .args([
             "--pid",
             &server.pid().to_string(),

@@ -14,6 +14,8 @@ use switchyard_plugin::canonical::{MessageReceived, MessageStatus};
 use switchyard_plugin::prelude::*;
 
 const DELIVERY_HEADER: &str = "X-Watsi-Delivery-Id";
+/// Why a delivery with neither an event id nor a delivery id is refused.
+const UNIDENTIFIED: &str = "the body has no `id` and there is no X-Watsi-Delivery-Id header";
 
 pub const PLUGIN: Plugin = Plugin::new(
     "watsi",
@@ -35,13 +37,10 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let body = payload::parse_object(request.body())?;
     let vendor_type = payload::required_str(&body, "type")?;
     let event_id = payload::text(&body, "id");
-    let identity = request.event_id_or_header(
-        event_id.as_deref(),
-        DELIVERY_HEADER,
-        "the body has no `id` and there is no X-Watsi-Delivery-Id header",
-    )?;
+    let identity =
+        request.event_id_or_header(event_id.as_deref(), DELIVERY_HEADER, UNIDENTIFIED)?;
     let data = payload::object_or_empty(&body, "data");
-    let (canonical_type, canonical_data) = match vendor_type {
+    let (canonical_type, data) = match vendor_type {
         "message.received" => (
             canonical::MESSAGE_RECEIVED,
             canonical::to_data(&MessageReceived {
@@ -77,7 +76,7 @@ fn map_event(request: &Request<'_>) -> Result<MappedEvent, MapError> {
     let occurred_at =
         payload::timestamp(&body, "created_at").or_else(|| payload::timestamp(&body, "timestamp"));
     Ok(
-        MappedEvent::new(vendor_type, canonical_type, canonical_data, identity)
+        MappedEvent::new(vendor_type, canonical_type, data, identity)
             .vendor_event_id(event_id)
             .occurred_at(occurred_at),
     )
