@@ -1,5 +1,6 @@
-//! A sink's delivery settings from routes.yaml, and the verdicts on a failed delivery: tried
-//! again after a wait, or a dead letter with why. Pure: the worker records what they say.
+//! A sink's delivery settings from routes.yaml, and the verdicts on a delivery attempt:
+//! delivered, tried again after a wait, or a dead letter with why. Pure: the worker records
+//! what they say.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -68,9 +69,11 @@ pub struct Failure<'a> {
     pub error: &'a dyn Display,
 }
 
-/// What becomes of an event whose delivery failed.
+/// What becomes of an event after a delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The sink took it.
+    Delivered,
     /// Tried again after `wait`, with its count of failures of its own.
     Retry {
         wait: Duration,
@@ -78,6 +81,17 @@ pub enum Verdict {
     },
     /// A dead letter, and why.
     Bury { reason: String },
+}
+
+impl Verdict {
+    /// The `outcome` label of `switchyard_sink_attempts_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Verdict::Delivered => "delivered",
+            Verdict::Retry { .. } => "failed",
+            Verdict::Bury { .. } => "dead",
+        }
+    }
 }
 
 impl DeliveryPolicy {

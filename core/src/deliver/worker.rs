@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 use super::health::{Health, State};
-use super::policy::{DeliveryPolicy, Failure, Verdict};
+use super::policy::{Blame, DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
 use crate::base::id::millis;
 use crate::base::id::{rfc3339, EventId};
@@ -295,6 +295,7 @@ impl Worker {
         }
     }
 
+    /// Every event's verdict first (pure), then counted, then recorded.
     async fn settle(
         &self,
         run: &mut Run,
@@ -302,21 +303,75 @@ impl Worker {
         result: Result<(), SinkError>,
     ) -> Result<(), StoreError> {
         let now = SystemTime::now();
+        let now_ms = millis(now);
         let (workspace, sink) = (self.workspace.as_str(), self.sink_name.as_str());
-        let error = match result {
-            Ok(()) => {
-                run.health.succeeded();
-                let now_ms = millis(now);
-                for event in batch.events {
+        let (blame, judged) = self.judge(run, batch, &result, now);
+        for (event, verdict) in &judged {
+            self.metrics
+                .sink_attempt(workspace, sink, verdict.outcome());
+            if *verdict == Verdict::Delivered {
+                let waited = now_ms.saturating_sub(event.id.timestamp_ms());
+                self.metrics
+                    .delivered_after(workspace, sink, waited as f64 / 1000.0);
+            }
+        }
+        let mut failed = false;
+        for (mut event, verdict) in judged {
+            match verdict {
+                Verdict::Delivered => {
                     tracing::debug!(workspace, sink, event_id = %event.id, "event delivered");
-                    self.metrics.sink_attempt(workspace, sink, "delivered");
-                    let waited = now_ms.saturating_sub(event.id.timestamp_ms());
-                    self.metrics
-                        .delivered_after(workspace, sink, waited as f64 / 1000.0);
                     let record = Delivered::new(rfc3339(now), event.state.attempts);
                     run.done.push((event.id, record::encode(&record)));
                 }
-                return Ok(());
+                Verdict::Retry {
+                    wait,
+                    poison_failures,
+                } => {
+                    failed = true;
+                    if let Err(error) = &result {
+                        tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                    }
+                    event.state.poison_failures = poison_failures;
+                    event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
+                    let state = record::encode(&event.state);
+                    self.store
+                        .set_attempts(&self.queue, &event.id, &state)
+                        .await?;
+                    if !self.policy.ordered {
+                        run.waiting
+                            .insert((event.state.next_attempt_at_ms, event.id.clone()));
+                        run.waiting_ids.insert(event.id);
+                    }
+                }
+                Verdict::Bury { reason } => {
+                    failed = true;
+                    self.bury(&event.id, event.state, reason).await?;
+                }
+            }
+        }
+        // A failure's record (attempts, when to retry, dead letter) must survive a crash; a
+        // lost completion only means one more delivery, which at-least-once allows.
+        if failed {
+            self.store.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// The verdict on each event of a batch the sink answered with `result`, with the failed
+    /// attempt added to its history, and whose fault a failure was (none for a refusal for
+    /// good); the sink's health learns of the answer.
+    fn judge(
+        &self,
+        run: &mut Run,
+        batch: Batch,
+        result: &Result<(), SinkError>,
+        now: SystemTime,
+    ) -> (Option<Blame>, Vec<(Pending, Verdict)>) {
+        let error = match result {
+            Ok(()) => {
+                run.health.succeeded();
+                let delivered = batch.events.into_iter();
+                return (None, delivered.map(|e| (e, Verdict::Delivered)).collect());
             }
             Err(error) => error,
         };
@@ -326,23 +381,18 @@ impl Worker {
             None
         } else {
             let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
-            match batch.events.first() {
-                Some(event) => Some(run.health.failed(
-                    Instant::now(),
-                    &event.id,
-                    sink_wide,
-                    error.retry_after(),
-                )),
-                None => return Ok(()),
-            }
+            let first = batch.events.first().map(|event| event.id.clone());
+            first.map(|id| {
+                run.health
+                    .failed(Instant::now(), &id, sink_wide, error.retry_after())
+            })
         };
-        // Every event's verdict first (pure), then counted, then recorded.
         let now_ms = millis(now);
-        let judged: Vec<(Pending, Verdict)> = batch
+        let judged = batch
             .events
             .into_iter()
             .map(|mut event| {
-                event.state.attempts.push(attempt(now, &error));
+                event.state.attempts.push(attempt(now, error));
                 let verdict = match blame {
                     None => Verdict::Bury {
                         reason: format!("refused for good: {error}"),
@@ -353,45 +403,13 @@ impl Worker {
                         poison_failures: event.state.poison_failures,
                         attempts: event.state.attempts.len(),
                         retry_after: error.retry_after(),
-                        error: &error,
+                        error,
                     }),
                 };
                 (event, verdict)
             })
             .collect();
-        for (_, verdict) in &judged {
-            let outcome = match verdict {
-                Verdict::Retry { .. } => "failed",
-                Verdict::Bury { .. } => "dead",
-            };
-            self.metrics.sink_attempt(workspace, sink, outcome);
-        }
-        for (mut event, verdict) in judged {
-            match verdict {
-                Verdict::Retry {
-                    wait,
-                    poison_failures,
-                } => {
-                    if let Some(blame) = blame {
-                        tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
-                    }
-                    event.state.poison_failures = poison_failures;
-                    event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
-                    self.store
-                        .set_attempts(&self.queue, &event.id, &record::encode(&event.state))
-                        .await?;
-                    if !self.policy.ordered {
-                        run.waiting
-                            .insert((event.state.next_attempt_at_ms, event.id.clone()));
-                        run.waiting_ids.insert(event.id);
-                    }
-                }
-                Verdict::Bury { reason } => self.bury(&event.id, event.state, reason).await?,
-            }
-        }
-        // A failure's record (attempts, when to retry, dead letter) must survive a crash; a
-        // lost completion only means one more delivery, which at-least-once allows.
-        self.store.sync().await
+        (blame, judged)
     }
 
     /// Moves an event to the sink's dead letters, with why and every attempt.
