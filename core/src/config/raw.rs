@@ -102,6 +102,8 @@ pub(crate) struct RawVendor {
 pub(crate) struct RawSink {
     pub(crate) kind: Option<String>,
     pub(crate) path: Option<String>,
+    /// file: when lines reach the disk.
+    pub(crate) sync: Option<String>,
     pub(crate) url: Option<String>,
     pub(crate) timeout: Option<Value>,
     pub(crate) secret: Option<Value>,
@@ -290,6 +292,7 @@ impl Reader<'_> {
         let raw = RawSink {
             kind: self.string(&f.at.key("type"), f.take("type")),
             path: self.string(&f.at.key("path"), f.take("path")),
+            sync: self.string(&f.at.key("sync"), f.take("sync")),
             url: self.string(&f.at.key("url"), f.take("url")),
             timeout: f.take("timeout"),
             secret: f.take("secret"),

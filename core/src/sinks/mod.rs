@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::base::names::{Secret, SinkName, WorkspaceId};
 
-pub use file::FileSink;
+pub use file::{FileSink, FileSync};
 pub use http::HttpSink;
 pub use nats::{NatsConfig, NatsSink};
 pub use redis::{RedisConfig, RedisSink};
@@ -30,6 +30,7 @@ pub enum SinkKind {
     Stdout,
     File {
         path: PathBuf,
+        sync: FileSync,
     },
     Http {
         /// Absolute, http or https.
@@ -148,7 +149,7 @@ pub async fn build(
 ) -> Result<Arc<dyn Sink>, SinkBuildError> {
     Ok(match kind {
         SinkKind::Stdout => Arc::new(StdoutSink::new()),
-        SinkKind::File { path } => Arc::new(FileSink::open(path).await?),
+        SinkKind::File { path, sync } => Arc::new(FileSink::open(path, *sync).await?),
         SinkKind::Http {
             url,
             timeout,

@@ -60,7 +60,8 @@ fn a_directory_includes_its_yaml_files_in_name_order() {
     assert_eq!(
         beta.sinks[&sink("out")].kind,
         SinkKind::File {
-            path: d.join("beta.jsonl")
+            path: d.join("beta.jsonl"),
+            sync: FileSync::Batch
         }
     );
 }

@@ -6,6 +6,7 @@ mod include;
 mod problems;
 
 use super::*;
+use crate::sinks::FileSync;
 
 /// DESIGN.md's example, verbatim; line numbers below refer to it.
 const EXAMPLE: &str = r#"server:
@@ -129,7 +130,10 @@ fn design_example_parses_with_expected_values() {
     let audit = PathBuf::from("/srv/switchyard/data/acme.jsonl");
     assert_eq!(
         acme.sinks[&sink("audit")].kind,
-        SinkKind::File { path: audit }
+        SinkKind::File {
+            path: audit,
+            sync: FileSync::Batch
+        }
     );
     assert_eq!(acme.sinks[&sink("log")].kind, SinkKind::Stdout);
     assert_eq!(acme.sinks[&sink("log")].retry, DEFAULT_RETRY_SCHEDULE);
@@ -203,7 +207,24 @@ fn relative_paths_resolve_against_the_config_directory() {
     assert_eq!(
         audit.kind,
         SinkKind::File {
-            path: PathBuf::from("conf/data/acme.jsonl")
+            path: PathBuf::from("conf/data/acme.jsonl"),
+            sync: FileSync::Batch
+        }
+    );
+}
+
+#[test]
+fn a_file_sink_syncs_each_batch_unless_told_not_to() {
+    let text = example_with(
+        "path: ./data/acme.jsonl",
+        "path: ./data/acme.jsonl, sync: none",
+    );
+    let config = parse(&text, Path::new("routes.yaml"), &full_env).unwrap();
+    assert_eq!(
+        config.workspaces[&ws("acme")].sinks[&sink("audit")].kind,
+        SinkKind::File {
+            path: PathBuf::from("data/acme.jsonl"),
+            sync: FileSync::None
         }
     );
 }

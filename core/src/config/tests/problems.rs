@@ -180,6 +180,32 @@ fn sink_keys_must_suit_the_sink_type() {
 }
 
 #[test]
+fn a_file_sinks_sync_is_batch_or_none() {
+    assert_eq!(
+        only_problem(&example_with(
+            "path: ./data/acme.jsonl",
+            "path: ./data/acme.jsonl, sync: always"
+        )),
+        "routes.yaml:20: workspaces.acme.sinks.audit.sync: unknown sync \"always\": expected \
+         batch or none"
+    );
+    assert_eq!(
+        only_problem(&example_with(
+            "path: ./data/acme.jsonl",
+            "path: ./data/acme.jsonl, sync: 1"
+        )),
+        "routes.yaml:20: workspaces.acme.sinks.audit.sync: expected a string, found a number"
+    );
+    assert_eq!(
+        only_problem(&example_with(
+            "{ type: stdout }",
+            "{ type: stdout, sync: none }"
+        )),
+        "routes.yaml:21: workspaces.acme.sinks.log.sync: `sync` does not apply to a stdout sink"
+    );
+}
+
+#[test]
 fn bad_duration_says_what_was_expected() {
     assert_eq!(
         only_problem(&example_with("72h", "72 hourz")),
@@ -416,9 +442,9 @@ fn every_unknown_key_is_reported_not_only_the_first() {
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
-             one of `type`, `path`, `url`, `timeout`, `secret`, `retry`, `concurrency`, `ordered`, \
-             `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, `dedupe_ttl`, \
-             `credentials`, `tls`",
+             one of `type`, `path`, `sync`, `url`, `timeout`, `secret`, `retry`, `concurrency`, \
+             `ordered`, `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, \
+             `dedupe_ttl`, `credentials`, `tls`",
             "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
              expected one of `vendor`, `type`",
             "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \

@@ -14,7 +14,7 @@ use crate::config::{
     DEFAULT_RETRY_SCHEDULE,
 };
 use crate::sinks::nats::valid_stream_name;
-use crate::sinks::{self, NatsConfig, RedisConfig, SinkKind, Template, TemplateError};
+use crate::sinks::{self, FileSync, NatsConfig, RedisConfig, SinkKind, Template, TemplateError};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {
@@ -67,6 +67,7 @@ impl Checker<'_> {
         let kind = raw.kind.as_deref().unwrap_or_default();
         let fields = [
             ("path", raw.path.is_some(), kind == "file"),
+            ("sync", raw.sync.is_some(), kind == "file"),
             ("url", raw.url.is_some(), matches!(kind, "http" | "redis")),
             (
                 "timeout",
@@ -108,7 +109,8 @@ impl Checker<'_> {
                     );
                     self.problems.add(&at.key("path"), message);
                 }
-                path.map_or(SinkKind::Stdout, |path| SinkKind::File { path })
+                let sync = self.file_sync(&at.key("sync"), raw.sync.as_deref());
+                path.map_or(SinkKind::Stdout, |path| SinkKind::File { path, sync })
             }
             "http" => SinkKind::Http {
                 url: self.url(&at.key("url"), raw.url),
@@ -139,6 +141,18 @@ impl Checker<'_> {
                 SinkKind::Stdout
             }
         }
+    }
+
+    /// A file sink's `sync`: `batch` when absent.
+    fn file_sync(&mut self, at: &KeyPath, raw: Option<&str>) -> FileSync {
+        let Some(text) = raw else {
+            return FileSync::default();
+        };
+        FileSync::parse(text).unwrap_or_else(|| {
+            let message = format!("unknown sync {text:?}: expected {}", FileSync::VALUES);
+            self.problems.add(at, message);
+            FileSync::default()
+        })
     }
 
     /// `servers`, `subject`, `stream`, `timeout`; `None` after a problem.

@@ -2,12 +2,14 @@
 //! log from the last checkpoint on. A copy of sled alone could miss what was applied after it
 //! was read, and of the log alone what sled held before the checkpoint; together, a start on
 //! the copy replays the log over the trees and holds every event accepted before the backup
-//! began (a delivery finished meanwhile may be made once more: at least once).
+//! began (a delivery finished meanwhile may be made once more: at least once). Every file of the
+//! copy, its directories and the directory holding it are synced before it counts as made.
 
 use std::fs;
 use std::path::Path;
 
-use super::{lock, wal, EmbeddedStore, StoreError};
+use super::{lock, sync_sled, wal, EmbeddedStore, StoreError};
+use crate::base::durable;
 
 impl EmbeddedStore {
     /// Writes the copy into `to`, which must not exist yet. Returns the events it holds.
@@ -26,7 +28,8 @@ impl EmbeddedStore {
         let _retiring = lock(&self.retiring);
         let wal_dir = self.dir.join("wal");
         let from = wal::read_checkpoint(&wal_dir).map_err(|e| fail("the checkpoint", &e))?;
-        fs::create_dir_all(to.join("wal")).map_err(|e| fail("creating it", &e))?;
+        // Its parent synced too: a backup that a power cut can take back was never made.
+        durable::create_dirs(&to.join("wal")).map_err(|e| fail("creating it", &e))?;
 
         let trees = self.trees()?;
         let copy = sled::Config::new()
@@ -47,7 +50,7 @@ impl EmbeddedStore {
                 events = source.len();
             }
         }
-        copy.flush().map_err(|e| fail("flushing", &e))?;
+        sync_sled(&copy, to).map_err(|e| fail("syncing", &e))?;
         drop(copy);
 
         // Then the log from the checkpoint on: frames appended while this runs are whole or
@@ -58,11 +61,14 @@ impl EmbeddedStore {
             }
             let name = wal::segment_path(&wal_dir, segment);
             let target = to.join("wal").join(name.file_name().unwrap_or_default());
-            fs::copy(&name, &target).map_err(|e| fail("copying the log", &e))?;
+            fs::copy(&name, &target)
+                .and_then(|_| fs::File::open(&target)?.sync_all())
+                .map_err(|e| fail("copying the log", &e))?;
         }
+        // Syncs `wal/` as well.
         wal::write_checkpoint(&to.join("wal"), from).map_err(|e| fail("the checkpoint", &e))?;
-        fs::File::open(to)
-            .and_then(|d| d.sync_all())
+        durable::sync_dir(to)
+            .and_then(|()| durable::sync_dir(durable::parent(to)))
             .map_err(|e| fail("syncing", &e))?;
         tracing::info!(to = %to.display(), events, "store backed up");
         Ok(events)

@@ -2,6 +2,7 @@
 //! how it is healed in place after a disk error.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use std::sync::Mutex;
 use sled::Tree;
 
 use super::replay;
+use crate::base::durable;
 use crate::store::codec;
 use crate::store::{lock, StoreError};
 
@@ -120,10 +122,26 @@ pub(super) struct Trees {
 
 /// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
 /// syncs metadata; an fsync of its log file (fsync acts on the file, not the descriptor)
-/// makes what it wrote survive a power loss too.
+/// makes what it wrote survive a power loss too. sled never syncs its `conf` (written once)
+/// nor its blob files (values too large for its log), and renames its snapshots in the
+/// directory without syncing it: all synced here, the directory last, so every name a
+/// checkpoint relies on is durable before the checkpoint is written.
 pub(super) fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
     db.flush().map_err(std::io::Error::other)?;
-    std::fs::File::open(dir.join("db"))?.sync_data()
+    File::open(dir.join("db"))?.sync_data()?;
+    File::open(dir.join("conf"))?.sync_all()?;
+    let blobs = dir.join("blobs");
+    match std::fs::read_dir(&blobs) {
+        Ok(entries) => {
+            for entry in entries {
+                File::open(entry?.path())?.sync_all()?;
+            }
+            durable::sync_dir(&blobs)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    durable::sync_dir(dir)
 }
 
 /// A store from before format versions held envelopes in its queues; refuse it rather than

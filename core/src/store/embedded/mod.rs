@@ -34,6 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::{
     lock, queue_prefix, Accept, Accepted, SinkQueue, StoreError, StoreMetrics, StoreOptions,
 };
+use crate::base::durable;
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 
@@ -63,6 +64,13 @@ impl EmbeddedStore {
         options: &StoreOptions,
         metrics: StoreMetrics,
     ) -> Result<Arc<EmbeddedStore>, StoreError> {
+        let open_error = |source: std::io::Error| StoreError::Open {
+            path: dir.to_path_buf(),
+            source: source.into(),
+        };
+        // sled would create the directory without syncing its parent: a power cut could then
+        // take the whole store with it.
+        durable::create_dirs(dir).map_err(open_error)?;
         let trees = open_trees(dir, options.cache_bytes).map_err(|source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
@@ -75,6 +83,9 @@ impl EmbeddedStore {
             source,
         };
         let replayed = replay::recover(&trees, &wal_dir).map_err(log_error)?;
+        // The names sled created (`db`, `conf`, `blobs`), `wal/` and the format record: until
+        // this sync a power cut can leave an empty directory behind, and a fresh store on it.
+        sync_sled(&db, dir).map_err(open_error)?;
         if replayed > 0 {
             tracing::info!(
                 batches = replayed,
@@ -182,7 +193,7 @@ impl EmbeddedStore {
         self.engine.trees()
     }
 
-    /// Makes every write so far durable (sled's flush and an fsync of its log): for records
+    /// Makes every write so far durable (sled's flush, an fsync of its files and directory): for records
     /// that do not go through the write-ahead log, such as a failed attempt's retry time.
     pub async fn sync(&self) -> Result<(), StoreError> {
         let trees = self.trees()?;

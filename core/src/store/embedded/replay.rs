@@ -69,7 +69,7 @@ pub(super) fn apply(
 /// Replays the log past its checkpoint into sled and makes that durable; returns how many
 /// batches it replayed.
 pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
-    std::fs::create_dir_all(wal_dir)?;
+    crate::base::durable::create_dirs(wal_dir)?;
     let from = wal::read_checkpoint(wal_dir)?;
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let batches = wal::replay(wal_dir, from, |at, payload| {

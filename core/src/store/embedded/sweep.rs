@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::record::{self, Body, Claim, StoredEvent};
+use super::sync_sled;
 use super::wal;
 use super::{EmbeddedStore, StoreError};
 use crate::base::id::millis;
@@ -92,7 +93,8 @@ impl EmbeddedStore {
                 Ok(())
             })
             .map_err(io)?;
-            trees.events.flush().map_err(StoreError::from)?;
+            // Power-safe before the segment goes: sled's own flush is not.
+            sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
             self.log.retire(segment).map_err(io)?;
             tracing::debug!(segment, moved, "log segment retired");
             retired += 1;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::LogSpan;
+use crate::base::durable;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -47,7 +48,7 @@ impl Wal {
     /// Opens the log for appending in a fresh segment after every existing one; segments are
     /// closed past [`SEGMENT_BYTES`] or `max_age`.
     pub fn open(dir: &Path, max_age: Duration) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
+        durable::create_dirs(dir)?;
         let next = segments(dir)?.last().map_or(1, |s| s + 1);
         let file = create_segment(dir, next)?;
         Ok(Wal {
@@ -203,13 +204,15 @@ impl LogReader {
         Ok(out)
     }
 
-    /// Deletes a segment nothing reads any more.
+    /// Deletes a segment nothing reads any more, durably: a segment that came back after a
+    /// power cut would be replayed over records that moved on.
     pub fn retire(&self, segment: u64) -> io::Result<()> {
         self.files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&segment);
-        fs::remove_file(segment_path(&self.dir, segment))
+        fs::remove_file(segment_path(&self.dir, segment))?;
+        durable::sync_dir(&self.dir)
     }
 }
 
@@ -256,7 +259,7 @@ pub fn write_checkpoint(dir: &Path, at: Position) -> io::Result<()> {
     file.write_all(&body)?;
     file.sync_all()?;
     fs::rename(&aside, dir.join(CHECKPOINT))?;
-    File::open(dir)?.sync_all()
+    durable::sync_dir(dir)
 }
 
 /// Segment numbers present, ascending.
@@ -287,7 +290,7 @@ fn create_segment(dir: &Path, segment: u64) -> io::Result<File> {
         .write(true)
         .open(segment_path(dir, segment))?;
     // The new name must survive a crash too, or its frames would vanish with it.
-    File::open(dir)?.sync_all()?;
+    durable::sync_dir(dir)?;
     Ok(file)
 }
 
