@@ -222,8 +222,6 @@ fn on_powercut_disk(dir: &TestDir) -> (PathBuf, PathBuf, PowerCut) {
 }
 
 #[test]
-#[ignore = "finding (issue 19): a power cut loses acknowledged events; the store's and the file \
-            sink's directory entries and the file sink's lines are never fsynced"]
 fn every_acknowledged_event_survives_power_cuts_under_load() {
     let seed = seed();
     let cuts: usize = std::env::var("POWERCUT_CUTS")
