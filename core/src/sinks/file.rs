@@ -132,3 +132,37 @@ impl Sink for FileSink {
         self.reopen.store(true, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &'static str) -> Delivery<'static> {
+        Delivery {
+            event_id: id,
+            envelope: b"{}",
+        }
+    }
+
+    #[test]
+    fn the_sync_key_is_batch_or_none() {
+        assert_eq!(FileSync::parse("batch"), Some(FileSync::Batch));
+        assert_eq!(FileSync::parse("none"), Some(FileSync::None));
+        assert_eq!(FileSync::parse("always"), None);
+        assert_eq!(FileSync::default(), FileSync::Batch);
+    }
+
+    #[tokio::test]
+    async fn a_synced_sink_creates_its_directories_and_reopens_a_rotated_file() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("new/dir/events.jsonl");
+        let sink = FileSink::open(&path, FileSync::Batch).await.unwrap();
+        sink.deliver(&[delivery("a")]).await.unwrap();
+        let rotated = root.path().join("new/dir/events.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.deliver(&[delivery("b"), delivery("c")]).await.unwrap();
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!(lines(&rotated), 1);
+        assert_eq!(lines(&path), 2);
+    }
+}
