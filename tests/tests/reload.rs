@@ -206,13 +206,17 @@ fn an_orphaned_queue_can_be_dropped_a_running_one_cannot_and_sinks_show_latency_
     let operator = |method: &str, path: &str| {
         server.operator_request(method, path, &[("Authorization", &auth)], None)
     };
-    let metrics = server.operator_get("/metrics").body;
-    assert!(
-        metrics.contains(
-            r#"switchyard_sink_delivery_seconds_count{workspace="acme",sink="events"} 3"#
-        ),
-        "{metrics}"
-    );
+    // A line is in the file before its batch counts as delivered (after the file's sync).
+    let delivered = r#"switchyard_sink_delivery_seconds_count{workspace="acme",sink="events"} 3"#;
+    let deadline = Instant::now() + WITHIN;
+    let metrics = loop {
+        let metrics = server.operator_get("/metrics").body;
+        if metrics.contains(delivered) || Instant::now() >= deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(metrics.contains(delivered), "{metrics}");
     assert!(
         metrics.contains(r#"switchyard_sink_oldest_queued_seconds{workspace="acme",sink="crm"}"#),
         "{metrics}"
