@@ -240,7 +240,10 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
 
     assert_eq!(
         operator(demo, server, "reload"),
-        json!({"workspaces": 1, "started": [], "stopped": [], "server_changed": false})
+        json!({
+            "workspaces": 1, "started": [], "stopped": [], "server_changed": false,
+            "plugins_loaded": [], "restart_needed": []
+        })
     );
 
     // The demo's sinks are files and standard output, which do not fail within a test (a file
