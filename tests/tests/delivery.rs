@@ -4,9 +4,6 @@
 //! signatures verify with the reference Standard Webhooks library, and a hung sink in one
 //! workspace does not hold back another.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use switchyard_e2e::*;
@@ -344,22 +341,6 @@ fn a_hung_sink_in_one_workspace_does_not_hold_back_another() {
     );
 }
 
-/// Posts one signed Watsi event to whatever server is current; `Some(id)` when accepted.
-fn try_deliver(agent: &ureq::Agent, addr: SocketAddr, body: &str) -> Option<String> {
-    let signature = WATSI.signature("secret-one-for-e2e", body.as_bytes());
-    let mut answer = agent
-        .post(format!("http://{addr}{}", hook("acme", "watsi")))
-        .header("Content-Type", "application/json")
-        .header(WATSI.header, &signature)
-        .send(body.as_bytes())
-        .ok()?;
-    if answer.status() != 200 {
-        return None;
-    }
-    let reply: Value = serde_json::from_slice(&answer.body_mut().read_to_vec().ok()?).ok()?;
-    (reply["status"] == "accepted").then(|| reply["id"].as_str().map(str::to_owned))?
-}
-
 #[test]
 fn every_acknowledged_event_survives_sigkill_under_load() {
     const KILLS: usize = 4;
@@ -367,66 +348,18 @@ fn every_acknowledged_event_survives_sigkill_under_load() {
     let receiver = Receiver::start(Mode::Accept);
     let (dir, config) = one_sink(HttpSink::new(receiver.url()));
     let mut server = dir.serve(&config);
-    let addr = Arc::new(Mutex::new(server.addr()));
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let (addr, acknowledged, stop) = (addr.clone(), acknowledged.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .max_idle_connections(0)
-                    .build()
-                    .into();
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = watsi_body(n, &format!("crash{client}"));
-                    let current = *addr.lock().unwrap();
-                    // While the server is down this fails; a vendor would retry, and so do we.
-                    if let Some(id) = try_deliver(&agent, current, &body) {
-                        acknowledged.lock().unwrap().push(id);
-                        n += 1;
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let count = |v: &Arc<Mutex<Vec<String>>>| v.lock().unwrap().len();
+    let load = Load::start(server.addr(), CLIENTS, "secret-one-for-e2e", |client, n| {
+        watsi_body(n, &format!("crash{client}"))
+    });
     for _ in 0..KILLS {
         // Kill at a random point under load: after a random number of further acks.
-        let target = count(&acknowledged) + 20 + fastrand::usize(..60);
-        let deadline = Instant::now() + WITHIN;
-        while count(&acknowledged) < target {
-            assert!(
-                Instant::now() < deadline,
-                "the load stalled:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        load.wait_for(load.count() + 20 + fastrand::usize(..60), WITHIN, &server);
         server.kill();
         server.restart();
-        *addr.lock().unwrap() = server.addr();
+        load.point_at(server.addr());
     }
-    let target = count(&acknowledged) + 20;
-    let deadline = Instant::now() + WITHIN;
-    while count(&acknowledged) < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load stalled after the last restart:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("a load client");
-    }
-
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    load.wait_for(load.count() + 20, WITHIN, &server);
+    let acknowledged = load.stop();
     let delivered = receiver.wait_for_delivered(&acknowledged, Duration::from_secs(60));
     let unique: std::collections::HashSet<&String> = delivered.iter().collect();
     let duplicates = delivered.len() - unique.len();

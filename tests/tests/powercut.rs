@@ -13,12 +13,8 @@
 //! many cuts (20 by default).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use switchyard_e2e::*;
@@ -31,102 +27,11 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// How long the sinks may go without receiving any missing event before the rest count as lost.
 const STALL: Duration = Duration::from_secs(20);
 
-/// Concurrent clients posting signed Watsi events to whichever server is current, each
-/// retrying its event until it is answered 200 (as a vendor does), collecting the ids.
-struct Load {
-    addr: Arc<Mutex<SocketAddr>>,
-    acked: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    clients: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr) -> Load {
-        let addr = Arc::new(Mutex::new(addr));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = (0..CLIENTS)
-            .map(|client| {
-                let (addr, acked, stop) = (addr.clone(), acked.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(5)))
-                        .max_idle_connections(0)
-                        .build()
-                        .into();
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let body = format!(
-                            r#"{{"id":"evt_cut{client}_{n}","type":"message.received","data":{{"text":"power cut {n}"}}}}"#
-                        );
-                        let current = *addr.lock().unwrap();
-                        match post(&agent, current, &body) {
-                            Some(id) => {
-                                acked.lock().unwrap().push(id);
-                                n += 1;
-                            }
-                            // The server is down or not ready: a vendor retries a little later.
-                            None => std::thread::sleep(Duration::from_millis(10)),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            addr,
-            acked,
-            stop,
-            clients,
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn point_at(&self, addr: SocketAddr) {
-        *self.addr.lock().unwrap() = addr;
-    }
-
-    /// Waits until `n` events are acknowledged in all.
-    fn wait_for(&self, n: usize, server: &Server) {
-        let deadline = Instant::now() + WITHIN;
-        while self.count() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the load stalled at {} acknowledgements:\n{}",
-                self.count(),
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn stop(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for client in self.clients {
-            client.join().expect("a load client");
-        }
-        let acked = self.acked.lock().unwrap().clone();
-        acked
-    }
-}
-
-/// One signed POST; the id when answered 200, accepted or duplicate (a duplicate's id is the
-/// original's, which the store has promised to keep).
-fn post(agent: &ureq::Agent, addr: SocketAddr, body: &str) -> Option<String> {
-    let signature = WATSI.signature(SECRET, body.as_bytes());
-    let mut answer = agent
-        .post(format!("http://{addr}{}", hook("acme", "watsi")))
-        .header("Content-Type", "application/json")
-        .header(WATSI.header, &signature)
-        .send(body.as_bytes())
-        .ok()?;
-    if answer.status() != 200 {
-        return None;
-    }
-    let reply: Value = serde_json::from_slice(&answer.body_mut().read_to_vec().ok()?).ok()?;
-    reply["id"].as_str().map(str::to_owned)
+/// One event of client `client`'s `n`th.
+fn body(client: usize, n: usize) -> String {
+    format!(
+        r#"{{"id":"evt_cut{client}_{n}","type":"message.received","data":{{"text":"power cut {n}"}}}}"#
+    )
 }
 
 /// The seed of this run's cut points: `POWERCUT_SEED`, or a fresh one.
@@ -253,10 +158,10 @@ fn every_acknowledged_event_survives_power_cuts_under_load() {
     let sink = dir.sink_path("acme", "events");
     let survived_sink = backing.join("sinks/acme/events.jsonl");
     let mut server = dir.serve(&config);
-    let load = Load::start(server.addr());
+    let load = Load::start(server.addr(), CLIENTS, SECRET, body);
 
     for cut in 1..=cuts {
-        load.wait_for(load.count() + rng.usize(5..500), &server);
+        load.wait_for(load.count() + rng.usize(5..500), WITHIN, &server);
         server.kill();
         let survived = disk.take().expect("mounted").cut();
         survived.unwrap_or_else(|e| panic!("seed {seed}, cut {cut}: the power cut failed: {e}"));
@@ -267,7 +172,7 @@ fn every_acknowledged_event_survives_power_cuts_under_load() {
         load.point_at(server.addr());
         println!("cut {cut} after {} acknowledgements", load.count());
     }
-    load.wait_for(load.count() + 20, &server);
+    load.wait_for(load.count() + 20, WITHIN, &server);
     let acked = load.stop();
     down.set_mode(Mode::Accept);
 
