@@ -7,6 +7,9 @@ use std::process::Command;
 
 use switchyard_e2e::*;
 
+/// The admin token of the servers these tests start.
+const TOKEN: &str = "cli-admin-token-for-e2e";
+
 /// The routes.yaml the project ships, unchanged, in a directory laid out as a checkout (see
 /// `DemoDir`): never the checkout's own copy, which is the user's to edit.
 #[test]
@@ -250,7 +253,6 @@ fn acme_with_routes(extra: &[Route]) -> Workspace {
 
 #[test]
 fn operator_commands_reach_the_server_when_the_routes_file_does_not_load() {
-    const TOKEN: &str = "cli-admin-token-for-e2e";
     let dir = TestDir::new();
     let server = dir.serve(
         &Config::new()
@@ -339,7 +341,6 @@ fn a_missing_plugins_dir_is_named_with_its_key_not_counted_as_a_refused_plugin()
 
 #[test]
 fn a_backup_into_an_existing_directory_is_refused_as_such_and_the_store_stays_ready() {
-    const TOKEN: &str = "cli-admin-token-for-e2e";
     let dir = TestDir::new();
     let server = dir.serve(
         &Config::new()
@@ -373,7 +374,6 @@ fn a_backup_into_an_existing_directory_is_refused_as_such_and_the_store_stays_re
 
 #[test]
 fn event_and_dlq_list_show_raw_as_the_vendor_sent_it() {
-    const TOKEN: &str = "cli-admin-token-for-e2e";
     let refuses = Receiver::start(Mode::Fail(422));
     let acme = Workspace::new("acme")
         .vendor(Vendor::new("watsi", &["watsi-secret-for-e2e"]))
