@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::capture::tail;
@@ -20,12 +21,47 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long one probe (an HTTP GET, a PING) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A loopback port nothing listens on right now (bound then released).
+/// A loopback port nothing listens on right now, for a server that must be told its port.
+///
+/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+/// gives) can be taken between our check and the server's bind by any outgoing connection or
+/// any other `:0` listener of the suite, which once made a nats-server's cluster port clash.
+/// Below it only other explicit picks compete, and those come from this counter, which
+/// starts at an offset of the process id so two test binaries do not walk the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind a loopback port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (low, high) = explicit_port_range();
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = low + u16::try_from(offset).expect("offset < span <= u16::MAX");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {high}");
+}
+
+/// `[low, high)`: the ports from 10000 up to where the kernel's ephemeral range starts
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default).
+fn explicit_port_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_start > 12000 {
+        (10000, ephemeral_start)
+    } else {
+        // An unusual kernel setting: fall back to the ports above the ephemeral range's
+        // default end rather than fail.
+        (61000, 65535)
+    }
 }
 
 /// One server process with its output captured; killed (SIGKILL) and reaped on drop.
