@@ -288,3 +288,56 @@ fn a_request_in_flight_during_a_reload_finishes_on_the_configuration_it_started_
         .deliver("acme", &WATSI, NEW_SECRET, after, &[])
         .expect_accepted();
 }
+
+#[test]
+fn twenty_reloads_during_ordered_delivery_to_a_slow_receiver_deliver_every_event_once_in_order() {
+    const EVENTS: usize = 60;
+    const RELOADS: usize = 20;
+    // Slow enough that a delivery is almost always in flight when a reload lands.
+    let receiver = Receiver::start(Mode::Slow(Duration::from_millis(100)));
+    // Each reload changes the sink (its timeout), so its worker is replaced every time.
+    let with_timeout = |seconds: usize| {
+        Config::new().admin_token(TOKEN).workspace(
+            acme()
+                .http_sink(
+                    "crm",
+                    HttpSink::new(receiver.url())
+                        .ordered()
+                        .timeout(&format!("{seconds}s")),
+                )
+                .route(Route::new("*", &["crm"])),
+        )
+    };
+    let dir = TestDir::new();
+    let server = dir.serve(&with_timeout(5));
+    let ids: Vec<String> = (0..EVENTS)
+        .map(|n| {
+            let body = format!(r#"{{"id":"evt_ordered_{n}","type":"message.received"}}"#);
+            server
+                .deliver("acme", &WATSI, SECRET, &body, &[])
+                .expect_accepted()
+        })
+        .collect();
+
+    for reload in 0..RELOADS {
+        // Each reload lands in the middle of the stream: two more deliveries since the last.
+        receiver.wait_until("deliveries between reloads", WITHIN, |received| {
+            received.len() >= 2 * (reload + 1)
+        });
+        dir.write_config(&with_timeout(6 + reload));
+        let reloaded = reload_cli(&server, &dir);
+        reloaded.expect_success("reload with the sink changed");
+        let answer: Value = serde_json::from_str(&reloaded.stdout).expect("JSON");
+        assert_eq!(answer["started"], json!(["acme/crm"]), "{answer}");
+        assert_eq!(answer["stopped"], json!(["acme/crm"]), "{answer}");
+    }
+
+    receiver.wait_for_delivered(&ids, WITHIN);
+    // Every event exactly once and in accept order: the full list of requests received.
+    let received: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(SinkRequest::event_id)
+        .collect();
+    assert_eq!(received, ids, "deliveries in order, none repeated");
+}

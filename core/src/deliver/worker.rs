@@ -6,22 +6,25 @@
 //! the backlog; a commit that lands out of id order or a replayed dead letter moves the
 //! position back (the store tells it the lowest id added). Events that failed wait in memory
 //! until due; their state is in the store, so a restart finds them again.
+//! A stopped worker hands its queue over (see [`handover`]).
+
+mod handover;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::health::{Health, State};
 use super::policy::{Blame, DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
-use crate::base::id::millis;
-use crate::base::id::{rfc3339, EventId};
+use crate::base::id::{millis, rfc3339, EventId};
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::{Delivery, Sink, SinkError};
-use crate::store::{Consumer, SinkQueue, Store, StoreError};
+use crate::store::{SinkQueue, Store, StoreError};
 
 /// How long a worker waits before using its queue again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -39,8 +42,6 @@ pub(super) struct Worker {
     pub policy: DeliveryPolicy,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
-    /// Keeps this instance taking its share of the queue while the worker runs.
-    pub _consumer: Consumer,
 }
 
 /// Events handed to the sink in one call.
@@ -75,7 +76,7 @@ struct Run {
 }
 
 impl Worker {
-    pub(super) async fn run(self) {
+    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let worker = Arc::new(self);
         let mut run = Run {
             health: Health::new(worker.policy.max_backoff),
@@ -89,6 +90,9 @@ impl Worker {
             head_due: None,
         };
         loop {
+            if *stop.borrow() {
+                return worker.finish(run).await;
+            }
             if let Err(error) = worker.pass(&mut run).await {
                 tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                 tokio::time::sleep(STORE_RETRY).await;
@@ -105,6 +109,7 @@ impl Worker {
                 }
                 () = worker.queue.changed() => run.at_end = false,
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
+                _ = stop.changed() => {}
             }
         }
     }
