@@ -8,6 +8,7 @@
 //! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process.
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
+//! - `recovery`: an http sink's backlog after a slow receiver and after one down for a while.
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
@@ -27,6 +28,7 @@ mod map;
 mod nats_server;
 mod payload;
 mod quota;
+mod recovery;
 mod retention;
 mod server;
 mod sink;
@@ -39,11 +41,12 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "compare",
     "map",
     "ingest",
     "isolation",
+    "recovery",
     "quota",
     "retention",
     "burst",
@@ -63,6 +66,9 @@ scenarios (default: all, in this order):
   map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
+  recovery    an http sink's backlog: 300 events to a receiver taking 100 ms a request, and
+              200 to a receiver down for 45 s (10 s with --quick): attempts while down, drain
+              time once it is back, a new event's latency
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
   burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
@@ -202,6 +208,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "compare" => compare::run(env, problems).await,
         "ingest" => ingest::run(env, problems).await,
         "isolation" => isolation::run(env, problems).await,
+        "recovery" => recovery::run(env, problems).await,
         "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
         "burst" => burst::run(env, problems).await,

@@ -295,14 +295,10 @@ fn a_plugin_past_its_time_limit_is_answered_503_and_quarantined_when_it_keeps_fa
 
     slow("quick", 0).expect_accepted();
     for i in 0..3 {
-        let started = std::time::Instant::now();
-        let message = slow(&format!("hung-{i}"), 3000).expect_error(503, "plugin_timeout");
+        // The plugin sleeps past the client's own timeout: an answer at all is one that did
+        // not wait for it.
+        let message = slow(&format!("hung-{i}"), HANG_MS).expect_error(503, "plugin_timeout");
         assert!(message.contains("300ms"), "{message}");
-        assert!(
-            started.elapsed() < std::time::Duration::from_millis(2500),
-            "the answer waited for the plugin: {:?}",
-            started.elapsed()
-        );
     }
     // Three in a row: quarantined, so even a quick delivery is refused without a call.
     let reply = slow("quick-again", 0);
