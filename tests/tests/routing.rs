@@ -78,7 +78,7 @@ fn each_event_reaches_the_sinks_whose_conditions_it_meets_and_none_reaches_no_si
     let from_uk = deliver(&received(5, "+442071234567")).expect_ok("unrouted");
 
     support.wait_for_delivered(&[failed.clone(), undelivered.clone()], WITHIN);
-    brazil.wait_for_delivered(&[from_brazil.clone()], WITHIN);
+    brazil.wait_for_delivered(std::slice::from_ref(&from_brazil), WITHIN);
     drained(&server);
     let mut got = support.delivered();
     got.sort();
