@@ -86,9 +86,13 @@ impl Gate {
         }
     }
 
-    /// When to look again, given the next retry or ordered head (`due`): never before the rate
-    /// has a token again, and then even without one due, for events not read yet.
-    pub(super) fn wake(&self, now: Instant, due: Option<Instant>) -> Option<Instant> {
+    /// When to look again, given the next retry or ordered head (`due`): never while disabled
+    /// (an enable wakes the worker), never before the rate has a token again, and then even
+    /// without one due, for events not read yet.
+    pub(super) fn wake(&mut self, now: Instant, due: Option<Instant>) -> Option<Instant> {
+        if self.health.state(now) == State::Disabled {
+            return None;
+        }
         match self.pace.as_ref().and_then(|pace| pace.next_token(now)) {
             Some(token) => Some(due.map_or(token, |due| due.max(token))),
             None => due,

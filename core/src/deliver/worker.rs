@@ -266,10 +266,8 @@ impl Worker {
     /// head coming due.
     fn wake_at(&self, run: &mut Run) -> Option<Instant> {
         let now = Instant::now();
-        match run.health.state(now) {
-            State::Down { until } => return Some(until),
-            State::Disabled => return None,
-            State::Flowing | State::Probing => {}
+        if let State::Down { until } = run.health.state(now) {
+            return Some(until);
         }
         let retry = run.waiting.first().map(|(due, _)| {
             now + Duration::from_millis(due.saturating_sub(millis(SystemTime::now())))
