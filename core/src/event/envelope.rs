@@ -38,17 +38,17 @@ pub struct Envelope<'a> {
     pub dedupe_basis: &'static str,
     pub occurred_at: Option<&'a str>,
     pub received_at: String,
-    pub data: &'a RawValue,
-    pub raw: &'a RawValue,
     /// The request's `Content-Type` as the vendor sent it, for sinks that relay the body as
     /// received (`format: raw`); absent when the request had none (and in envelopes written
-    /// before it was kept).
+    /// before it was kept). It and `raw_body` come before `data`, so `raw` stays last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_content_type: Option<&'a str>,
     /// The body byte for byte, only when it differs from `raw` (which drops its line breaks so
     /// the envelope stays one line); JSON is text, so it is a string here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_body: Option<&'a str>,
+    pub data: &'a RawValue,
+    pub raw: &'a RawValue,
 }
 
 impl<'a> Envelope<'a> {
