@@ -124,3 +124,22 @@ async fn post_all(client: HttpSink, mut waiting: mpsc::Receiver<Alert>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(previous: SinkState, state: SinkState) -> Option<&'static str> {
+        let (ws, sink) = (WorkspaceId::new("acme"), SinkName::new("crm"));
+        Alert::of_change(&ws, &sink, previous, state, None).map(|a| a.kind)
+    }
+
+    #[test]
+    fn each_change_operators_care_about_is_one_alert_and_an_enable_is_none() {
+        use SinkState::{BackingOff, Disabled, Healthy};
+        assert_eq!(kind(Healthy, BackingOff), Some("sink.failing"));
+        assert_eq!(kind(BackingOff, Disabled), Some("sink.disabled"));
+        assert_eq!(kind(BackingOff, Healthy), Some("sink.recovered"));
+        assert_eq!(kind(Disabled, BackingOff), None);
+    }
+}
