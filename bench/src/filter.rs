@@ -16,9 +16,9 @@ use switchyard::event::filter::Filter;
 use switchyard::plugins::VendorPlugin;
 use switchyard::runtime::route::Router;
 
-use crate::map::{rounds, spread, Params};
 use crate::payload::Template;
 use crate::stats::median;
+use crate::timing::{rounds, spread, Params};
 use crate::{BenchResult, Problems};
 
 /// Four routes as a shared service's teams would write them; the first `where` is measured

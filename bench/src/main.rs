@@ -35,6 +35,7 @@ mod retention;
 mod server;
 mod sink;
 mod stats;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

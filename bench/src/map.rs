@@ -6,7 +6,7 @@
 //! event with payload filters costs ([`crate::filter`]).
 
 use std::hint::black_box;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use switchyard::base::names::Secret;
@@ -14,32 +14,8 @@ use switchyard::plugins::{Plugins, VendorPlugin};
 
 use crate::payload::{self, Template};
 use crate::stats::median;
+use crate::timing::{rounds, spread, Params};
 use crate::{BenchResult, Env, Problems};
-
-/// How long each measurement runs.
-pub struct Params {
-    rounds: usize,
-    iterations: u32,
-    warmup: u32,
-}
-
-impl Params {
-    pub fn new(quick: bool) -> Params {
-        if quick {
-            Params {
-                rounds: 5,
-                iterations: 2_000,
-                warmup: 200,
-            }
-        } else {
-            Params {
-                rounds: 9,
-                iterations: 20_000,
-                warmup: 2_000,
-            }
-        }
-    }
-}
 
 const SECRET: &str = "bench-map-secret";
 
@@ -183,27 +159,4 @@ fn measure(plugin: &VendorPlugin, template: &Template, p: &Params) -> BenchResul
         map_rounds,
         verify_rounds,
     })
-}
-
-/// ns per call of each round, after a warm-up.
-pub fn rounds(p: &Params, mut call: impl FnMut()) -> Vec<f64> {
-    for _ in 0..p.warmup {
-        call();
-    }
-    (0..p.rounds)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..p.iterations {
-                call();
-            }
-            started.elapsed().as_nanos() as f64 / f64::from(p.iterations)
-        })
-        .collect()
-}
-
-/// `3412 [3390-3501]`.
-pub fn spread(rounds: &[f64]) -> String {
-    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = rounds.iter().copied().fold(0.0, f64::max);
-    format!("{:.0} [{:.0}-{:.0}]", median(rounds), min, max)
 }
