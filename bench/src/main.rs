@@ -5,12 +5,14 @@
 //! ```
 //!
 //! Scenarios (all of them when none is named):
-//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process.
+//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process; a
+//!   route's `where` and routing an event with filters.
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
+//! - `pace`: an http sink with `rate: 20/s` under a burst: every event, at most 10% over 20/s.
 //! - `cluster`: the embedded store vs cluster mode (NATS JetStream), one and two instances.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
@@ -20,17 +22,20 @@ mod baseline;
 mod burst;
 mod cluster;
 mod compare;
+mod filter;
 mod ingest;
 mod isolation;
 mod load;
 mod map;
 mod nats_server;
+mod pace;
 mod payload;
 mod quota;
 mod retention;
 mod server;
 mod sink;
 mod stats;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +44,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "compare",
     "map",
     "ingest",
@@ -47,6 +52,7 @@ const SCENARIOS: [&str; 8] = [
     "quota",
     "retention",
     "burst",
+    "pace",
     "cluster",
 ];
 
@@ -60,12 +66,15 @@ scenarios (default: all, in this order):
   compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run:
               rates and ratios, latency (closed loop and at half the maximum rate), sink
               drain, queue depth, bytes on disk per event, peak RSS, time to ready
-  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
+  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor; a route's
+              where (4 conditions) and Router::sinks_for with filters, per event
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
   burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
+  pace        an http sink with rate 20/s takes a burst of events posted at 400/s: every event
+              reaches it, and never more than 10% over 20/s (busiest second, and on average)
   cluster     embedded store vs cluster mode on a local nats-server (started by the scenario;
               needs `nats-server`, apt package nats-server), one instance and two sharing the
               load: accepted/s, p50/p99, delivered/s, ratios to the embedded store
@@ -205,6 +214,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
         "burst" => burst::run(env, problems).await,
+        "pace" => pace::run(env, problems).await,
         "cluster" => cluster::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }

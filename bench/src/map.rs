@@ -2,10 +2,11 @@
 //! given its vendor's ~1 KB delivery: `VendorPlugin::map_event` through the C ABI (the header
 //! pairs lent, the plugin's JSON parse and canonical mapping, its output written back through the
 //! writer callback, and the core's parse of that output), then `VendorPlugin::verify_with`, the
-//! constant-time HMAC-SHA256 check the server runs first, with one secret.
+//! constant-time HMAC-SHA256 check the server runs first, with one secret. Then what routing an
+//! event with payload filters costs ([`crate::filter`]).
 
 use std::hint::black_box;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use switchyard::base::names::Secret;
@@ -13,32 +14,8 @@ use switchyard::plugins::{Plugins, VendorPlugin};
 
 use crate::payload::{self, Template};
 use crate::stats::median;
+use crate::timing::{rounds, spread, Params};
 use crate::{BenchResult, Env, Problems};
-
-/// How long each measurement runs.
-struct Params {
-    rounds: usize,
-    iterations: u32,
-    warmup: u32,
-}
-
-impl Params {
-    fn new(quick: bool) -> Params {
-        if quick {
-            Params {
-                rounds: 5,
-                iterations: 2_000,
-                warmup: 200,
-            }
-        } else {
-            Params {
-                rounds: 9,
-                iterations: 20_000,
-                warmup: 2_000,
-            }
-        }
-    }
-}
 
 const SECRET: &str = "bench-map-secret";
 
@@ -92,6 +69,20 @@ pub fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             spread(&row.map_rounds),
             spread(&row.verify_rounds)
         );
+    }
+    let watsi = payload::templates()
+        .into_iter()
+        .find(|t| t.vendor == "watsi");
+    match (watsi, plugins.get("watsi")) {
+        (Some(template), Some(plugin)) => {
+            if let Err(e) = crate::filter::run(plugin, &template, &p, problems) {
+                problems.add("map", format!("routing with filters: {e}"));
+            }
+        }
+        _ => problems.add(
+            "map",
+            "no watsi plugin or payload for the routing figures".into(),
+        ),
     }
     for row in &rows {
         let ns = median(&row.map_rounds);
@@ -168,27 +159,4 @@ fn measure(plugin: &VendorPlugin, template: &Template, p: &Params) -> BenchResul
         map_rounds,
         verify_rounds,
     })
-}
-
-/// ns per call of each round, after a warm-up.
-fn rounds(p: &Params, mut call: impl FnMut()) -> Vec<f64> {
-    for _ in 0..p.warmup {
-        call();
-    }
-    (0..p.rounds)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..p.iterations {
-                call();
-            }
-            started.elapsed().as_nanos() as f64 / f64::from(p.iterations)
-        })
-        .collect()
-}
-
-/// `3412 [3390-3501]`.
-fn spread(rounds: &[f64]) -> String {
-    let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = rounds.iter().copied().fold(0.0, f64::max);
-    format!("{:.0} [{:.0}-{:.0}]", median(rounds), min, max)
 }

@@ -23,6 +23,8 @@ pub struct Config {
     max_connections: Option<usize>,
     max_inflight_body_bytes: Option<usize>,
     header_read_timeout: Option<String>,
+    /// `server.alerts`: URL and secret.
+    alerts: Option<(String, String)>,
     workspaces: Vec<Workspace>,
 }
 
@@ -147,6 +149,8 @@ pub struct HttpSink {
     ordered: bool,
     max_backoff: Option<String>,
     max_age: Option<String>,
+    /// Other keys, as `key: value` YAML.
+    settings: Vec<(String, String)>,
 }
 
 impl HttpSink {
@@ -162,7 +166,14 @@ impl HttpSink {
             ordered: false,
             max_backoff: None,
             max_age: None,
+            settings: Vec::new(),
         }
+    }
+
+    /// Any other key: `rate`, `burst`, `disable_after`, `format`; `value` is written as is.
+    pub fn setting(mut self, key: &str, value: &str) -> HttpSink {
+        self.settings.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn concurrency(mut self, n: usize) -> HttpSink {
@@ -208,6 +219,8 @@ impl HttpSink {
 pub struct Route {
     vendors: Option<Vec<String>>,
     event_type: String,
+    /// `match.where`, as YAML.
+    filter: Option<String>,
     to: Vec<String>,
 }
 
@@ -224,6 +237,12 @@ impl Config {
 
     pub fn max_body_bytes(mut self, bytes: usize) -> Config {
         self.max_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Posts sink state changes to `url`, signed with `secret`.
+    pub fn alerts(mut self, url: &str, secret: &str) -> Config {
+        self.alerts = Some((url.to_owned(), secret.to_owned()));
         self
     }
 
@@ -329,6 +348,9 @@ impl Config {
         if let Some(timeout) = &self.header_read_timeout {
             writeln!(y, "  header_read_timeout: {}", q(timeout)).unwrap();
         }
+        if let Some((url, secret)) = &self.alerts {
+            writeln!(y, "  alerts: {{ url: {}, secret: {} }}", q(url), q(secret)).unwrap();
+        }
         writeln!(y, "workspaces:").unwrap();
         for ws in &self.workspaces {
             writeln!(y, "  {}:", q(&ws.name)).unwrap();
@@ -383,6 +405,9 @@ impl Config {
                         if let Some(secret) = &http.secret {
                             writeln!(y, "        secret: {}", q(secret)).unwrap();
                         }
+                        for (key, value) in &http.settings {
+                            writeln!(y, "        {key}: {value}").unwrap();
+                        }
                     }
                     SinkKind::Nats(nats) => {
                         writeln!(y, "      {}:", q(name)).unwrap();
@@ -423,14 +448,20 @@ impl Config {
             }
             writeln!(y, "    routes:").unwrap();
             for route in &ws.routes {
+                let filter = (route.filter.as_ref())
+                    .map_or_else(String::new, |filter| format!(", where: {filter}"));
                 match &route.vendors {
                     Some(vendors) => writeln!(
                         y,
-                        "      - match: {{ vendor: {}, type: {} }}",
+                        "      - match: {{ vendor: {}, type: {}{filter} }}",
                         list(vendors),
                         q(&route.event_type)
                     ),
-                    None => writeln!(y, "      - match: {{ type: {} }}", q(&route.event_type)),
+                    None => writeln!(
+                        y,
+                        "      - match: {{ type: {}{filter} }}",
+                        q(&route.event_type)
+                    ),
                 }
                 .unwrap();
                 writeln!(y, "        to: {}", list(&route.to)).unwrap();
@@ -543,8 +574,15 @@ impl Route {
         Route {
             vendors: None,
             event_type: event_type.to_owned(),
+            filter: None,
             to: sinks.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// `match.where`, a YAML flow mapping such as `{ data.status: failed }`.
+    pub fn filter(mut self, filter: &str) -> Route {
+        self.filter = Some(filter.to_owned());
+        self
     }
 
     pub fn vendors(mut self, vendors: &[&str]) -> Route {

@@ -1,10 +1,11 @@
 //! The `switchyard` command: serve, check a configuration, list plugins, sign a test delivery,
-//! and the operator commands that talk to a running server.
+//! try the routes on a body, and the operator commands that talk to a running server.
 
 mod args;
 mod failure;
 mod load;
 mod operate;
+mod route;
 mod serve;
 mod sign;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, RouteCommand};
 use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
             config,
         } => serve::list_plugins(plugins_dir, &config),
         Command::Sign(args) => sign::sign(args),
+        Command::Route {
+            command: RouteCommand::Test(args),
+        } => route::test(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

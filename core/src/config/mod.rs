@@ -33,6 +33,7 @@ use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
 use self::locate::{KeyPath, Locator, MAX_DEPTH};
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::event::filter::Filter;
 use crate::event::verify::SchemeChange;
 use crate::http::tls::TlsFiles;
 use crate::sinks::SinkKind;
@@ -97,6 +98,16 @@ pub struct ServerConfig {
     /// Request bodies held in memory at once, all requests together; default 64 MiB, never less
     /// than `max_body_bytes`.
     pub max_inflight_body_bytes: usize,
+    /// Where a sink's state changes (failing, disabled, recovered) are posted; `None`: logged
+    /// only.
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `server.alerts`: an endpoint that receives Standard Webhooks-signed notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertsConfig {
+    pub url: hyper::Uri,
+    pub secret: Secret,
 }
 
 /// How log lines are written to standard error.
@@ -216,6 +227,12 @@ pub struct SinkConfig {
     /// An event that has kept failing this long after it was accepted becomes a dead letter,
     /// however the sink fared; default 72 h.
     pub max_age: Duration,
+    /// At most this many deliveries per period; what is over waits in the queue, never
+    /// dropped. `None`: as fast as the sink takes them.
+    pub rate: Option<Rate>,
+    /// A sink that has failed continuously this long is disabled: no more attempts until an
+    /// operator enables it, its queue kept. `None` (the default): never.
+    pub disable_after: Option<Duration>,
 }
 
 /// Sink-wide backoff is capped here unless a sink sets `max_backoff`: a receiver that comes
@@ -243,6 +260,8 @@ pub struct RouteConfig {
     pub vendors: Option<Vec<VendorName>>,
     /// `match.type`: a glob such as `message.*`; default `*`.
     pub event_type: String,
+    /// `match.where`: payload conditions; `None` matches any payload.
+    pub filter: Option<Filter>,
     /// Never empty.
     pub to: Vec<SinkName>,
 }

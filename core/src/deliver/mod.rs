@@ -9,10 +9,19 @@
 //! `retry` schedule. An event becomes a dead letter on a permanent refusal (a 4xx other than
 //! 408/429), when its own schedule runs out, or when it has kept failing past the sink's
 //! `max_age`. Every attempt is recorded; an operator can replay dead letters.
+//!
+//! A sink with a `rate` is paced ([`pace`]): what is over the rate waits in the queue. One with
+//! `disable_after` that keeps failing that long is disabled until an operator enables it; its
+//! state ([`status`]) is what the operator surfaces show, and each change of it is logged and
+//! posted to `server.alerts` ([`alert`]). [`gate`] holds both for the worker.
 
+mod alert;
+mod gate;
 mod health;
+mod pace;
 mod policy;
 mod record;
+mod status;
 mod worker;
 
 use std::sync::Arc;
@@ -23,8 +32,11 @@ use crate::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::store::{SinkQueue, Store, StoreError};
 
+pub use alert::{Alert, Alerter};
+pub use pace::Pacing;
 pub use policy::{DeliveryPolicy, Next};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
+pub use status::{SinkState, SinkStatus};
 
 /// A running sink's handles; dropping it stops the worker (a reload that removes or changes
 /// the sink). What it had in flight stays queued and is delivered again: at least once.
@@ -32,6 +44,8 @@ pub struct SinkWorker {
     pub workspace: WorkspaceId,
     pub sink: SinkName,
     pub queue: SinkQueue,
+    /// Its state, and the operator's way to enable it.
+    pub status: Arc<SinkStatus>,
     handle: Arc<dyn Sink>,
     task: tokio::task::AbortHandle,
 }
@@ -44,6 +58,7 @@ impl Drop for SinkWorker {
 
 impl SinkWorker {
     /// Starts the worker for one sink; it first delivers whatever a previous run left queued.
+    /// Its state changes go to `alerts`, if set.
     pub fn spawn(
         workspace: WorkspaceId,
         sink_name: SinkName,
@@ -51,9 +66,18 @@ impl SinkWorker {
         policy: DeliveryPolicy,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        alerts: Option<Alerter>,
     ) -> SinkWorker {
         let queue = store.queue(&workspace, &sink_name);
         let consumer = store.consume(&queue, policy.ordered);
+        let status = Arc::new(SinkStatus::default());
+        let gate = gate::Gate::new(
+            &policy,
+            status.clone(),
+            alerts,
+            workspace.clone(),
+            sink_name.clone(),
+        );
         let worker = worker::Worker {
             workspace: workspace.clone(),
             sink_name: sink_name.clone(),
@@ -64,11 +88,12 @@ impl SinkWorker {
             metrics,
             _consumer: consumer,
         };
-        let task = tokio::spawn(worker.run()).abort_handle();
+        let task = tokio::spawn(worker.run(gate)).abort_handle();
         SinkWorker {
             workspace,
             sink: sink_name,
             queue,
+            status,
             handle: sink,
             task,
         }

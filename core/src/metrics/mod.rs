@@ -58,6 +58,14 @@ pub struct SinkOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkStateLabels {
+    pub workspace: String,
+    pub sink: String,
+    /// `healthy`, `backing_off` or `disabled`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginFaultLabels {
     pub vendor: String,
     /// `timeout`, `failed` (panicked or broke the ABI contract), or `quarantined` (answered 503
@@ -76,6 +84,8 @@ pub struct Metrics {
     pub queue_depth: Family<SinkLabels, Gauge>,
     pub in_flight: Family<SinkLabels, Gauge>,
     pub dead_letters: Family<SinkLabels, Gauge>,
+    /// 1 for the state each running sink is in, 0 for the others.
+    pub sink_state: Family<SinkStateLabels, Gauge>,
     /// Accept to delivered, per sink.
     pub delivery_seconds: Family<SinkLabels, Histogram, fn() -> Histogram>,
     /// How long the oldest event a sink still owes has waited.
@@ -153,6 +163,12 @@ impl Metrics {
             "Age of the oldest event a sink still owes (0 when its queue is empty)",
             oldest_queued_seconds.clone(),
         );
+        let sink_state = Family::<SinkStateLabels, Gauge>::default();
+        registry.register(
+            "sink_state",
+            "Each running sink's state: 1 for the one it is in (healthy, backing_off, disabled)",
+            sink_state.clone(),
+        );
         let queue_depth = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "sink_queue_depth",
@@ -228,6 +244,7 @@ impl Metrics {
             hook_duration,
             sink_attempts,
             queue_depth,
+            sink_state,
             in_flight,
             dead_letters,
             delivery_seconds,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
+use crate::deliver::Alerter;
 use crate::metrics::Metrics;
 use crate::plugins::{self, PluginError, Plugins};
 use crate::runtime::topology::{Topology, TopologyError};
@@ -51,6 +52,7 @@ pub struct Reloader {
     plugins_dir: PathBuf,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    alerts: Option<Alerter>,
     topology: Arc<ArcSwap<Topology>>,
     /// The running configuration; held while a reload runs, so two never interleave.
     running: tokio::sync::Mutex<Config>,
@@ -62,6 +64,7 @@ impl Reloader {
         plugins: Arc<ArcSwap<Plugins>>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        alerts: Option<Alerter>,
         topology: Arc<ArcSwap<Topology>>,
     ) -> Reloader {
         Reloader {
@@ -70,6 +73,7 @@ impl Reloader {
             plugins_dir: plugins::plugins_dir(running.server.plugins_dir.as_ref()),
             store,
             metrics,
+            alerts,
             topology,
             running: tokio::sync::Mutex::new(running),
         }
@@ -100,6 +104,7 @@ impl Reloader {
             &plugins,
             &self.store,
             &self.metrics,
+            self.alerts.as_ref(),
             Some(&previous),
         )
         .await?;

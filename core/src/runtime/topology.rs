@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::config::{Config, SignatureConfig, SinkConfig};
-use crate::deliver::{DeliveryPolicy, SinkWorker};
+use crate::deliver::{Alerter, DeliveryPolicy, Pacing, SinkWorker};
 use crate::event::verify::SignatureScheme;
 use crate::metrics::Metrics;
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
@@ -68,10 +68,11 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The sink queues an event of this vendor and type goes to; empty = unrouted.
-    pub fn route(&self, vendor: &VendorName, event_type: &str) -> Vec<SinkQueue> {
+    /// The sink queues an event of this vendor and type goes to (`envelope`: its JSON, for
+    /// routes with `where`); empty = unrouted.
+    pub fn route(&self, vendor: &VendorName, event_type: &str, envelope: &[u8]) -> Vec<SinkQueue> {
         self.router
-            .sinks_for(vendor, event_type)
+            .sinks_for(vendor, event_type, envelope)
             .into_iter()
             .filter_map(|sink| self.workers.get(sink))
             .map(|(_, worker)| worker.queue.clone())
@@ -98,13 +99,15 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds every workspace and starts one delivery worker per sink; with `previous` (a
-    /// reload), a sink whose configuration is unchanged keeps its running worker.
+    /// Builds every workspace and starts one delivery worker per sink, whose state changes go
+    /// to `alerts`; with `previous` (a reload), a sink whose configuration is unchanged keeps
+    /// its running worker.
     pub async fn build(
         config: &Config,
         plugins: &Plugins,
         store: &Arc<Store>,
         metrics: &Arc<Metrics>,
+        alerts: Option<&Alerter>,
         previous: Option<&Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut workspaces = HashMap::new();
@@ -164,6 +167,11 @@ impl Topology {
                     ordered: sink_config.ordered,
                     max_backoff: sink_config.max_backoff,
                     max_age: sink_config.max_age,
+                    pace: sink_config.rate.map(|rate| Pacing {
+                        interval: rate.interval(),
+                        burst: rate.burst.get(),
+                    }),
+                    disable_after: sink_config.disable_after,
                 };
                 let worker = SinkWorker::spawn(
                     id.clone(),
@@ -172,6 +180,7 @@ impl Topology {
                     policy,
                     store.clone(),
                     metrics.clone(),
+                    alerts.cloned(),
                 );
                 workers.insert(sink_name.clone(), (sink_config.clone(), Arc::new(worker)));
             }

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use serde_json::json;
 use tracing::{field, Instrument};
@@ -270,12 +270,14 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
-        drop(body);
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
-        let envelope =
-            Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
-        let queues = ws.route(vendor, &mapped.canonical_type);
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at)
+            .received_as(content_type, &body)
+            .to_json();
+        drop(body);
+        let queues = ws.route(vendor, &mapped.canonical_type, &envelope);
         drop(mapped);
         let unrouted = queues.is_empty();
         let now_ms = millis(received_at);
