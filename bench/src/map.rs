@@ -145,7 +145,7 @@ fn measure(plugin: &VendorPlugin, template: &Template, p: &Params) -> BenchResul
     }
     let verify = || {
         plugin.verify_with(
-            Some(&plugin.scheme),
+            plugin.scheme.as_ref(),
             black_box(&headers),
             black_box(&body),
             delivery_id.as_deref(),

@@ -7,12 +7,13 @@ mod load;
 mod operate;
 mod serve;
 mod sign;
+mod vendor;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, VendorCommand};
 use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
             config,
         } => serve::list_plugins(plugins_dir, &config),
         Command::Sign(args) => sign::sign(args),
+        Command::Vendor {
+            command: VendorCommand::Test(args),
+        } => vendor::test(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
 use crate::base::names::Secret;
-use crate::event::verify::{Encoding, Signable, SignatureScheme, Signed};
+use crate::event::verify::{Algorithm, Encoding, Signable, SignatureScheme, Signed};
 
 /// How long an idle keep-alive connection to a receiver is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(4);
@@ -151,6 +151,8 @@ fn signature_scheme() -> SignatureScheme {
             timestamp_header: Some(HeaderName::from_static("webhook-timestamp")),
             tolerance: None,
         },
+        algorithm: Algorithm::Sha256,
+        several: false,
     }
 }
 

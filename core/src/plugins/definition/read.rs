@@ -1,0 +1,469 @@
+//! Reading a definition's YAML into a [`Definition`]: the top level, the signature, the
+//! handshake and the test vectors here; the mapping rules in [`super::rules`]. Every unknown key,
+//! wrong type and bad value is reported with its key and line, and reading goes on around it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+use serde_yaml::Value;
+
+use super::problems::Problems;
+use super::rules;
+use super::{Definition, Expect, Vector, FILE_SUFFIX};
+use crate::base::locate::KeyPath;
+use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed};
+use crate::plugins::HandshakeSpec;
+
+/// More vectors than this prove nothing more and cost every load.
+const MAX_VECTORS: usize = 64;
+
+/// One mapping's entries, handed out by key; those never asked for are reported as unknown.
+pub(super) struct Fields {
+    pub(super) at: KeyPath,
+    entries: Vec<(String, Value)>,
+    known: Vec<&'static str>,
+}
+
+impl Fields {
+    /// The entries of `value`, a mapping (a problem and none when it is not).
+    pub(super) fn of(at: &KeyPath, value: Value, p: &mut Problems) -> Fields {
+        let entries = match value {
+            Value::Mapping(mapping) => (mapping.into_iter())
+                .filter_map(|(key, value)| match key {
+                    Value::String(key) => Some((key, value)),
+                    other => {
+                        p.add(
+                            at,
+                            format!("expected a name as key, found {}", kind(&other)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Value::Null => Vec::new(),
+            other => {
+                p.add(at, format!("expected a mapping, found {}", kind(&other)));
+                Vec::new()
+            }
+        };
+        Fields {
+            at: at.clone(),
+            entries,
+            known: Vec::new(),
+        }
+    }
+
+    /// The value at `key`; null is as good as absent.
+    pub(super) fn take(&mut self, key: &'static str) -> Option<Value> {
+        self.known.push(key);
+        let index = self.entries.iter().position(|(name, _)| name == key)?;
+        Some(self.entries.swap_remove(index).1).filter(|v| !v.is_null())
+    }
+
+    /// The value at `key`, null included.
+    pub(super) fn take_with_null(&mut self, key: &'static str) -> Option<Value> {
+        self.known.push(key);
+        let index = self.entries.iter().position(|(name, _)| name == key)?;
+        Some(self.entries.swap_remove(index).1)
+    }
+
+    /// The rest, by name, for mappings whose keys are names the definition chooses.
+    pub(super) fn rest(&mut self) -> Vec<(String, Value)> {
+        std::mem::take(&mut self.entries)
+    }
+
+    pub(super) fn finish(self, p: &mut Problems) {
+        let expected: Vec<String> = self.known.iter().map(|k| format!("`{k}`")).collect();
+        for (key, _) in self.entries {
+            let message = format!(
+                "unknown key `{key}`, expected one of {}",
+                expected.join(", ")
+            );
+            p.add(&self.at.key(&key), message);
+        }
+    }
+}
+
+/// What a value is, for messages.
+pub(super) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+pub(super) fn string(at: &KeyPath, value: Value, p: &mut Problems) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        other => {
+            p.add(at, format!("expected a string, found {}", kind(&other)));
+            None
+        }
+    }
+}
+
+pub(super) fn header(at: &KeyPath, value: Value, p: &mut Problems) -> Option<HeaderName> {
+    let name = string(at, value, p)?;
+    match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(header) => Some(header),
+        Err(_) => {
+            p.add(at, format!("{name:?} is not a valid header name"));
+            None
+        }
+    }
+}
+
+/// One of `choices`, by name.
+pub(super) fn choice<T: Copy>(
+    at: &KeyPath,
+    value: Value,
+    choices: &[(&str, T)],
+    what: &str,
+    p: &mut Problems,
+) -> Option<T> {
+    let name = string(at, value, p)?;
+    let found = choices.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    if found.is_none() {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        p.add(
+            at,
+            format!(
+                "unknown {what} `{name}`, expected one of {}",
+                names.join(", ")
+            ),
+        );
+    }
+    found
+}
+
+/// The whole file: `None` when it cannot even be read as YAML.
+pub(super) fn read(text: &str, path: &Path, p: &mut Problems) -> Option<Definition> {
+    if let Some(line) = p.too_deep() {
+        p.add_file(Some(line), "nested too deeply to be a vendor definition");
+        return None;
+    }
+    let value: Value = match serde_yaml::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            p.add_file(error.location().map(|l| l.line()), error.to_string());
+            return None;
+        }
+    };
+    let root = KeyPath::root();
+    let mut top = Fields::of(&root, value, p);
+    let vendor = required(&mut top, "vendor", p).and_then(|v| vendor_name(&root, v, path, p));
+    let version = required(&mut top, "version", p).and_then(|v| string(&root.key("version"), v, p));
+    let delivery_id_header = (top.take("delivery_id_header"))
+        .and_then(|v| header(&root.key("delivery_id_header"), v, p));
+    let signature = match top.take("signature") {
+        Some(value) => signature(
+            &root.key("signature"),
+            value,
+            delivery_id_header.is_some(),
+            p,
+        ),
+        None => {
+            p.add(
+                &root,
+                "`signature` is required: the vendor's scheme, or `none`",
+            );
+            None
+        }
+    };
+    let handshake = (top.take("handshake")).map_or(Some(HandshakeSpec::None), |v| {
+        handshake(&root.key("handshake"), v, p)
+    });
+    let rules = rules::read(&mut top, delivery_id_header.is_some(), p);
+    let vectors = match top.take("test_vectors") {
+        Some(value) => vectors(&root.key("test_vectors"), value, p),
+        None => {
+            p.add(
+                &root,
+                "`test_vectors` is required: a definition is proven when it loads",
+            );
+            Vec::new()
+        }
+    };
+    top.finish(p);
+    let (rules, dedupe, event_type_header) = rules?;
+    Some(Definition {
+        vendor: vendor?,
+        version: version?,
+        signature: signature?,
+        delivery_id_header,
+        event_type_header,
+        handshake: handshake?,
+        dedupe,
+        vectors,
+        text: text.to_owned(),
+        rules,
+    })
+}
+
+pub(super) fn required(fields: &mut Fields, key: &'static str, p: &mut Problems) -> Option<Value> {
+    let value = fields.take(key);
+    if value.is_none() {
+        p.add(&fields.at, format!("`{key}` is required"));
+    }
+    value
+}
+
+fn vendor_name(root: &KeyPath, value: Value, path: &Path, p: &mut Problems) -> Option<String> {
+    let at = root.key("vendor");
+    let name = string(&at, value, p)?;
+    let valid = !name.is_empty()
+        && (name.bytes())
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        p.add(
+            &at,
+            format!("{name:?} must be lower-case letters, digits, '-' or '_'"),
+        );
+        return None;
+    }
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if file != format!("{name}{FILE_SUFFIX}") {
+        p.add(
+            &at,
+            format!("vendor `{name}` must be defined in a file named {name}{FILE_SUFFIX}"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// `none`, or the scheme: `Some(None)` is `none`.
+fn signature(
+    at: &KeyPath,
+    value: Value,
+    has_delivery_id: bool,
+    p: &mut Problems,
+) -> Option<Option<SignatureScheme>> {
+    if let Value::String(text) = &value {
+        if text == "none" {
+            return Some(None);
+        }
+    }
+    let mut f = Fields::of(at, value, p);
+    let header = required(&mut f, "header", p).and_then(|v| header(&at.key("header"), v, p));
+    let algorithm = f.take("algorithm").map_or(Some(Algorithm::Sha256), |v| {
+        let choices = [
+            ("sha1", Algorithm::Sha1),
+            ("sha256", Algorithm::Sha256),
+            ("sha512", Algorithm::Sha512),
+        ];
+        choice(&at.key("algorithm"), v, &choices, "algorithm", p)
+    });
+    let encoding = f.take("encoding").map_or(Some(Encoding::Hex), |v| {
+        let choices = [("hex", Encoding::Hex), ("base64", Encoding::Base64)];
+        choice(&at.key("encoding"), v, &choices, "encoding", p)
+    });
+    let prefix = f
+        .take("prefix")
+        .map_or(Some(String::new()), |v| string(&at.key("prefix"), v, p));
+    let several = match f.take("several") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(b),
+        Some(other) => {
+            p.add(
+                &at.key("several"),
+                format!("expected true or false, found {}", kind(&other)),
+            );
+            None
+        }
+    };
+    let template = f.take("signed").map_or(Some("{body}".to_owned()), |v| {
+        string(&at.key("signed"), v, p)
+    });
+    let timestamp = f
+        .take("timestamp")
+        .map(|v| timestamp(&at.key("timestamp"), v, p));
+    f.finish(p);
+    let template = template?;
+    let uses = |token: &str| template.contains(token);
+    if !uses("{body}") {
+        p.add(
+            &at.key("signed"),
+            "the signed content must include `{body}`",
+        );
+    }
+    if uses("{timestamp}") && timestamp.is_none() {
+        p.add(
+            &at.key("signed"),
+            "`{timestamp}` needs `timestamp: { header, tolerance }`",
+        );
+    }
+    if uses("{id}") && !has_delivery_id {
+        p.add(&at.key("signed"), "`{id}` needs `delivery_id_header`");
+    }
+    let signed = match (template.as_str(), timestamp) {
+        ("{body}", None) => Signed::Body,
+        (_, timestamp) => {
+            let (timestamp_header, tolerance) = match timestamp {
+                Some(t) => t?,
+                None => (None, None),
+            };
+            Signed::Template {
+                template,
+                timestamp_header,
+                tolerance,
+            }
+        }
+    };
+    Some(Some(SignatureScheme {
+        header: header?,
+        encoding: encoding?,
+        prefix: prefix?,
+        signed,
+        algorithm: algorithm?,
+        several: several?,
+    }))
+}
+
+type Timestamp = (Option<HeaderName>, Option<Duration>);
+
+fn timestamp(at: &KeyPath, value: Value, p: &mut Problems) -> Option<Timestamp> {
+    let mut f = Fields::of(at, value, p);
+    let header = required(&mut f, "header", p).and_then(|v| header(&at.key("header"), v, p));
+    let tolerance = match f.take("tolerance") {
+        None => Some(None),
+        Some(v) => string(&at.key("tolerance"), v, p).and_then(|text| {
+            match humantime::parse_duration(&text) {
+                Ok(d) => Some(Some(d)),
+                Err(e) => {
+                    p.add(
+                        &at.key("tolerance"),
+                        format!("{text:?} is not a duration such as 5m: {e}"),
+                    );
+                    None
+                }
+            }
+        }),
+    };
+    f.finish(p);
+    Some((Some(header?), tolerance?))
+}
+
+fn handshake(at: &KeyPath, value: Value, p: &mut Problems) -> Option<HandshakeSpec> {
+    let mut f = Fields::of(at, value, p);
+    let param = required(&mut f, "query", p).and_then(|v| string(&at.key("query"), v, p));
+    let text = f.take("reply").map_or(Some(false), |v| {
+        choice(
+            &at.key("reply"),
+            v,
+            &[("json", false), ("text", true)],
+            "reply",
+            p,
+        )
+    });
+    let field = f.take("field").and_then(|v| string(&at.key("field"), v, p));
+    let max_len = match f.take("max_len") {
+        None => Some(1024),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=65536).contains(&n)) => {
+            n.as_u64().map(|n| n as usize)
+        }
+        Some(_) => {
+            p.add(
+                &at.key("max_len"),
+                "expected a number of bytes from 1 to 65536",
+            );
+            None
+        }
+    };
+    f.finish(p);
+    let (param, max_len) = (param?, max_len?);
+    Some(match text? {
+        true => HandshakeSpec::EchoText { param, max_len },
+        false => HandshakeSpec::EchoQuery {
+            field: field.unwrap_or_else(|| param.clone()),
+            param,
+            max_len,
+        },
+    })
+}
+
+fn vectors(at: &KeyPath, value: Value, p: &mut Problems) -> Vec<Vector> {
+    let Value::Sequence(items) = value else {
+        p.add(
+            at,
+            format!("expected a list of test vectors, found {}", kind(&value)),
+        );
+        return Vec::new();
+    };
+    if items.is_empty() || items.len() > MAX_VECTORS {
+        p.add(at, format!("expected 1 to {MAX_VECTORS} test vectors"));
+    }
+    (items.into_iter().enumerate().take(MAX_VECTORS))
+        .filter_map(|(i, item)| vector(&at.index(i), item, p))
+        .collect()
+}
+
+fn vector(at: &KeyPath, value: Value, p: &mut Problems) -> Option<Vector> {
+    let mut f = Fields::of(at, value, p);
+    let body = required(&mut f, "body", p).and_then(|v| string(&at.key("body"), v, p));
+    let secret = f
+        .take("secret")
+        .map_or(Some(String::new()), |v| string(&at.key("secret"), v, p));
+    let headers = f.take("headers").map(|v| {
+        let mut h = Fields::of(&at.key("headers"), v, p);
+        let pairs = h.rest();
+        (pairs.into_iter())
+            .filter_map(|(name, value)| {
+                let key = at.key("headers").key(&name);
+                header(&key, Value::String(name.clone()), p)?;
+                Some((name, string(&key, value, p)?))
+            })
+            .collect::<Vec<_>>()
+    });
+    let expect = required(&mut f, "expect", p).and_then(|v| expect(&at.key("expect"), v, p));
+    f.finish(p);
+    Some(Vector {
+        body: body?,
+        secret: secret?,
+        headers: headers.unwrap_or_default(),
+        expect: expect?,
+        at: at.clone(),
+    })
+}
+
+const EXPECTED_FIELDS: [&str; 6] = [
+    "type",
+    "vendor_type",
+    "vendor_event_id",
+    "occurred_at",
+    "dedupe_basis",
+    "data",
+];
+
+fn expect(at: &KeyPath, value: Value, p: &mut Problems) -> Option<Expect> {
+    let mut f = Fields::of(at, value, p);
+    if let Some(refused) = f.take("refused") {
+        f.finish(p);
+        return string(&at.key("refused"), refused, p).map(Expect::Refused);
+    }
+    let mut fields = Vec::new();
+    for name in EXPECTED_FIELDS {
+        // `null` is an expectation here: the field must be null.
+        if let Some(value) = f.take_with_null(name) {
+            match serde_json::to_value(&value) {
+                Ok(json) => fields.push((name.to_owned(), json)),
+                Err(e) => p.add(&at.key(name), format!("cannot be read as JSON: {e}")),
+            }
+        }
+    }
+    f.finish(p);
+    if fields.is_empty() {
+        p.add(
+            at,
+            "expected `refused`, or envelope fields the event must have",
+        );
+        return None;
+    }
+    Some(Expect::Event(fields))
+}
