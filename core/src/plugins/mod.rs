@@ -8,9 +8,12 @@
 pub mod definition;
 mod dir;
 mod elf;
+mod error;
+mod handshake;
 mod loader;
 mod rescan;
 mod runner;
+mod summary;
 mod vectors;
 pub mod wire;
 
@@ -22,77 +25,13 @@ use switchyard_plugin_abi as abi;
 
 use self::definition::Definition;
 pub use self::dir::{plugins_dir, Plugins};
+pub use self::error::{refusal_message, PluginError};
+pub use self::handshake::{HandshakeOutcome, HandshakeSpec};
 pub use self::rescan::Rescan;
 pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
 use crate::base::names::{Secret, VendorName};
 use crate::event::envelope::MappedEvent;
 use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed, VerifyError};
-
-/// Why a plugin was refused. Each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    #[error("{}", dir_problem(path, source))]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot be loaded: {reason}", path.display())]
-    Open { path: PathBuf, reason: String },
-    #[error("{}: does not export `switchyard_plugin_v1` (build it with switchyard_plugin::export_plugin!)", path.display())]
-    MissingSymbol { path: PathBuf },
-    #[error("{}: built for plugin ABI {found}.x, this server speaks {}.{}; rebuild it against this server's switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MINOR)]
-    WrongAbi { path: PathBuf, found: u32 },
-    #[error("{}: built for plugin ABI {}.{found}, newer than this server's {}.{}; upgrade the server or build the plugin against an older switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MAJOR, abi::ABI_MINOR)]
-    NewerMinor { path: PathBuf, found: u32 },
-    #[error("{}: refused before loading: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("{}: invalid descriptor: {reason}", path.display())]
-    InvalidDescriptor { path: PathBuf, reason: String },
-    #[error("{}: test vector {index} fails: the core's HMAC of its body does not match the declared header value ({reason})", path.display())]
-    TestVector {
-        path: PathBuf,
-        index: usize,
-        reason: String,
-    },
-    /// One problem of a vendor definition, on its line.
-    #[error("{}:{line}: {}{message}", path.display(), if key.is_empty() { String::new() } else { format!("{key}: ") })]
-    Definition {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        message: String,
-    },
-    #[error("{}: vendor `{vendor}` is already provided by {}", path.display(), other.display())]
-    DuplicateVendor {
-        path: PathBuf,
-        vendor: String,
-        other: PathBuf,
-    },
-}
-
-fn dir_problem(path: &Path, source: &std::io::Error) -> String {
-    match source.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("the plugins directory {} does not exist", path.display())
-        }
-        _ => format!(
-            "cannot read the plugins directory {}: {source}",
-            path.display()
-        ),
-    }
-}
-
-/// Why [`Plugins::load_dir`] failed, in one message: the directory's own problem, or every
-/// library refused.
-pub fn refusal_message(errors: &[PluginError]) -> String {
-    match errors {
-        [only @ PluginError::Dir { .. }] => only.to_string(),
-        _ => {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-            format!("{} plugin(s) refused:\n{}", errors.len(), lines.join("\n"))
-        }
-    }
-}
 
 /// Why `map_event` produced no event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,39 +42,6 @@ pub enum MapFailure {
     /// The plugin panicked or broke its contract (answered 500).
     #[error("{0}")]
     PluginFailed(String),
-}
-
-/// A GET handshake's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandshakeOutcome {
-    /// This vendor has no handshake (405).
-    NotSupported,
-    /// The request is not a valid handshake (400), with why.
-    Invalid(String),
-    /// Answer `status` with this body, of this content type.
-    Reply {
-        status: u16,
-        body: Vec<u8>,
-        content_type: &'static str,
-    },
-    /// The plugin panicked (500).
-    Failed,
-}
-
-/// The vendor's handshake, as data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandshakeSpec {
-    None,
-    EchoQuery {
-        param: String,
-        field: String,
-        max_len: usize,
-    },
-    /// The parameter's value as the whole body, as text (definitions only).
-    EchoText {
-        param: String,
-        max_len: usize,
-    },
 }
 
 /// One loaded vendor plugin: a library or a definition; nothing outside this module can tell
@@ -165,7 +71,8 @@ enum Form {
         verify_override: bool,
         entries: loader::Entries,
     },
-    Definition(Definition),
+    /// Boxed: a definition is much larger than a library's entry points.
+    Definition(Box<Definition>),
 }
 
 impl std::fmt::Debug for VendorPlugin {
@@ -199,7 +106,7 @@ impl VendorPlugin {
             handshake: d.handshake.clone(),
             test_vector_count: d.vector_count(),
             dedupe: d.dedupe.clone(),
-            form: Form::Definition(d),
+            form: Form::Definition(Box::new(d)),
             guard: runner::Guard::new(runner::Policy::default()),
             // A definition knows its own text: a reload compares that.
             stamp: None,
@@ -364,133 +271,6 @@ impl VendorPlugin {
                 wire::mapped(status, &out, raw, delivery_id)
             }
             Form::Definition(d) => d.map(headers, body, raw, delivery_id),
-        }
-    }
-
-    /// Answers a GET on the hook URL.
-    pub fn handshake(&self, headers: &HeaderMap, query: &str) -> HandshakeOutcome {
-        if let Form::Library {
-            entries:
-                loader::Entries {
-                    handshake: Some(handshake),
-                    ..
-                },
-            ..
-        } = &self.form
-        {
-            return match loader::handshake(*handshake, headers, query.as_bytes()) {
-                (abi::HANDSHAKE_NONE, _) => HandshakeOutcome::NotSupported,
-                (status @ 100..=599, body) => HandshakeOutcome::Reply {
-                    status: status as u16,
-                    body,
-                    content_type: "application/json",
-                },
-                _ => HandshakeOutcome::Failed,
-            };
-        }
-        let (param, max_len) = match &self.handshake {
-            HandshakeSpec::None => return HandshakeOutcome::NotSupported,
-            HandshakeSpec::EchoQuery { param, max_len, .. }
-            | HandshakeSpec::EchoText { param, max_len } => (param, *max_len),
-        };
-        let value = form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == param.as_str())
-            .map(|(_, v)| v);
-        let value = match value {
-            None => {
-                return HandshakeOutcome::Invalid(format!("query parameter `{param}` is required"))
-            }
-            Some(v) if v.len() > max_len => {
-                return HandshakeOutcome::Invalid(format!(
-                    "query parameter `{param}` is longer than {max_len} bytes"
-                ))
-            }
-            Some(v) => v.into_owned(),
-        };
-        match &self.handshake {
-            HandshakeSpec::EchoQuery { field, .. } => {
-                let mut body = serde_json::Map::new();
-                body.insert(field.clone(), serde_json::Value::String(value));
-                HandshakeOutcome::Reply {
-                    status: 200,
-                    body: serde_json::to_vec(&body).unwrap_or_default(),
-                    content_type: "application/json",
-                }
-            }
-            _ => HandshakeOutcome::Reply {
-                status: 200,
-                body: value.into_bytes(),
-                content_type: "text/plain; charset=utf-8",
-            },
-        }
-    }
-
-    /// `library` or `definition`, for people.
-    pub fn form(&self) -> &'static str {
-        match self.form {
-            Form::Library { .. } => "library",
-            Form::Definition(_) => "definition",
-        }
-    }
-
-    /// The plugin ABI a library was built for (`1.2`); `None` for a definition.
-    pub fn abi(&self) -> Option<String> {
-        match self.form {
-            Form::Library { abi_minor, .. } => Some(format!("{}.{abi_minor}", abi::ABI_MAJOR)),
-            Form::Definition(_) => None,
-        }
-    }
-
-    /// What identifies one event, for `switchyard plugins`.
-    pub fn dedupe_summary(&self) -> &str {
-        if self.dedupe.is_empty() {
-            "not stated (ABI 1.0): event_id when the event has one, else delivery_id, else body_hash"
-        } else {
-            &self.dedupe
-        }
-    }
-
-    /// How the signature scheme reads, for `switchyard plugins`.
-    pub fn scheme_summary(&self) -> String {
-        let Some(scheme) = &self.scheme else {
-            return "none: served only behind allow_ips".to_owned();
-        };
-        let encoding = match scheme.encoding {
-            Encoding::Hex => "hex",
-            Encoding::Base64 => "base64",
-        };
-        let signed = match &scheme.signed {
-            Signed::Body => "body".to_owned(),
-            Signed::Template { template, .. } => format!("template {template:?}"),
-        };
-        let custom = match self.form {
-            Form::Library {
-                verify_override: true,
-                ..
-            } => " (plugin's own verify)",
-            _ => "",
-        };
-        format!(
-            "HMAC-{} {encoding}{}{} of {signed}{custom}",
-            scheme.algorithm.as_str().to_uppercase(),
-            if scheme.prefix.is_empty() {
-                String::new()
-            } else {
-                format!(" after {:?}", scheme.prefix)
-            },
-            if scheme.several {
-                ", several per header"
-            } else {
-                ""
-            },
-        )
-    }
-
-    /// The definition a vendor is defined by, for `switchyard vendor test`.
-    pub fn definition(&self) -> Option<&Definition> {
-        match &self.form {
-            Form::Definition(d) => Some(d),
-            Form::Library { .. } => None,
         }
     }
 }

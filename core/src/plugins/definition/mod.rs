@@ -13,11 +13,13 @@
 //! ([`problems`]); vectors are proven with the core's own signature check and mapping ([`prove`]).
 
 mod eval;
+mod fields;
 mod problems;
 mod prove;
 mod read;
 mod rules;
 mod shape;
+mod spec;
 
 use std::path::Path;
 
