@@ -248,3 +248,6 @@ pub fn is_definition(path: &Path) -> bool {
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.len() > FILE_SUFFIX.len() && n.ends_with(FILE_SUFFIX))
 }
+
+#[cfg(test)]
+mod tests;
