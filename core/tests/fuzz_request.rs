@@ -2,7 +2,8 @@
 //! headers and bodies through signature verification and every real plugin's mapping, as
 //! `ingest` calls them, then into an envelope. For every input, nothing panics; a correctly
 //! signed delivery verifies and any other is refused; a plugin never fails (panics or breaks
-//! its contract); every mapped event makes a one-line JSON envelope.
+//! its contract); every mapped event makes a one-line JSON envelope. The five vendors run as
+//! libraries and again as their definitions (`plugins/definitions/`).
 //!
 //! The plugins are built for this test's profile first, as the end-to-end tests do.
 //! `PROPTEST_CASES=20000 cargo test -p switchyard --test fuzz_request -- --nocapture` runs
@@ -346,10 +347,13 @@ fn cases() -> u32 {
 #[test]
 fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
     let plugins = real_plugins();
+    // The same five as definitions: the interpreter must never fail on input either.
+    let definitions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/definitions");
+    let definitions = Plugins::load_dir(&definitions).unwrap_or_else(|e| panic!("{e:?}"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut failures = Vec::new();
     let mut total = 0;
-    for plugin in plugins.iter() {
+    for plugin in plugins.iter().chain(definitions.iter()) {
         let example = examples.join(format!("{}.json", plugin.vendor));
         let example: Value = std::fs::read(&example)
             .ok()
@@ -371,9 +375,10 @@ fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
         let t = tally.into_inner();
         total += t.inputs;
         println!(
-            "fuzz_request {}: {} inputs (shrinking included) in {:.1?}: {} signed and verified, \
-             {} unsigned and refused; {} mapped, {} invalid payloads (400)",
+            "fuzz_request {} ({}): {} inputs (shrinking included) in {:.1?}: {} signed and \
+             verified, {} unsigned and refused; {} mapped, {} invalid payloads (400)",
             plugin.vendor,
+            plugin.form(),
             t.inputs,
             started.elapsed(),
             t.verified,
@@ -382,12 +387,12 @@ fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
             t.invalid_payload
         );
         if let Err(failure) = outcome {
-            failures.push(format!("{}: {failure}", plugin.vendor));
+            failures.push(format!("{} ({}): {failure}", plugin.vendor, plugin.form()));
         }
     }
     println!(
         "fuzz_request: {total} inputs over {} plugins",
-        plugins.len()
+        plugins.len() + definitions.len()
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }
