@@ -239,8 +239,8 @@ fn plugins_and_check_list_both_forms() {
     let checked = check(&config);
     checked.expect_success("check");
     assert!(
-        checked.stdout.contains("plugin pingbox (definition): ")
-            && checked.stdout.contains("plugin watsi (library): "),
+        checked.stdout.contains("pingbox.vendor.yaml (definition)")
+            && checked.stdout.contains("libswitchyard_watsi.so (library)"),
         "{}",
         checked.stdout
     );

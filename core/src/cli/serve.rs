@@ -40,10 +40,10 @@ pub fn check(config_path: &Path) -> Result<(), Failure> {
     }
     for plugin in plugins.iter() {
         println!(
-            "  plugin {} ({}): {}",
+            "  plugin {}: {} ({})",
             plugin.vendor,
-            plugin.form(),
-            plugin.path.display()
+            plugin.path.display(),
+            plugin.form()
         );
     }
     println!(
