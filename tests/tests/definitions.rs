@@ -185,8 +185,7 @@ fn a_vendor_defined_twice_is_refused_naming_both_files() {
         ],
     );
     assert_eq!(refused.status.code(), Some(78));
-    // Two definitions of one vendor: the file name must say the vendor, so the second names
-    // another and is refused for it.
+    // Two definitions of one vendor.
     std::fs::remove_file(
         dir.plugins_dir()
             .join(library_file_name("switchyard_watsi")),
@@ -200,8 +199,8 @@ fn a_vendor_defined_twice_is_refused_naming_both_files() {
     check(&config).expect_failure(
         "check",
         &[
-            "watsi2.vendor.yaml:",
-            "vendor `watsi` must be defined in a file named watsi.vendor.yaml",
+            "watsi2.vendor.yaml: vendor `watsi` is already provided by",
+            "/watsi.vendor.yaml",
         ],
     );
     assert!(definition.exists());

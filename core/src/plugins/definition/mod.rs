@@ -199,7 +199,7 @@ impl Definition {
     pub fn load(path: &Path) -> Result<Definition, Vec<PluginError>> {
         let text = read_file(path)?;
         let mut problems = problems::Problems::new(path, &text);
-        let definition = read::read(&text, path, &mut problems);
+        let definition = read::read(&text, &mut problems);
         let definition = match definition {
             Some(definition) if problems.is_empty() => definition,
             _ => return Err(problems.into_errors()),

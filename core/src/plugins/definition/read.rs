@@ -2,7 +2,6 @@
 //! handshake and the test vectors here; the mapping rules in [`super::rules`]. Every unknown key,
 //! wrong type and bad value is reported with its key and line, and reading goes on around it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use hyper::header::HeaderName;
@@ -11,7 +10,7 @@ use serde_yaml::Value;
 use super::fields::{choice, header, kind, required, string, Fields};
 use super::problems::Problems;
 use super::rules;
-use super::{Definition, Expect, Vector, FILE_SUFFIX};
+use super::{Definition, Expect, Vector};
 use crate::base::locate::KeyPath;
 use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed};
 use crate::plugins::HandshakeSpec;
@@ -20,7 +19,7 @@ use crate::plugins::HandshakeSpec;
 const MAX_VECTORS: usize = 64;
 
 /// The whole file: `None` when it cannot even be read as YAML.
-pub(super) fn read(text: &str, path: &Path, p: &mut Problems) -> Option<Definition> {
+pub(super) fn read(text: &str, p: &mut Problems) -> Option<Definition> {
     if let Some(line) = p.too_deep() {
         p.add_file(Some(line), "nested too deeply to be a vendor definition");
         return None;
@@ -34,7 +33,7 @@ pub(super) fn read(text: &str, path: &Path, p: &mut Problems) -> Option<Definiti
     };
     let root = KeyPath::root();
     let mut top = Fields::of(&root, value, p);
-    let vendor = required(&mut top, "vendor", p).and_then(|v| vendor_name(&root, v, path, p));
+    let vendor = required(&mut top, "vendor", p).and_then(|v| vendor_name(&root, v, p));
     let version = required(&mut top, "version", p).and_then(|v| string(&root.key("version"), v, p));
     let delivery_id_header = (top.take("delivery_id_header"))
         .and_then(|v| header(&root.key("delivery_id_header"), v, p));
@@ -83,7 +82,7 @@ pub(super) fn read(text: &str, path: &Path, p: &mut Problems) -> Option<Definiti
     })
 }
 
-fn vendor_name(root: &KeyPath, value: Value, path: &Path, p: &mut Problems) -> Option<String> {
+fn vendor_name(root: &KeyPath, value: Value, p: &mut Problems) -> Option<String> {
     let at = root.key("vendor");
     let name = string(&at, value, p)?;
     let valid = !name.is_empty()
@@ -93,14 +92,6 @@ fn vendor_name(root: &KeyPath, value: Value, path: &Path, p: &mut Problems) -> O
         p.add(
             &at,
             format!("{name:?} must be lower-case letters, digits, '-' or '_'"),
-        );
-        return None;
-    }
-    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if file != format!("{name}{FILE_SUFFIX}") {
-        p.add(
-            &at,
-            format!("vendor `{name}` must be defined in a file named {name}{FILE_SUFFIX}"),
         );
         return None;
     }
