@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Scenarios (all of them when none is named):
-//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process; a
-//!   route's `where` and routing an event with filters.
+//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process, for
+//!   each vendor as a library and as a definition; a route's `where` and routing an event with
+//!   filters.
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
@@ -66,8 +67,8 @@ scenarios (default: all, in this order):
   compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run:
               rates and ratios, latency (closed loop and at half the maximum rate), sink
               drain, queue depth, bytes on disk per event, peak RSS, time to ready
-  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor; a route's
-              where (4 conditions) and Router::sinks_for with filters, per event
+  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor, library and
+              definition; a route's where (4 conditions) and Router::sinks_for with filters
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate

@@ -43,6 +43,7 @@ pub struct Vendor {
     secrets: Vec<String>,
     signature_header: Option<String>,
     allow_ips: Vec<String>,
+    plugin_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,6 +365,9 @@ impl Config {
                 if let Some(header) = &v.signature_header {
                     writeln!(y, "        signature_header: {}", q(header)).unwrap();
                 }
+                if let Some(timeout) = &v.plugin_timeout {
+                    writeln!(y, "        plugin_timeout: {}", q(timeout)).unwrap();
+                }
                 if !v.allow_ips.is_empty() {
                     writeln!(y, "        allow_ips: {}", list(&v.allow_ips)).unwrap();
                 }
@@ -554,7 +558,14 @@ impl Vendor {
             secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
             signature_header: None,
             allow_ips: Vec::new(),
+            plugin_timeout: None,
         }
+    }
+
+    /// How long one plugin call may take, e.g. `30s`.
+    pub fn plugin_timeout(mut self, timeout: &str) -> Vendor {
+        self.plugin_timeout = Some(timeout.to_owned());
+        self
     }
 
     pub fn signature_header(mut self, header: &str) -> Vendor {

@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 use switchyard_e2e::*;
 
 /// Every command the Commands table lists, each run below.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "serve",
     "check",
     "plugins",
     "sign",
     "route test",
+    "vendor test",
     "queues",
     "sink enable",
     "backup",
@@ -200,6 +201,20 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
         plugins.stdout.contains("(5 plugin(s) in target/release)"),
         "{}",
         plugins.stdout
+    );
+    let definition = artifacts().definition("watsi");
+    let line = format!(
+        "./target/release/switchyard vendor test '{}'",
+        definition.display()
+    );
+    let tested = sh(demo, server, &line);
+    tested.expect_success("vendor test");
+    assert!(
+        tested
+            .stdout
+            .contains("ok: vendor `watsi` 0.1.0, 3 test vector(s) proven"),
+        "{}",
+        tested.stdout
     );
 
     let deadline = std::time::Instant::now() + DELIVERY_DEADLINE;

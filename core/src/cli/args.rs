@@ -184,6 +184,33 @@ pub enum Command {
         #[command(subcommand)]
         command: RouteCommand,
     },
+    /// Vendor definitions (`<vendor>.vendor.yaml`).
+    Vendor {
+        #[command(subcommand)]
+        command: VendorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VendorCommand {
+    /// Load one definition and prove its test vectors; with --body, print the envelope it
+    /// makes of that delivery, or exactly why the delivery would be refused.
+    Test(VendorTestArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VendorTestArgs {
+    /// The definition file.
+    pub file: PathBuf,
+    /// A file holding a delivery's body.
+    #[arg(long)]
+    pub body: Option<PathBuf>,
+    /// A header of the delivery, `Name: value`; repeat for more.
+    #[arg(long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+    /// The signing secret, to check the delivery's signature too.
+    #[arg(long, env = "SWITCHYARD_VENDOR_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
 }
 
 impl Command {
@@ -199,6 +226,8 @@ impl Command {
             Command::Route {
                 command: RouteCommand::Test(args),
             } => &args.config,
+            // Reads no routes file: logs in the default format.
+            Command::Vendor { .. } => Path::new(""),
         }
     }
 }

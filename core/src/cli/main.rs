@@ -8,12 +8,13 @@ mod operate;
 mod route;
 mod serve;
 mod sign;
+mod vendor;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, RouteCommand};
+use crate::args::{Cli, Command, RouteCommand, VendorCommand};
 use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
         Command::Route {
             command: RouteCommand::Test(args),
         } => route::test(&args),
+        Command::Vendor {
+            command: VendorCommand::Test(args),
+        } => vendor::test(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,6 @@ mod env;
 mod error;
 mod fields;
 mod include;
-mod locate;
 mod raw;
 mod validate;
 
@@ -31,7 +30,8 @@ use serde_yaml::Value;
 pub use self::early::{log_format, operator_access, OperatorAccess};
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
-use self::locate::{KeyPath, Locator, MAX_DEPTH};
+// Key paths and their lines live on the ground floor, shared with vendor definitions.
+use crate::base::locate::{self, KeyPath, Locator, MAX_DEPTH};
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::event::filter::Filter;
 use crate::event::verify::SchemeChange;
@@ -406,6 +406,35 @@ impl Config {
     }
 
     /// Every vendor a workspace enables must have a loaded plugin.
+    /// Every vendor whose plugin signs nothing (a definition's `signature: none`) must be bound
+    /// with `signature: none` here, which asks for `allow_ips`: nothing else tells its deliveries
+    /// apart from anyone's.
+    pub fn check_unsigned(
+        &self,
+        signs_nothing: &dyn Fn(&VendorName) -> bool,
+    ) -> Result<(), ConfigError> {
+        let mut problems: Vec<Problem> = Vec::new();
+        for (workspace, config) in &self.workspaces {
+            for (vendor, _) in (config.vendors.iter())
+                .filter(|(v, c)| signs_nothing(v) && c.signature != SignatureConfig::None)
+            {
+                let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+                let mut found = Problems::new(&config.source, Locator::new(&text));
+                let at = KeyPath::root().key("workspaces").key(workspace.as_str());
+                let message = format!(
+                    "vendor `{vendor}`'s definition signs nothing (`signature: none`): set \
+                     `signature: none` and `allow_ips` for it"
+                );
+                found.add(&at.key("vendors").key(vendor.as_str()), message);
+                problems.extend(found.into_sorted());
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid(problems)),
+        }
+    }
+
     pub fn check_vendors(
         &self,
         is_loaded: &dyn Fn(&VendorName) -> bool,

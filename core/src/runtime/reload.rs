@@ -4,7 +4,8 @@
 //! keep their running worker, and nothing queued is touched. An invalid one is refused with
 //! every problem, and the running configuration stays. A sink the new configuration drops
 //! keeps its queue in the store, listed as orphaned, until a configuration brings it back.
-//! Plugin libraries new to the plugins directory are loaded (see [`crate::plugins::Rescan`]);
+//! Plugin libraries new to the plugins directory are loaded, and definitions new or changed
+//! (see [`crate::plugins::Rescan`]);
 //! the `server` section is read at start-up only.
 
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ impl Reloader {
         let (loaded, restart_needed) = self.rescan_plugins().await?;
         let plugins = self.plugins.load_full();
         config.check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())?;
+        config.check_unsigned(&|vendor| {
+            (plugins.get(vendor.as_str())).is_some_and(|p| p.scheme.is_none())
+        })?;
         let previous = self.topology.load_full();
         let next = Topology::build(
             &config,

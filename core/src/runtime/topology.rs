@@ -26,6 +26,12 @@ pub enum TopologyError {
         workspace: WorkspaceId,
         vendor: VendorName,
     },
+    /// Caught by `Config::check_unsigned` first; never served without its allow-list.
+    #[error("workspace `{workspace}`: vendor `{vendor}`'s definition signs nothing (`signature: none`): set `signature: none` and `allow_ips` for it")]
+    Unsigned {
+        workspace: WorkspaceId,
+        vendor: VendorName,
+    },
     #[error("workspace `{workspace}`, sink `{sink}`: {source}")]
     Sink {
         workspace: WorkspaceId,
@@ -131,7 +137,15 @@ impl Topology {
                         );
                         None
                     }
-                    SignatureConfig::Plugin(change) => Some(change.apply(&plugin.scheme)),
+                    SignatureConfig::Plugin(change) => match &plugin.scheme {
+                        Some(scheme) => Some(change.apply(scheme)),
+                        None => {
+                            return Err(TopologyError::Unsigned {
+                                workspace: id.clone(),
+                                vendor: name.clone(),
+                            })
+                        }
+                    },
                 };
                 vendors.insert(
                     name.clone(),

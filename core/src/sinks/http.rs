@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
 use crate::base::names::Secret;
-use crate::event::verify::{Encoding, Signable, SignatureScheme, Signed};
+use crate::event::verify::{Algorithm, Encoding, Signable, SignatureScheme, Signed};
 
 /// How long an idle keep-alive connection to a receiver is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(4);
@@ -230,6 +230,8 @@ fn signature_scheme() -> SignatureScheme {
             timestamp_header: Some(HeaderName::from_static("webhook-timestamp")),
             tolerance: None,
         },
+        algorithm: Algorithm::Sha256,
+        several: false,
     }
 }
 

@@ -505,12 +505,14 @@ fn values_of_the_wrong_kind_are_all_reported_without_being_quoted() {
 
 #[test]
 fn a_scheme_change_keeps_what_it_does_not_set() {
-    use crate::event::verify::{Encoding, SignatureScheme, Signed};
+    use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed};
     let plugin = SignatureScheme {
         header: hyper::header::HeaderName::from_static("x-whatsable-signature"),
         encoding: Encoding::Hex,
         prefix: String::new(),
         signed: Signed::Body,
+        algorithm: Algorithm::Sha256,
+        several: false,
     };
     let changed = SchemeChange {
         header: None,

@@ -27,7 +27,7 @@ use crate::config::ServerConfig;
 use crate::event::dedupe::DedupeKey;
 use crate::event::envelope::Envelope;
 use crate::event::verify::VerifyError;
-use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
+use crate::http::answer::{error, reply, retry_later, with_type, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
 use crate::plugins::{HandshakeOutcome, MapOutcome};
@@ -341,10 +341,14 @@ fn refuse_source(
 async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answer {
     let query = request.uri().query().unwrap_or("");
     match binding.plugin.handshake(request.headers(), query) {
-        HandshakeOutcome::Reply { status, body } => {
+        HandshakeOutcome::Reply {
+            status,
+            body,
+            content_type,
+        } => {
             tracing::info!(status, "handshake answered");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            json_bytes(status, body)
+            with_type(status, body, content_type)
         }
         HandshakeOutcome::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_handshake", &why),
         HandshakeOutcome::NotSupported => {
