@@ -25,6 +25,8 @@ mod lanes;
 mod queue;
 pub mod record;
 mod replay;
+#[cfg(test)]
+mod scenarios;
 mod sweep;
 mod wal;
 

@@ -179,11 +179,6 @@ impl EmbeddedStore {
                 }
             }
         }
-        let _ =
-            q.0.depth
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                    Some(d.saturating_sub(left))
-                });
         if !retried.is_empty() {
             let trees = self.trees()?;
             for (id, record) in retried {
@@ -193,7 +188,14 @@ impl EmbeddedStore {
                 trees.attempts.remove(q.key(id))?;
             }
         }
+        // The cursor before the count: once a queue shows empty, the writer has its cursor,
+        // and any frame it writes after that carries it.
         self.advance(q.prefix());
+        let _ =
+            q.0.depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    Some(d.saturating_sub(left))
+                });
         Ok(())
     }
 
