@@ -186,7 +186,7 @@ pub fn damaged(dir: &Path, segment: u64, offset: usize, reason: &str) -> io::Err
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(
-            "log segment {} is damaged at byte {offset} ({reason}), and frames follow it: nothing is skipped silently, so recovery stops here. Restore the data directory from a backup (`switchyard backup`), or run `switchyard store verify --data-dir DIR --salvage` to keep what is readable",
+            "log segment {} is damaged at byte {offset} ({reason}), and frames follow it: nothing is skipped silently, so recovery stops here. Restore the data directory from a backup (`switchyard backup`), or move that segment out of the directory to start without the events it holds (they are lost)",
             segment_path(dir, segment).display()
         ),
     )
