@@ -173,7 +173,10 @@ fn retention_bounds_the_store_events_leave_and_their_log_segments_are_retired() 
             )
             .status
     };
-    assert_eq!(lookup(&first[0]), 200);
+    // Within retention an event is found (the newest: on a busy machine the 300 accepts can
+    // take longer than the 2 s retention, and the first ones may already be gone).
+    let newest = first.last().expect("events");
+    assert_eq!(lookup(newest), 200);
 
     // Past retention the events leave, and once a new segment has started the old ones are
     // retired: the log holds what retention allows, not everything that ever passed.

@@ -28,8 +28,6 @@ use crate::store::{Accept, Accepted};
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Batches the applier may fall behind the writer before the writer waits for it.
 const APPLY_BACKLOG: usize = 64;
-/// A frame of cursors alone waits this long for more work to share its sync.
-const CURSOR_DELAY: Duration = Duration::from_millis(2);
 
 /// Where a request's answer goes.
 type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
@@ -41,6 +39,8 @@ enum Work {
     Cursor(Vec<u8>, Cursor),
     /// Write an empty frame: tells whether the log takes writes again with no traffic.
     Probe,
+    /// Sync the frames of cursors written without a sync, so the segments they free can go.
+    Sync,
 }
 
 /// What the writer decided for one request of a batch.
@@ -79,6 +79,7 @@ impl Committer {
             wal,
             log_ok,
             failed_len: 0,
+            unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
             metrics: metrics.clone(),
@@ -125,6 +126,11 @@ impl Committer {
         let _ = self.sender.send(Work::Probe);
     }
 
+    /// Asks the writer to sync the cursors it logged without a sync.
+    pub(super) fn sync_cursors(&self) {
+        let _ = self.sender.send(Work::Sync);
+    }
+
     pub(super) fn checkpoint_now(&self) {
         let _ = self.checkpoint.send(());
     }
@@ -140,6 +146,8 @@ struct Writer {
     log_ok: Arc<AtomicBool>,
     /// The size of the append that failed, for the probes that follow.
     failed_len: usize,
+    /// Cursors in frames written without a sync: durable with the next sync.
+    unsynced: Vec<(Vec<u8>, Cursor)>,
     pending: PendingClaims,
     to_apply: std_mpsc::SyncSender<Logged>,
     metrics: StoreMetrics,
@@ -151,6 +159,7 @@ struct Gathered {
     batch: Vec<(Accept, Reply)>,
     cursors: HashMap<Vec<u8>, Cursor>,
     probe: bool,
+    sync: bool,
     bytes: usize,
 }
 
@@ -165,6 +174,7 @@ impl Gathered {
                 self.cursors.insert(prefix, cursor);
             }
             Work::Probe => self.probe = true,
+            Work::Sync => self.sync = true,
         }
     }
 
@@ -188,12 +198,6 @@ impl Writer {
             let mut gathered = Gathered::default();
             gathered.add(first);
             gathered.take_waiting(&mut receiver);
-            if gathered.batch.is_empty() && !gathered.cursors.is_empty() {
-                // Cursors alone: a crash only repeats deliveries, so they may wait a moment
-                // for company rather than cost a sync each.
-                std::thread::sleep(CURSOR_DELAY);
-                gathered.take_waiting(&mut receiver);
-            }
             let started = Instant::now();
             let logged = self.commit(gathered);
             self.metrics
@@ -213,6 +217,7 @@ impl Writer {
             batch,
             mut cursors,
             probe,
+            sync,
             ..
         } = gathered;
         let (decisions, replaced_expiry) = self.decide(&batch);
@@ -220,6 +225,9 @@ impl Writer {
             .filter(|(_, d)| matches!(d, Decision::New))
             .map(|((accept, _), _)| accept)
             .collect();
+        if sync && fresh.is_empty() {
+            self.sync_cursors();
+        }
         if fresh.is_empty() && cursors.is_empty() {
             if probe && !self.log_ok.load(Ordering::Relaxed) {
                 self.probe();
@@ -227,6 +235,9 @@ impl Writer {
             answer(batch, decisions, None);
             return None;
         }
+        // Cursors alone are not worth a sync each: a crash that loses them repeats some
+        // deliveries. The next frame with events (or the sweeper's sync) makes them durable.
+        let synced = !fresh.is_empty();
         let written = self.wal.prepare().and_then(|start| {
             // A queue's first frame carries its first cursor, so a restart knows where it
             // starts reading.
@@ -240,7 +251,7 @@ impl Writer {
             }
             let cursors: Vec<(Vec<u8>, Cursor)> = cursors.into_iter().collect();
             let payload = frame::encode(&fresh, &cursors);
-            let (at, next) = self.wal.append(&payload)?;
+            let (at, next) = self.wal.append(&payload, synced)?;
             Ok((payload, cursors, at, next))
         });
         let (payload, cursors, at, next) = match written {
@@ -264,7 +275,17 @@ impl Writer {
             .collect();
         queues.sort_unstable();
         queues.dedup();
-        self.lanes.logged(at, next, &queues, &cursors);
+        if self.wal.take_lost() {
+            self.unsynced.clear();
+        }
+        if synced {
+            self.unsynced.extend(cursors.iter().cloned());
+            let cursors = std::mem::take(&mut self.unsynced);
+            self.lanes.logged(at, next, &queues, &cursors);
+        } else {
+            self.lanes.logged(at, next, &queues, &[]);
+            self.unsynced.extend(cursors.iter().cloned());
+        }
         {
             let mut pending = lock(&self.pending);
             for accept in &fresh {
@@ -330,6 +351,19 @@ impl Writer {
             decisions.push(Decision::New);
         }
         (decisions, replaced_expiry)
+    }
+
+    /// Makes the cursors written without a sync durable.
+    fn sync_cursors(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        match self.wal.sync() {
+            Ok(()) if !self.wal.take_lost() => self.lanes.durable(&self.unsynced),
+            Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "syncing the log failed"),
+        }
+        self.unsynced.clear();
     }
 
     /// Finds out whether a log that failed takes writes again, with no request waiting.
@@ -409,6 +443,7 @@ mod tests {
             wal: Wal::open(&dir.path().join("wal"), Duration::from_secs(60)).unwrap(),
             log_ok: Arc::new(AtomicBool::new(true)),
             failed_len: 0,
+            unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
             metrics: StoreMetrics::default(),

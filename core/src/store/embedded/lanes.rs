@@ -73,9 +73,10 @@ impl Lanes {
         *lock(&self.end) = end;
     }
 
-    /// The writer, once a frame is synced: the lanes its events go to have more to read (a
-    /// lane seen for the first time starts at this frame), and the cursors it carries are
-    /// durable. The end moves last, so a lane found idle never skips a frame meant for it.
+    /// The writer, once a frame is written (and synced, when it holds events): the lanes its
+    /// events go to have more to read (a lane seen for the first time starts at this frame),
+    /// and `synced` cursors are durable. The end moves last, so a lane found idle never skips
+    /// a frame meant for it.
     pub(super) fn logged(
         &self,
         frame: Position,
@@ -95,13 +96,18 @@ impl Lanes {
             };
             *lock(&slot.tail) = next;
         }
+        self.durable(cursors);
+        self.set_end(next);
+    }
+
+    /// These cursors are logged and synced: the segments before them may go.
+    pub(super) fn durable(&self, cursors: &[(Vec<u8>, Cursor)]) {
         for (prefix, cursor) in cursors {
             if let Some(slot) = self.get(prefix) {
                 let mut durable = lock(&slot.durable);
                 *durable = (*durable).max(cursor.low());
             }
         }
-        self.set_end(next);
     }
 
     /// Whether the writer has seen this queue before.

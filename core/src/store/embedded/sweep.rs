@@ -73,6 +73,8 @@ impl EmbeddedStore {
         for (prefix, _) in self.lanes.all() {
             self.advance(&prefix);
         }
+        // What is durable of them by now frees segments at the next sweep.
+        self.committer.sync_cursors();
         let dir = self.dir.join("wal");
         let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
         let _retiring = super::lock(&self.retiring);

@@ -45,6 +45,10 @@ pub struct Wal {
     opened: Instant,
     /// A sync failed: the next append starts a new segment.
     broken: bool,
+    /// Frames were appended without a sync since the last one.
+    unsynced: bool,
+    /// A sync that should have covered frames appended without one failed.
+    lost: bool,
 }
 
 impl Wal {
@@ -64,6 +68,8 @@ impl Wal {
             max_age,
             opened: Instant::now(),
             broken: false,
+            unsynced: false,
+            lost: false,
         })
     }
 
@@ -77,9 +83,10 @@ impl Wal {
         Ok(self.end)
     }
 
-    /// Appends one frame at [`Wal::prepare`]'s position and syncs it; returns where the frame
-    /// starts and where the log ends after it. On failure nothing is considered written.
-    pub fn append(&mut self, payload: &[u8]) -> io::Result<(Position, Position)> {
+    /// Appends one frame at [`Wal::prepare`]'s position and, with `sync`, syncs it and every
+    /// frame appended before it; returns where the frame starts and where the log ends after
+    /// it. On failure nothing is considered written.
+    pub fn append(&mut self, payload: &[u8], sync: bool) -> io::Result<(Position, Position)> {
         let start = self.prepare()?;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
         let len = u32::try_from(payload.len())
@@ -87,7 +94,7 @@ impl Wal {
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
         frame.extend_from_slice(payload);
-        self.write_synced(&frame)?;
+        self.write(&frame, sync)?;
         self.end.offset += frame.len() as u64;
         Ok((start, self.end))
     }
@@ -101,7 +108,7 @@ impl Wal {
         }
         // Not a frame: were the cut below to fail, a replay reads an impossible length there
         // and ends the segment, and the next append writes over it.
-        self.write_synced(&vec![0xff; len.max(FRAME_HEADER)])?;
+        self.write(&vec![0xff; len.max(FRAME_HEADER)], true)?;
         self.file.set_len(self.end.offset)
     }
 
@@ -109,22 +116,49 @@ impl Wal {
     /// write is cut off so no replay can see it, and the next append retries in place (a full
     /// disk); a failed sync, or a failed cut, sends it to a new segment, since after a failed
     /// fsync the kernel may report later ones clean without the data being on disk.
-    fn write_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         if let Err(error) = self.file.write_all_at(bytes, self.end.offset) {
             if self.file.set_len(self.end.offset).is_err() {
                 self.broken = true;
             }
             return Err(error);
         }
+        if !sync {
+            self.unsynced = true;
+            return Ok(());
+        }
         if let Err(error) = self.file.sync_data() {
             let _ = self.file.set_len(self.end.offset);
             self.broken = true;
+            self.lost |= self.unsynced;
+            self.unsynced = false;
             return Err(error);
         }
+        self.unsynced = false;
         Ok(())
     }
 
+    /// Syncs the frames appended without a sync, if any.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.unsynced = false;
+        self.file.sync_data().inspect_err(|_| {
+            self.broken = true;
+            self.lost = true;
+        })
+    }
+
+    /// Whether a sync meant to cover frames appended without one failed since the last call:
+    /// what they said is not durable.
+    pub fn take_lost(&mut self) -> bool {
+        std::mem::take(&mut self.lost)
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
+        // The next sync is of the new segment: this one's unsynced frames are synced now.
+        let _ = self.sync();
         let next = self.end.segment + 1;
         self.file = create_segment(&self.dir, next)?;
         self.end = Position {
@@ -403,8 +437,8 @@ mod tests {
     fn frames_replay_in_order_across_reopens_and_after_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"one").unwrap();
-        let (two, after_two) = wal.append(b"two").unwrap();
+        wal.append(b"one", true).unwrap();
+        let (two, after_two) = wal.append(b"two", true).unwrap();
         let span = LogSpan {
             segment: two.segment,
             offset: two.offset + FRAME_HEADER as u64,
@@ -414,10 +448,10 @@ mod tests {
         let (payload, next) = reader.frame(two).unwrap().unwrap();
         assert_eq!((payload.as_slice(), next), (&b"two"[..], after_two));
         assert_eq!(LogReader::new(dir.path()).read(span).unwrap(), b"two");
-        wal.append(b"three").unwrap();
+        wal.append(b"three", true).unwrap();
         drop(wal);
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"four").unwrap();
+        wal.append(b"four", true).unwrap();
         assert_eq!(
             collect(dir.path(), Position::default()),
             [&b"one"[..], b"two", b"three", b"four"]
@@ -432,8 +466,8 @@ mod tests {
     fn a_torn_or_corrupt_tail_ends_the_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"kept").unwrap();
-        let (_, end) = wal.append(b"torn").unwrap();
+        wal.append(b"kept", true).unwrap();
+        let (_, end) = wal.append(b"torn", true).unwrap();
         drop(wal);
         let path = segment_path(dir.path(), 1);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -449,9 +483,9 @@ mod tests {
     fn a_damaged_frame_with_frames_after_it_stops_the_replay_naming_segment_and_offset() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"one").unwrap();
-        let (two, _) = wal.append(b"two").unwrap();
-        wal.append(b"three").unwrap();
+        wal.append(b"one", true).unwrap();
+        let (two, _) = wal.append(b"two", true).unwrap();
+        wal.append(b"three", true).unwrap();
         drop(wal);
         let path = segment_path(dir.path(), 1);
         let mut bytes = fs::read(&path).unwrap();
@@ -471,9 +505,9 @@ mod tests {
     fn a_probe_leaves_no_trace_even_when_its_cut_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"one").unwrap();
+        wal.append(b"one", true).unwrap();
         wal.probe(4096).unwrap();
-        wal.append(b"two").unwrap();
+        wal.append(b"two", true).unwrap();
         assert_eq!(
             collect(dir.path(), Position::default()),
             [&b"one"[..], b"two"]
