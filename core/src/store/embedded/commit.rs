@@ -275,6 +275,9 @@ impl Writer {
             .collect();
         queues.sort_unstable();
         queues.dedup();
+        for q in fresh.iter().flat_map(|a| &a.queues) {
+            q.counted();
+        }
         if self.wal.take_lost() {
             self.unsynced.clear();
         }
@@ -391,8 +394,9 @@ fn answer(batch: Vec<(Accept, Reply)>, decisions: Vec<Decision>, failed: Option<
             }
             (Decision::RepeatInBatch(first), None) => Ok(Accepted::Duplicate(ids[first].clone())),
             (Decision::New, None) => {
+                // Counted when logged (see `Writer::commit`); this wakes the workers.
                 for queue in &accept.queues {
-                    queue.added(&accept.id);
+                    queue.read_again_from(&accept.id);
                 }
                 Ok(Accepted::New)
             }
