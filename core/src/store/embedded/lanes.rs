@@ -75,8 +75,8 @@ impl Lanes {
 
     /// The writer, once a frame is written (and synced, when it holds events): the lanes its
     /// events go to have more to read (a lane seen for the first time starts at this frame),
-    /// and `synced` cursors are durable. The end moves last, so a lane found idle never skips
-    /// a frame meant for it.
+    /// and `cursors` (the writer passes only synced ones) are durable. The end moves last, so
+    /// a lane found idle never skips a frame meant for it.
     pub(super) fn logged(
         &self,
         frame: Position,
