@@ -73,6 +73,8 @@ struct Run {
     done: Vec<(EventId, Vec<u8>)>,
     /// The head of an ordered queue is not due until then.
     head_due: Option<Instant>,
+    /// Seconds spent reading the queue and settling outcomes (`switchyard_busy_seconds_total`).
+    busy: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
@@ -88,9 +90,13 @@ impl Worker {
             tasks: JoinSet::new(),
             done: Vec::new(),
             head_due: None,
+            busy: worker.metrics.busy("deliver"),
         };
         loop {
-            if let Err(error) = worker.pass(&mut run).await {
+            let started = Instant::now();
+            let passed = worker.pass(&mut run).await;
+            run.busy.inc_by(started.elapsed().as_secs_f64());
+            if let Err(error) = passed {
                 tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                 tokio::time::sleep(STORE_RETRY).await;
                 continue;
@@ -99,10 +105,12 @@ impl Worker {
             let wake_at = worker.wake_at(&mut run);
             tokio::select! {
                 Some(joined) = run.tasks.join_next(), if !run.tasks.is_empty() => {
+                    let started = Instant::now();
                     worker.settle_joined(&mut run, joined).await;
                     while let Some(joined) = run.tasks.try_join_next() {
                         worker.settle_joined(&mut run, joined).await;
                     }
+                    run.busy.inc_by(started.elapsed().as_secs_f64());
                 }
                 () = worker.queue.changed() => run.at_end = false,
                 () = run.health.woken() => {}

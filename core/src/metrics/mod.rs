@@ -66,6 +66,14 @@ pub struct SinkStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabels {
+    /// `accept` (the commit writer: dedupe, log write and sync, answers), `apply` (sled's
+    /// index, behind the answers) or `deliver` (delivery workers reading their queues and
+    /// settling outcomes, not the time waiting on sinks).
+    pub work: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginFaultLabels {
     pub vendor: String,
     /// `timeout`, `failed` (panicked or broke the ABI contract), or `quarantined` (answered 503
@@ -95,6 +103,8 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub store_unreadable: Counter<u64, AtomicU64>,
     pub plugin_faults: Family<PluginFaultLabels, Counter>,
+    /// Seconds spent on each kind of work: how intake and delivery share the machine.
+    pub busy_seconds: Family<WorkLabels, Counter<f64, AtomicU64>>,
     /// 1 while the store takes writes (what `/readyz` reports), else 0.
     pub store_ready: Gauge,
 }
@@ -217,6 +227,12 @@ impl Metrics {
             "Vendor plugin calls that timed out or failed, and deliveries refused while the plugin was quarantined",
             plugin_faults.clone(),
         );
+        let busy_seconds = Family::<WorkLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "busy_seconds",
+            "Seconds spent accepting (work=accept), applying to the store's index (apply) and delivering (deliver: reading queues and settling outcomes)",
+            busy_seconds.clone(),
+        );
         let store_ready = Gauge::default();
         registry.register(
             "store_ready",
@@ -254,8 +270,18 @@ impl Metrics {
             store_bytes,
             store_unreadable,
             plugin_faults,
+            busy_seconds,
             store_ready,
         }
+    }
+
+    /// The busy-seconds counter of one kind of work.
+    pub fn busy(&self, work: &str) -> Counter<f64, AtomicU64> {
+        self.busy_seconds
+            .get_or_create(&WorkLabels {
+                work: work.to_owned(),
+            })
+            .clone()
     }
 
     /// A queue the store no longer has: its gauges leave the exposition instead of keeping the
