@@ -15,15 +15,22 @@
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
 //! - `pace`: an http sink with `rate: 20/s` under a burst: every event, at most 10% over 20/s.
 //! - `cluster`: the embedded store vs cluster mode (NATS JetStream), one and two instances.
+//! - `crash`: SIGKILL under load, several times: re-delivered and lost events.
+//! - `growth`: a million 600-byte events to a file and an http sink: rates, RSS, disk, drain.
+//! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
+mod backlog;
 mod baseline;
 mod burst;
+mod client;
 mod cluster;
 mod compare;
 mod filter;
+mod crash;
+mod growth;
 mod ingest;
 mod isolation;
 mod load;
@@ -31,12 +38,16 @@ mod map;
 mod nats_server;
 mod pace;
 mod payload;
+mod poster;
 mod quota;
+mod receiver;
 mod retention;
+mod sample;
 mod server;
 mod sink;
 mod stats;
 mod timing;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,7 +56,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 12] = [
     "compare",
     "map",
     "ingest",
@@ -55,6 +66,9 @@ const SCENARIOS: [&str; 9] = [
     "burst",
     "pace",
     "cluster",
+    "crash",
+    "growth",
+    "backlog",
 ];
 
 const USAGE: &str = "\
@@ -79,9 +93,17 @@ scenarios (default: all, in this order):
   cluster     embedded store vs cluster mode on a local nats-server (started by the scenario;
               needs `nats-server`, apt package nats-server), one instance and two sharing the
               load: accepted/s, p50/p99, delivered/s, ratios to the embedded store
+  crash       SIGKILL under load 4 times, restarting on the same data: re-delivered share,
+              acknowledged events lost
+  growth      1M signed 600-byte events, 128 connections, a file sink and an http sink:
+              accepted/s, delivered during the load per sink, oldest queued at its end, drain
+              time, peak and final RSS, disk per event, disk after retention sweeps it
+  backlog     1M events while the http sink's receiver is down (RSS), then up: idle drain
+              rate and time, RSS
 
 options:
-  --quick     a ~30 s smoke run with shorter durations and fewer iterations
+  --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
+              instead of 1M
   -h, --help  this text
 
 The exit status is 1 when a figure looks wrong (each is listed at the end), 2 on bad arguments.";
@@ -217,6 +239,9 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "burst" => burst::run(env, problems).await,
         "pace" => pace::run(env, problems).await,
         "cluster" => cluster::run(env, problems).await,
+        "crash" => crash::run(env, problems).await,
+        "growth" => growth::run(env, problems).await,
+        "backlog" => backlog::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }
@@ -314,6 +339,23 @@ pub mod machine {
             .ok()
             .and_then(|l| l.split_whitespace().next().map(str::to_owned))
             .unwrap_or_else(|| "?".into())
+    }
+
+    /// CPU time (user + system) the process `pid` (this one when `None`) has used so far,
+    /// from /proc/<pid>/stat in clock ticks of 1/100 s (Linux's USER_HZ).
+    pub fn cpu_time(pid: Option<u32>) -> Option<std::time::Duration> {
+        let path = match pid {
+            Some(pid) => format!("/proc/{pid}/stat"),
+            None => "/proc/self/stat".into(),
+        };
+        let stat = std::fs::read_to_string(path).ok()?;
+        // Fields after the command name, which may hold spaces: state is the first (field 3),
+        // utime and stime are fields 14 and 15.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(std::time::Duration::from_millis(ticks * 10))
     }
 
     /// The type of the filesystem holding `path` (from /proc/mounts): fsync costs depend on it.
