@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::sink::envelope_id;
@@ -48,11 +48,9 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     );
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let poster = Arc::new(Poster::new("paced", payload::watsi(), SECRET));
-    let spec = Spec {
-        connections: 4,
-        duration: Duration::from_secs_f64(f64::from(events) / 400.0),
-        pace: Pace::Rate { per_second: 400.0 },
-    };
+    let spec = Spec::rate(4, Duration::from_secs_f64(f64::from(events) / 400.0), 400.0)
+        .events(u64::from(events))
+        .keep_ids();
     let report = load::run(server.addr(), poster, spec, Arc::default()).await;
     let accepted: HashSet<String> = report
         .accepted_at
