@@ -81,6 +81,14 @@ impl Server {
         }
     }
 
+    /// [`Server::start`], calling `at_spawn` with the process id as soon as the process
+    /// exists, before it listens (to signal it during its start-up).
+    pub fn start_and(config: &Path, at_spawn: impl FnOnce(u32)) -> Server {
+        let mut server = Server::prepare(config, &[]);
+        server.launch_and(at_spawn);
+        server
+    }
+
     /// [`Server::start`] under a limit on the size of any file it writes (`ulimit -f`, in the
     /// shell's blocks), with SIGXFSZ ignored: writes past it fail with EFBIG, as on a full disk.
     pub fn start_with_file_size_limit(config: &Path, blocks: u64) -> Server {
@@ -99,6 +107,10 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        self.launch_and(|_| {});
+    }
+
+    fn launch_and(&mut self, at_spawn: impl FnOnce(u32)) {
         let args = [
             "serve".as_ref(),
             "--config".as_ref(),
@@ -138,6 +150,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         self.stdout = Capture::drain(child.stdout.take().expect("piped stdout"));
         self.stderr = Capture::drain(child.stderr.take().expect("piped stderr"));
+        at_spawn(child.id());
         self.child = Some(ChildGuard(child));
 
         let deadline = Instant::now() + START_DEADLINE;

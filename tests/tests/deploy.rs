@@ -119,6 +119,9 @@ fn the_systemd_unit_passes_systemd_analyze_reloads_with_sighup_and_can_write_bac
             .collect()
     };
     assert_eq!(setting("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    // on-failure counts a death by SIGHUP, SIGINT, SIGTERM or SIGPIPE as clean: no restart.
+    assert_eq!(setting("Restart"), ["always"]);
+    assert_eq!(setting("RestartPreventExitStatus"), ["78"]);
     let state: Vec<&str> = setting("StateDirectory")
         .iter()
         .flat_map(|v| v.split_whitespace())

@@ -6,7 +6,7 @@
 //! one, its `/metrics` read by the Python Prometheus parser in both formats; and the
 //! configuration refusals for these settings.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -247,6 +247,60 @@ fn a_renewed_certificate_is_served_after_sighup_and_open_connections_stay() {
 // ---------------------------------------------------------------------------------------------
 // Who the client is
 // ---------------------------------------------------------------------------------------------
+
+/// Reads what the server sends until it closes the connection: true once it has, false if
+/// it is still open when the socket's read timeout ([`REQUEST_TIMEOUT`]) passes.
+fn closed_by_server(stream: &mut TlsStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // The server's SETTINGS and the like.
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            // Reset, or closed without a TLS close_notify.
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn silent_http2_connections_are_closed_after_header_read_timeout() {
+    let dir = TestDir::new();
+    let ca = TestCa::new("switchyard test CA");
+    let (cert, key) = tls_files(&dir);
+    ca.issue(&cert, &key);
+    let config = Config::new()
+        .tls(&cert, &key)
+        .header_read_timeout("1s")
+        .workspace(watsi_workspace());
+    let server = dir.serve(&config);
+    let h2 = tls_client(&ca.der(), &[b"h2"]);
+
+    // Silent once TLS is done: not even the HTTP/2 preface.
+    let mut before_preface = tls_connect(&server, h2.clone()).expect("a TLS handshake");
+    assert_eq!(before_preface.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // The preface and an empty SETTINGS frame, then silence: an open connection, no request.
+    let mut after_preface = tls_connect(&server, h2).expect("a TLS handshake");
+    after_preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .expect("send the preface");
+    after_preface.flush().expect("flush");
+
+    assert!(
+        closed_by_server(&mut before_preface),
+        "a silent HTTP/2 connection (no preface) was still open after {REQUEST_TIMEOUT:?}"
+    );
+    assert!(
+        closed_by_server(&mut after_preface),
+        "an idle HTTP/2 connection (no request) was still open after {REQUEST_TIMEOUT:?}"
+    );
+    // Their slots are free and the listener serves on.
+    let mut http1 = tls_connect(&server, tls_client(&ca.der(), &[b"http/1.1"])).expect("TLS");
+    assert_eq!(healthz_over(&mut http1), 200);
+}
 
 fn allow_listed(trusted_proxies: &[&str]) -> Config {
     Config::new().trusted_proxies(trusted_proxies).workspace(

@@ -259,7 +259,14 @@ fn metrics_show_build_info_process_figures_and_refusals_by_reason() {
     let server = Server::start(&dir.write("routes.yaml", text));
     let secret = secret("a", "watsi", 1);
     let body = watsi_event("evt_mix_1");
-    // Three POSTs spend the three tokens, whatever their answer...
+    // A POST without the signature header is refused before the quota: it spends no token...
+    let unsigned = server.post(
+        &hook("a", "watsi"),
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    unsigned.expect_error(401, "signature_missing");
+    // ...three signed POSTs spend the three tokens, whatever their answer...
     server
         .deliver("a", &WATSI, &secret, &body, &[])
         .expect_accepted();
@@ -309,6 +316,7 @@ fn metrics_show_build_info_process_figures_and_refusals_by_reason() {
     let refusals = [
         ("(unknown)", "unknown_workspace"),
         ("a", "unknown_vendor"),
+        ("a", "signature_missing"),
         ("a", "signature_mismatch"),
         ("a", "rate_limited"),
     ];

@@ -2,7 +2,7 @@
 //! request or a queued event, refuse an invalid one with every problem and keep the running
 //! one, and keep a removed sink's queue as an orphan until the sink returns.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -287,4 +287,111 @@ fn a_request_in_flight_during_a_reload_finishes_on_the_configuration_it_started_
     server
         .deliver("acme", &WATSI, NEW_SECRET, after, &[])
         .expect_accepted();
+}
+
+#[test]
+fn twenty_reloads_during_ordered_delivery_to_a_slow_receiver_deliver_every_event_once_in_order() {
+    const EVENTS: usize = 60;
+    const RELOADS: usize = 20;
+    // Slow enough that a delivery is almost always in flight when a reload lands.
+    let receiver = Receiver::start(Mode::Slow(Duration::from_millis(100)));
+    // Each reload changes the sink (its timeout), so its worker is replaced every time.
+    let with_timeout = |seconds: usize| {
+        Config::new().admin_token(TOKEN).workspace(
+            acme()
+                .http_sink(
+                    "crm",
+                    HttpSink::new(receiver.url())
+                        .ordered()
+                        .timeout(&format!("{seconds}s")),
+                )
+                .route(Route::new("*", &["crm"])),
+        )
+    };
+    let dir = TestDir::new();
+    let server = dir.serve(&with_timeout(5));
+    let ids: Vec<String> = (0..EVENTS)
+        .map(|n| {
+            let body = format!(r#"{{"id":"evt_ordered_{n}","type":"message.received"}}"#);
+            server
+                .deliver("acme", &WATSI, SECRET, &body, &[])
+                .expect_accepted()
+        })
+        .collect();
+
+    for reload in 0..RELOADS {
+        // Each reload lands in the middle of the stream: two more deliveries since the last.
+        receiver.wait_until("deliveries between reloads", WITHIN, |received| {
+            received.len() >= 2 * (reload + 1)
+        });
+        dir.write_config(&with_timeout(6 + reload));
+        let reloaded = reload_cli(&server, &dir);
+        reloaded.expect_success("reload with the sink changed");
+        let answer: Value = serde_json::from_str(&reloaded.stdout).expect("JSON");
+        assert_eq!(answer["started"], json!(["acme/crm"]), "{answer}");
+        assert_eq!(answer["stopped"], json!(["acme/crm"]), "{answer}");
+    }
+
+    receiver.wait_for_delivered(&ids, WITHIN);
+    // Every event exactly once and in accept order: the full list of requests received.
+    let received: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(SinkRequest::event_id)
+        .collect();
+    assert_eq!(received, ids, "deliveries in order, none repeated");
+}
+
+/// Whether the process holds SIGHUP blocked in its main thread (`SigBlk` in /proc).
+fn holds_sighup(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & 1 != 0)
+}
+
+#[test]
+fn a_sighup_during_start_up_does_not_end_the_server_and_reloads_once_it_is_up() {
+    let dir = TestDir::new();
+    let path = dir.write_config(&Config::new().admin_token(TOKEN).workspace(acme()));
+    let (ready, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let mut hangups = None;
+    let server = Server::start_and(&path, |pid| {
+        let (ready, sent) = (ready.clone(), sent.clone());
+        hangups = Some(std::thread::spawn(move || {
+            // From the first instant the process holds SIGHUP (the top of main; before that
+            // the dynamic loader runs, which no program can guard), until /readyz answers.
+            while !holds_sighup(pid) && !ready.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            while !ready.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new(tool("kill"))
+                    .args(["-s", "HUP", &pid.to_string()])
+                    .status();
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    });
+    ready.store(true, Ordering::Relaxed);
+    hangups
+        .expect("spawned")
+        .join()
+        .expect("the signalling thread");
+    assert!(
+        sent.load(Ordering::Relaxed) > 0,
+        "no SIGHUP was sent during start-up: the process never held SIGHUP before /readyz"
+    );
+    // The held SIGHUP was not lost: once the handler runs it reloads.
+    server.wait_for_log("SIGHUP received; reloading", 1, WITHIN);
+    server.wait_for_log("configuration reloaded", 1, WITHIN);
+    let body = r#"{"id":"evt_after_early_hangup","type":"message.received"}"#;
+    let id = server
+        .deliver("acme", &WATSI, SECRET, body, &[])
+        .expect_accepted();
+    dir.sink("acme", "events").wait_for(&id);
 }

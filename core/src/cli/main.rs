@@ -19,6 +19,12 @@ use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        // First of all: a SIGHUP during start-up must not end the server (it reloads later).
+        if let Err(error) = switchyard::server::hold_hangups() {
+            eprintln!("warning: cannot hold SIGHUP during start-up: {error}");
+        }
+    }
     if let Err(message) = load::init_logging(cli.command.config_path()) {
         eprintln!("error: {message}");
         return ExitCode::from(EX_CONFIG);

@@ -25,6 +25,9 @@ mod status;
 mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
@@ -38,8 +41,14 @@ pub use policy::{DeliveryPolicy, Next};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
 pub use status::{SinkState, SinkStatus};
 
-/// A running sink's handles; dropping it stops the worker (a reload that removes or changes
-/// the sink). What it had in flight stays queued and is delivered again: at least once.
+/// How long a stopped worker's batches in flight may take to finish before they are handed
+/// back to the queue unsettled (the next worker then delivers them again).
+const HANDOVER_LIMIT: Duration = Duration::from_secs(30);
+
+/// A running sink's handles. Stopping it ([`SinkWorker::stop`], or dropping it) hands the
+/// queue over: the worker starts nothing new, finishes and records its batches in flight, and
+/// only then does the queue's next worker (a reload's) start reading, so a reload neither
+/// repeats an event nor breaks `ordered`.
 pub struct SinkWorker {
     pub workspace: WorkspaceId,
     pub sink: SinkName,
@@ -47,18 +56,19 @@ pub struct SinkWorker {
     /// Its state, and the operator's way to enable it.
     pub status: Arc<SinkStatus>,
     handle: Arc<dyn Sink>,
-    task: tokio::task::AbortHandle,
+    stop: watch::Sender<bool>,
 }
 
 impl Drop for SinkWorker {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
 impl SinkWorker {
-    /// Starts the worker for one sink; it first delivers whatever a previous run left queued.
-    /// Its state changes go to `alerts`, if set.
+    /// Starts the worker for one sink once the queue's previous worker has handed it over; it
+    /// first delivers whatever a previous run left queued. Its state changes go to `alerts`,
+    /// if set.
     pub fn spawn(
         workspace: WorkspaceId,
         sink_name: SinkName,
@@ -69,7 +79,6 @@ impl SinkWorker {
         alerts: Option<Alerter>,
     ) -> SinkWorker {
         let queue = store.queue(&workspace, &sink_name);
-        let consumer = store.consume(&queue, policy.ordered);
         let status = Arc::new(SinkStatus::default());
         let gate = gate::Gate::new(
             &policy,
@@ -78,6 +87,7 @@ impl SinkWorker {
             workspace.clone(),
             sink_name.clone(),
         );
+        let (stop, stopped) = watch::channel(false);
         let worker = worker::Worker {
             workspace: workspace.clone(),
             sink_name: sink_name.clone(),
@@ -86,22 +96,49 @@ impl SinkWorker {
             policy,
             store,
             metrics,
-            _consumer: consumer,
         };
-        let task = tokio::spawn(worker.run(gate)).abort_handle();
+        tokio::spawn(in_turn(worker, gate, stopped));
         SinkWorker {
             workspace,
             sink: sink_name,
             queue,
             status,
             handle: sink,
-            task,
+            stop,
         }
+    }
+
+    /// Stops the worker, which hands its queue over to the next one.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     /// Reopens what the sink writes to (SIGHUP).
     pub fn reopen(&self) {
         self.handle.reopen();
+    }
+}
+
+/// A worker's life: it waits for its turn at the queue (a previous worker still handing it
+/// over), takes its share of it (cluster mode), runs until stopped and hands it over.
+async fn in_turn(worker: worker::Worker, gate: gate::Gate, mut stopped: watch::Receiver<bool>) {
+    let queue = worker.queue.clone();
+    let _turn = tokio::select! {
+        turn = queue.take_turn() => turn,
+        // Stopped before it began (a reload refused after it was built): nothing to hand over.
+        _ = stopped.wait_for(|stop| *stop) => return,
+    };
+    let _consumer = worker.store.consume(&queue, worker.policy.ordered);
+    let (workspace, sink) = (worker.workspace.clone(), worker.sink_name.clone());
+    let mut overdue = stopped.clone();
+    tokio::select! {
+        () = worker.run(gate, stopped) => {}
+        () = async {
+            let _ = overdue.wait_for(|stop| *stop).await;
+            tokio::time::sleep(HANDOVER_LIMIT).await;
+        } => {
+            tracing::warn!(%workspace, %sink, limit_s = HANDOVER_LIMIT.as_secs(), "a stopped worker's deliveries in flight did not finish in time; they stay queued for the next worker, which delivers them again");
+        }
     }
 }
 

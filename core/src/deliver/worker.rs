@@ -6,23 +6,26 @@
 //! the backlog; a commit that lands out of id order or a replayed dead letter moves the
 //! position back (the store tells it the lowest id added). Events that failed wait in memory
 //! until due; their state is in the store, so a restart finds them again.
+//! A stopped worker hands its queue over (see [`handover`]).
+
+mod handover;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::gate::Gate;
 use super::health::State;
 use super::policy::{Blame, DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
-use crate::base::id::millis;
-use crate::base::id::{rfc3339, EventId};
+use crate::base::id::{millis, rfc3339, EventId};
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::{Delivery, Sink, SinkError};
-use crate::store::{Consumer, SinkQueue, Store, StoreError};
+use crate::store::{SinkQueue, Store, StoreError};
 
 /// How long a worker waits before using its queue again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -40,8 +43,6 @@ pub(super) struct Worker {
     pub policy: DeliveryPolicy,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
-    /// Keeps this instance taking its share of the queue while the worker runs.
-    pub _consumer: Consumer,
 }
 
 /// Events handed to the sink in one call.
@@ -78,7 +79,7 @@ struct Run {
 }
 
 impl Worker {
-    pub(super) async fn run(self, gate: Gate) {
+    pub(super) async fn run(self, gate: Gate, mut stop: watch::Receiver<bool>) {
         let worker = Arc::new(self);
         let mut run = Run {
             health: gate,
@@ -93,6 +94,9 @@ impl Worker {
             busy: worker.metrics.busy("deliver"),
         };
         loop {
+            if *stop.borrow() {
+                return worker.finish(run).await;
+            }
             let started = Instant::now();
             let passed = worker.pass(&mut run).await;
             run.busy.inc_by(started.elapsed().as_secs_f64());
@@ -115,6 +119,7 @@ impl Worker {
                 () = worker.queue.changed() => run.at_end = false,
                 () = run.health.woken() => {}
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
+                _ = stop.changed() => {}
             }
         }
     }

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use self::answer::Answer;
@@ -54,7 +54,8 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     /// Connections open at once; past it, no more are accepted until one closes.
     pub max_connections: usize,
-    /// How long a client may take to send a request head (and to finish a TLS handshake).
+    /// How long a client may take to send a request head (and to finish a TLS handshake), and
+    /// how long an HTTP/2 connection may go without a request in progress.
     pub header_read_timeout: Duration,
     /// `public` or `operator`, for logs.
     pub name: &'static str,
@@ -179,19 +180,68 @@ impl<H: Handler> Connection<H> {
         }
     }
 
+    /// As HTTP/1 closes a connection whose next request head does not come within
+    /// `header_read_timeout`, an HTTP/2 connection with no request in progress for that long
+    /// is closed: a silent client (before or after its preface) holds no slot.
     async fn http2(self, io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static) {
         let peer = self.peer;
         let handler = self.handler;
+        let (in_progress, busy) = watch::channel(0usize);
+        let in_progress = Arc::new(in_progress);
         let service = service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+            let request_in_progress = InProgress::start(&in_progress);
+            async move {
+                let answer = handler.handle(request, peer).await;
+                drop(request_in_progress);
+                Ok::<_, Infallible>(answer)
+            }
         });
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
             .serve_connection(TokioIo::new(io), service);
-        if let Err(error) = self.watcher.watch(connection).await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+        tokio::select! {
+            result = self.watcher.watch(connection) => if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            },
+            () = idle(busy, self.header_read_timeout) => {
+                tracing::debug!(%peer, "HTTP/2 connection idle past header_read_timeout; closed");
+            }
+        }
+    }
+}
+
+/// One request in progress on an HTTP/2 connection, counted until it is answered or its
+/// stream goes (a reset drops it unanswered).
+struct InProgress(Arc<watch::Sender<usize>>);
+
+impl InProgress {
+    fn start(count: &Arc<watch::Sender<usize>>) -> InProgress {
+        count.send_modify(|n| *n += 1);
+        InProgress(count.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Resolves once no request has been in progress for `limit`.
+async fn idle(mut busy: watch::Receiver<usize>, limit: Duration) {
+    loop {
+        if busy.wait_for(|n| *n == 0).await.is_err() {
+            // The connection is gone (its service with it); the other branch ends the select.
+            return std::future::pending().await;
+        }
+        busy.mark_unchanged();
+        tokio::select! {
+            () = tokio::time::sleep(limit) => return,
+            changed = busy.changed() => if changed.is_err() {
+                return std::future::pending().await;
+            },
         }
     }
 }

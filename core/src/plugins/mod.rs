@@ -1,9 +1,10 @@
 //! Vendor plugins: loading them from `plugins_dir` (libraries, and vendor definitions: a vendor
 //! as data, [`definition`]), proving their test vectors, and the safe wrapper ([`VendorPlugin`])
-//! that is all the rest of the core sees of them, whichever form the vendor has. Deliveries are mapped
-//! through [`VendorPlugin::map_event_async`]: off the async threads, within a time limit, and
-//! behind a quarantine ([`runner`]) so that a plugin that hangs or keeps failing costs its own
-//! vendor's deliveries a 503, not the server its threads.
+//! that is all the rest of the core sees of them, whichever form the vendor has. Requests call
+//! into a plugin through [`VendorPlugin::map_event_async`], `verify_async` and
+//! `handshake_async`: off the async threads, within a time limit, and behind a quarantine
+//! ([`runner`]) so that a plugin that hangs or keeps failing costs its own vendor's deliveries
+//! a 503, not the server its threads.
 
 pub mod definition;
 mod dir;
@@ -11,6 +12,7 @@ mod elf;
 mod error;
 mod handshake;
 mod loader;
+mod quarantine;
 mod rescan;
 mod runner;
 mod summary;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::header::{HeaderMap, HeaderName};
+use subtle::{Choice, ConstantTimeEq};
 use switchyard_plugin_abi as abi;
 
 use self::definition::Definition;
@@ -28,7 +31,7 @@ pub use self::dir::{plugins_dir, Plugins};
 pub use self::error::{refusal_message, PluginError};
 pub use self::handshake::{HandshakeOutcome, HandshakeSpec};
 pub use self::rescan::Rescan;
-pub use self::runner::{MapOutcome, DEFAULT_TIME_LIMIT};
+pub use self::runner::{CallFault, MapOutcome, SignedDelivery, DEFAULT_TIME_LIMIT};
 use crate::base::names::{Secret, VendorName};
 use crate::event::envelope::MappedEvent;
 use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed, VerifyError};
@@ -59,7 +62,7 @@ pub struct VendorPlugin {
     /// What identifies one event, as the plugin says (empty for ABI 1.0 plugins).
     pub dedupe: String,
     form: Form,
-    guard: runner::Guard,
+    guard: quarantine::Guard,
     /// The file as it was when loaded: a reload recognises it replaced.
     stamp: Option<rescan::FileStamp>,
 }
@@ -107,7 +110,7 @@ impl VendorPlugin {
             test_vector_count: d.vector_count(),
             dedupe: d.dedupe.clone(),
             form: Form::Definition(Box::new(d)),
-            guard: runner::Guard::new(runner::Policy::default()),
+            guard: quarantine::Guard::new(quarantine::Policy::default()),
             // A definition knows its own text: a reload compares that.
             stamp: None,
         })
@@ -193,7 +196,7 @@ impl VendorPlugin {
                 verify_override: d.entries.verify.is_some(),
                 entries: d.entries,
             },
-            guard: runner::Guard::new(runner::Policy::default()),
+            guard: quarantine::Guard::new(quarantine::Policy::default()),
             stamp,
         };
         for (index, vector) in d.test_vectors.iter().enumerate() {
@@ -211,6 +214,8 @@ impl VendorPlugin {
     /// Checks a delivery's signature with the plugin's override if it has one, else the core's
     /// constant-time HMAC check using `scheme` (which routes.yaml may have changed). `None` is
     /// routes.yaml's `signature: none`, allowed only behind an IP allow-list: nothing to check.
+    /// Inline on the calling thread; requests use [`VendorPlugin::verify_async`]. A plugin that
+    /// panics in its check is a mismatch here.
     pub fn verify_with(
         &self,
         scheme: Option<&SignatureScheme>,
@@ -223,37 +228,68 @@ impl VendorPlugin {
         let Some(scheme) = scheme else {
             return Ok(());
         };
-        let verify = match &self.form {
+        match self.own_verify() {
+            Some(verify) => self
+                .plugin_verify(verify, &scheme.header, headers, body, secrets)
+                .unwrap_or(Err(VerifyError::Mismatch)),
+            None => scheme.verify(headers, body, delivery_id, secrets, now),
+        }
+    }
+
+    /// The plugin's own signature check, when it has one.
+    fn own_verify(&self) -> Option<abi::VerifyFn> {
+        match &self.form {
             Form::Library {
                 verify_override: true,
                 entries,
                 ..
             } => entries.verify,
             _ => None,
-        };
-        match verify {
-            Some(verify) => {
-                let mut worst = VerifyError::Mismatch;
-                for secret in secrets {
-                    match loader::verify(verify, headers, body, secret.expose()) {
-                        abi::VERIFY_OK => return Ok(()),
-                        abi::VERIFY_MISSING => worst = VerifyError::Missing(scheme.header.clone()),
-                        abi::VERIFY_MALFORMED => {
-                            worst = VerifyError::Malformed {
-                                header: scheme.header.clone(),
-                                reason: "refused by the vendor plugin",
-                            }
-                        }
-                        abi::VERIFY_STALE => {
-                            worst = VerifyError::BadTimestamp(scheme.header.clone())
-                        }
-                        _ => {}
+        }
+    }
+
+    /// The plugin's own check, run for every secret whatever an earlier one answered, so the
+    /// time taken does not say which secret matched (as the core's own check does). `Err`: the
+    /// plugin panicked and no secret matched.
+    fn plugin_verify(
+        &self,
+        verify: abi::VerifyFn,
+        header: &HeaderName,
+        headers: &HeaderMap,
+        body: &[u8],
+        secrets: &[Secret],
+    ) -> Result<Result<(), VerifyError>, String> {
+        let mut verified = Choice::from(0);
+        let mut worst = VerifyError::Mismatch;
+        let mut panicked = false;
+        for secret in secrets {
+            let answer = loader::verify(verify, headers, body, secret.expose());
+            verified |= answer.ct_eq(&abi::VERIFY_OK);
+            match answer {
+                abi::VERIFY_MISSING => worst = VerifyError::Missing(header.clone()),
+                abi::VERIFY_MALFORMED => {
+                    worst = VerifyError::Malformed {
+                        header: header.clone(),
+                        reason: "refused by the vendor plugin",
                     }
                 }
-                Err(worst)
+                abi::VERIFY_STALE => worst = VerifyError::BadTimestamp(header.clone()),
+                abi::VERIFY_PANICKED => panicked = true,
+                _ => {}
             }
-            None => scheme.verify(headers, body, delivery_id, secrets, now),
         }
+        if bool::from(verified) {
+            Ok(Ok(()))
+        } else if panicked {
+            Err("the plugin failed in its signature check".into())
+        } else {
+            Ok(Err(worst))
+        }
+    }
+
+    /// Whether GET handshakes call into the plugin (its own handshake entry).
+    fn has_own_handshake(&self) -> bool {
+        matches!(&self.form, Form::Library { entries, .. } if entries.handshake.is_some())
     }
 
     /// Maps a verified delivery, inline on the calling thread: the body becomes `raw`, the plugin

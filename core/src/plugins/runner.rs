@@ -1,24 +1,27 @@
-//! Plugin calls as requests make them: on the blocking pool, never on the async threads; within
-//! a time limit; at most [`Policy::max_in_flight`] at once per plugin; and behind a quarantine.
+//! Plugin calls as requests make them (`map_event`, and the plugin's own `verify` and
+//! `handshake` when it has them): on the blocking pool, never on the async threads; within a
+//! time limit; a few at once per plugin; and behind a quarantine ([`super::quarantine`]).
 //!
 //! A call that runs past its limit cannot be stopped (a thread cannot be killed safely), so it
 //! keeps its slot until it returns: a plugin that hangs uses up its own slots and then only times
-//! out, never every thread of the server. After [`Policy::strikes`] timeouts or failures in a row
-//! the plugin is quarantined: its vendor is answered 503 with the reason, without calling it, for
-//! [`Policy::quarantine`]. Then one call is let through as a probe; a success ends the quarantine,
-//! another failure starts it again. A payload the plugin refuses (400) is a plugin working.
+//! out, never every thread of the server. After a few timeouts or failures in a row of one entry
+//! point the plugin is quarantined: its vendor is answered 503 with the reason, without calling
+//! it, for a while. Then one call alone is let through as a probe (the others are refused until
+//! it returns); a success ends the quarantine, a failure starts it again. A payload the plugin
+//! refuses (400) or a signature it refuses (401) is a plugin working. The numbers are
+//! [`super::quarantine::Policy`]'s.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use super::quarantine::{Admission, Entry, ProbeTicket};
+use super::{HandshakeOutcome, MapFailure, VendorPlugin};
+use crate::base::names::Secret;
+use crate::event::envelope::MappedEvent;
+use crate::event::verify::{SignatureScheme, VerifyError};
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use hyper::HeaderMap;
-use tokio::sync::Semaphore;
-
-use super::{MapFailure, VendorPlugin};
-use crate::event::envelope::MappedEvent;
-use crate::metrics::Metrics;
 
 /// A plugin call's time limit unless routes.yaml sets the vendor's `plugin_timeout`. Mapping
 /// takes microseconds; this leaves room for a loaded machine.
@@ -39,78 +42,26 @@ pub enum MapOutcome {
     Quarantined(String),
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Policy {
-    pub max_in_flight: usize,
-    pub strikes: u32,
-    pub quarantine: Duration,
+/// A delivery whose signature is to be checked, with what it is checked against.
+pub struct SignedDelivery<'a> {
+    /// `None`: routes.yaml's `signature: none` (nothing to check).
+    pub scheme: Option<&'a SignatureScheme>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    pub delivery_id: Option<&'a str>,
+    pub secrets: &'a [Secret],
+    pub received_at: SystemTime,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            max_in_flight: 16,
-            strikes: 3,
-            quarantine: Duration::from_secs(60),
-        }
-    }
-}
-
-/// One plugin's slots, failure count and quarantine.
-pub(super) struct Guard {
-    policy: Policy,
-    slots: Arc<Semaphore>,
-    strikes: AtomicU32,
-    quarantine: Mutex<Option<Quarantine>>,
-}
-
-struct Quarantine {
-    until: Instant,
-    reason: String,
-}
-
-impl Guard {
-    pub(super) fn new(policy: Policy) -> Guard {
-        Guard {
-            policy,
-            slots: Arc::new(Semaphore::new(policy.max_in_flight)),
-            strikes: AtomicU32::new(0),
-            quarantine: Mutex::new(None),
-        }
-    }
-
-    /// The reason, while quarantined; `None` when a call may go ahead (a probe, once the
-    /// quarantine has run its time).
-    fn quarantined(&self, now: Instant) -> Option<String> {
-        let quarantine = self.quarantine.lock().unwrap_or_else(|p| p.into_inner());
-        quarantine
-            .as_ref()
-            .filter(|q| now < q.until)
-            .map(|q| q.reason.clone())
-    }
-
-    fn succeeded(&self) {
-        self.strikes.store(0, Ordering::Relaxed);
-        *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    /// Counts a timeout or failure; `true` when it starts a quarantine.
-    fn failed(&self, what: &str, now: Instant) -> bool {
-        let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
-        if strikes < self.policy.strikes {
-            return false;
-        }
-        let reason = format!(
-            "the vendor plugin is quarantined for {:?} after {strikes} failed calls in a row \
-             (the last: {what}); retry later",
-            self.policy.quarantine
-        );
-        *self.quarantine.lock().unwrap_or_else(|p| p.into_inner()) = Some(Quarantine {
-            until: now + self.policy.quarantine,
-            reason,
-        });
-        true
-    }
+/// Why a plugin call made as a request makes it has no answer to give.
+#[derive(Debug)]
+pub enum CallFault {
+    /// The plugin panicked or broke its contract (500).
+    Failed(String),
+    /// The plugin did not answer within the limit (503: the vendor retries).
+    TimedOut(Duration),
+    /// The plugin is quarantined (503 with this reason); it was not called.
+    Quarantined(String),
 }
 
 impl VendorPlugin {
@@ -122,13 +73,96 @@ impl VendorPlugin {
         time_limit: Duration,
         metrics: &Metrics,
     ) -> MapOutcome {
-        let vendor = self.vendor.as_str();
-        if let Some(reason) = self.guard.quarantined(Instant::now()) {
-            metrics.plugin_fault(vendor, "quarantined");
-            return MapOutcome::Quarantined(reason);
+        let (headers, body) = (headers.clone(), body.clone());
+        let call = move |plugin: &VendorPlugin| match plugin.map_event(&headers, &body) {
+            Ok(mapped) => Ok(Ok(mapped)),
+            Err(MapFailure::InvalidPayload(why)) => Ok(Err(why)),
+            Err(MapFailure::PluginFailed(why)) => Err(why),
+        };
+        match self
+            .guarded(Entry::MapEvent, time_limit, metrics, call)
+            .await
+        {
+            Ok(Ok(mapped)) => MapOutcome::Mapped(mapped),
+            Ok(Err(why)) => MapOutcome::InvalidPayload(why),
+            Err(CallFault::Failed(why)) => MapOutcome::Failed(why),
+            Err(CallFault::TimedOut(limit)) => MapOutcome::TimedOut(limit),
+            Err(CallFault::Quarantined(why)) => MapOutcome::Quarantined(why),
         }
-        let call = {
-            let (plugin, headers, body) = (self.clone(), headers.clone(), body.clone());
+    }
+
+    /// [`VendorPlugin::verify_with`] as a request should run it: the core's own check inline
+    /// (the core's code, bounded by the body's size), the plugin's own check as a plugin call
+    /// (module documentation).
+    pub async fn verify_async(
+        self: &Arc<Self>,
+        delivery: SignedDelivery<'_>,
+        time_limit: Duration,
+        metrics: &Metrics,
+    ) -> Result<Result<(), VerifyError>, CallFault> {
+        let SignedDelivery {
+            scheme,
+            headers,
+            body,
+            delivery_id,
+            secrets,
+            received_at,
+        } = delivery;
+        let (Some(scheme), Some(verify)) = (scheme, self.own_verify()) else {
+            return Ok(self.verify_with(scheme, headers, body, delivery_id, secrets, received_at));
+        };
+        let header = scheme.header.clone();
+        let (headers, body, secrets) = (headers.clone(), body.clone(), secrets.to_vec());
+        let call = move |plugin: &VendorPlugin| {
+            plugin.plugin_verify(verify, &header, &headers, &body, &secrets)
+        };
+        self.guarded(Entry::Verify, time_limit, metrics, call).await
+    }
+
+    /// Answers a GET on the hook URL as a request should: the plugin's own handshake as a
+    /// plugin call (module documentation); a handshake given as data inline.
+    pub async fn handshake_async(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        query: &str,
+        time_limit: Duration,
+        metrics: &Metrics,
+    ) -> Result<HandshakeOutcome, CallFault> {
+        if !self.has_own_handshake() {
+            return Ok(self.handshake(headers, query));
+        }
+        let (headers, query) = (headers.clone(), query.to_owned());
+        let call = move |plugin: &VendorPlugin| match plugin.handshake(&headers, &query) {
+            HandshakeOutcome::Failed => Err("the plugin failed in its handshake".to_owned()),
+            answered => Ok(answered),
+        };
+        self.guarded(Entry::Handshake, time_limit, metrics, call)
+            .await
+    }
+
+    /// Runs one call into the plugin as the module documentation says; an `Err` from `call`
+    /// is the plugin failing, a strike towards quarantine.
+    async fn guarded<T: Send + 'static>(
+        self: &Arc<Self>,
+        entry: Entry,
+        time_limit: Duration,
+        metrics: &Metrics,
+        call: impl FnOnce(&VendorPlugin) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, CallFault> {
+        let vendor = self.vendor.as_str();
+        let mut probe = match self.guard.admit(Instant::now()) {
+            Admission::Refused(reason) => {
+                metrics.plugin_fault(vendor, "quarantined");
+                return Err(CallFault::Quarantined(reason));
+            }
+            Admission::Call => None,
+            Admission::Probe => Some(ProbeTicket {
+                guard: &self.guard,
+                settled: false,
+            }),
+        };
+        let run = {
+            let plugin = self.clone();
             let slots = self.guard.slots.clone();
             async move {
                 // Never closed, so acquiring only waits.
@@ -136,31 +170,31 @@ impl VendorPlugin {
                 tokio::task::spawn_blocking(move || {
                     // Held until the plugin returns, however late.
                     let _slot = slot;
-                    plugin.map_event(&headers, &body)
+                    call(&plugin)
                 })
                 .await
             }
         };
-        let (outcome, fault) = match tokio::time::timeout(time_limit, call).await {
-            Ok(Ok(Ok(mapped))) => (MapOutcome::Mapped(mapped), None),
-            Ok(Ok(Err(MapFailure::InvalidPayload(why)))) => (MapOutcome::InvalidPayload(why), None),
-            Ok(Ok(Err(MapFailure::PluginFailed(why)))) => {
-                (MapOutcome::Failed(why.clone()), Some(("failed", why)))
-            }
+        let (outcome, fault) = match tokio::time::timeout(time_limit, run).await {
+            Ok(Ok(Ok(answer))) => (Ok(answer), None),
+            Ok(Ok(Err(why))) => (Err(CallFault::Failed(why.clone())), Some(("failed", why))),
             Ok(Err(join)) => {
                 let why = format!("the plugin call's thread failed: {join}");
-                (MapOutcome::Failed(why.clone()), Some(("failed", why)))
+                (Err(CallFault::Failed(why.clone())), Some(("failed", why)))
             }
             Err(_) => {
-                let why = format!("map_event took longer than {time_limit:?}");
-                (MapOutcome::TimedOut(time_limit), Some(("timeout", why)))
+                let why = format!("{} took longer than {time_limit:?}", entry.name());
+                (Err(CallFault::TimedOut(time_limit)), Some(("timeout", why)))
             }
         };
         match fault {
-            None => self.guard.succeeded(),
+            None => self.guard.succeeded(entry),
             Some((kind, why)) => {
                 metrics.plugin_fault(vendor, kind);
-                if self.guard.failed(&why, Instant::now()) {
+                if self
+                    .guard
+                    .failed(entry, &why, Instant::now(), probe.is_some())
+                {
                     tracing::error!(
                         vendor,
                         plugin = %self.path.display(),
@@ -170,40 +204,9 @@ impl VendorPlugin {
                 }
             }
         }
+        if let Some(ticket) = probe.as_mut() {
+            ticket.settled = true;
+        }
         outcome
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strikes_in_a_row_quarantine_until_the_time_runs_out_and_a_success_ends_it() {
-        let guard = Guard::new(Policy {
-            max_in_flight: 1,
-            strikes: 3,
-            quarantine: Duration::from_secs(60),
-        });
-        let t0 = Instant::now();
-        assert!(!guard.failed("timeout", t0));
-        assert!(!guard.failed("timeout", t0));
-        guard.succeeded();
-        // The count is of failures in a row: a success in between starts it again.
-        assert!(!guard.failed("timeout", t0));
-        assert!(!guard.failed("panic", t0));
-        assert_eq!(guard.quarantined(t0), None);
-        assert!(guard.failed("map_event took longer than 2s", t0));
-        let reason = guard.quarantined(t0).expect("quarantined");
-        assert!(reason.contains("3 failed calls in a row"), "{reason}");
-        assert!(reason.contains("map_event took longer than 2s"), "{reason}");
-        assert!(guard.quarantined(t0 + Duration::from_secs(59)).is_some());
-        // Time up: one probe goes through; if it fails, the quarantine starts again at once.
-        let later = t0 + Duration::from_secs(61);
-        assert_eq!(guard.quarantined(later), None);
-        assert!(guard.failed("panic", later));
-        assert!(guard.quarantined(later).is_some());
-        guard.succeeded();
-        assert_eq!(guard.quarantined(later), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Live reload: SIGHUP and `POST /admin/reload` (`switchyard reload`) read the configuration
 //! again. A valid one replaces the running topology at once: requests in flight finish on the
 //! one they started with, new ones see the new one, sinks whose configuration is unchanged
-//! keep their running worker, and nothing queued is touched. An invalid one is refused with
+//! keep their running worker, and nothing queued is touched. A changed sink's old worker
+//! finishes its deliveries in flight before the new one starts (see [`crate::deliver`]). An invalid one is refused with
 //! every problem, and the running configuration stays. A sink the new configuration drops
 //! keeps its queue in the store, listed as orphaned, until a configuration brings it back.
 //! Plugin libraries new to the plugins directory are loaded, and definitions new or changed
@@ -122,7 +123,9 @@ impl Reloader {
             plugins_loaded: loaded,
             restart_needed,
         };
-        self.topology.store(Arc::new(next));
+        let next = Arc::new(next);
+        self.topology.store(next.clone());
+        previous.stop_replaced(&next);
         *running = config;
         tracing::info!(
             workspaces = reloaded.workspaces,

@@ -247,6 +247,24 @@ impl Topology {
         (started, stopped)
     }
 
+    /// Stops this topology's workers that `next` does not run (their sinks were changed or
+    /// removed), at once rather than when the last request holding this topology ends: each
+    /// hands its queue over to the sink's new worker.
+    pub fn stop_replaced(&self, next: &Topology) {
+        let kept: Vec<*const SinkWorker> = next
+            .workspaces
+            .values()
+            .flat_map(|ws| ws.workers.values().map(|(_, w)| Arc::as_ptr(w)))
+            .collect();
+        for ws in self.workspaces.values() {
+            for (_, worker) in ws.workers.values() {
+                if !kept.contains(&Arc::as_ptr(worker)) {
+                    worker.stop();
+                }
+            }
+        }
+    }
+
     /// Every sink's queue.
     pub fn queues(&self) -> impl Iterator<Item = &SinkQueue> {
         self.workspaces()

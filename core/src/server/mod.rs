@@ -1,6 +1,7 @@
 //! `switchyard serve`: open the store, build the topology, start the sweeper, serve the public
 //! and operator listeners until SIGINT or SIGTERM. SIGHUP reloads what can be reloaded in place
-//! (the TLS certificate).
+//! (the TLS certificate); one sent during start-up waits until then. [`run`] runs on the main
+//! thread (`block_on`).
 
 pub mod admin;
 pub mod hooks;
@@ -12,8 +13,9 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use self::signals::hold_hangups;
 use self::signals::{
-    forward_hangups, reload_on_hangup, reopen_file_sinks, shutdown_signal, stopping,
+    forward_hangups, hangups, reload_on_hangup, reopen_file_sinks, shutdown_signal, stopping,
 };
 use crate::config::Config;
 use crate::deliver::Alerter;
@@ -141,7 +143,8 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         topology.clone(),
     ));
     tokio::spawn(reload_on_hangup(reload.subscribe(), reloader.clone()));
-    tokio::spawn(forward_hangups(reload));
+    // Here, on the main thread, where SIGHUP was held since the process began.
+    tokio::spawn(forward_hangups(hangups(), reload));
 
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! `file`: appends one JSON line per event, a batch of lines per write. A line is written whole
 //! or not at all: a write that fails part-way is cut back off the file and the batch fails (the
-//! worker retries it whole). Before each write the sink checks that its path still names the
+//! worker retries it whole), and a partial last line found when the file is opened (a write cut
+//! short by a crash or a power cut) is cut off too. Before each write the sink checks that its path still names the
 //! file it has open, and reopens it when logrotate (or anyone) moved or deleted it; SIGHUP makes
 //! it reopen too. With `sync: batch` (the default) a batch counts as delivered only once it is
 //! on disk (`fdatasync`), and a file the sink creates has its name synced into its directory;
@@ -8,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,24 +65,69 @@ impl FileSink {
     }
 }
 
-/// Opens `path` for appending, creating it and its directories if need be; with
-/// [`FileSync::Batch`] whatever it created is synced into its parent, or the synced lines
-/// could vanish with the file's name.
+/// Opens `path` for appending (and reading, to find a partial last line), creating it and its
+/// directories if need be; with [`FileSync::Batch`] whatever it created is synced into its
+/// parent, or the synced lines could vanish with the file's name.
 fn open(path: &Path, sync: FileSync) -> std::io::Result<File> {
     let dir = durable::parent(path);
-    if sync == FileSync::None {
+    let file = if sync == FileSync::None {
         std::fs::create_dir_all(dir)?;
-        return OpenOptions::new().create(true).append(true).open(path);
-    }
-    durable::create_dirs(dir)?;
-    match OpenOptions::new().append(true).open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
-            durable::sync_dir(dir)?;
-            Ok(file)
+        OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?
+    } else {
+        durable::create_dirs(dir)?;
+        match OpenOptions::new().read(true).append(true).open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(path)?;
+                durable::sync_dir(dir)?;
+                file
+            }
+            opened => opened?,
         }
-        opened => opened,
+    };
+    cut_partial_line(path, &file, sync)?;
+    Ok(file)
+}
+
+/// Bytes read at a time when looking back for the last newline.
+const LOOK_BACK: u64 = 64 * 1024;
+
+/// A file that does not end with a newline ends in part of a batch whose write was cut short
+/// (a crash, or a power cut that kept part of an unsynced write): that batch never counted as
+/// delivered and is written again whole, so the partial line is cut off first rather than left
+/// to run into the next line.
+fn cut_partial_line(path: &Path, file: &File, sync: FileSync) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0; LOOK_BACK as usize];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(LOOK_BACK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + at as u64 + 1;
+        }
+        end = start;
+    };
+    file.set_len(keep)?;
+    if sync == FileSync::Batch {
+        file.sync_data()?;
     }
+    tracing::warn!(path = %path.display(), cut = len - keep, "file sink: a partial last line (from a write cut short) was cut off; its batch is written again");
+    Ok(())
 }
 
 /// Whether `path` still names the file `file` has open.
@@ -164,5 +210,28 @@ mod tests {
         let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
         assert_eq!(lines(&rotated), 1);
         assert_eq!(lines(&path), 2);
+    }
+
+    #[tokio::test]
+    async fn a_partial_last_line_is_cut_off_when_the_file_is_opened() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("events.jsonl");
+        // A line longer than one look back, so the search for its start crosses chunks.
+        let long = format!("{{\"cut\":\"{}", "x".repeat(2 * LOOK_BACK as usize));
+        for sync in [FileSync::Batch, FileSync::None] {
+            std::fs::write(&path, format!("{{\"whole\":1}}\n{long}")).unwrap();
+            let sink = FileSink::open(&path, sync).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"whole\":1}\n");
+            sink.deliver(&[delivery("a")]).await.unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), 2, "{text}");
+        }
+        // Only a partial line: nothing is left of it. A whole file is left as it is.
+        std::fs::write(&path, &long).unwrap();
+        FileSink::open(&path, FileSync::Batch).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        std::fs::write(&path, "{}\n{}\n").unwrap();
+        FileSink::open(&path, FileSync::Batch).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n{}\n");
     }
 }

@@ -30,6 +30,10 @@ pub use types::{
     StoreMetrics, StoreOptions,
 };
 
+/// The most sink queues one event can be kept for: the log frame and the event record count
+/// them in one byte. The configuration refuses routes that could send an event to more.
+pub const MAX_QUEUES_PER_EVENT: usize = u8::MAX as usize;
+
 /// Held by a sink's delivery worker while it runs: in cluster mode it keeps this instance
 /// taking its share of the sink's shared queue, and dropping it hands that share back.
 pub struct Consumer {

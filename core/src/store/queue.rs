@@ -29,6 +29,8 @@ pub(super) struct QueueState {
     /// The lowest id added since the worker last looked: commits can land out of id order,
     /// and a replay puts back an old id, so the worker rescans from here.
     pub(super) added_min: Mutex<Option<EventId>>,
+    /// Held by the delivery worker reading the queue, so that one reads it at a time.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SinkQueue {
@@ -48,6 +50,7 @@ impl SinkQueue {
             oldest_ms: AtomicU64::new(0),
             wake: Notify::new(),
             added_min: Mutex::new(None),
+            turn: Arc::default(),
         }))
     }
 
@@ -75,6 +78,12 @@ impl SinkQueue {
     /// The delivery worker counts what it has handed to the sink and not yet settled.
     pub fn set_in_flight(&self, n: u64) {
         self.0.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    /// Waits until no other delivery worker reads this queue, and holds it for the caller
+    /// until the guard drops: a reload's new worker starts where the old one finished.
+    pub async fn take_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.turn.clone().lock_owned().await
     }
 
     /// Resolves once the queue has new entries (or already had them since the last wait).

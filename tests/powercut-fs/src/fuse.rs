@@ -22,6 +22,9 @@ const TTL: Duration = Duration::from_secs(1);
 
 pub struct PowerCutFs {
     pub model: Arc<Mutex<Model>>,
+    /// How long a file's fsync takes, as a slow disk's: a process is more often caught between
+    /// a write and its sync, so a torn cut meets more torn tails.
+    pub sync_delay: Duration,
     /// Owner reported for every inode: the backing directory's.
     pub uid: u32,
     pub gid: u32,
@@ -272,6 +275,9 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        // Before the sync takes effect, and without the model's lock: the write is in, its
+        // sync not yet.
+        std::thread::sleep(self.sync_delay);
         empty(self.model().sync(ino.0), reply);
     }
 

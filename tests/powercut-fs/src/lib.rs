@@ -15,12 +15,14 @@
 //! [`PowerCut::cut`] cuts the power: every later operation fails with EIO, everything not
 //! synced is dropped, the backing directory is made to hold exactly the synced state, and the
 //! filesystem is unmounted. Mounting again over the same backing directory starts from what
-//! survived, as a machine rebooting does.
+//! survived, as a machine rebooting does. [`PowerCut::cut_torn`] cuts it on a disk that had
+//! persisted part of the unsynced writes: each file may also keep, drawn from a seed, its first
+//! few writes since its last sync and a prefix of the next (a torn write), as a real disk may.
 //!
 //! Not modelled (see [`model`]): hard links, symlinks and special files (refused); permissions
 //! and ownership changes (kept at once); `sync_file_range`, which syncs nothing here as on a
-//! real disk it persists nothing a cut would keep; partial survival of unsynced writes (none
-//! survive: the strictest case a disk allows, not the likeliest one).
+//! real disk it persists nothing a cut would keep; unsynced directory entries surviving a cut;
+//! unsynced writes surviving out of order or as zeros.
 //!
 //! It needs `/dev/fuse`, and either root (it mounts with mount(2) directly) or `fusermount3`.
 
@@ -28,6 +30,7 @@ mod content;
 mod disk;
 mod fuse;
 pub mod model;
+mod torn;
 mod tree;
 
 use std::io;
@@ -35,6 +38,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, MountOption};
 
@@ -55,11 +59,23 @@ impl PowerCut {
     /// Mounts at `mountpoint` a filesystem holding what `backing` holds (directories and
     /// regular files only).
     pub fn mount(backing: &Path, mountpoint: &Path) -> io::Result<PowerCut> {
+        PowerCut::mount_with_sync_delay(backing, mountpoint, Duration::ZERO)
+    }
+
+    /// [`PowerCut::mount`] on a disk whose file syncs take `sync_delay` each: a process is then
+    /// often caught between a write and its sync, where a torn cut ([`PowerCut::cut_torn`])
+    /// leaves part of that write.
+    pub fn mount_with_sync_delay(
+        backing: &Path,
+        mountpoint: &Path,
+        sync_delay: Duration,
+    ) -> io::Result<PowerCut> {
         let base = disk::read_tree(backing)?;
         let model = Arc::new(Mutex::new(Model::from_tree(&base)));
         let owner = std::fs::metadata(backing)?;
         let fs = fuse::PowerCutFs {
             model: model.clone(),
+            sync_delay,
             uid: owner.uid(),
             gid: owner.gid(),
         };
@@ -86,14 +102,24 @@ impl PowerCut {
     /// Cuts the power: drops everything not synced, leaves the backing directory holding what
     /// survived, and unmounts. Returns what survived.
     pub fn cut(mut self) -> io::Result<Tree> {
-        self.power_off()
+        self.power_off(None)
     }
 
-    fn power_off(&mut self) -> io::Result<Tree> {
+    /// [`PowerCut::cut`], on a disk that had persisted part of the unsynced writes: each file
+    /// keeps a prefix of its writes since its last sync, the last one possibly torn, as drawn
+    /// from `seed` (the same seed and writes leave the same files).
+    pub fn cut_torn(mut self, seed: u64) -> io::Result<Tree> {
+        self.power_off(Some(seed))
+    }
+
+    fn power_off(&mut self, tear: Option<u64>) -> io::Result<Tree> {
         let durable = {
             let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
             model.power_off();
-            model.durable()
+            match tear {
+                Some(seed) => model.torn(seed),
+                None => model.durable(),
+            }
         };
         let unmounted = match self.session.take() {
             // A descriptor still open does not hold a power cut back: it reads EIO from now
@@ -136,7 +162,7 @@ fn detach(mountpoint: &Path) -> io::Result<()> {
 impl Drop for PowerCut {
     fn drop(&mut self) {
         if self.session.is_some() {
-            let _ = self.power_off();
+            let _ = self.power_off(None);
         }
     }
 }

@@ -5,16 +5,21 @@
 //! and only then. [`Model::durable`] is what a power cut leaves: the tree of synced entries
 //! from the root, each file with its synced bytes.
 //!
+//! [`Model::torn`] is what a cut leaves on a disk that had persisted part of the unsynced
+//! writes: each file may also keep its first few writes since its last sync and a prefix of
+//! the next ([`crate::torn`]).
+//!
 //! Not modelled: hard links and symlinks (refused); permissions and ownership (kept as they
-//! are, immediately); partial persistence of unsynced writes (a real disk may keep some of
-//! them; here none survive, the strictest case). A rename between two directories becomes
-//! durable separately in each, so a cut may leave the file in both or neither, as POSIX allows.
+//! are, immediately); unsynced directory entries surviving a cut. A rename between two
+//! directories becomes durable separately in each, so a cut may leave the file in both or
+//! neither, as POSIX allows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::time::SystemTime;
 
 use crate::content::Content;
+use crate::torn::Unsynced;
 pub use crate::tree::Tree;
 
 pub type Ino = u64;
@@ -52,6 +57,8 @@ enum Kind {
         now: Content,
         synced: Content,
         mtime_synced: SystemTime,
+        /// What changed `now` since `synced`, for a torn cut.
+        unsynced: Unsynced,
         /// Names it has now: an unlinked file stays readable through open handles.
         links: u32,
     },
@@ -126,6 +133,7 @@ impl Model {
                         now: content.clone(),
                         synced: content.clone(),
                         mtime_synced: *mtime,
+                        unsynced: Unsynced::default(),
                         links: 1,
                     },
                     mode: *mode,
@@ -203,6 +211,7 @@ impl Model {
             now: Content::default(),
             synced: Content::default(),
             mtime_synced: SystemTime::now(),
+            unsynced: Unsynced::default(),
             links: 1,
         };
         self.add(parent, name, kind, mode)
@@ -240,15 +249,18 @@ impl Model {
     /// Writes `data` at `offset`, or at the end of the file when `append`; returns where it
     /// went.
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8], append: bool) -> FsResult<u64> {
-        let content = self.content_mut(ino)?;
+        let (content, unsynced) = self.content_mut(ino)?;
         let at = if append { content.len() } else { offset };
         content.write(at, data);
+        unsynced.write(at, data);
         self.touch(ino);
         Ok(at)
     }
 
     pub fn set_len(&mut self, ino: Ino, len: u64) -> FsResult<()> {
-        self.content_mut(ino)?.set_len(len);
+        let (content, unsynced) = self.content_mut(ino)?;
+        content.set_len(len);
+        unsynced.set_len(len);
         self.touch(ino);
         Ok(())
     }
@@ -325,10 +337,12 @@ impl Model {
                 now,
                 synced,
                 mtime_synced,
+                unsynced,
                 ..
             } => {
                 *synced = now.clone();
                 *mtime_synced = mtime;
+                unsynced.clear();
             }
             Kind::Dir { now, synced, .. } => *synced = now.clone(),
         }
@@ -340,10 +354,24 @@ impl Model {
     /// at its first place.
     pub fn durable(&self) -> Tree {
         let mut seen = HashSet::from([ROOT]);
-        self.durable_dir(ROOT, &mut seen)
+        self.durable_dir(ROOT, &mut seen, None)
     }
 
-    fn durable_dir(&self, dir: Ino, seen: &mut HashSet<Ino>) -> Tree {
+    /// What a cut leaves when the disk had also persisted part of the unsynced writes, drawn
+    /// from `seed`: [`Model::durable`], each file with a prefix of its writes since its last
+    /// sync (possibly none, possibly all, the last one kept possibly torn).
+    pub fn torn(&self, seed: u64) -> Tree {
+        let mut seen = HashSet::from([ROOT]);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        self.durable_dir(ROOT, &mut seen, Some(&mut rng))
+    }
+
+    fn durable_dir(
+        &self,
+        dir: Ino,
+        seen: &mut HashSet<Ino>,
+        mut tear: Option<&mut fastrand::Rng>,
+    ) -> Tree {
         let node = &self.nodes[&dir];
         let mut entries = BTreeMap::new();
         if let Kind::Dir { synced, .. } = &node.kind {
@@ -353,14 +381,18 @@ impl Model {
                     Kind::File {
                         synced,
                         mtime_synced,
+                        unsynced,
                         ..
                     } => Tree::File {
-                        content: synced.clone(),
+                        content: match tear.as_deref_mut() {
+                            Some(rng) => unsynced.tear(synced, rng),
+                            None => synced.clone(),
+                        },
                         mode: child.mode,
                         mtime: *mtime_synced,
                     },
                     Kind::Dir { .. } if !seen.insert(*ino) => continue,
-                    Kind::Dir { .. } => self.durable_dir(*ino, seen),
+                    Kind::Dir { .. } => self.durable_dir(*ino, seen, tear.as_deref_mut()),
                 };
                 entries.insert(name.clone(), tree);
             }
@@ -399,9 +431,9 @@ impl Model {
         }
     }
 
-    fn content_mut(&mut self, ino: Ino) -> FsResult<&mut Content> {
+    fn content_mut(&mut self, ino: Ino) -> FsResult<(&mut Content, &mut Unsynced)> {
         match &mut self.node_checked(ino)?.kind {
-            Kind::File { now, .. } => Ok(now),
+            Kind::File { now, unsynced, .. } => Ok((now, unsynced)),
             Kind::Dir { .. } => Err(FsError::IsDir),
         }
     }

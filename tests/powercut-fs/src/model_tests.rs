@@ -198,3 +198,34 @@ fn a_model_loaded_from_a_tree_holds_it_as_synced() {
     again.power_off();
     assert_eq!(again.durable().file(&["dir", "f"]).unwrap(), b"on disk");
 }
+
+#[test]
+fn a_torn_cut_keeps_a_prefix_of_the_unsynced_writes_in_order_and_nothing_synced_is_lost() {
+    let (mut model, dir) = with_dir();
+    let file = model.create(dir, name("f"), 0o644).unwrap().ino;
+    model.sync(dir).unwrap();
+    model.write(file, 0, b"synced.", false).unwrap();
+    model.sync(file).unwrap();
+    model.write(file, 0, b"one.", true).unwrap();
+    model.write(file, 0, b"two.", true).unwrap();
+    model.write(file, 0, b"three.", true).unwrap();
+    let full = b"synced.one.two.three.";
+    let mut kept = HashSet::new();
+    for seed in 0..200 {
+        let left = model.torn(seed).file(&["dir", "f"]).unwrap();
+        // Always the synced bytes, then a prefix of the writes in the order they were made.
+        assert!(left.len() >= 7 && full.starts_with(&left), "{left:?}");
+        assert_eq!(left, model.torn(seed).file(&["dir", "f"]).unwrap());
+        kept.insert(left.len());
+    }
+    // Nothing, everything, and writes cut in the middle all occur.
+    assert!(kept.contains(&7) && kept.contains(&full.len()), "{kept:?}");
+    assert!(
+        kept.iter().any(|n| ![7, 11, 15, 21].contains(n)),
+        "{kept:?}"
+    );
+    // The strict cut keeps only what was synced; a sync makes the torn cut keep it all.
+    assert_eq!(model.durable().file(&["dir", "f"]).unwrap(), b"synced.");
+    model.sync(file).unwrap();
+    assert_eq!(model.torn(7).file(&["dir", "f"]).unwrap(), full);
+}

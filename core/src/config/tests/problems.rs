@@ -65,6 +65,45 @@ fn route_needs_sinks() {
     );
 }
 
+/// acme with `sinks` stdout sinks s0, s1, ... and two routes: the first to s0..first, the
+/// second to s(first - overlap)..sinks.
+fn many_sinks(sinks: usize, first: usize, overlap: usize) -> String {
+    let names = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let defined: String = (0..sinks)
+        .map(|i| format!("      s{i}: {{ type: stdout }}\n"))
+        .collect();
+    format!(
+        "workspaces:\n  acme:\n    vendors:\n      watsi:\n        secrets: [ \"s-16-bytes-long-!\" ]\n\
+         \x20   sinks:\n{defined}    routes:\n      - to: [{}]\n      - match: {{ type: \"a.*\" }}\n\
+         \x20       to: [{}]\n",
+        names(0..first),
+        names(first - overlap..sinks)
+    )
+}
+
+#[test]
+fn routes_that_could_send_an_event_to_more_than_255_sinks_are_refused_at_the_route() {
+    // 255 sinks named, some by both routes: an event of type a.* goes to all of them.
+    let most = parse(&many_sinks(255, 200, 10), Path::new("routes.yaml"), &no_env);
+    assert!(most.is_ok(), "{most:?}");
+    let text = many_sinks(256, 200, 10);
+    // The second route's `to` is the file's last line.
+    let line = text.lines().count();
+    assert_eq!(
+        only_problem(&text),
+        format!(
+            "routes.yaml:{line}: workspaces.acme.routes[1].to: the routes up to this one name 256 \
+             sinks; one event can go to at most 255 (the store counts an event's sinks in one \
+             byte): split the workspace"
+        )
+    );
+}
+
 #[test]
 fn empty_type_glob_is_an_error() {
     assert_eq!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::error::Problems;
 use super::locate::KeyPath;
 use super::raw::RawWorkspace;
-use super::{DefaultSecret, WorkspaceConfig};
+use super::{DefaultSecret, RouteConfig, WorkspaceConfig};
 use crate::base::names::{SinkName, VendorName, WorkspaceId};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,9 +118,10 @@ impl Checker<'_> {
             let sink = self.sink(&at, raw);
             sinks.insert(SinkName::new(name), sink);
         }
-        let routes = (raw.routes.unwrap_or_default().into_iter().enumerate())
+        let routes: Vec<RouteConfig> = (raw.routes.unwrap_or_default().into_iter().enumerate())
             .map(|(i, raw)| self.route(&at.key("routes").index(i), raw, &enabled, &defined))
             .collect();
+        self.sinks_per_event(&at.key("routes"), &routes);
         WorkspaceConfig {
             source: self.file.to_owned(),
             dedupe_window,

@@ -10,6 +10,7 @@ use crate::config::locate::KeyPath;
 use crate::config::raw::RawRoute;
 use crate::config::RouteConfig;
 use crate::event::filter::{self, Filter, ProblemStep};
+use crate::store::MAX_QUEUES_PER_EVENT;
 
 impl Checker<'_> {
     /// `enabled` and `defined` are the workspace's vendor and sink names.
@@ -58,6 +59,26 @@ impl Checker<'_> {
                     self.problems.add(&key, problem.message);
                 }
                 None
+            }
+        }
+    }
+
+    /// An event goes to every sink its matching routes name, and the store keeps at most
+    /// [`MAX_QUEUES_PER_EVENT`] per event: the routes together may name no more (counted over
+    /// all of them, since which types their patterns share cannot be known in advance).
+    pub(super) fn sinks_per_event(&mut self, at: &KeyPath, routes: &[RouteConfig]) {
+        let mut named = BTreeSet::new();
+        for (i, route) in routes.iter().enumerate() {
+            named.extend(route.to.iter().map(SinkName::as_str));
+            if named.len() > MAX_QUEUES_PER_EVENT {
+                let message = format!(
+                    "the routes up to this one name {} sinks; one event can go to at most \
+                     {MAX_QUEUES_PER_EVENT} (the store counts an event's sinks in one byte): \
+                     split the workspace",
+                    named.len()
+                );
+                self.problems.add(&at.index(i).key("to"), message);
+                return;
             }
         }
     }

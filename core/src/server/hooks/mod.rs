@@ -30,7 +30,7 @@ use crate::event::verify::VerifyError;
 use crate::http::answer::{error, reply, retry_later, with_type, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
-use crate::plugins::{HandshakeOutcome, MapOutcome};
+use crate::plugins::{CallFault, HandshakeOutcome, MapOutcome, SignedDelivery};
 use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -130,7 +130,10 @@ impl Hooks {
             }
             Method::GET => match refuse_source(client, ws, vendor, binding) {
                 Some(refused) => refused,
-                None => handshake(request, binding).instrument(span).await,
+                None => {
+                    let answer = handshake(request, ws, vendor, binding, &self.metrics);
+                    answer.instrument(span).await
+                }
             },
             _ => {
                 let mut answer = error(
@@ -227,16 +230,24 @@ impl Hooks {
         if let Some(id) = delivery_id {
             span.record("delivery_id", id);
         }
-        if let Err(e) = binding.plugin.verify_with(
-            binding.scheme.as_ref(),
+        let signed = SignedDelivery {
+            scheme: binding.scheme.as_ref(),
             headers,
-            &body,
+            body: &body,
             delivery_id,
-            &binding.secrets,
+            secrets: &binding.secrets,
             received_at,
-        ) {
-            tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
-            return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+        };
+        let verified = (binding.plugin)
+            .verify_async(signed, binding.plugin_timeout, &self.metrics)
+            .await;
+        match verified {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
+                return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
+            }
+            Err(fault) => return plugin_fault(ws, vendor, binding, "verify", fault),
         }
         let mapped = match binding
             .plugin
@@ -249,21 +260,19 @@ impl Hooks {
                 return error(StatusCode::BAD_REQUEST, "invalid_payload", &why);
             }
             MapOutcome::Failed(why) => {
-                tracing::error!(workspace = %ws.id, %vendor, reason = %why, plugin = %binding.plugin.path.display(), "vendor plugin failed");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "plugin_failed",
-                    "the vendor plugin failed on this delivery; it has been logged",
-                );
+                return plugin_fault(ws, vendor, binding, "map_event", CallFault::Failed(why))
             }
             MapOutcome::TimedOut(limit) => {
-                tracing::error!(workspace = %ws.id, %vendor, ?limit, plugin = %binding.plugin.path.display(), "vendor plugin timed out");
-                let why = format!("the vendor plugin did not answer within {limit:?}; retry later");
-                return retry_later("plugin_timeout", &why);
+                return plugin_fault(ws, vendor, binding, "map_event", CallFault::TimedOut(limit))
             }
             MapOutcome::Quarantined(why) => {
-                tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "delivery refused: vendor plugin quarantined");
-                return retry_later("plugin_quarantined", &why);
+                return plugin_fault(
+                    ws,
+                    vendor,
+                    binding,
+                    "map_event",
+                    CallFault::Quarantined(why),
+                )
             }
         };
         span.record("event_type", mapped.canonical_type.as_str());
@@ -338,9 +347,53 @@ fn refuse_source(
     Some(error(StatusCode::FORBIDDEN, "source_not_allowed", &message))
 }
 
-async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answer {
+/// The answer to a delivery or handshake the vendor's plugin gave no answer for: 500 when it
+/// failed, 503 (the vendor retries) when it timed out or is quarantined.
+fn plugin_fault(
+    ws: &Workspace,
+    vendor: &VendorName,
+    binding: &VendorBinding,
+    entry: &str,
+    fault: CallFault,
+) -> Answer {
+    let plugin = binding.plugin.path.display();
+    match fault {
+        CallFault::Failed(why) => {
+            tracing::error!(workspace = %ws.id, %vendor, entry, reason = %why, %plugin, "vendor plugin failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin_failed",
+                "the vendor plugin failed on this request; it has been logged",
+            )
+        }
+        CallFault::TimedOut(limit) => {
+            tracing::error!(workspace = %ws.id, %vendor, entry, ?limit, %plugin, "vendor plugin timed out");
+            let why = format!("the vendor plugin did not answer within {limit:?}; retry later");
+            retry_later("plugin_timeout", &why)
+        }
+        CallFault::Quarantined(why) => {
+            tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "request refused: vendor plugin quarantined");
+            retry_later("plugin_quarantined", &why)
+        }
+    }
+}
+
+async fn handshake(
+    request: Request<Incoming>,
+    ws: &Workspace,
+    vendor: &VendorName,
+    binding: &VendorBinding,
+    metrics: &Metrics,
+) -> Answer {
     let query = request.uri().query().unwrap_or("");
-    match binding.plugin.handshake(request.headers(), query) {
+    let answered = (binding.plugin)
+        .handshake_async(request.headers(), query, binding.plugin_timeout, metrics)
+        .await;
+    let outcome = match answered {
+        Ok(outcome) => outcome,
+        Err(fault) => return plugin_fault(ws, vendor, binding, "handshake", fault),
+    };
+    match outcome {
         HandshakeOutcome::Reply {
             status,
             body,
@@ -363,12 +416,8 @@ async fn handshake(request: Request<Incoming>, binding: &VendorBinding) -> Answe
             answer
         }
         HandshakeOutcome::Failed => {
-            tracing::error!(plugin = %binding.plugin.path.display(), "vendor plugin failed in its handshake");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "plugin_failed",
-                "the vendor plugin failed on this handshake; it has been logged",
-            )
+            let why = "the plugin failed in its handshake".to_owned();
+            plugin_fault(ws, vendor, binding, "handshake", CallFault::Failed(why))
         }
     }
 }
