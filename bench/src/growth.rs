@@ -158,9 +158,14 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         );
     }
     let per_event = after.disk as f64 / n.max(1) as f64;
+    // The split says which part to work on: the log holds the envelopes, sled the rest.
+    let wal = disk_usage(&site.data_dir().join("wal")).1;
+    let per = |b: u64| b as f64 / n.max(1) as f64;
     println!(
-        "data dir after delivery: {} = {per_event:.0} B per event (target <= {DISK_PER_EVENT:.0} B)",
-        bytes(after.disk)
+        "data dir after delivery: {} = {per_event:.0} B per event (target <= {DISK_PER_EVENT:.0} B): log {:.0} B, sled and the rest {:.0} B",
+        bytes(after.disk),
+        per(wal),
+        per(after.disk.saturating_sub(wal))
     );
     if per_event > DISK_PER_EVENT {
         problems.add(
