@@ -8,8 +8,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -83,6 +81,10 @@ impl Baseline {
         Ok(Some(baseline))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     async fn wait_ready(&self) -> BenchResult<()> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -111,27 +113,18 @@ pub fn serve_bare_hyper() -> BenchResult<()> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         println!("{}", listener.local_addr()?);
         std::io::stdout().flush()?;
-        serve(listener, Arc::default()).await
+        serve(listener).await
     })
 }
 
-/// Serves 200 to every request on `listener`, counting POSTs in `posts`: the bare hyper
-/// server, and the http sink's receiver in the benchmark.
-pub async fn serve(listener: TcpListener, posts: Arc<AtomicU64>) -> BenchResult<()> {
+/// Serves 200 to every request on `listener`.
+async fn serve(listener: TcpListener) -> BenchResult<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let posts = posts.clone();
-        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let posts = posts.clone();
-            async move {
-                let is_post = request.method() == hyper::Method::POST;
-                let _ = request.into_body().collect().await;
-                if is_post {
-                    posts.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-            }
+        let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+            let _ = request.into_body().collect().await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         });
         tokio::spawn(async move {
             let _ = http1::Builder::new()

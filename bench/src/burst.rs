@@ -14,7 +14,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, StatusCode};
 use tokio::sync::Barrier;
 
-use crate::load::Conn;
+use crate::client::Conn;
 use crate::payload::{self, Template};
 use crate::server::{self, Server, Site};
 use crate::stats::{bytes, ms};

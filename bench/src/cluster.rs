@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::load::{self, Pace, Poster, Report, Spec};
+use crate::load::{self, Poster, Report, Spec};
 use crate::nats_server::{find_nats_server, NatsServer};
 use crate::payload;
 use crate::server::{self, Server, Site};
@@ -29,6 +29,8 @@ const SECRET: &str = "bench-watsi-secret";
 const CONNECTIONS: usize = 32;
 /// How long the sinks may take to get every accepted event once the load stops.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+/// Issue 18's target: cluster mode, one instance, against the embedded store.
+const VS_EMBEDDED_TARGET: f64 = 0.9;
 /// How often the sink files are read.
 const SINK_POLL: Duration = Duration::from_millis(2);
 
@@ -130,6 +132,16 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             ms(s.latency.percentile(99.0)),
             ratio(Some(s.ingest_rate), Some(base.ingest_rate)),
             ratio(s.delivery_rate, base.delivery_rate),
+        );
+    }
+    let one = &summaries[1];
+    let vs_embedded = one.ingest_rate / base.ingest_rate.max(1e-9);
+    println!();
+    println!("cluster, 1 instance / embedded, accepted/s: {vs_embedded:.2}x (target >= {VS_EMBEDDED_TARGET}x)");
+    if vs_embedded < VS_EMBEDDED_TARGET {
+        problems.add(
+            "cluster",
+            format!("cluster mode, one instance, takes {vs_embedded:.2}x the embedded store (target {VS_EMBEDDED_TARGET}x)"),
         );
     }
     println!();
@@ -248,11 +260,7 @@ async fn row(
         .enumerate()
         .map(|(i, s)| {
             let share = CONNECTIONS / instances + usize::from(i < CONNECTIONS % instances);
-            let spec = Spec {
-                connections: share,
-                duration,
-                pace: Pace::Closed,
-            };
+            let spec = Spec::closed(share, duration);
             tokio::spawn(load::run(s.addr(), poster.clone(), spec, Arc::default()))
         })
         .collect();
@@ -267,10 +275,7 @@ async fn row(
         .iter()
         .map(|r| r.accepted as f64 / r.elapsed.as_secs_f64().max(1e-9))
         .sum();
-    let first_accept = reports
-        .iter()
-        .flat_map(|r| r.accepted_at.iter().map(|(_, at)| *at))
-        .min();
+    let first_accept = reports.iter().filter_map(|r| r.first_accept).min();
     let last_answer = reports.iter().filter_map(|r| r.ended).max();
     let per_instance_accepted: Vec<u64> = reports.iter().map(|r| r.accepted).collect();
     let mut refused = Vec::new();

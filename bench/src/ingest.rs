@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, Metrics, Server, Site};
 use crate::sink::SinkTail;
@@ -106,11 +106,7 @@ async fn one(env: &Env, concurrency: usize, duration: Duration) -> BenchResult<R
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let before = server.metrics().await?;
     let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET));
-    let spec = Spec {
-        connections: concurrency,
-        duration,
-        pace: Pace::Closed,
-    };
+    let spec = Spec::closed(concurrency, duration);
     let report = load::run(server.addr(), poster, spec, Arc::default()).await;
     let ended = report.ended.unwrap_or_else(Instant::now);
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::sink::SinkWatch;
@@ -83,13 +83,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let watch = SinkWatch::spawn(b_sink, WATCH_EVERY);
     let b_poster = Arc::new(Poster::new("b", payload::watsi(), SECRET_B));
     let a_poster = Arc::new(Poster::new("a", payload::watsi(), SECRET_A));
-    let probe = Spec {
-        connections: 1,
-        duration: p.phase,
-        pace: Pace::Rate {
-            per_second: p.b_rate,
-        },
-    };
+    let probe = Spec::rate(1, p.phase, p.b_rate).keep_ids();
 
     // Unmeasured: the first requests to a fresh server pay for opening files and waking threads.
     let warm_up = Spec {
@@ -102,13 +96,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let idle_b = load::run(server.addr(), b_poster.clone(), probe, Arc::default()).await;
     let idle = settle(idle_b, &watch).await;
 
-    let a_load = Spec {
-        connections: p.a_connections,
-        duration: p.phase,
-        pace: Pace::Rate {
-            per_second: p.a_rate,
-        },
-    };
+    let a_load = Spec::rate(p.a_connections, p.phase, p.a_rate);
     let (a, loaded_b) = tokio::join!(
         load::run(server.addr(), a_poster, a_load, Arc::default()),
         load::run(server.addr(), b_poster, probe, Arc::default()),

@@ -5,36 +5,53 @@
 //! ```
 //!
 //! Scenarios (all of them when none is named):
-//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process.
+//! - `map`: a plugin's `map_event` and the signature check on a 1 KB payload, in process, for
+//!   each vendor as a library and as a definition; a route's `where` and routing an event with
+//!   filters.
 //! - `ingest`: the release server under N keep-alive clients: throughput, latency, group commits.
 //! - `isolation`: one workspace's stuck HTTP sink must not slow another workspace.
 //! - `recovery`: an http sink's backlog after a slow receiver and after one down for a while.
 //! - `quota`: one workspace flooded above its rate limit must not starve another's ingest.
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
+//! - `pace`: an http sink with `rate: 20/s` under a burst: every event, at most 10% over 20/s.
 //! - `cluster`: the embedded store vs cluster mode (NATS JetStream), one and two instances.
+//! - `crash`: SIGKILL under load, several times: re-delivered and lost events.
+//! - `growth`: a million 600-byte events to a file and an http sink: rates, RSS, disk, drain.
+//! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
 //! - `powercut`: 200 power cuts under load by the e2e power-cut test: nothing acknowledged lost.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
 
+mod backlog;
 mod baseline;
 mod burst;
+mod client;
 mod cluster;
 mod compare;
+mod crash;
+mod filter;
+mod growth;
 mod ingest;
 mod isolation;
 mod load;
 mod map;
 mod nats_server;
+mod pace;
 mod payload;
+mod poster;
 mod powercut;
 mod quota;
+mod receiver;
 mod recovery;
 mod retention;
+mod sample;
 mod server;
 mod sink;
 mod stats;
+mod timing;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +60,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 14] = [
     "compare",
     "map",
     "ingest",
@@ -52,7 +69,11 @@ const SCENARIOS: [&str; 10] = [
     "quota",
     "retention",
     "burst",
+    "pace",
     "cluster",
+    "crash",
+    "growth",
+    "backlog",
     "powercut",
 ];
 
@@ -66,7 +87,8 @@ scenarios (default: all, in this order):
   compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run:
               rates and ratios, latency (closed loop and at half the maximum rate), sink
               drain, queue depth, bytes on disk per event, peak RSS, time to ready
-  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor
+  map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor, library and
+              definition; a route's where (4 conditions) and Router::sinks_for with filters
   ingest      the server under 1 and 32 keep-alive clients: req/s, latency, group commits
   isolation   a stuck HTTP sink in workspace A vs workspace B's latencies
   recovery    an http sink's backlog: 300 events to a receiver taking 100 ms a request, and
@@ -75,15 +97,25 @@ scenarios (default: all, in this order):
   quota       workspace A flooded above its rate limit vs workspace B's achieved rate
   retention   steady load with 5 s windows: store size, data dir and RSS over time
   burst       300 clients deliver one 1 MiB event each at the same moment: peak RSS, RSS after
+  pace        an http sink with rate 20/s takes a burst of events posted at 400/s: every event
+              reaches it, and never more than 10% over 20/s (busiest second, and on average)
   cluster     embedded store vs cluster mode on a local nats-server (started by the scenario;
               needs `nats-server`, apt package nats-server), one instance and two sharing the
               load: accepted/s, p50/p99, delivered/s, ratios to the embedded store
+  crash       SIGKILL under load 4 times, restarting on the same data: re-delivered share,
+              acknowledged events lost
+  growth      1M signed 600-byte events, 128 connections, a file sink and an http sink:
+              accepted/s, delivered during the load per sink, oldest queued at its end, drain
+              time, peak and final RSS, disk per event, disk after retention sweeps it
+  backlog     1M events while the http sink's receiver is down (RSS), then up: idle drain
+              rate and time, RSS
   powercut    200 power cuts under load (20 with --quick), by tests/tests/powercut.rs in the
               release profile, in rounds of 50 each from a printed seed: nothing acknowledged
               may be lost; needs /dev/fuse and root or fusermount3 (about 12 minutes)
 
 options:
-  --quick     a ~30 s smoke run with shorter durations and fewer iterations
+  --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
+              instead of 1M
   -h, --help  this text
 
 The exit status is 1 when a figure looks wrong (each is listed at the end), 2 on bad arguments.";
@@ -221,7 +253,11 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "quota" => quota::run(env, problems).await,
         "retention" => retention::run(env, problems).await,
         "burst" => burst::run(env, problems).await,
+        "pace" => pace::run(env, problems).await,
         "cluster" => cluster::run(env, problems).await,
+        "crash" => crash::run(env, problems).await,
+        "growth" => growth::run(env, problems).await,
+        "backlog" => backlog::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }
@@ -319,6 +355,23 @@ pub mod machine {
             .ok()
             .and_then(|l| l.split_whitespace().next().map(str::to_owned))
             .unwrap_or_else(|| "?".into())
+    }
+
+    /// CPU time (user + system) the process `pid` (this one when `None`) has used so far,
+    /// from /proc/<pid>/stat in clock ticks of 1/100 s (Linux's USER_HZ).
+    pub fn cpu_time(pid: Option<u32>) -> Option<std::time::Duration> {
+        let path = match pid {
+            Some(pid) => format!("/proc/{pid}/stat"),
+            None => "/proc/self/stat".into(),
+        };
+        let stat = std::fs::read_to_string(path).ok()?;
+        // Fields after the command name, which may hold spaces: state is the first (field 3),
+        // utime and stime are fields 14 and 15.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(std::time::Duration::from_millis(ticks * 10))
     }
 
     /// The type of the filesystem holding `path` (from /proc/mounts): fsync costs depend on it.

@@ -1,6 +1,7 @@
 //! Realistic ~1 KB deliveries, one per vendor. Each is the sample its vendor's document shows
 //! (/work/shared/seeds, the same shapes the end-to-end tests use), with the message text grown
-//! to customer-support prose until the body is exactly [`TARGET_BYTES`] long.
+//! to customer-support prose until the body is exactly [`TARGET_BYTES`] long (or the size a
+//! scenario asks for).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -39,8 +40,14 @@ pub struct Template {
     after_id: String,
 }
 
-/// The five vendors' message deliveries, from their seed documents.
+/// The five vendors' message deliveries, from their seed documents, [`TARGET_BYTES`] each.
 pub fn templates() -> Vec<Template> {
+    templates_of(TARGET_BYTES)
+}
+
+/// The five vendors' message deliveries, padded to `len` bytes (or as short as the sample
+/// allows).
+fn templates_of(len: usize) -> Vec<Template> {
     vec![
         // 000: Watsi, `{id, type, ...}`, `X-Watsi-Signature` = hex HMAC of the body.
         Template::new(
@@ -49,6 +56,7 @@ pub fn templates() -> Vec<Template> {
             "",
             &[("X-Watsi-Delivery-Id", "dlv_01HXYZ7Q3N4B8V2C6D9F0G1H2J")],
             "message.received",
+            len,
             r#"{"id":"{ID}","type":"message.received","created_at":"2024-03-23T21:41:44Z","data":{"message_id":"wamid.HBgLMTU1NTAwMDExMTEVAgASGBQzQTk","from":"+15550001111","to":"+15550002222","text":"{TEXT}","conversation_id":"conv_01HXYZ5K3M","timestamp":"2024-03-23T21:41:40Z","media":{"url":"https://cdn.watsi.ai/m/01HXYZ5K3M.jpg","mime_type":"image/jpeg","caption":"the depot slip"},"contact":{"id":"c_01HXYZ5K3M","name":"Ada Lovelace","phone":"+15550001111"}}}"#,
         ),
         // 001: WhatsAble, `{event, data}`; `last_messages` is JSON inside a JSON string.
@@ -58,6 +66,7 @@ pub fn templates() -> Vec<Template> {
             "",
             &[],
             "message.received",
+            len,
             r#"{"event":"incoming_message","data":{"last_messages":"[{\"type\":\"user\",\"content\":\"Hello!\",\"timestamp\":\"2024-03-23T21:41:44.477Z\",\"content_type\":\"text\"}]","conversation_paragraph":"User (9:41:44 PM): {TEXT}","phone_number":"8801734363287","recipient_name":"John Doe","user_id":"{ID}","last_message_of_user":"Hello!","last_message_of_bot":"Hi there!","message_type":"text","user_timestamp":1711230104,"bot_timestamp":1711230100,"attachment_url":"https://api.insightssystem.com/vault/attachment.jpg"}}"#,
         ),
         // 002: WhatsSync, `{event, id, timestamp, data}`.
@@ -67,6 +76,7 @@ pub fn templates() -> Vec<Template> {
             "",
             &[],
             "message.received",
+            len,
             r#"{"event":"message.incoming","id":"{ID}","timestamp":"2023-06-15T14:22:33Z","data":{"from":"+1234567890","to":"+0987654321","text":"{TEXT}","media":null,"timestamp":"2023-06-15T14:22:30Z"}}"#,
         ),
         // 004: Wappcloud, the event name in `X-Wappcloud-Event`, `sha256=<hex>`.
@@ -76,6 +86,7 @@ pub fn templates() -> Vec<Template> {
             "sha256=",
             &[("X-Wappcloud-Event", "incoming_message")],
             "message.received",
+            len,
             r#"{"id":"{ID}","from":"+15550001","to":"+15550002","text":"{TEXT}","timestamp":1700000000}"#,
         ),
         // 003: DocsSmith, `{id, type, payload}`.
@@ -85,6 +96,7 @@ pub fn templates() -> Vec<Template> {
             "",
             &[],
             "message.created",
+            len,
             r#"{"id":"{ID}","type":"message.created","payload":{"id":"SIuAFUNKdSYHZF2w","conversation_id":"xgQQXg3hrtjh7AvZ","contact":{"id":"WAz8eIbvDR60rouK","username":"KevinMcCallister","phone_number":"1-800-759-3000","avatar_url":"https://assets.docssmith.chat/avatars/kevin.jpg","last_active_at":705103200,"created_at":692233200},"message":"{TEXT}","reactions":[],"attachments":[],"read_at":705103200,"created_at":692233200,"updated_at":692233200}}"#,
         ),
     ]
@@ -92,7 +104,12 @@ pub fn templates() -> Vec<Template> {
 
 /// The Watsi template: what the server scenarios post.
 pub fn watsi() -> Template {
-    templates()
+    watsi_of(TARGET_BYTES)
+}
+
+/// The Watsi template padded to `len` bytes (the issue's sustained-load figures use 600).
+pub fn watsi_of(len: usize) -> Template {
+    templates_of(len)
         .into_iter()
         .find(|t| t.vendor == "watsi")
         .unwrap_or_else(|| unreachable!("templates() has watsi"))
@@ -105,12 +122,13 @@ impl Template {
         signature_prefix: &'static str,
         headers: &'static [(&'static str, &'static str)],
         canonical_type: &'static str,
+        len: usize,
         json: &str,
     ) -> Template {
         let (before_id, after_id) = json
             .split_once(ID)
             .unwrap_or_else(|| unreachable!("every template has {ID}"));
-        let padding = TARGET_BYTES.saturating_sub(json.len() - ID.len() - TEXT.len() + ID_LEN);
+        let padding = len.saturating_sub(json.len() - ID.len() - TEXT.len() + ID_LEN);
         let text = prose(padding);
         Template {
             vendor,
@@ -123,7 +141,12 @@ impl Template {
         }
     }
 
-    /// The body with `id` in place: [`TARGET_BYTES`] long when `id` is [`ID_LEN`] long.
+    /// The body around the event id: what comes before it and what comes after.
+    pub fn parts(&self) -> (&[u8], &[u8]) {
+        (self.before_id.as_bytes(), self.after_id.as_bytes())
+    }
+
+    /// The body with `id` in place: the template's size when `id` is [`ID_LEN`] long.
     pub fn body(&self, id: &str) -> Vec<u8> {
         let mut body = Vec::with_capacity(self.before_id.len() + id.len() + self.after_id.len());
         body.extend_from_slice(self.before_id.as_bytes());
@@ -151,13 +174,23 @@ pub const ID_LEN: usize = 28;
 
 /// A unique event id of [`ID_LEN`] characters: `evt_` + run + client + sequence number.
 pub fn event_id(run: u32, client: u32, seq: u64) -> String {
-    let id = format!(
+    let mut id = [0; ID_LEN];
+    write_event_id(&mut id, run, client, seq);
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+/// [`event_id`] written in place, for the load client's hot loop (no allocation).
+pub fn write_event_id(out: &mut [u8; ID_LEN], run: u32, client: u32, seq: u64) {
+    use std::io::Write;
+    let mut rest: &mut [u8] = out;
+    // Exactly ID_LEN bytes: the numbers are reduced to their field widths.
+    let _ = write!(
+        rest,
         "evt_{run:08x}{:04}{:012}",
         client % 10_000,
         seq % 1_000_000_000_000
     );
-    debug_assert_eq!(id.len(), ID_LEN);
-    id
+    debug_assert!(rest.is_empty());
 }
 
 /// `len` bytes of [`PROSE`], repeated as needed.
@@ -177,6 +210,13 @@ mod tests {
             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert!(value.is_object(), "{}", t.vendor);
         }
+    }
+
+    #[test]
+    fn watsi_comes_in_the_sustained_load_size() {
+        let body = watsi_of(600).body(&event_id(1, 2, 3));
+        assert_eq!(body.len(), 600);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
     }
 
     #[test]

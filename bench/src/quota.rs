@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::load::{self, Pace, Poster, Report, Spec};
+use crate::load::{self, Poster, Report, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::stats::{ms, Distribution};
@@ -65,13 +65,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let a_poster = Arc::new(Poster::new("a", payload::watsi(), SECRET_A));
     let b_poster = Arc::new(Poster::new("b", payload::watsi(), SECRET_B));
-    let steady = Spec {
-        connections: p.b_connections,
-        duration: p.phase,
-        pace: Pace::Rate {
-            per_second: p.b_rate,
-        },
-    };
+    let steady = Spec::rate(p.b_connections, p.phase, p.b_rate);
     let warm_up = Spec {
         duration: WARM_UP,
         ..steady
@@ -79,11 +73,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     load::run(server.addr(), b_poster.clone(), warm_up, Arc::default()).await;
 
     let alone = load::run(server.addr(), b_poster.clone(), steady, Arc::default()).await;
-    let flood = Spec {
-        connections: p.a_connections,
-        duration: p.phase,
-        pace: Pace::Closed,
-    };
+    let flood = Spec::closed(p.a_connections, p.phase);
     let (a, flooded) = tokio::join!(
         load::run(server.addr(), a_poster, flood, Arc::default()),
         load::run(server.addr(), b_poster, steady, Arc::default()),

@@ -18,7 +18,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::{machine, BenchResult, Env, Problems};
@@ -112,13 +112,8 @@ async fn serve_to(env: &Env, site: &Site, url: &str) -> BenchResult<Server> {
 /// returns with its answer); how many were accepted.
 async fn post(server: &Server, events: u64) -> BenchResult<u64> {
     let poster = Arc::new(Poster::new("acme", payload::watsi(), SECRET));
-    let spec = Spec {
-        connections: if events == 1 { 1 } else { 4 },
-        duration: Duration::from_secs(1),
-        pace: Pace::Rate {
-            per_second: events as f64,
-        },
-    };
+    let connections = if events == 1 { 1 } else { 4 };
+    let spec = Spec::rate(connections, Duration::from_secs(1), events as f64);
     let report = load::run(server.addr(), poster, spec, Arc::default()).await;
     if report.refused_total() > 0 {
         return Err(format!("deliveries refused: {}", report.refused_summary()).into());

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, disk_usage, Server, Site};
 use crate::stats;
@@ -84,11 +84,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET));
-    let spec = Spec {
-        connections: p.connections,
-        duration: p.load,
-        pace: Pace::Rate { per_second: p.rate },
-    };
+    let spec = Spec::rate(p.connections, p.load, p.rate);
     let started = Instant::now();
     let (report, samples) = tokio::join!(
         load::run(server.addr(), poster, spec, accepted.clone()),

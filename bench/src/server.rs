@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use tokio::sync::oneshot;
 
-use crate::{load, BenchResult, Env};
+use crate::{client, BenchResult, Env};
 
-/// How long a server may take to log its address and answer `/readyz` 200.
-const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a server may take to log its address and answer `/readyz` 200 (a restart on a
+/// store of a million events replays its log first).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a server may take to stop after SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// The pause between two `/readyz` polls.
 const READY_POLL: Duration = Duration::from_millis(10);
 /// The log level the server runs at: its default, and what an operator would run.
@@ -175,7 +178,7 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(server.failure(&format!("exited ({status}) before it was ready")));
             }
-            if let Ok((StatusCode::OK, _)) = load::get(server.admin_addr, "/readyz").await {
+            if let Ok((StatusCode::OK, _)) = client::get(server.admin_addr, "/readyz").await {
                 return Ok(server);
             }
             if Instant::now() >= deadline {
@@ -204,9 +207,27 @@ impl Server {
         self.child.id()
     }
 
+    /// Stops the server as an operator would (SIGTERM), killing it if it is still running
+    /// after [`STOP_DEADLINE`].
+    pub async fn stop(mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        if term.is_ok_and(|s| s.success()) {
+            let deadline = Instant::now() + STOP_DEADLINE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                tokio::time::sleep(READY_POLL).await;
+            }
+        }
+        // Drop kills it.
+    }
+
     /// `GET /metrics`, parsed.
     pub async fn metrics(&self) -> BenchResult<Metrics> {
-        match load::get(self.admin_addr, "/metrics").await? {
+        match client::get(self.admin_addr, "/metrics").await? {
             (StatusCode::OK, text) => Ok(Metrics::parse(&text)),
             (status, text) => Err(format!("/metrics answered {status}: {text}").into()),
         }
@@ -295,6 +316,17 @@ impl Metrics {
             // Plus 0.0: an empty f64 sum is -0.0, which prints as "-0".
             .sum::<f64>()
             + 0.0
+    }
+}
+
+impl Metrics {
+    /// The largest value of `name` over its label sets (0 when there is none).
+    pub fn max(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| *v)
+            .fold(0.0, f64::max)
     }
 }
 

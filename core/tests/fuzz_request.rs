@@ -2,7 +2,8 @@
 //! headers and bodies through signature verification and every real plugin's mapping, as
 //! `ingest` calls them, then into an envelope. For every input, nothing panics; a correctly
 //! signed delivery verifies and any other is refused; a plugin never fails (panics or breaks
-//! its contract); every mapped event makes a one-line JSON envelope.
+//! its contract); every mapped event makes a one-line JSON envelope. The five vendors run as
+//! libraries and again as their definitions (`plugins/definitions/`).
 //!
 //! The plugins are built for this test's profile first, as the end-to-end tests do.
 //! `PROPTEST_CASES=20000 cargo test -p switchyard --test fuzz_request -- --nocapture` runs
@@ -191,15 +192,12 @@ fn body(example: Value) -> impl Strategy<Value = Vec<u8>> {
 
 /// Header names the plugin reads, and some it does not.
 fn header_names(plugin: &VendorPlugin) -> Vec<String> {
-    let mut names = vec![
-        plugin.scheme.header.to_string(),
-        "content-type".to_owned(),
-        "x-unrelated".to_owned(),
-    ];
-    if let Signed::Template {
+    let mut names = vec!["content-type".to_owned(), "x-unrelated".to_owned()];
+    names.extend(plugin.scheme.iter().map(|s| s.header.to_string()));
+    if let Some(Signed::Template {
         timestamp_header: Some(name),
         ..
-    } = &plugin.scheme.signed
+    }) = plugin.scheme.as_ref().map(|s| &s.signed)
     {
         names.push(name.to_string());
     }
@@ -259,7 +257,7 @@ fn check(plugin: &VendorPlugin, d: &Delivery, tally: &mut Tally) -> Result<(), T
             headers.append(name, value);
         }
     }
-    let scheme = &plugin.scheme;
+    let scheme = plugin.scheme.as_ref().expect("the five vendors sign");
     if d.sign {
         if let Signed::Template {
             timestamp_header: Some(name),
@@ -349,10 +347,13 @@ fn cases() -> u32 {
 #[test]
 fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
     let plugins = real_plugins();
+    // The same five as definitions: the interpreter must never fail on input either.
+    let definitions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/definitions");
+    let definitions = Plugins::load_dir(&definitions).unwrap_or_else(|e| panic!("{e:?}"));
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut failures = Vec::new();
     let mut total = 0;
-    for plugin in plugins.iter() {
+    for plugin in plugins.iter().chain(definitions.iter()) {
         let example = examples.join(format!("{}.json", plugin.vendor));
         let example: Value = std::fs::read(&example)
             .ok()
@@ -374,9 +375,10 @@ fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
         let t = tally.into_inner();
         total += t.inputs;
         println!(
-            "fuzz_request {}: {} inputs (shrinking included) in {:.1?}: {} signed and verified, \
-             {} unsigned and refused; {} mapped, {} invalid payloads (400)",
+            "fuzz_request {} ({}): {} inputs (shrinking included) in {:.1?}: {} signed and \
+             verified, {} unsigned and refused; {} mapped, {} invalid payloads (400)",
             plugin.vendor,
+            plugin.form(),
             t.inputs,
             started.elapsed(),
             t.verified,
@@ -385,12 +387,12 @@ fn arbitrary_deliveries_through_verify_and_every_plugin_never_fail() {
             t.invalid_payload
         );
         if let Err(failure) = outcome {
-            failures.push(format!("{}: {failure}", plugin.vendor));
+            failures.push(format!("{} ({}): {failure}", plugin.vendor, plugin.form()));
         }
     }
     println!(
         "fuzz_request: {total} inputs over {} plugins",
-        plugins.len()
+        plugins.len() + definitions.len()
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }

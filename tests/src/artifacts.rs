@@ -23,6 +23,12 @@ impl Artifacts {
             .join(library_file_name(&format!("switchyard_{vendor}")))
     }
 
+    /// A seed vendor's definition as the project ships it: `plugins/definitions/<vendor>.vendor.yaml`.
+    pub fn definition(&self, vendor: &str) -> PathBuf {
+        (self.workspace_root.join("plugins").join("definitions"))
+            .join(format!("{vendor}.vendor.yaml"))
+    }
+
     /// A loader fixture as cargo built it: `target/debug/libfixture_<name>.so`.
     pub fn fixture(&self, name: &str) -> PathBuf {
         self.profile_dir

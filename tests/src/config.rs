@@ -23,6 +23,8 @@ pub struct Config {
     max_connections: Option<usize>,
     max_inflight_body_bytes: Option<usize>,
     header_read_timeout: Option<String>,
+    /// `server.alerts`: URL and secret.
+    alerts: Option<(String, String)>,
     workspaces: Vec<Workspace>,
 }
 
@@ -41,6 +43,7 @@ pub struct Vendor {
     secrets: Vec<String>,
     signature_header: Option<String>,
     allow_ips: Vec<String>,
+    plugin_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +150,8 @@ pub struct HttpSink {
     ordered: bool,
     max_backoff: Option<String>,
     max_age: Option<String>,
+    /// Other keys, as `key: value` YAML.
+    settings: Vec<(String, String)>,
 }
 
 impl HttpSink {
@@ -162,7 +167,14 @@ impl HttpSink {
             ordered: false,
             max_backoff: None,
             max_age: None,
+            settings: Vec::new(),
         }
+    }
+
+    /// Any other key: `rate`, `burst`, `disable_after`, `format`; `value` is written as is.
+    pub fn setting(mut self, key: &str, value: &str) -> HttpSink {
+        self.settings.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn concurrency(mut self, n: usize) -> HttpSink {
@@ -208,6 +220,8 @@ impl HttpSink {
 pub struct Route {
     vendors: Option<Vec<String>>,
     event_type: String,
+    /// `match.where`, as YAML.
+    filter: Option<String>,
     to: Vec<String>,
 }
 
@@ -224,6 +238,12 @@ impl Config {
 
     pub fn max_body_bytes(mut self, bytes: usize) -> Config {
         self.max_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Posts sink state changes to `url`, signed with `secret`.
+    pub fn alerts(mut self, url: &str, secret: &str) -> Config {
+        self.alerts = Some((url.to_owned(), secret.to_owned()));
         self
     }
 
@@ -329,6 +349,9 @@ impl Config {
         if let Some(timeout) = &self.header_read_timeout {
             writeln!(y, "  header_read_timeout: {}", q(timeout)).unwrap();
         }
+        if let Some((url, secret)) = &self.alerts {
+            writeln!(y, "  alerts: {{ url: {}, secret: {} }}", q(url), q(secret)).unwrap();
+        }
         writeln!(y, "workspaces:").unwrap();
         for ws in &self.workspaces {
             writeln!(y, "  {}:", q(&ws.name)).unwrap();
@@ -341,6 +364,9 @@ impl Config {
                 writeln!(y, "        secrets: {}", list(&v.secrets)).unwrap();
                 if let Some(header) = &v.signature_header {
                     writeln!(y, "        signature_header: {}", q(header)).unwrap();
+                }
+                if let Some(timeout) = &v.plugin_timeout {
+                    writeln!(y, "        plugin_timeout: {}", q(timeout)).unwrap();
                 }
                 if !v.allow_ips.is_empty() {
                     writeln!(y, "        allow_ips: {}", list(&v.allow_ips)).unwrap();
@@ -383,6 +409,9 @@ impl Config {
                         if let Some(secret) = &http.secret {
                             writeln!(y, "        secret: {}", q(secret)).unwrap();
                         }
+                        for (key, value) in &http.settings {
+                            writeln!(y, "        {key}: {value}").unwrap();
+                        }
                     }
                     SinkKind::Nats(nats) => {
                         writeln!(y, "      {}:", q(name)).unwrap();
@@ -423,14 +452,20 @@ impl Config {
             }
             writeln!(y, "    routes:").unwrap();
             for route in &ws.routes {
+                let filter = (route.filter.as_ref())
+                    .map_or_else(String::new, |filter| format!(", where: {filter}"));
                 match &route.vendors {
                     Some(vendors) => writeln!(
                         y,
-                        "      - match: {{ vendor: {}, type: {} }}",
+                        "      - match: {{ vendor: {}, type: {}{filter} }}",
                         list(vendors),
                         q(&route.event_type)
                     ),
-                    None => writeln!(y, "      - match: {{ type: {} }}", q(&route.event_type)),
+                    None => writeln!(
+                        y,
+                        "      - match: {{ type: {}{filter} }}",
+                        q(&route.event_type)
+                    ),
                 }
                 .unwrap();
                 writeln!(y, "        to: {}", list(&route.to)).unwrap();
@@ -523,7 +558,14 @@ impl Vendor {
             secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
             signature_header: None,
             allow_ips: Vec::new(),
+            plugin_timeout: None,
         }
+    }
+
+    /// How long one plugin call may take, e.g. `30s`.
+    pub fn plugin_timeout(mut self, timeout: &str) -> Vendor {
+        self.plugin_timeout = Some(timeout.to_owned());
+        self
     }
 
     pub fn signature_header(mut self, header: &str) -> Vendor {
@@ -543,8 +585,15 @@ impl Route {
         Route {
             vendors: None,
             event_type: event_type.to_owned(),
+            filter: None,
             to: sinks.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// `match.where`, a YAML flow mapping such as `{ data.status: failed }`.
+    pub fn filter(mut self, filter: &str) -> Route {
+        self.filter = Some(filter.to_owned());
+        self
     }
 
     pub fn vendors(mut self, vendors: &[&str]) -> Route {

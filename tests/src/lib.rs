@@ -60,7 +60,7 @@ pub use server::{hook, Server, REQUEST_TIMEOUT, START_DEADLINE};
 pub use servers::*;
 pub use shipped::shipped_file;
 pub use sink_file::{assert_subset, count_id, SinkFile, DELIVERY_DEADLINE};
-pub use test_dir::TestDir;
+pub use test_dir::{TestDir, VendorForm};
 pub use tools::{install_hint, tool};
 pub use vendors::{
     hmac_sha256_hex, secret, VendorScheme, DOCSSMITH, PANICS, VENDORS, WAPPCLOUD, WATSI, WHATSABLE,

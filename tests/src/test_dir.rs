@@ -4,6 +4,16 @@ use std::path::{Path, PathBuf};
 
 use crate::{artifacts, library_file_name, Config, Server, SinkFile, VENDORS};
 
+/// Which form of the five vendors a plugins directory holds: the vendor suite runs once with
+/// each, and must pass the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VendorForm {
+    /// The compiled plugins, `libswitchyard_<vendor>.so`.
+    Library,
+    /// The definitions, `plugins/definitions/<vendor>.vendor.yaml`, and nothing else.
+    Definition,
+}
+
 /// One test's private directory, removed when dropped:
 /// `plugins/` (copies of the five real plugins), `data/`, `sinks/<workspace>/<sink>.jsonl`,
 /// and whatever files the test writes (`routes.yaml`, bodies).
@@ -25,6 +35,34 @@ impl TestDir {
             dir.install(&artifacts().plugin(vendor.name), vendor.name);
         }
         dir
+    }
+
+    /// A new directory whose plugins directory holds the five vendors in `form`.
+    pub fn with_vendors(form: VendorForm) -> TestDir {
+        match form {
+            VendorForm::Library => TestDir::new(),
+            VendorForm::Definition => {
+                let dir = TestDir::without_plugins();
+                for vendor in VENDORS {
+                    dir.install_definition(&artifacts().definition(vendor.name));
+                }
+                dir
+            }
+        }
+    }
+
+    /// Copies a definition into the plugins directory under its own name; returns the new path.
+    pub fn install_definition(&self, definition: &Path) -> PathBuf {
+        let name = definition.file_name().expect("a definition file");
+        let to = self.plugins_dir().join(name);
+        std::fs::copy(definition, &to).unwrap_or_else(|e| {
+            panic!(
+                "cannot copy {} to {}: {e}",
+                definition.display(),
+                to.display()
+            )
+        });
+        to
     }
 
     /// A new directory with an empty plugins directory.

@@ -109,6 +109,48 @@ fn two_instances_share_dedupe_and_a_killed_one_loses_no_acknowledged_event() {
 }
 
 #[test]
+fn copies_of_one_delivery_sent_at_once_are_stored_once() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(Mode::Accept);
+    let dir = TestDir::new();
+    let server = dir.serve(&config(&[nats.url()], 1, &receiver));
+    // Sixteen copies at the same moment share the writer's batches (or race it across two):
+    // one is accepted, every other names it, or is asked to retry while it is being stored.
+    let copy = body("copy", 0);
+    let barrier = std::sync::Barrier::new(16);
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    server.deliver("acme", &WATSI, SECRET, &copy, &[])
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let accepted: Vec<String> = replies
+        .iter()
+        .filter(|r| r.status == 200 && r.json()["status"] == "accepted")
+        .map(Reply::expect_accepted)
+        .collect();
+    assert_eq!(accepted.len(), 1, "one copy accepted, not {accepted:?}");
+    for reply in &replies {
+        match reply.status {
+            200 if reply.json()["status"] == "accepted" => {}
+            200 => assert_eq!(reply.expect_ok("duplicate"), accepted[0]),
+            503 => {
+                reply.expect_error(503, "store_unavailable");
+            }
+            _ => reply.fail("expected accepted, duplicate, or 503 while the first is stored"),
+        }
+    }
+    let again = server.deliver("acme", &WATSI, SECRET, &copy, &[]);
+    assert_eq!(again.expect_ok("duplicate"), accepted[0]);
+    all_delivered(&receiver, &accepted, Duration::from_secs(60));
+}
+
+#[test]
 fn with_three_replicas_a_nats_node_killed_under_load_loses_no_acknowledged_event() {
     let mut cluster = NatsCluster::start(3);
     let receiver = Receiver::start(Mode::Accept);

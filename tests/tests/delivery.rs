@@ -2,7 +2,9 @@
 //! (SIGKILL under load loses nothing), a sink that is down gets everything in order once back,
 //! one that always fails fills its dead letters after the schedule and replay delivers them,
 //! signatures verify with the reference Standard Webhooks library, and a hung sink in one
-//! workspace does not hold back another.
+//! workspace does not hold back another. A `format: raw` sink relays the vendor's bytes as
+//! received; a rate-limited sink gets every event of a burst; a sink that stays down is
+//! disabled, said so by a signed alert, and resumes with its queue whole when enabled.
 
 use std::time::{Duration, Instant};
 
@@ -513,4 +515,166 @@ fn a_thousand_dead_letters_page_through_the_api_and_the_cli_and_one_can_be_delet
         None,
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
+#[test]
+fn a_raw_sink_relays_the_vendors_bytes_and_content_type_signed() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = Receiver::start(Mode::Accept);
+    let (dir, config) = one_sink(
+        HttpSink::new(receiver.url())
+            .secret(secret)
+            .setting("format", "raw"),
+    );
+    let server = dir.serve(&config);
+    // Line breaks, spacing, escapes and number spellings a JSON parser would not keep.
+    let body = "{\n  \"id\": \"evt_raw_1\",\r\n  \"type\": \"message.received\",\n  \
+                \"data\": {\"text\": \"ol\\u00e1\", \"n\": 1.50e0}\n}\n";
+    let signature = WATSI.signature("secret-one-for-e2e", body.as_bytes());
+    let content_type = "application/json; charset=UTF-8";
+    let id = server
+        .post(
+            &hook("acme", "watsi"),
+            &[("Content-Type", content_type), (WATSI.header, &signature)],
+            body.as_bytes(),
+        )
+        .expect_accepted();
+    let received = receiver.wait_until("the relayed body", WITHIN, |r| {
+        r.iter().any(|r| r.answered == Some(204))
+    });
+    let request = &received[0];
+    assert_eq!(request.body, body.as_bytes(), "byte for byte");
+    assert_eq!(request.header("content-type"), Some(content_type));
+    assert_eq!(request.header("x-switchyard-id"), Some(id.as_str()));
+    assert_eq!(request.header("x-switchyard-workspace"), Some("acme"));
+    assert_eq!(request.header("x-switchyard-vendor"), Some("watsi"));
+    assert_eq!(
+        request.header("x-switchyard-type"),
+        Some("message.received")
+    );
+    assert_eq!(request.header("webhook-id"), Some(id.as_str()));
+    if let Err(why) = verify_with_standard_webhooks(secret, request) {
+        panic!("the reference library refused the relayed body's signature:\n{why}");
+    }
+}
+
+#[test]
+fn a_rate_limited_sink_gets_every_event_of_a_burst() {
+    let receiver = Receiver::start(Mode::Accept);
+    let (dir, config) = one_sink(HttpSink::new(receiver.url()).setting("rate", "20/s"));
+    let server = dir.serve(&config);
+    let ids: Vec<String> = (0..30)
+        .map(|n| {
+            server
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "paced"),
+                    &[],
+                )
+                .expect_accepted()
+        })
+        .collect();
+    let delivered = receiver.wait_for_delivered(&ids, WITHIN);
+    assert_eq!(delivered.len(), ids.len(), "each once: {delivered:?}");
+    wait_for_queue(&server, "an empty queue", |crm| crm["queued"] == 0);
+}
+
+#[test]
+fn a_sink_down_for_disable_after_is_disabled_alerted_and_resumes_whole_when_enabled() {
+    let alert_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let alerts = Receiver::start(Mode::Accept);
+    let receiver = Receiver::start(Mode::Fail(503));
+    let config = Config::new()
+        .admin_token(TOKEN)
+        .alerts(alerts.url(), alert_secret)
+        .workspace(
+            Workspace::new("acme")
+                .vendor(Vendor::new("watsi", &["secret-one-for-e2e"]))
+                .http_sink(
+                    "crm",
+                    HttpSink::new(receiver.url())
+                        .max_backoff("50ms")
+                        .setting("disable_after", "300ms"),
+                )
+                .route(Route::new("*", &["crm"])),
+        );
+    let dir = TestDir::new();
+    let server = dir.serve(&config);
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            server
+                .deliver(
+                    "acme",
+                    &WATSI,
+                    "secret-one-for-e2e",
+                    &watsi_body(n, "off"),
+                    &[],
+                )
+                .expect_accepted()
+        })
+        .collect();
+    let crm = wait_for_queue(&server, "disabled", |crm| crm["state"] == "disabled");
+    assert_eq!(crm["queued"], 3, "a disabled sink keeps its queue: {crm}");
+    assert_eq!(crm["dead"], 0);
+    let metrics = server.operator_get("/metrics").body;
+    assert!(
+        metrics
+            .contains(r#"switchyard_sink_state{workspace="acme",sink="crm",state="disabled"} 1"#)
+            && metrics.contains(
+                r#"switchyard_sink_state{workspace="acme",sink="crm",state="healthy"} 0"#
+            ),
+        "{metrics}"
+    );
+    let kinds = |requests: &[SinkRequest]| -> Vec<String> {
+        (requests.iter())
+            .map(|r| {
+                let alert: Value = serde_json::from_slice(&r.body).unwrap();
+                alert["type"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let sent = alerts.wait_until("two alerts", WITHIN, |r| r.len() >= 2);
+    assert_eq!(kinds(&sent), ["sink.failing", "sink.disabled"]);
+    let disabled: Value = serde_json::from_slice(&sent[1].body).unwrap();
+    assert_eq!(disabled["workspace"], "acme");
+    assert_eq!(disabled["sink"], "crm");
+    assert_eq!(disabled["state"], "disabled");
+    assert!(
+        disabled["error"].as_str().unwrap().contains("503"),
+        "{disabled}"
+    );
+    for alert in &sent {
+        if let Err(why) = verify_with_standard_webhooks(alert_secret, alert) {
+            panic!("the reference library refused the alert's signature:\n{why}");
+        }
+    }
+
+    receiver.set_mode(Mode::Accept);
+    let admin_url = server.admin_url("");
+    let enable = run(switchyard_command([
+        "sink",
+        "enable",
+        "--workspace",
+        "acme",
+        "--sink",
+        "crm",
+        "--url",
+        admin_url.as_str(),
+        "--token",
+        TOKEN,
+    ]));
+    enable.expect_success("sink enable");
+    let answer: Value = serde_json::from_str(&enable.stdout).expect("the answer is JSON");
+    assert_eq!(answer["was"], "disabled", "{answer}");
+    receiver.wait_for_delivered(&ids, WITHIN);
+    wait_for_queue(&server, "healthy and empty", |crm| {
+        crm["state"] == "healthy" && crm["queued"] == 0
+    });
+    let sent = alerts.wait_until("the recovery alert", WITHIN, |r| r.len() >= 3);
+    assert_eq!(
+        kinds(&sent),
+        ["sink.failing", "sink.disabled", "sink.recovered"]
+    );
 }

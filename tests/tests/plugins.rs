@@ -48,13 +48,16 @@ fn listed_plugins(dir: &TestDir) -> Vec<Listed> {
     );
     let mut listed: Vec<Listed> = Vec::new();
     for line in lines.filter(|l| !l.trim().is_empty() && !l.starts_with('(')) {
+        let indented = line.starts_with(' ');
         match line.trim_start().strip_prefix("dedupe: ") {
-            Some(dedupe) if line.starts_with(' ') => {
+            Some(dedupe) if indented => {
                 let last = listed
                     .last_mut()
                     .expect("a dedupe line follows its plugin's row");
                 last.dedupe = dedupe.to_owned();
             }
+            // The plugin's form and file (`library: /path`).
+            None if indented => {}
             _ => listed.push(Listed {
                 row: line.split_whitespace().map(str::to_owned).collect(),
                 dedupe: String::new(),

@@ -8,12 +8,15 @@ use std::collections::BTreeSet;
 use switchyard_e2e::*;
 
 /// Every command the Commands table lists, each run below.
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 14] = [
     "serve",
     "check",
     "plugins",
     "sign",
+    "route test",
+    "vendor test",
     "queues",
+    "sink enable",
     "backup",
     "reload",
     "dlq list",
@@ -199,6 +202,20 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
         "{}",
         plugins.stdout
     );
+    let definition = artifacts().definition("watsi");
+    let line = format!(
+        "./target/release/switchyard vendor test '{}'",
+        definition.display()
+    );
+    let tested = sh(demo, server, &line);
+    tested.expect_success("vendor test");
+    assert!(
+        tested
+            .stdout
+            .contains("ok: vendor `watsi` 0.1.0, 3 test vector(s) proven"),
+        "{}",
+        tested.stdout
+    );
 
     let deadline = std::time::Instant::now() + DELIVERY_DEADLINE;
     let queues = loop {
@@ -214,11 +231,33 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
     let sinks: Vec<Value> = ["console", "events", "messages"]
         .iter()
         .map(|sink| {
-            json!({"workspace": "demo", "sink": sink, "queued": 0, "in_flight": 0, "dead": 0,
-                   "orphaned": false})
+            json!({"workspace": "demo", "sink": sink, "state": "healthy", "queued": 0,
+                   "in_flight": 0, "dead": 0, "orphaned": false})
         })
         .collect();
     assert_eq!(queues, json!({ "sinks": sinks }));
+
+    let route_test = sh(
+        demo,
+        server,
+        "./target/release/switchyard route test --workspace demo --vendor watsi --file examples/watsi.json",
+    );
+    route_test.expect_success("route test");
+    assert!(
+        route_test
+            .stdout
+            .contains("routes[0] -> messages: matched\n")
+            && route_test
+                .stdout
+                .ends_with("sinks: messages, events, console\n"),
+        "{}",
+        route_test.stdout
+    );
+    // Enabling a sink that is not disabled changes nothing, and says so.
+    assert_eq!(
+        operator(demo, server, "sink enable --workspace demo --sink events"),
+        json!({"workspace": "demo", "sink": "events", "was": "healthy", "enabled": false})
+    );
 
     let event = operator(demo, server, &format!("event {watsi_id}"));
     assert_eq!(event["event"]["id"], watsi_id, "{event:#}");

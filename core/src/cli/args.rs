@@ -74,6 +74,44 @@ pub enum DlqCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum SinkCommand {
+    /// Resume a disabled sink: one probe delivery, then its kept queue flows.
+    Enable {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        #[command(flatten)]
+        operator: Operator,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RouteCommand {
+    /// Map a body through the vendor's plugin (no signature check) and show which routes
+    /// match it, why the others do not, and the sinks it would reach.
+    Test(RouteTestArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RouteTestArgs {
+    #[arg(long)]
+    pub workspace: String,
+    /// A vendor the workspace enables.
+    #[arg(long)]
+    pub vendor: String,
+    /// The request body, as the vendor would send it.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// A request header as `Name: value`, for vendors that name the type or delivery in one;
+    /// may be repeated.
+    #[arg(long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
+}
+
 /// The commands that talk to a running server through its operator API.
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -82,7 +120,12 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Queue depth and dead letters of every sink (talks to a running server).
+    /// A sink's state: enable a disabled one (talks to a running server).
+    Sink {
+        #[command(subcommand)]
+        command: SinkCommand,
+    },
+    /// State, queue depth and dead letters of every sink (talks to a running server).
     Queues {
         #[command(flatten)]
         operator: Operator,
@@ -136,6 +179,38 @@ pub enum Command {
     },
     /// Print the headers a vendor would send for a body, and a ready curl line.
     Sign(SignArgs),
+    /// Try the routes on a body, without a server.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
+    /// Vendor definitions (`<vendor>.vendor.yaml`).
+    Vendor {
+        #[command(subcommand)]
+        command: VendorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VendorCommand {
+    /// Load one definition and prove its test vectors; with --body, print the envelope it
+    /// makes of that delivery, or exactly why the delivery would be refused.
+    Test(VendorTestArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VendorTestArgs {
+    /// The definition file.
+    pub file: PathBuf,
+    /// A file holding a delivery's body.
+    #[arg(long)]
+    pub body: Option<PathBuf>,
+    /// A header of the delivery, `Name: value`; repeat for more.
+    #[arg(long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+    /// The signing secret, to check the delivery's signature too.
+    #[arg(long, env = "SWITCHYARD_VENDOR_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
 }
 
 impl Command {
@@ -148,6 +223,11 @@ impl Command {
             | Command::Check { config }
             | Command::Plugins { config, .. } => config,
             Command::Sign(args) => &args.config,
+            Command::Route {
+                command: RouteCommand::Test(args),
+            } => &args.config,
+            // Reads no routes file: logs in the default format.
+            Command::Vendor { .. } => Path::new(""),
         }
     }
 }

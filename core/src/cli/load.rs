@@ -52,6 +52,13 @@ pub fn load(config_path: &Path) -> Result<(Config, Plugins), Failure> {
                 vendor_list(&plugins)
             ))
         })?;
+    config
+        .check_unsigned(&|vendor| {
+            plugins
+                .get(vendor.as_str())
+                .is_some_and(|p| p.scheme.is_none())
+        })
+        .map_err(config_failure)?;
     Ok((config, plugins))
 }
 

@@ -1,18 +1,20 @@
 //! The `switchyard` command: serve, check a configuration, list plugins, sign a test delivery,
-//! and the operator commands that talk to a running server.
+//! try the routes on a body, and the operator commands that talk to a running server.
 
 mod args;
 mod failure;
 mod load;
 mod operate;
+mod route;
 mod serve;
 mod sign;
+mod vendor;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, RouteCommand, VendorCommand};
 use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
@@ -36,6 +38,12 @@ fn main() -> ExitCode {
             config,
         } => serve::list_plugins(plugins_dir, &config),
         Command::Sign(args) => sign::sign(args),
+        Command::Route {
+            command: RouteCommand::Test(args),
+        } => route::test(&args),
+        Command::Vendor {
+            command: VendorCommand::Test(args),
+        } => vendor::test(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::value::RawValue;
 use switchyard::config;
 
-use crate::args::{AdminCommand, DlqCommand, Operator};
+use crate::args::{AdminCommand, DlqCommand, Operator, SinkCommand};
 use crate::failure::Failure;
 
 impl AdminCommand {
@@ -25,6 +25,9 @@ impl AdminCommand {
                     DlqCommand::List { operator, .. }
                     | DlqCommand::Replay { operator, .. }
                     | DlqCommand::Delete { operator, .. },
+            }
+            | AdminCommand::Sink {
+                command: SinkCommand::Enable { operator, .. },
             }
             | AdminCommand::Queues { operator }
             | AdminCommand::Reload { operator }
@@ -85,6 +88,15 @@ impl AdminCommand {
                     ),
                 )
             }
+            AdminCommand::Sink {
+                command:
+                    SinkCommand::Enable {
+                        workspace, sink, ..
+                    },
+            } => (
+                Method::POST,
+                format!("/admin/workspaces/{workspace}/sinks/{sink}/enable"),
+            ),
             AdminCommand::Queues { .. } => (Method::GET, "/admin/queues".to_owned()),
             AdminCommand::Reload { .. } => (Method::POST, "/admin/reload".to_owned()),
             AdminCommand::Backup { to, .. } => {

@@ -39,12 +39,18 @@ pub fn check(config_path: &Path) -> Result<(), Failure> {
         println!("  included {}", file.display());
     }
     for plugin in plugins.iter() {
-        println!("  plugin {}: {}", plugin.vendor, plugin.path.display());
+        println!(
+            "  plugin {}: {} ({})",
+            plugin.vendor,
+            plugin.path.display(),
+            plugin.form()
+        );
     }
     println!(
         "note: a running server loads the libraries new to it at `switchyard reload`; one that \
          replaces a library it loaded (the same file changed, or another file for the same \
-         vendor) takes a restart, and the reload names it"
+         vendor) takes a restart, and the reload names it; a definition new or changed takes \
+         effect at the reload"
     );
     for default in &config.default_secrets {
         println!(
@@ -71,12 +77,13 @@ pub fn list_plugins(explicit: Option<PathBuf>, config_path: &Path) -> Result<(),
             "{:<10} {:<8} {:<5} {:<24} {:<22} {:<8} {}",
             p.vendor,
             p.version,
-            format!("{}.{}", switchyard_plugin_abi::ABI_MAJOR, p.abi_minor),
-            p.scheme.header.as_str(),
+            p.abi().unwrap_or_else(|| "yaml".to_owned()),
+            p.scheme.as_ref().map_or("-", |s| s.header.as_str()),
             p.delivery_id_header.as_ref().map_or("-", |h| h.as_str()),
             p.test_vector_count,
             p.scheme_summary(),
         );
+        println!("{:<10} {}: {}", "", p.form(), p.path.display());
         println!("{:<10} dedupe: {}", "", p.dedupe_summary());
     }
     println!("({} plugin(s) in {})", plugins.len(), dir.display());

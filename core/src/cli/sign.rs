@@ -30,6 +30,13 @@ pub fn sign(args: SignArgs) -> Result<(), Failure> {
             vendor_list(&plugins)
         )
     })?;
+    let scheme = plugin.scheme.as_ref().ok_or_else(|| {
+        format!(
+            "vendor `{}` signs nothing (`signature: none` in {}): send the body as it is",
+            plugin.vendor,
+            plugin.path.display()
+        )
+    })?;
     let body = match &args.file {
         Some(path) => std::fs::read(path)
             .map_err(|e| format!("cannot read body file {}: {e}", path.display()))?,
@@ -49,7 +56,7 @@ pub fn sign(args: SignArgs) -> Result<(), Failure> {
     if let Signed::Template {
         timestamp_header: Some(name),
         ..
-    } = &plugin.scheme.signed
+    } = &scheme.signed
     {
         headers.push((name.to_string(), timestamp.clone()));
     }
@@ -59,7 +66,7 @@ pub fn sign(args: SignArgs) -> Result<(), Failure> {
     if let (Some(header), Some(event_type)) = (&plugin.event_type_header, &args.event_type) {
         headers.push((header.to_string(), event_type.clone()));
     }
-    let signature = plugin.scheme.sign(
+    let signature = scheme.sign(
         args.secret.as_bytes(),
         &Signable {
             body: &body,
@@ -67,7 +74,7 @@ pub fn sign(args: SignArgs) -> Result<(), Failure> {
             delivery_id: args.delivery_id.as_deref(),
         },
     );
-    headers.push((plugin.scheme.header.to_string(), signature));
+    headers.push((scheme.header.to_string(), signature));
     for (name, value) in &headers {
         println!("{name}: {value}");
     }

@@ -11,7 +11,6 @@ mod env;
 mod error;
 mod fields;
 mod include;
-mod locate;
 mod raw;
 mod validate;
 
@@ -31,8 +30,10 @@ use serde_yaml::Value;
 pub use self::early::{log_format, operator_access, OperatorAccess};
 use self::error::Problems;
 pub use self::error::{ConfigError, Problem};
-use self::locate::{KeyPath, Locator, MAX_DEPTH};
+// Key paths and their lines live on the ground floor, shared with vendor definitions.
+use crate::base::locate::{self, KeyPath, Locator, MAX_DEPTH};
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
+use crate::event::filter::Filter;
 use crate::event::verify::SchemeChange;
 use crate::http::tls::TlsFiles;
 use crate::sinks::SinkKind;
@@ -97,6 +98,16 @@ pub struct ServerConfig {
     /// Request bodies held in memory at once, all requests together; default 64 MiB, never less
     /// than `max_body_bytes`.
     pub max_inflight_body_bytes: usize,
+    /// Where a sink's state changes (failing, disabled, recovered) are posted; `None`: logged
+    /// only.
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `server.alerts`: an endpoint that receives Standard Webhooks-signed notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertsConfig {
+    pub url: hyper::Uri,
+    pub secret: Secret,
 }
 
 /// How log lines are written to standard error.
@@ -216,6 +227,12 @@ pub struct SinkConfig {
     /// An event that has kept failing this long after it was accepted becomes a dead letter,
     /// however the sink fared; default 72 h.
     pub max_age: Duration,
+    /// At most this many deliveries per period; what is over waits in the queue, never
+    /// dropped. `None`: as fast as the sink takes them.
+    pub rate: Option<Rate>,
+    /// A sink that has failed continuously this long is disabled: no more attempts until an
+    /// operator enables it, its queue kept. `None` (the default): never.
+    pub disable_after: Option<Duration>,
 }
 
 /// Sink-wide backoff is capped here unless a sink sets `max_backoff`: a receiver that comes
@@ -243,6 +260,8 @@ pub struct RouteConfig {
     pub vendors: Option<Vec<VendorName>>,
     /// `match.type`: a glob such as `message.*`; default `*`.
     pub event_type: String,
+    /// `match.where`: payload conditions; `None` matches any payload.
+    pub filter: Option<Filter>,
     /// Never empty.
     pub to: Vec<SinkName>,
 }
@@ -387,6 +406,35 @@ impl Config {
     }
 
     /// Every vendor a workspace enables must have a loaded plugin.
+    /// Every vendor whose plugin signs nothing (a definition's `signature: none`) must be bound
+    /// with `signature: none` here, which asks for `allow_ips`: nothing else tells its deliveries
+    /// apart from anyone's.
+    pub fn check_unsigned(
+        &self,
+        signs_nothing: &dyn Fn(&VendorName) -> bool,
+    ) -> Result<(), ConfigError> {
+        let mut problems: Vec<Problem> = Vec::new();
+        for (workspace, config) in &self.workspaces {
+            for (vendor, _) in (config.vendors.iter())
+                .filter(|(v, c)| signs_nothing(v) && c.signature != SignatureConfig::None)
+            {
+                let text = std::fs::read_to_string(&config.source).unwrap_or_default();
+                let mut found = Problems::new(&config.source, Locator::new(&text));
+                let at = KeyPath::root().key("workspaces").key(workspace.as_str());
+                let message = format!(
+                    "vendor `{vendor}`'s definition signs nothing (`signature: none`): set \
+                     `signature: none` and `allow_ips` for it"
+                );
+                found.add(&at.key("vendors").key(vendor.as_str()), message);
+                problems.extend(found.into_sorted());
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid(problems)),
+        }
+    }
+
     pub fn check_vendors(
         &self,
         is_loaded: &dyn Fn(&VendorName) -> bool,

@@ -42,6 +42,14 @@ pub(crate) struct RawServer {
     pub(crate) max_connections: Option<Value>,
     pub(crate) body_read_timeout: Option<Value>,
     pub(crate) max_inflight_body_bytes: Option<Value>,
+    pub(crate) alerts: Option<RawAlerts>,
+}
+
+/// `server.alerts`: where sink state changes are posted.
+#[derive(Debug, Default)]
+pub(crate) struct RawAlerts {
+    pub(crate) url: Option<String>,
+    pub(crate) secret: Option<Value>,
 }
 
 /// `server.store`: where accepted events are kept.
@@ -112,6 +120,12 @@ pub(crate) struct RawSink {
     pub(crate) ordered: Option<Value>,
     pub(crate) max_backoff: Option<Value>,
     pub(crate) max_age: Option<Value>,
+    /// The most deliveries a second (minute, hour): `50/s`, with `burst`.
+    pub(crate) rate: Option<Value>,
+    pub(crate) burst: Option<Value>,
+    pub(crate) disable_after: Option<Value>,
+    /// http: `envelope` or `raw`.
+    pub(crate) format: Option<String>,
     /// nats: `None` for an item already reported as not a string; indices stay those of the file.
     pub(crate) servers: Option<Vec<Option<String>>>,
     pub(crate) subject: Option<String>,
@@ -134,6 +148,8 @@ pub(crate) struct RawRoute {
 pub(crate) struct RawMatch {
     pub(crate) vendor: Option<Value>,
     pub(crate) event_type: Option<String>,
+    /// `where`: payload conditions, compiled by `validate`.
+    pub(crate) filter: Option<Value>,
 }
 
 /// Reads the whole file's value. A problem is settled at its key: what `validate` would say
@@ -196,6 +212,16 @@ impl Reader<'_> {
             max_connections: f.take("max_connections"),
             body_read_timeout: f.take("body_read_timeout"),
             max_inflight_body_bytes: f.take("max_inflight_body_bytes"),
+            alerts: f.take("alerts").map(|v| {
+                let at = f.at.key("alerts");
+                let mut a = self.fields(&at, v, "a mapping with `url` and `secret`");
+                let alerts = RawAlerts {
+                    url: self.string(&at.key("url"), a.take("url")),
+                    secret: a.take("secret"),
+                };
+                self.finish(a);
+                alerts
+            }),
         };
         self.finish(f);
         raw
@@ -304,6 +330,10 @@ impl Reader<'_> {
             ordered: f.take("ordered"),
             max_backoff: f.take("max_backoff"),
             max_age: f.take("max_age"),
+            rate: f.take("rate"),
+            burst: f.take("burst"),
+            disable_after: f.take("disable_after"),
+            format: self.string(&f.at.key("format"), f.take("format")),
             servers: f.take("servers").map(|v| {
                 let expecting = "a list of NATS server URLs such as [\"nats://127.0.0.1:4222\"]";
                 self.list(&f.at.key("servers"), v, expecting, |r, at, item| {
@@ -338,10 +368,12 @@ impl Reader<'_> {
         let raw = RawRoute {
             matcher: f.take("match").map(|v| {
                 let at = f.at.key("match");
-                let mut m = self.fields(&at, v, "a match: a mapping with `vendor` and `type`");
+                let expecting = "a match: a mapping with `vendor`, `type` and `where`";
+                let mut m = self.fields(&at, v, expecting);
                 let matcher = RawMatch {
                     vendor: m.take("vendor"),
                     event_type: self.string(&at.key("type"), m.take("type")),
+                    filter: m.take("where"),
                 };
                 self.finish(m);
                 matcher

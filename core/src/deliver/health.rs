@@ -8,6 +8,10 @@
 //! at full speed; its failure doubles the backoff. Failures of one event among successes, or of
 //! the same event again and again, are that event's own (a "poison" event): the worker backs
 //! it off alone, on the sink's `retry` schedule.
+//!
+//! A sink with `disable_after` that has been failing (down or probing, no success) that long is
+//! `Disabled` at its next failure: no attempt at all until an operator enables it, which starts
+//! it again with one probe and a fresh clock.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,7 @@ pub enum State {
     Flowing,
     Down { until: Instant },
     Probing,
+    Disabled,
 }
 
 #[derive(Debug)]
@@ -33,16 +38,32 @@ pub struct Health {
     /// Sink-wide backoffs in a row: the exponent.
     level: u32,
     state: State,
+    disable_after: Option<Duration>,
+    /// The first sink-wide failure since the last success.
+    failing_since: Option<Instant>,
 }
 
 impl Health {
-    pub fn new(max_backoff: Duration) -> Health {
+    pub fn new(max_backoff: Duration, disable_after: Option<Duration>) -> Health {
         Health {
             max_backoff,
             streak: 0,
             last_failed: None,
             level: 0,
             state: State::Flowing,
+            disable_after,
+            failing_since: None,
+        }
+    }
+
+    /// Out of `Disabled`: one probe goes out, and the sink has its whole `disable_after` again.
+    pub fn enable(&mut self) {
+        if self.state == State::Disabled {
+            self.streak = 0;
+            self.last_failed = None;
+            self.level = 0;
+            self.failing_since = None;
+            self.state = State::Probing;
         }
     }
 
@@ -57,9 +78,13 @@ impl Health {
     }
 
     pub fn succeeded(&mut self) {
+        if self.state == State::Disabled {
+            return; // an attempt sent before the sink was disabled; the operator enables it
+        }
         self.streak = 0;
         self.last_failed = None;
         self.level = 0;
+        self.failing_since = None;
         self.state = State::Flowing;
     }
 
@@ -75,9 +100,20 @@ impl Health {
             self.streak += 1;
             self.last_failed = Some(event.clone());
         }
-        let probing = matches!(self.state, State::Probing | State::Down { .. });
+        let probing = matches!(
+            self.state,
+            State::Probing | State::Down { .. } | State::Disabled
+        );
         if !(sink_wide || probing || self.streak >= 2) {
             return Blame::Event;
+        }
+        let since = *self.failing_since.get_or_insert(now);
+        if self.state == State::Disabled
+            || (self.disable_after)
+                .is_some_and(|after| now.saturating_duration_since(since) >= after)
+        {
+            self.state = State::Disabled;
+            return Blame::Sink;
         }
         let exponent = self.level.min(20);
         let ceiling = FIRST_BACKOFF
@@ -105,7 +141,7 @@ mod tests {
     fn one_event_failing_among_successes_or_alone_is_the_events_own() {
         let now = Instant::now();
         let poison = EventId::generate();
-        let mut h = Health::new(Duration::from_secs(10));
+        let mut h = Health::new(Duration::from_secs(10), None);
         assert_eq!(h.failed(now, &poison, false, None), Blame::Event);
         assert_eq!(h.state(now), State::Flowing);
         h.succeeded();
@@ -117,7 +153,7 @@ mod tests {
     #[test]
     fn two_events_failing_in_a_row_take_the_sink_down_then_one_probe_brings_it_back() {
         let now = Instant::now();
-        let mut h = Health::new(Duration::from_secs(10));
+        let mut h = Health::new(Duration::from_secs(10), None);
         h.failed(now, &EventId::generate(), false, None);
         assert_eq!(
             h.failed(now, &EventId::generate(), false, None),
@@ -136,7 +172,7 @@ mod tests {
     fn failed_probes_back_off_exponentially_up_to_the_cap() {
         let mut now = Instant::now();
         let cap = Duration::from_secs(4);
-        let mut h = Health::new(cap);
+        let mut h = Health::new(cap, None);
         let mut waits = Vec::new();
         for _ in 0..8 {
             h.failed(now, &EventId::generate(), true, None);
@@ -155,7 +191,7 @@ mod tests {
     #[test]
     fn retry_after_is_a_floor_for_the_sink() {
         let now = Instant::now();
-        let mut h = Health::new(Duration::from_secs(10));
+        let mut h = Health::new(Duration::from_secs(10), None);
         h.failed(
             now,
             &EventId::generate(),
@@ -168,5 +204,49 @@ mod tests {
                 until: now + Duration::from_secs(30)
             }
         );
+    }
+
+    #[test]
+    fn a_sink_failing_for_disable_after_is_disabled_until_enabled() {
+        let start = Instant::now();
+        let after = Duration::from_secs(60);
+        let mut h = Health::new(Duration::from_secs(10), Some(after));
+        h.failed(start, &EventId::generate(), true, None);
+        assert!(matches!(h.state(start), State::Down { .. }));
+        let later = start + after - Duration::from_millis(1);
+        h.failed(later, &EventId::generate(), true, None);
+        assert!(matches!(h.state(later), State::Down { .. }));
+        let end = start + after;
+        h.failed(end, &EventId::generate(), true, None);
+        assert_eq!(h.state(end), State::Disabled);
+        // Nothing brings it back but the operator: not time, not a late success.
+        h.succeeded();
+        assert_eq!(h.state(end + Duration::from_secs(3600)), State::Disabled);
+        h.enable();
+        assert_eq!(h.state(end), State::Probing);
+        // The clock starts again: a failing probe backs off, it does not disable at once.
+        h.failed(end, &EventId::generate(), true, None);
+        assert!(matches!(h.state(end), State::Down { .. }));
+        h.succeeded();
+        assert_eq!(h.state(end), State::Flowing);
+    }
+
+    #[test]
+    fn a_success_restarts_the_clock_and_poison_events_never_disable() {
+        let start = Instant::now();
+        let after = Duration::from_secs(60);
+        let mut h = Health::new(Duration::from_secs(10), Some(after));
+        h.failed(start, &EventId::generate(), true, None);
+        h.succeeded();
+        let end = start + after;
+        h.failed(end, &EventId::generate(), true, None);
+        assert!(matches!(h.state(end), State::Down { .. }));
+        h.succeeded();
+        let poison = EventId::generate();
+        for n in 0..5 {
+            let at = end + after * n;
+            assert_eq!(h.failed(at, &poison, false, None), Blame::Event);
+        }
+        assert_eq!(h.state(end + after * 5), State::Flowing);
     }
 }

@@ -9,10 +9,19 @@
 //! `retry` schedule. An event becomes a dead letter on a permanent refusal (a 4xx other than
 //! 408/429), when its own schedule runs out, or when it has kept failing past the sink's
 //! `max_age`. Every attempt is recorded; an operator can replay dead letters.
+//!
+//! A sink with a `rate` is paced ([`pace`]): what is over the rate waits in the queue. One with
+//! `disable_after` that keeps failing that long is disabled until an operator enables it; its
+//! state ([`status`]) is what the operator surfaces show, and each change of it is logged and
+//! posted to `server.alerts` ([`alert`]). [`gate`] holds both for the worker.
 
+mod alert;
+mod gate;
 mod health;
+mod pace;
 mod policy;
 mod record;
+mod status;
 mod worker;
 
 use std::sync::Arc;
@@ -26,8 +35,11 @@ use crate::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::store::{SinkQueue, Store, StoreError};
 
+pub use alert::{Alert, Alerter};
+pub use pace::Pacing;
 pub use policy::{DeliveryPolicy, Next};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
+pub use status::{SinkState, SinkStatus};
 
 /// How long a stopped worker's batches in flight may take to finish before they are handed
 /// back to the queue unsettled (the next worker then delivers them again).
@@ -41,6 +53,8 @@ pub struct SinkWorker {
     pub workspace: WorkspaceId,
     pub sink: SinkName,
     pub queue: SinkQueue,
+    /// Its state, and the operator's way to enable it.
+    pub status: Arc<SinkStatus>,
     handle: Arc<dyn Sink>,
     stop: watch::Sender<bool>,
 }
@@ -53,7 +67,8 @@ impl Drop for SinkWorker {
 
 impl SinkWorker {
     /// Starts the worker for one sink once the queue's previous worker has handed it over; it
-    /// first delivers whatever a previous run left queued.
+    /// first delivers whatever a previous run left queued. Its state changes go to `alerts`,
+    /// if set.
     pub fn spawn(
         workspace: WorkspaceId,
         sink_name: SinkName,
@@ -61,8 +76,17 @@ impl SinkWorker {
         policy: DeliveryPolicy,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        alerts: Option<Alerter>,
     ) -> SinkWorker {
         let queue = store.queue(&workspace, &sink_name);
+        let status = Arc::new(SinkStatus::default());
+        let gate = gate::Gate::new(
+            &policy,
+            status.clone(),
+            alerts,
+            workspace.clone(),
+            sink_name.clone(),
+        );
         let (stop, stopped) = watch::channel(false);
         let worker = worker::Worker {
             workspace: workspace.clone(),
@@ -73,11 +97,12 @@ impl SinkWorker {
             store,
             metrics,
         };
-        tokio::spawn(in_turn(worker, stopped));
+        tokio::spawn(in_turn(worker, gate, stopped));
         SinkWorker {
             workspace,
             sink: sink_name,
             queue,
+            status,
             handle: sink,
             stop,
         }
@@ -96,7 +121,7 @@ impl SinkWorker {
 
 /// A worker's life: it waits for its turn at the queue (a previous worker still handing it
 /// over), takes its share of it (cluster mode), runs until stopped and hands it over.
-async fn in_turn(worker: worker::Worker, mut stopped: watch::Receiver<bool>) {
+async fn in_turn(worker: worker::Worker, gate: gate::Gate, mut stopped: watch::Receiver<bool>) {
     let queue = worker.queue.clone();
     let _turn = tokio::select! {
         turn = queue.take_turn() => turn,
@@ -107,7 +132,7 @@ async fn in_turn(worker: worker::Worker, mut stopped: watch::Receiver<bool>) {
     let (workspace, sink) = (worker.workspace.clone(), worker.sink_name.clone());
     let mut overdue = stopped.clone();
     tokio::select! {
-        () = worker.run(stopped) => {}
+        () = worker.run(gate, stopped) => {}
         () = async {
             let _ = overdue.wait_for(|stop| *stop).await;
             tokio::time::sleep(HANDOVER_LIMIT).await;

@@ -5,6 +5,8 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+use super::pace::Pacing;
+
 /// The longest a receiver's Retry-After is honoured for; beyond it a misbehaving receiver
 /// could park its events for ever.
 pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -23,6 +25,10 @@ pub struct DeliveryPolicy {
     pub max_backoff: Duration,
     /// An event failing this long after its accept is a dead letter.
     pub max_age: Duration,
+    /// The sink's `rate`; `None`: as fast as it takes them.
+    pub pace: Option<Pacing>,
+    /// Failing continuously this long disables the sink; `None`: never.
+    pub disable_after: Option<Duration>,
 }
 
 /// What to do after an event's `failures`-th failure of its own.
@@ -143,6 +149,8 @@ mod tests {
             ordered: false,
             max_backoff: Duration::from_secs(10),
             max_age: Duration::from_secs(3600),
+            pace: None,
+            disable_after: None,
         }
     }
 

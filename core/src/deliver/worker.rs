@@ -1,6 +1,6 @@
 //! One sink's delivery loop: take due entries from its queue, hand them to the sink (several
 //! in flight, or strictly one at a time when ordered), record what became of each, and keep
-//! the sink's health (see [`super::health`]).
+//! the sink's health and pace (see [`super::gate`]).
 //!
 //! The worker reads its queue forward from a position, so each pass costs what it delivers, not
 //! the backlog; a commit that lands out of id order or a replayed dead letter moves the
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::health::{Health, State};
+use super::gate::Gate;
+use super::health::State;
 use super::policy::{Blame, DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
 use crate::base::id::{millis, rfc3339, EventId};
@@ -57,7 +58,7 @@ struct Pending {
 
 /// What the loop keeps between passes.
 struct Run {
-    health: Health,
+    health: Gate,
     /// Where the next forward read of the queue starts (inclusive); `None`: the beginning.
     from: Option<EventId>,
     /// The last read found the end of the queue; new entries wake the worker.
@@ -73,13 +74,15 @@ struct Run {
     done: Vec<(EventId, Vec<u8>)>,
     /// The head of an ordered queue is not due until then.
     head_due: Option<Instant>,
+    /// Seconds spent reading the queue and settling outcomes (`switchyard_busy_seconds_total`).
+    busy: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
-    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(self, gate: Gate, mut stop: watch::Receiver<bool>) {
         let worker = Arc::new(self);
         let mut run = Run {
-            health: Health::new(worker.policy.max_backoff),
+            health: gate,
             from: None,
             at_end: false,
             in_flight: HashSet::new(),
@@ -88,12 +91,16 @@ impl Worker {
             tasks: JoinSet::new(),
             done: Vec::new(),
             head_due: None,
+            busy: worker.metrics.busy("deliver"),
         };
         loop {
             if *stop.borrow() {
                 return worker.finish(run).await;
             }
-            if let Err(error) = worker.pass(&mut run).await {
+            let started = Instant::now();
+            let passed = worker.pass(&mut run).await;
+            run.busy.inc_by(started.elapsed().as_secs_f64());
+            if let Err(error) = passed {
                 tracing::error!(workspace = %worker.workspace, sink = %worker.sink_name, %error, "delivery queue unavailable");
                 tokio::time::sleep(STORE_RETRY).await;
                 continue;
@@ -102,12 +109,15 @@ impl Worker {
             let wake_at = worker.wake_at(&mut run);
             tokio::select! {
                 Some(joined) = run.tasks.join_next(), if !run.tasks.is_empty() => {
+                    let started = Instant::now();
                     worker.settle_joined(&mut run, joined).await;
                     while let Some(joined) = run.tasks.try_join_next() {
                         worker.settle_joined(&mut run, joined).await;
                     }
+                    run.busy.inc_by(started.elapsed().as_secs_f64());
                 }
                 () = worker.queue.changed() => run.at_end = false,
+                () = run.health.woken() => {}
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
                 _ = stop.changed() => {}
             }
@@ -128,21 +138,26 @@ impl Worker {
         }
         let now = Instant::now();
         let slots = match run.health.state(now) {
-            State::Down { .. } => 0,
+            State::Down { .. } | State::Disabled => 0,
             State::Probing => usize::from(run.tasks.is_empty()),
             State::Flowing => self.policy.concurrency.saturating_sub(run.tasks.len()),
         };
         let probing = matches!(run.health.state(now), State::Probing);
         let per_batch = if probing { 1 } else { self.sink.max_batch() };
         for _ in 0..slots {
+            let limit = run.health.room(now, per_batch);
+            if limit == 0 {
+                break;
+            }
             let batch = if self.policy.ordered {
                 self.head(run, now).await?
             } else {
-                self.take(run, per_batch).await?
+                self.take(run, limit).await?
             };
             if batch.is_empty() {
                 break;
             }
+            run.health.spend(now, batch.len());
             self.launch(run, batch);
         }
         Ok(())
@@ -270,10 +285,11 @@ impl Worker {
         let retry = run.waiting.first().map(|(due, _)| {
             now + Duration::from_millis(due.saturating_sub(millis(SystemTime::now())))
         });
-        match (retry, run.head_due) {
+        let due = match (retry, run.head_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        run.health.wake(now, due)
     }
 
     async fn settle_joined(
@@ -388,8 +404,7 @@ impl Worker {
             let sink_wide = error.is_sink_wide() || self.sink.max_batch() > 1;
             let first = batch.events.first().map(|event| event.id.clone());
             first.map(|id| {
-                run.health
-                    .failed(Instant::now(), &id, sink_wide, error.retry_after())
+                (run.health).failed(Instant::now(), &id, sink_wide, error.retry_after(), error)
             })
         };
         let now_ms = millis(now);

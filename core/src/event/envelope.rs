@@ -38,6 +38,15 @@ pub struct Envelope<'a> {
     pub dedupe_basis: &'static str,
     pub occurred_at: Option<&'a str>,
     pub received_at: String,
+    /// The request's `Content-Type` as the vendor sent it, for sinks that relay the body as
+    /// received (`format: raw`); absent when the request had none (and in envelopes written
+    /// before it was kept). It and `raw_body` come before `data`, so `raw` stays last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_content_type: Option<&'a str>,
+    /// The body byte for byte, only when it differs from `raw` (which drops its line breaks so
+    /// the envelope stays one line); JSON is text, so it is a string here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<&'a str>,
     pub data: &'a RawValue,
     pub raw: &'a RawValue,
 }
@@ -64,14 +73,28 @@ impl<'a> Envelope<'a> {
             received_at: rfc3339(received_at),
             data: &mapped.data,
             raw: &mapped.raw,
+            raw_content_type: None,
+            raw_body: None,
         }
+    }
+
+    /// Keeps how the request came: its content type, and its body when `raw` is not it byte
+    /// for byte.
+    pub fn received_as(mut self, content_type: Option<&'a str>, body: &'a [u8]) -> Envelope<'a> {
+        self.raw_content_type = content_type;
+        if body != self.raw.get().as_bytes() {
+            self.raw_body = std::str::from_utf8(body).ok();
+        }
+        self
     }
 
     /// Compact JSON: no newlines, so JSON-lines sinks stay one event per line.
     pub fn to_json(&self) -> Vec<u8> {
         // Sized for `raw` and `data` plus the other fields, so a large event's JSON is written
         // once instead of being copied as its buffer doubles.
-        let mut json = Vec::with_capacity(self.raw.get().len() + self.data.get().len() + 1024);
+        let body = self.raw_body.map_or(0, str::len);
+        let mut json =
+            Vec::with_capacity(self.raw.get().len() + self.data.get().len() + body + 1024);
         // Every field is a string, an option or already-valid JSON: serialisation cannot fail.
         match serde_json::to_writer(&mut json, self) {
             Ok(()) => json,

@@ -1,18 +1,45 @@
-//! Signature verification: HMAC-SHA256 over the raw bytes, compared in constant time against
-//! every active secret (rotation). The vendor's scheme arrives as data from its plugin; the
-//! cryptography lives here, once, for every vendor.
+//! Signature verification: an HMAC over the raw bytes (SHA-256 for every library plugin; SHA-1 or
+//! SHA-512 where a vendor definition says so), compared in constant time against every active
+//! secret (rotation). The vendor's scheme arrives as data from its plugin; the cryptography lives
+//! here, once, for every vendor.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use hyper::header::{HeaderMap, HeaderName};
-use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::base::names::Secret;
 
-type HmacSha256 = Hmac<Sha256>;
+/// The HMAC's hash function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Sha1 => "sha1",
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The MAC's length in bytes.
+    fn len(self) -> usize {
+        match self {
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha512 => 64,
+        }
+    }
+}
 
 /// How the MAC is written in the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +68,12 @@ pub struct SignatureScheme {
     pub encoding: Encoding,
     pub prefix: String,
     pub signed: Signed,
+    /// SHA-256 for every library plugin.
+    pub algorithm: Algorithm,
+    /// Several signatures in one header, separated by spaces (`v1,sig1 v1,sig2`, as Standard
+    /// Webhooks sends while a secret is rotated): one matching is enough, and an item without
+    /// the prefix (another scheme's version) is skipped.
+    pub several: bool,
 }
 
 /// Why a delivery's signature was refused. The text names what is wrong, never a secret or the
@@ -96,7 +129,7 @@ impl SignatureScheme {
         let value = headers
             .get(&self.header)
             .ok_or_else(|| VerifyError::Missing(self.header.clone()))?;
-        let provided = self.decode(value.as_bytes())?;
+        let provided = self.decode_all(value.as_bytes())?;
         let timestamp = match &self.signed {
             Signed::Body => None,
             Signed::Template {
@@ -124,7 +157,10 @@ impl SignatureScheme {
         let mut matched = Choice::from(0);
         // Every secret is tried, so the time taken does not say which one matched.
         for secret in secrets {
-            matched |= self.mac(secret.expose(), &signable).ct_eq(&provided);
+            let mac = self.mac(secret.expose(), &signable);
+            for signature in &provided {
+                matched |= mac.as_slice().ct_eq(signature.as_slice());
+            }
         }
         if bool::from(matched) {
             Ok(())
@@ -143,9 +179,17 @@ impl SignatureScheme {
         format!("{}{}", self.prefix, encoded)
     }
 
-    fn mac(&self, secret: &[u8], signable: &Signable<'_>) -> [u8; 32] {
+    fn mac(&self, secret: &[u8], signable: &Signable<'_>) -> Vec<u8> {
+        match self.algorithm {
+            Algorithm::Sha1 => self.mac_with::<Hmac<sha1::Sha1>>(secret, signable),
+            Algorithm::Sha256 => self.mac_with::<Hmac<sha2::Sha256>>(secret, signable),
+            Algorithm::Sha512 => self.mac_with::<Hmac<sha2::Sha512>>(secret, signable),
+        }
+    }
+
+    fn mac_with<M: Mac + KeyInit>(&self, secret: &[u8], signable: &Signable<'_>) -> Vec<u8> {
         // HMAC accepts keys of any length: new_from_slice cannot fail for it.
-        let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        let mut mac = <M as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
         match &self.signed {
             Signed::Body => mac.update(signable.body),
             Signed::Template { template, .. } => {
@@ -159,20 +203,47 @@ impl SignatureScheme {
                 }
             }
         }
-        mac.finalize().into_bytes().into()
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// The signatures in the header's value: one, or with `several` each item that has the
+    /// prefix; the header is malformed when none can be read.
+    fn decode_all(&self, value: &[u8]) -> Result<Vec<Vec<u8>>, VerifyError> {
+        if !self.several {
+            return Ok(vec![self.decode(value)?]);
+        }
+        let text = std::str::from_utf8(value).map_err(|_| self.malformed("not text"))?;
+        let mut worst = self.malformed("expected prefix is missing");
+        let mut found = Vec::new();
+        for item in text.split_ascii_whitespace() {
+            if !has_prefix(item, &self.prefix) {
+                continue;
+            }
+            match self.decode(item.as_bytes()) {
+                Ok(signature) => found.push(signature),
+                Err(error) => worst = error,
+            }
+        }
+        if found.is_empty() {
+            return Err(worst);
+        }
+        Ok(found)
+    }
+
+    fn malformed(&self, reason: &'static str) -> VerifyError {
+        VerifyError::Malformed {
+            header: self.header.clone(),
+            reason,
+        }
     }
 
     fn decode(&self, value: &[u8]) -> Result<Vec<u8>, VerifyError> {
-        let malformed = |reason| VerifyError::Malformed {
-            header: self.header.clone(),
-            reason,
-        };
+        let malformed = |reason| self.malformed(reason);
         let value = std::str::from_utf8(value)
             .map_err(|_| malformed("not text"))?
             .trim();
-        let encoded = value
-            .get(..self.prefix.len())
-            .filter(|p| p.eq_ignore_ascii_case(&self.prefix))
+        let encoded = Some(value)
+            .filter(|v| has_prefix(v, &self.prefix))
             .map(|_| &value[self.prefix.len()..])
             .ok_or_else(|| malformed("expected prefix is missing"))?;
         let decoded = match self.encoding {
@@ -181,11 +252,18 @@ impl SignatureScheme {
                 .decode(encoded)
                 .map_err(|_| malformed("not base64"))?,
         };
-        if decoded.len() != 32 {
-            return Err(malformed("wrong length for HMAC-SHA256"));
+        if decoded.len() != self.algorithm.len() {
+            return Err(malformed("wrong length for the HMAC"));
         }
         Ok(decoded)
     }
+}
+
+/// Prefixes are matched without regard to case, as vendors differ (`sha256=`, `SHA256=`).
+fn has_prefix(value: &str, prefix: &str) -> bool {
+    value
+        .get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 fn check_age(timestamp: &str, tolerance: Duration, now: SystemTime) -> Result<(), VerifyError> {
@@ -288,6 +366,8 @@ mod tests {
             encoding: Encoding::Hex,
             prefix: String::new(),
             signed: Signed::Body,
+            algorithm: Algorithm::Sha256,
+            several: false,
         }
     }
 
@@ -362,7 +442,7 @@ mod tests {
         for (value, reason) in [
             ("abcd", "expected prefix is missing"),
             ("sha256=zz", "not hexadecimal"),
-            ("sha256=abcd", "wrong length for HMAC-SHA256"),
+            ("sha256=abcd", "wrong length for the HMAC"),
         ] {
             let err = scheme
                 .verify(&headers(&[("x-sig", value)]), b"", None, &s, now)
@@ -389,6 +469,8 @@ mod tests {
                 timestamp_header: Some(HeaderName::from_static("webhook-timestamp")),
                 tolerance: Some(Duration::from_secs(300)),
             },
+            algorithm: Algorithm::Sha256,
+            several: false,
         };
         // Reference: the Standard Webhooks example secret and message.
         let secret = base64::engine::general_purpose::STANDARD
@@ -420,6 +502,86 @@ mod tests {
             Err(VerifyError::Stale {
                 age_secs: 301,
                 tolerance_secs: 300
+            })
+        );
+    }
+
+    #[test]
+    fn sha1_and_sha512_match_independent_hmacs() {
+        // python3: hmac.new(b'key', b'body', hashlib.sha1 / hashlib.sha512)
+        let body = Signable {
+            body: b"body",
+            timestamp: None,
+            delivery_id: None,
+        };
+        let sha1 = SignatureScheme {
+            algorithm: Algorithm::Sha1,
+            ..hex_scheme()
+        };
+        assert_eq!(
+            sha1.sign(b"key", &body),
+            "70bbf6819d1037aa94ca7e7f537cbea25fe49283"
+        );
+        let sha512 = SignatureScheme {
+            algorithm: Algorithm::Sha512,
+            encoding: Encoding::Base64,
+            ..hex_scheme()
+        };
+        let expected = "tx6CtC7OJEGCquAPXEGNhLWwrIRIdHZeZY6RsmJhsy3znp/L9EQk0OO1O6sZLnikk2Ik7JQM+VMWS3CqzdTIRQ==";
+        assert_eq!(sha512.sign(b"key", &body), expected);
+        let secrets = [Secret::new("key")];
+        let now = SystemTime::now();
+        let h = headers(&[("x-sig", expected)]);
+        assert_eq!(sha512.verify(&h, b"body", None, &secrets, now), Ok(()));
+        // A SHA-256 MAC is the wrong length for SHA-512.
+        let h = headers(&[("x-sig", "Vv3kQImLIEbu5vWIFuqBxXgNa9XTTRzkG5nVTtrLxLg=")]);
+        assert_eq!(
+            sha512.verify(&h, b"body", None, &secrets, now),
+            Err(VerifyError::Malformed {
+                header: HeaderName::from_static("x-sig"),
+                reason: "wrong length for the HMAC"
+            })
+        );
+    }
+
+    #[test]
+    fn several_signatures_in_one_header_any_one_matches() {
+        let scheme = SignatureScheme {
+            encoding: Encoding::Base64,
+            prefix: "v1,".into(),
+            several: true,
+            ..hex_scheme()
+        };
+        // python3: base64 of hmac.new(b'new', b'{}', hashlib.sha256)
+        let new = "v1,Vv3kQImLIEbu5vWIFuqBxXgNa9XTTRzkG5nVTtrLxLg=";
+        let secrets = [Secret::new("new")];
+        let now = SystemTime::now();
+        for value in [
+            format!("v1,AAAA {new}"),
+            format!("{new} v2,whatever"),
+            format!("v1a,xyz  {new}"),
+        ] {
+            let h = headers(&[("x-sig", &value)]);
+            assert_eq!(
+                scheme.verify(&h, b"{}", None, &secrets, now),
+                Ok(()),
+                "{value}"
+            );
+        }
+        let h = headers(&[(
+            "x-sig",
+            "v1,AAAA v1,Vv3kQImLIEbu5vWIFuqBxXgNa9XTTRzkG5nVTtrLxLg=",
+        )]);
+        assert_eq!(
+            scheme.verify(&h, b"{ }", None, &secrets, now),
+            Err(VerifyError::Mismatch)
+        );
+        let h = headers(&[("x-sig", "v2,abc v3,def")]);
+        assert_eq!(
+            scheme.verify(&h, b"{}", None, &secrets, now),
+            Err(VerifyError::Malformed {
+                header: HeaderName::from_static("x-sig"),
+                reason: "expected prefix is missing"
             })
         );
     }

@@ -58,6 +58,22 @@ pub struct SinkOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkStateLabels {
+    pub workspace: String,
+    pub sink: String,
+    /// `healthy`, `backing_off` or `disabled`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabels {
+    /// `accept` (the commit writer: dedupe, log write and sync, answers), `apply` (sled's
+    /// index, behind the answers) or `deliver` (delivery workers reading their queues and
+    /// settling outcomes, not the time waiting on sinks).
+    pub work: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PluginFaultLabels {
     pub vendor: String,
     /// `timeout`, `failed` (panicked or broke the ABI contract), or `quarantined` (answered 503
@@ -76,6 +92,8 @@ pub struct Metrics {
     pub queue_depth: Family<SinkLabels, Gauge>,
     pub in_flight: Family<SinkLabels, Gauge>,
     pub dead_letters: Family<SinkLabels, Gauge>,
+    /// 1 for the state each running sink is in, 0 for the others.
+    pub sink_state: Family<SinkStateLabels, Gauge>,
     /// Accept to delivered, per sink.
     pub delivery_seconds: Family<SinkLabels, Histogram, fn() -> Histogram>,
     /// How long the oldest event a sink still owes has waited.
@@ -85,6 +103,8 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub store_unreadable: Counter<u64, AtomicU64>,
     pub plugin_faults: Family<PluginFaultLabels, Counter>,
+    /// Seconds spent on each kind of work: how intake and delivery share the machine.
+    pub busy_seconds: Family<WorkLabels, Counter<f64, AtomicU64>>,
     /// 1 while the store takes writes (what `/readyz` reports), else 0.
     pub store_ready: Gauge,
 }
@@ -153,6 +173,12 @@ impl Metrics {
             "Age of the oldest event a sink still owes (0 when its queue is empty)",
             oldest_queued_seconds.clone(),
         );
+        let sink_state = Family::<SinkStateLabels, Gauge>::default();
+        registry.register(
+            "sink_state",
+            "Each running sink's state: 1 for the one it is in (healthy, backing_off, disabled)",
+            sink_state.clone(),
+        );
         let queue_depth = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "sink_queue_depth",
@@ -201,6 +227,12 @@ impl Metrics {
             "Vendor plugin calls that timed out or failed, and deliveries refused while the plugin was quarantined",
             plugin_faults.clone(),
         );
+        let busy_seconds = Family::<WorkLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "busy_seconds",
+            "Seconds spent accepting (work=accept), applying to the store's index (apply) and delivering (deliver: reading queues and settling outcomes)",
+            busy_seconds.clone(),
+        );
         let store_ready = Gauge::default();
         registry.register(
             "store_ready",
@@ -228,6 +260,7 @@ impl Metrics {
             hook_duration,
             sink_attempts,
             queue_depth,
+            sink_state,
             in_flight,
             dead_letters,
             delivery_seconds,
@@ -237,8 +270,18 @@ impl Metrics {
             store_bytes,
             store_unreadable,
             plugin_faults,
+            busy_seconds,
             store_ready,
         }
+    }
+
+    /// The busy-seconds counter of one kind of work.
+    pub fn busy(&self, work: &str) -> Counter<f64, AtomicU64> {
+        self.busy_seconds
+            .get_or_create(&WorkLabels {
+                work: work.to_owned(),
+            })
+            .clone()
     }
 
     /// A queue the store no longer has: its gauges leave the exposition instead of keeping the

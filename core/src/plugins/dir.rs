@@ -1,5 +1,5 @@
-//! The loaded plugins, one per vendor: every `libswitchyard_*` library of the plugins
-//! directory, each refusal reported.
+//! The loaded plugins, one per vendor: every `libswitchyard_*` library and `*.vendor.yaml`
+//! definition of the plugins directory, each refusal reported.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,13 +28,13 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    /// Loads every `libswitchyard_*` library in `dir`, reporting every refusal, not just the first.
+    /// Loads every library and definition in `dir`, reporting every refusal, not just the first.
     pub fn load_dir(dir: &Path) -> Result<Plugins, Vec<PluginError>> {
-        Plugins::load_files(&Plugins::library_paths(dir)?)
+        Plugins::load_files(&Plugins::plugin_paths(dir)?)
     }
 
-    /// The `libswitchyard_*` libraries in `dir`, in name order.
-    pub(super) fn library_paths(dir: &Path) -> Result<Vec<PathBuf>, Vec<PluginError>> {
+    /// The `libswitchyard_*` libraries and `*.vendor.yaml` definitions in `dir`, in name order.
+    pub(super) fn plugin_paths(dir: &Path) -> Result<Vec<PathBuf>, Vec<PluginError>> {
         let entries = std::fs::read_dir(dir).map_err(|source| {
             vec![PluginError::Dir {
                 path: dir.to_path_buf(),
@@ -44,16 +44,17 @@ impl Plugins {
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                let library = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                     n.starts_with(FILE_PREFIX) && n.ends_with(std::env::consts::DLL_SUFFIX)
-                })
+                });
+                library || super::definition::is_definition(p)
             })
             .collect();
         paths.sort();
         Ok(paths)
     }
 
-    /// Loads the given libraries.
+    /// Loads the given libraries and definitions.
     pub fn load_files(paths: &[PathBuf]) -> Result<Plugins, Vec<PluginError>> {
         let mut plugins = Plugins::default();
         let mut errors = Vec::new();
@@ -72,7 +73,7 @@ impl Plugins {
                             .insert(plugin.vendor.clone(), Arc::new(plugin));
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.extend(e),
             }
         }
         if errors.is_empty() {

@@ -1,16 +1,21 @@
-//! Vendor plugins: loading them from `plugins_dir`, proving their test vectors, and the safe
-//! wrapper ([`VendorPlugin`]) that is all the rest of the core sees of them. Requests call into a
-//! plugin through [`VendorPlugin::map_event_async`], `verify_async` and `handshake_async`: off
-//! the async threads, within a time limit, and behind a quarantine ([`runner`]) so that a plugin
-//! that hangs or keeps failing costs its own vendor's deliveries a 503, not the server its
-//! threads.
+//! Vendor plugins: loading them from `plugins_dir` (libraries, and vendor definitions: a vendor
+//! as data, [`definition`]), proving their test vectors, and the safe wrapper ([`VendorPlugin`])
+//! that is all the rest of the core sees of them, whichever form the vendor has. Requests call
+//! into a plugin through [`VendorPlugin::map_event_async`], `verify_async` and
+//! `handshake_async`: off the async threads, within a time limit, and behind a quarantine
+//! ([`runner`]) so that a plugin that hangs or keeps failing costs its own vendor's deliveries
+//! a 503, not the server its threads.
 
+pub mod definition;
 mod dir;
 mod elf;
+mod error;
+mod handshake;
 mod loader;
 mod quarantine;
 mod rescan;
 mod runner;
+mod summary;
 mod vectors;
 pub mod wire;
 
@@ -21,70 +26,15 @@ use hyper::header::{HeaderMap, HeaderName};
 use subtle::{Choice, ConstantTimeEq};
 use switchyard_plugin_abi as abi;
 
+use self::definition::Definition;
 pub use self::dir::{plugins_dir, Plugins};
+pub use self::error::{refusal_message, PluginError};
+pub use self::handshake::{HandshakeOutcome, HandshakeSpec};
 pub use self::rescan::Rescan;
 pub use self::runner::{CallFault, MapOutcome, SignedDelivery, DEFAULT_TIME_LIMIT};
 use crate::base::names::{Secret, VendorName};
 use crate::event::envelope::MappedEvent;
-use crate::event::verify::{Encoding, SignatureScheme, Signed, VerifyError};
-
-/// Why a plugin was refused. Each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    #[error("{}", dir_problem(path, source))]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot be loaded: {reason}", path.display())]
-    Open { path: PathBuf, reason: String },
-    #[error("{}: does not export `switchyard_plugin_v1` (build it with switchyard_plugin::export_plugin!)", path.display())]
-    MissingSymbol { path: PathBuf },
-    #[error("{}: built for plugin ABI {found}.x, this server speaks {}.{}; rebuild it against this server's switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MINOR)]
-    WrongAbi { path: PathBuf, found: u32 },
-    #[error("{}: built for plugin ABI {}.{found}, newer than this server's {}.{}; upgrade the server or build the plugin against an older switchyard-plugin", path.display(), abi::ABI_MAJOR, abi::ABI_MAJOR, abi::ABI_MINOR)]
-    NewerMinor { path: PathBuf, found: u32 },
-    #[error("{}: refused before loading: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("{}: invalid descriptor: {reason}", path.display())]
-    InvalidDescriptor { path: PathBuf, reason: String },
-    #[error("{}: test vector {index} fails: the core's HMAC of its body does not match the declared header value ({reason})", path.display())]
-    TestVector {
-        path: PathBuf,
-        index: usize,
-        reason: String,
-    },
-    #[error("{}: vendor `{vendor}` is already provided by {}", path.display(), other.display())]
-    DuplicateVendor {
-        path: PathBuf,
-        vendor: String,
-        other: PathBuf,
-    },
-}
-
-fn dir_problem(path: &Path, source: &std::io::Error) -> String {
-    match source.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("the plugins directory {} does not exist", path.display())
-        }
-        _ => format!(
-            "cannot read the plugins directory {}: {source}",
-            path.display()
-        ),
-    }
-}
-
-/// Why [`Plugins::load_dir`] failed, in one message: the directory's own problem, or every
-/// library refused.
-pub fn refusal_message(errors: &[PluginError]) -> String {
-    match errors {
-        [only @ PluginError::Dir { .. }] => only.to_string(),
-        _ => {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-            format!("{} plugin(s) refused:\n{}", errors.len(), lines.join("\n"))
-        }
-    }
-}
+use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed, VerifyError};
 
 /// Why `map_event` produced no event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,48 +47,35 @@ pub enum MapFailure {
     PluginFailed(String),
 }
 
-/// A GET handshake's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandshakeOutcome {
-    /// This vendor has no handshake (405).
-    NotSupported,
-    /// The request is not a valid handshake (400), with why.
-    Invalid(String),
-    /// Answer `status` with this JSON body.
-    Reply { status: u16, body: Vec<u8> },
-    /// The plugin panicked (500).
-    Failed,
-}
-
-/// The vendor's handshake, as data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandshakeSpec {
-    None,
-    EchoQuery {
-        param: String,
-        field: String,
-        max_len: usize,
-    },
-}
-
-/// One loaded vendor plugin.
+/// One loaded vendor plugin: a library or a definition; nothing outside this module can tell
+/// which but by asking ([`VendorPlugin::form`]).
 pub struct VendorPlugin {
     pub path: PathBuf,
     pub vendor: VendorName,
     pub version: String,
-    pub abi_minor: u32,
-    pub scheme: SignatureScheme,
+    /// `None`: a definition's `signature: none`, served only behind `allow_ips`.
+    pub scheme: Option<SignatureScheme>,
     pub delivery_id_header: Option<HeaderName>,
     pub event_type_header: Option<HeaderName>,
     pub handshake: HandshakeSpec,
     pub test_vector_count: usize,
     /// What identifies one event, as the plugin says (empty for ABI 1.0 plugins).
     pub dedupe: String,
-    verify_override: bool,
-    entries: loader::Entries,
+    form: Form,
     guard: quarantine::Guard,
     /// The file as it was when loaded: a reload recognises it replaced.
     stamp: Option<rescan::FileStamp>,
+}
+
+/// What maps the vendor's deliveries.
+enum Form {
+    Library {
+        abi_minor: u32,
+        verify_override: bool,
+        entries: loader::Entries,
+    },
+    /// Boxed: a definition is much larger than a library's entry points.
+    Definition(Box<Definition>),
 }
 
 impl std::fmt::Debug for VendorPlugin {
@@ -151,8 +88,36 @@ impl std::fmt::Debug for VendorPlugin {
 }
 
 impl VendorPlugin {
+    /// Loads one plugin file, a definition or a library, and proves its test vectors; every
+    /// problem of a definition, a library's first.
+    pub fn load(path: &Path) -> Result<VendorPlugin, Vec<PluginError>> {
+        if definition::is_definition(path) {
+            return VendorPlugin::from_definition(path);
+        }
+        VendorPlugin::load_library(path).map_err(|e| vec![e])
+    }
+
+    fn from_definition(path: &Path) -> Result<VendorPlugin, Vec<PluginError>> {
+        let d = Definition::load(path)?;
+        Ok(VendorPlugin {
+            path: path.to_path_buf(),
+            vendor: VendorName::new(d.vendor.as_str()),
+            version: d.version.clone(),
+            scheme: d.signature.clone(),
+            delivery_id_header: d.delivery_id_header.clone(),
+            event_type_header: d.event_type_header.clone(),
+            handshake: d.handshake.clone(),
+            test_vector_count: d.vector_count(),
+            dedupe: d.dedupe.clone(),
+            form: Form::Definition(Box::new(d)),
+            guard: quarantine::Guard::new(quarantine::Policy::default()),
+            // A definition knows its own text: a reload compares that.
+            stamp: None,
+        })
+    }
+
     /// Loads one library and proves its test vectors with the core's own HMAC code.
-    pub fn load(path: &Path) -> Result<VendorPlugin, PluginError> {
+    fn load_library(path: &Path) -> Result<VendorPlugin, PluginError> {
         let stamp = rescan::FileStamp::of(path);
         let d = loader::open(path)?;
         let invalid = |reason: String| PluginError::InvalidDescriptor {
@@ -198,6 +163,8 @@ impl VendorPlugin {
                 },
                 other => return Err(invalid(format!("unknown signed-content kind {other}"))),
             },
+            algorithm: Algorithm::Sha256,
+            several: false,
         };
         let handshake = match d.handshake.kind {
             abi::HANDSHAKE_KIND_NONE => HandshakeSpec::None,
@@ -218,21 +185,23 @@ impl VendorPlugin {
             path: path.to_path_buf(),
             vendor: VendorName::new(d.vendor.as_str()),
             version: d.version.clone(),
-            abi_minor: d.abi_minor,
-            scheme,
+            scheme: Some(scheme.clone()),
             delivery_id_header: header(&d.delivery_id_header, "delivery_id_header")?,
             event_type_header: header(&d.event_type_header, "event_type_header")?,
             handshake,
             test_vector_count: d.test_vectors.len(),
             dedupe: d.dedupe,
-            verify_override: d.entries.verify.is_some(),
-            entries: d.entries,
+            form: Form::Library {
+                abi_minor: d.abi_minor,
+                verify_override: d.entries.verify.is_some(),
+                entries: d.entries,
+            },
             guard: quarantine::Guard::new(quarantine::Policy::default()),
             stamp,
         };
         for (index, vector) in d.test_vectors.iter().enumerate() {
             plugin
-                .check_vector(vector)
+                .check_vector(&scheme, vector)
                 .map_err(|reason| PluginError::TestVector {
                     path: path.to_path_buf(),
                     index,
@@ -269,7 +238,14 @@ impl VendorPlugin {
 
     /// The plugin's own signature check, when it has one.
     fn own_verify(&self) -> Option<abi::VerifyFn> {
-        self.entries.verify.filter(|_| self.verify_override)
+        match &self.form {
+            Form::Library {
+                verify_override: true,
+                entries,
+                ..
+            } => entries.verify,
+            _ => None,
+        }
     }
 
     /// The plugin's own check, run for every secret whatever an earlier one answered, so the
@@ -313,7 +289,7 @@ impl VendorPlugin {
 
     /// Whether GET handshakes call into the plugin (its own handshake entry).
     fn has_own_handshake(&self) -> bool {
-        self.entries.handshake.is_some()
+        matches!(&self.form, Form::Library { entries, .. } if entries.handshake.is_some())
     }
 
     /// Maps a verified delivery, inline on the calling thread: the body becomes `raw`, the plugin
@@ -322,86 +298,15 @@ impl VendorPlugin {
     pub fn map_event(&self, headers: &HeaderMap, body: &[u8]) -> Result<MappedEvent, MapFailure> {
         // A body that is not JSON is refused before the plugin sees it.
         let raw = wire::raw_json(body).map_err(MapFailure::InvalidPayload)?;
-        let (status, out) = loader::map_event(self.entries, headers, body);
         let delivery_id = (self.delivery_id_header.as_ref())
             .and_then(|h| headers.get(h))
             .and_then(|v| v.to_str().ok());
-        wire::mapped(status, &out, raw, delivery_id)
-    }
-
-    /// Answers a GET on the hook URL.
-    pub fn handshake(&self, headers: &HeaderMap, query: &str) -> HandshakeOutcome {
-        if let Some(handshake) = self.entries.handshake {
-            return match loader::handshake(handshake, headers, query.as_bytes()) {
-                (abi::HANDSHAKE_NONE, _) => HandshakeOutcome::NotSupported,
-                (status @ 100..=599, body) => HandshakeOutcome::Reply {
-                    status: status as u16,
-                    body,
-                },
-                _ => HandshakeOutcome::Failed,
-            };
-        }
-        match &self.handshake {
-            HandshakeSpec::None => HandshakeOutcome::NotSupported,
-            HandshakeSpec::EchoQuery {
-                param,
-                field,
-                max_len,
-            } => {
-                let value = form_urlencoded::parse(query.as_bytes())
-                    .find(|(k, _)| k == param.as_str())
-                    .map(|(_, v)| v);
-                match value {
-                    None => {
-                        HandshakeOutcome::Invalid(format!("query parameter `{param}` is required"))
-                    }
-                    Some(v) if v.len() > *max_len => HandshakeOutcome::Invalid(format!(
-                        "query parameter `{param}` is longer than {max_len} bytes"
-                    )),
-                    Some(v) => {
-                        let mut body = serde_json::Map::new();
-                        body.insert(field.clone(), serde_json::Value::String(v.into_owned()));
-                        HandshakeOutcome::Reply {
-                            status: 200,
-                            body: serde_json::to_vec(&body).unwrap_or_default(),
-                        }
-                    }
-                }
+        match &self.form {
+            Form::Library { entries, .. } => {
+                let (status, out) = loader::map_event(*entries, headers, body);
+                wire::mapped(status, &out, raw, delivery_id)
             }
+            Form::Definition(d) => d.map(headers, body, raw, delivery_id),
         }
-    }
-
-    /// What identifies one event, for `switchyard plugins`.
-    pub fn dedupe_summary(&self) -> &str {
-        if self.dedupe.is_empty() {
-            "not stated (ABI 1.0): event_id when the event has one, else delivery_id, else body_hash"
-        } else {
-            &self.dedupe
-        }
-    }
-
-    /// How the signature scheme reads, for `switchyard plugins`.
-    pub fn scheme_summary(&self) -> String {
-        let encoding = match self.scheme.encoding {
-            Encoding::Hex => "hex",
-            Encoding::Base64 => "base64",
-        };
-        let signed = match &self.scheme.signed {
-            Signed::Body => "body".to_owned(),
-            Signed::Template { template, .. } => format!("template {template:?}"),
-        };
-        let custom = if self.verify_override {
-            " (plugin's own verify)"
-        } else {
-            ""
-        };
-        format!(
-            "HMAC-SHA256 {encoding}{} of {signed}{custom}",
-            if self.scheme.prefix.is_empty() {
-                String::new()
-            } else {
-                format!(" after {:?}", self.scheme.prefix)
-            }
-        )
     }
 }

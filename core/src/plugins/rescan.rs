@@ -2,6 +2,8 @@
 //! its test vectors proven as at start-up. Libraries are never unloaded, so one that replaces a
 //! library already loaded (the same file changed, or another file for a loaded vendor) cannot
 //! take its place: it is reported as needing a restart, naming the vendor and the files.
+//! Definitions are data: one new or changed is read and proven again and takes the place of the
+//! one loaded; one that fails refuses the reload, and the one loaded stays.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -48,7 +50,7 @@ impl Plugins {
     /// reported as at start-up, and so is a second library for a vendor whose first is still
     /// there.
     pub fn rescan(&self, dir: &Path) -> Result<Rescan, Vec<PluginError>> {
-        let paths = Plugins::library_paths(dir)?;
+        let paths = Plugins::plugin_paths(dir)?;
         let mut rescan = Rescan {
             plugins: self.clone(),
             loaded: Vec::new(),
@@ -57,43 +59,66 @@ impl Plugins {
         let mut errors = Vec::new();
         for path in &paths {
             if let Some(known) = self.iter().find(|p| &p.path == path) {
-                if known.stamp != FileStamp::of(path) {
-                    rescan.restart_needed.push(format!(
-                        "vendor `{}`: {} changed since it was loaded; the server still runs the \
-                         library it loaded (libraries are never unloaded): restart it to use the \
-                         new one",
-                        known.vendor,
-                        path.display()
-                    ));
+                match known.definition() {
+                    Some(definition) if definition.unchanged(path) => continue,
+                    Some(_) => {}
+                    None => {
+                        if known.stamp != FileStamp::of(path) {
+                            rescan.restart_needed.push(format!(
+                                "vendor `{}`: {} changed since it was loaded; the server still \
+                                 runs the library it loaded (libraries are never unloaded): \
+                                 restart it to use the new one",
+                                known.vendor,
+                                path.display()
+                            ));
+                        }
+                        continue;
+                    }
                 }
-                continue;
             }
             let plugin = match VendorPlugin::load(path) {
                 Ok(plugin) => plugin,
-                Err(error) => {
-                    errors.push(error);
+                Err(refused) => {
+                    errors.extend(refused);
                     continue;
                 }
             };
             match rescan.plugins.get(plugin.vendor.as_str()) {
-                Some(other) if paths.contains(&other.path) => {
+                Some(other) if &other.path != path && paths.contains(&other.path) => {
                     errors.push(PluginError::DuplicateVendor {
                         path: path.clone(),
                         vendor: plugin.vendor.to_string(),
                         other: other.path.clone(),
                     });
                 }
-                Some(other) => rescan.restart_needed.push(format!(
-                    "vendor `{}`: {} replaces {}, which the server loaded and still runs \
-                     (libraries are never unloaded): restart it to use the new one",
-                    plugin.vendor,
-                    path.display(),
-                    other.path.display()
-                )),
-                None => {
+                Some(other)
+                    if &other.path != path
+                        && other.definition().is_none()
+                        && plugin.definition().is_none() =>
+                {
+                    rescan.restart_needed.push(format!(
+                        "vendor `{}`: {} replaces {}, which the server loaded and still runs \
+                         (libraries are never unloaded): restart it to use the new one",
+                        plugin.vendor,
+                        path.display(),
+                        other.path.display()
+                    ))
+                }
+                _ => {
                     rescan.loaded.push(plugin.vendor.clone());
                     (rescan.plugins.by_vendor).insert(plugin.vendor.clone(), Arc::new(plugin));
                 }
+            }
+        }
+        for gone in self.iter().filter(|p| !paths.contains(&p.path)) {
+            let current = rescan.plugins.get(gone.vendor.as_str());
+            if gone.definition().is_some() && current.is_some_and(|c| c.path == gone.path) {
+                rescan.restart_needed.push(format!(
+                    "vendor `{}`: {} was removed; the server keeps the definition it loaded until \
+                     it restarts",
+                    gone.vendor,
+                    gone.path.display()
+                ));
             }
         }
         if errors.is_empty() {

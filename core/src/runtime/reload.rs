@@ -5,7 +5,8 @@
 //! finishes its deliveries in flight before the new one starts (see [`crate::deliver`]). An invalid one is refused with
 //! every problem, and the running configuration stays. A sink the new configuration drops
 //! keeps its queue in the store, listed as orphaned, until a configuration brings it back.
-//! Plugin libraries new to the plugins directory are loaded (see [`crate::plugins::Rescan`]);
+//! Plugin libraries new to the plugins directory are loaded, and definitions new or changed
+//! (see [`crate::plugins::Rescan`]);
 //! the `server` section is read at start-up only.
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
+use crate::deliver::Alerter;
 use crate::metrics::Metrics;
 use crate::plugins::{self, PluginError, Plugins};
 use crate::runtime::topology::{Topology, TopologyError};
@@ -52,6 +54,7 @@ pub struct Reloader {
     plugins_dir: PathBuf,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    alerts: Option<Alerter>,
     topology: Arc<ArcSwap<Topology>>,
     /// The running configuration; held while a reload runs, so two never interleave.
     running: tokio::sync::Mutex<Config>,
@@ -63,6 +66,7 @@ impl Reloader {
         plugins: Arc<ArcSwap<Plugins>>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        alerts: Option<Alerter>,
         topology: Arc<ArcSwap<Topology>>,
     ) -> Reloader {
         Reloader {
@@ -71,6 +75,7 @@ impl Reloader {
             plugins_dir: plugins::plugins_dir(running.server.plugins_dir.as_ref()),
             store,
             metrics,
+            alerts,
             topology,
             running: tokio::sync::Mutex::new(running),
         }
@@ -95,12 +100,16 @@ impl Reloader {
         let (loaded, restart_needed) = self.rescan_plugins().await?;
         let plugins = self.plugins.load_full();
         config.check_vendors(&|vendor| plugins.get(vendor.as_str()).is_some())?;
+        config.check_unsigned(&|vendor| {
+            (plugins.get(vendor.as_str())).is_some_and(|p| p.scheme.is_none())
+        })?;
         let previous = self.topology.load_full();
         let next = Topology::build(
             &config,
             &plugins,
             &self.store,
             &self.metrics,
+            self.alerts.as_ref(),
             Some(&previous),
         )
         .await?;

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::config::{Config, SignatureConfig, SinkConfig};
-use crate::deliver::{DeliveryPolicy, SinkWorker};
+use crate::deliver::{Alerter, DeliveryPolicy, Pacing, SinkWorker};
 use crate::event::verify::SignatureScheme;
 use crate::metrics::Metrics;
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
@@ -23,6 +23,12 @@ use crate::store::{SinkQueue, Store};
 pub enum TopologyError {
     #[error("workspace `{workspace}`: vendor `{vendor}` has no loaded plugin")]
     NoPlugin {
+        workspace: WorkspaceId,
+        vendor: VendorName,
+    },
+    /// Caught by `Config::check_unsigned` first; never served without its allow-list.
+    #[error("workspace `{workspace}`: vendor `{vendor}`'s definition signs nothing (`signature: none`): set `signature: none` and `allow_ips` for it")]
+    Unsigned {
         workspace: WorkspaceId,
         vendor: VendorName,
     },
@@ -68,10 +74,11 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// The sink queues an event of this vendor and type goes to; empty = unrouted.
-    pub fn route(&self, vendor: &VendorName, event_type: &str) -> Vec<SinkQueue> {
+    /// The sink queues an event of this vendor and type goes to (`envelope`: its JSON, for
+    /// routes with `where`); empty = unrouted.
+    pub fn route(&self, vendor: &VendorName, event_type: &str, envelope: &[u8]) -> Vec<SinkQueue> {
         self.router
-            .sinks_for(vendor, event_type)
+            .sinks_for(vendor, event_type, envelope)
             .into_iter()
             .filter_map(|sink| self.workers.get(sink))
             .map(|(_, worker)| worker.queue.clone())
@@ -98,13 +105,15 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds every workspace and starts one delivery worker per sink; with `previous` (a
-    /// reload), a sink whose configuration is unchanged keeps its running worker.
+    /// Builds every workspace and starts one delivery worker per sink, whose state changes go
+    /// to `alerts`; with `previous` (a reload), a sink whose configuration is unchanged keeps
+    /// its running worker.
     pub async fn build(
         config: &Config,
         plugins: &Plugins,
         store: &Arc<Store>,
         metrics: &Arc<Metrics>,
+        alerts: Option<&Alerter>,
         previous: Option<&Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut workspaces = HashMap::new();
@@ -128,7 +137,15 @@ impl Topology {
                         );
                         None
                     }
-                    SignatureConfig::Plugin(change) => Some(change.apply(&plugin.scheme)),
+                    SignatureConfig::Plugin(change) => match &plugin.scheme {
+                        Some(scheme) => Some(change.apply(scheme)),
+                        None => {
+                            return Err(TopologyError::Unsigned {
+                                workspace: id.clone(),
+                                vendor: name.clone(),
+                            })
+                        }
+                    },
                 };
                 vendors.insert(
                     name.clone(),
@@ -164,6 +181,11 @@ impl Topology {
                     ordered: sink_config.ordered,
                     max_backoff: sink_config.max_backoff,
                     max_age: sink_config.max_age,
+                    pace: sink_config.rate.map(|rate| Pacing {
+                        interval: rate.interval(),
+                        burst: rate.burst.get(),
+                    }),
+                    disable_after: sink_config.disable_after,
                 };
                 let worker = SinkWorker::spawn(
                     id.clone(),
@@ -172,6 +194,7 @@ impl Topology {
                     policy,
                     store.clone(),
                     metrics.clone(),
+                    alerts.cloned(),
                 );
                 workers.insert(sink_name.clone(), (sink_config.clone(), Arc::new(worker)));
             }

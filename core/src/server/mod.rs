@@ -18,6 +18,7 @@ use self::signals::{
     forward_hangups, hangups, reload_on_hangup, reopen_file_sinks, shutdown_signal, stopping,
 };
 use crate::config::Config;
+use crate::deliver::Alerter;
 use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
@@ -26,6 +27,7 @@ use crate::runtime::reload::Reloader;
 use crate::runtime::topology::{Topology, TopologyError};
 use crate::server::admin::{Admin, Operator};
 use crate::server::hooks::{Hooks, Public};
+use crate::sinks::SinkBuildError;
 use crate::store::{Store, StoreConfig, StoreError, StoreMetrics, StoreOptions};
 use arc_swap::ArcSwap;
 
@@ -45,6 +47,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error("server.alerts: {0}")]
+    Alerts(#[from] SinkBuildError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -79,8 +83,11 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         StoreMetrics::of(&metrics),
     )
     .await?;
+    let alerts = (server.alerts.as_ref())
+        .map(|alerts| Alerter::start(alerts.url.clone(), alerts.secret.clone()))
+        .transpose()?;
     let topology = Arc::new(ArcSwap::from_pointee(
-        Topology::build(&config, &plugins, &store, &metrics, None).await?,
+        Topology::build(&config, &plugins, &store, &metrics, alerts.as_ref(), None).await?,
     ));
     let shortest_window = config
         .workspaces
@@ -132,6 +139,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         plugins.clone(),
         store.clone(),
         metrics.clone(),
+        alerts,
         topology.clone(),
     ));
     tokio::spawn(reload_on_hangup(reload.subscribe(), reloader.clone()));

@@ -2,31 +2,77 @@
 //! secret, requests are signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`), so consumers can
 //! verify with any Standard Webhooks library.
+//!
+//! With `format: raw` it relays what the vendor sent instead: the body byte for byte and its
+//! content type, with the envelope's id, workspace, vendor and type in `X-Switchyard-*` headers,
+//! for receivers that already parse that vendor. The signature then covers those bytes.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use hyper::{Method, Request, Uri};
+use hyper::{HeaderMap, Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde_json::value::RawValue;
 
 use super::{Delivery, Sink, SinkBuildError, SinkError, SinkFuture};
 use crate::base::names::Secret;
-use crate::event::verify::{Encoding, Signable, SignatureScheme, Signed};
+use crate::event::verify::{Algorithm, Encoding, Signable, SignatureScheme, Signed};
 
 /// How long an idle keep-alive connection to a receiver is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 /// A consumer's answer body is read (so the connection can be reused) up to this much.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// What an http sink posts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpFormat {
+    /// The envelope as JSON.
+    #[default]
+    Envelope,
+    /// The vendor's request body and content type, as received.
+    Raw,
+}
+
+impl HttpFormat {
+    pub const VALUES: &'static str = "envelope or raw";
+
+    pub fn parse(text: &str) -> Option<HttpFormat> {
+        match text {
+            "envelope" => Some(HttpFormat::Envelope),
+            "raw" => Some(HttpFormat::Raw),
+            _ => None,
+        }
+    }
+}
+
+/// The envelope fields a raw relay needs; `Cow` as a name may hold escapes.
+#[derive(serde::Deserialize)]
+struct Relayed<'a> {
+    #[serde(borrow)]
+    workspace: Cow<'a, str>,
+    #[serde(borrow)]
+    vendor: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    raw: &'a RawValue,
+    #[serde(borrow, default)]
+    raw_content_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    raw_body: Option<Cow<'a, str>>,
+}
+
 pub struct HttpSink {
     url: Uri,
     timeout: Duration,
+    format: HttpFormat,
     /// The HMAC key: a `whsec_` secret's decoded bytes, else the secret as given.
     key: Option<Vec<u8>>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -37,6 +83,7 @@ impl HttpSink {
         url: Uri,
         timeout: Duration,
         secret: Option<Secret>,
+        format: HttpFormat,
     ) -> Result<HttpSink, SinkBuildError> {
         let key = secret
             .map(|s| standard_webhooks_key(s.expose()))
@@ -55,6 +102,7 @@ impl HttpSink {
         Ok(HttpSink {
             url,
             timeout,
+            format,
             key,
             client,
         })
@@ -64,13 +112,20 @@ impl HttpSink {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
             .header(
                 USER_AGENT,
                 concat!("switchyard/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Full::new(Bytes::copy_from_slice(delivery.envelope)))
+            .body(Full::new(Bytes::new()))
             .map_err(|e| SinkError::Request(e.to_string()))?;
+        let body = match self.format {
+            HttpFormat::Envelope => {
+                let json = HeaderValue::from_static("application/json");
+                request.headers_mut().insert(CONTENT_TYPE, json);
+                Bytes::copy_from_slice(delivery.envelope)
+            }
+            HttpFormat::Raw => relay(delivery, request.headers_mut())?,
+        };
         if let Some(key) = &self.key {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -80,7 +135,7 @@ impl HttpSink {
             let signature = signature_scheme().sign(
                 key,
                 &Signable {
-                    body: delivery.envelope,
+                    body: &body,
                     timestamp: Some(&timestamp),
                     delivery_id: Some(delivery.event_id),
                 },
@@ -96,8 +151,32 @@ impl HttpSink {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
+        *request.body_mut() = Full::new(body);
         Ok(request)
     }
+}
+
+/// The vendor's body as received, its content type and the `X-Switchyard-*` headers.
+fn relay(delivery: &Delivery<'_>, headers: &mut HeaderMap) -> Result<Bytes, SinkError> {
+    let relayed: Relayed<'_> = serde_json::from_slice(delivery.envelope)
+        .map_err(|e| SinkError::Envelope(e.to_string()))?;
+    let content_type = relayed
+        .raw_content_type
+        .as_deref()
+        .unwrap_or("application/json");
+    for (name, value) in [
+        (CONTENT_TYPE.as_str(), content_type),
+        ("x-switchyard-id", delivery.event_id),
+        ("x-switchyard-workspace", &*relayed.workspace),
+        ("x-switchyard-vendor", &*relayed.vendor),
+        ("x-switchyard-type", &*relayed.event_type),
+    ] {
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| SinkError::Envelope(format!("{name} cannot be a header value")))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    let body = relayed.raw_body.as_deref().unwrap_or(relayed.raw.get());
+    Ok(Bytes::copy_from_slice(body.as_bytes()))
 }
 
 impl Sink for HttpSink {
@@ -151,6 +230,8 @@ fn signature_scheme() -> SignatureScheme {
             timestamp_header: Some(HeaderName::from_static("webhook-timestamp")),
             tolerance: None,
         },
+        algorithm: Algorithm::Sha256,
+        several: false,
     }
 }
 

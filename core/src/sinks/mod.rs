@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::base::names::{Secret, SinkName, WorkspaceId};
 
 pub use file::{FileSink, FileSync};
-pub use http::HttpSink;
+pub use http::{HttpFormat, HttpSink};
 pub use nats::{NatsConfig, NatsSink};
 pub use redis::{RedisConfig, RedisSink};
 pub use stdout::StdoutSink;
@@ -39,6 +39,8 @@ pub enum SinkKind {
         timeout: Duration,
         /// Signs deliveries (Standard Webhooks) when present.
         secret: Option<Secret>,
+        /// The envelope, or the vendor's body as received.
+        format: HttpFormat,
     },
     Nats(NatsConfig),
     Redis(RedisConfig),
@@ -154,7 +156,13 @@ pub async fn build(
             url,
             timeout,
             secret,
-        } => Arc::new(HttpSink::new(url.clone(), *timeout, secret.clone())?),
+            format,
+        } => Arc::new(HttpSink::new(
+            url.clone(),
+            *timeout,
+            secret.clone(),
+            *format,
+        )?),
         SinkKind::Nats(config) => Arc::new(NatsSink::connect(workspace, sink, config).await?),
         SinkKind::Redis(config) => Arc::new(RedisSink::new(workspace, sink, config)?),
     })

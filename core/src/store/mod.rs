@@ -224,7 +224,7 @@ impl Store {
     /// (damage): the worker dead-letters it with that reason rather than stall its queue.
     pub fn envelope_of(&self, q: &SinkQueue, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Store::Embedded(s) => s.envelope_of(id),
+            Store::Embedded(s) => s.envelope_of(q, id),
             Store::Cluster(s) => Ok(s.envelope_of(q, id)),
         }
     }

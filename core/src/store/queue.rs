@@ -108,9 +108,21 @@ impl SinkQueue {
         self.0.wake.notify_one();
     }
 
-    /// Makes the worker read its whole queue again, from the first entry.
-    pub(super) fn rescan(&self) {
-        *lock(&self.0.added_min) = Some(EventId::from_bytes([0; 16]));
+    /// Counts an entry the worker can see from now on; counted before it can be delivered,
+    /// so a fast delivery never settles an entry not yet counted.
+    pub(super) fn counted(&self) {
+        self.0.depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes the worker read its queue again from `id` (a new entry, or one found behind
+    /// where it reads: a commit that landed out of id order), and wakes it.
+    pub(super) fn read_again_from(&self, id: &EventId) {
+        {
+            let mut min = lock(&self.0.added_min);
+            if min.as_ref().is_none_or(|m| id < m) {
+                *min = Some(id.clone());
+            }
+        }
         self.0.wake.notify_one();
     }
 

@@ -3,12 +3,13 @@
 //! and how it is opened and measured ([`StoreConfig`], [`StoreOptions`], [`StoreMetrics`]), and
 //! why it fails ([`StoreError`]).
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::codec::{self, RecordError};
+use super::codec::RecordError;
 use super::SinkQueue;
 use crate::base::broker_url::BrokerUrl;
 use crate::base::id::EventId;
@@ -30,7 +31,7 @@ pub enum StoreError {
     },
     #[error("the store in {} was written by an earlier release (no format version); deliver its queues with that release, or move the directory aside to start empty", path.display())]
     Unversioned { path: std::path::PathBuf },
-    #[error("the store in {} has format version {found}; this release reads {}", path.display(), codec::VERSION)]
+    #[error("the store in {} has format version {found}; this release reads version {}: deliver its queues with the release that wrote it (stop sending, wait until `switchyard queues` shows nothing queued), then move the directory aside and start this release on an empty one; see the upgrade notes in the README", path.display(), super::embedded::record::STORE_FORMAT)]
     Version { path: std::path::PathBuf, found: u8 },
     #[error("the store cannot take writes: {0}")]
     Write(String),
@@ -102,6 +103,10 @@ pub struct StoreOptions {
 pub struct StoreMetrics {
     /// Batches made durable (one log write and sync each; one event each in cluster mode).
     pub commits: Counter,
+    /// Seconds the commit writer spent deciding, logging and answering batches.
+    pub accept_busy: Counter<f64, AtomicU64>,
+    /// Seconds spent applying logged batches to sled's index, behind the answers.
+    pub apply_busy: Counter<f64, AtomicU64>,
     /// Events per committed batch.
     pub batch_events: Option<Histogram>,
     /// Stored records that could not be read (damage, or a format this release does not
@@ -114,6 +119,8 @@ impl StoreMetrics {
     pub fn of(metrics: &Metrics) -> StoreMetrics {
         StoreMetrics {
             commits: metrics.store_commits.clone(),
+            accept_busy: metrics.busy("accept"),
+            apply_busy: metrics.busy("apply"),
             batch_events: Some(metrics.store_batch_events.clone()),
             unreadable: metrics.store_unreadable.clone(),
         }
@@ -162,7 +169,9 @@ pub struct DeadPage {
 pub enum DeliveryOf {
     Queued(Option<Vec<u8>>),
     Dead(Vec<u8>),
-    Delivered(Vec<u8>),
+    /// With its record, where one is kept (the embedded store keeps one only for a delivery
+    /// that took more than one attempt).
+    Delivered(Option<Vec<u8>>),
     /// Not routed to this sink, or its record is past retention.
     Unknown,
 }

@@ -4,9 +4,10 @@
 mod brokers;
 mod include;
 mod problems;
+mod routing;
 
 use super::*;
-use crate::sinks::FileSync;
+use crate::sinks::{FileSync, HttpFormat};
 
 /// DESIGN.md's example, verbatim; line numbers below refer to it.
 const EXAMPLE: &str = r#"server:
@@ -125,6 +126,7 @@ fn design_example_parses_with_expected_values() {
             url: "http://crm.internal/events".parse().unwrap(),
             timeout: Duration::from_secs(10),
             secret: Some(Secret::new("value-of-CRM_SINK_SECRET")),
+            format: HttpFormat::Envelope,
         }
     );
     let audit = PathBuf::from("/srv/switchyard/data/acme.jsonl");
@@ -146,11 +148,13 @@ fn design_example_parses_with_expected_values() {
             RouteConfig {
                 vendors: Some(vec![vendor("watsi"), vendor("wappcloud")]),
                 event_type: "message.*".to_owned(),
+                filter: None,
                 to: vec![sink("crm"), sink("audit")],
             },
             RouteConfig {
                 vendors: None,
                 event_type: "*".to_owned(),
+                filter: None,
                 to: vec![sink("audit")]
             },
         ]

@@ -477,15 +477,15 @@ fn every_unknown_key_is_reported_not_only_the_first() {
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
              `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`, `include`, \
              `log_format`, `admin_listen`, `tls`, `store`, `trusted_proxies`, `max_connections`, \
-             `body_read_timeout`, `max_inflight_body_bytes`",
+             `body_read_timeout`, `max_inflight_body_bytes`, `alerts`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
              one of `type`, `path`, `sync`, `url`, `timeout`, `secret`, `retry`, `concurrency`, \
-             `ordered`, `max_backoff`, `max_age`, `servers`, `subject`, `stream`, `max_len`, \
-             `dedupe_ttl`, `credentials`, `tls`",
+             `ordered`, `max_backoff`, `max_age`, `rate`, `burst`, `disable_after`, `format`, \
+             `servers`, `subject`, `stream`, `max_len`, `dedupe_ttl`, `credentials`, `tls`",
             "routes.yaml:23: workspaces.acme.routes[0].match.types: unknown field `types`, \
-             expected one of `vendor`, `type`",
+             expected one of `vendor`, `type`, `where`",
             "routes.yaml:25: workspaces.acme.routes[1].matches: unknown field `matches`, expected \
              one of `match`, `to`",
             "routes.yaml:27: extra: unknown field `extra`, expected one of `server`, `workspaces`",
@@ -544,12 +544,14 @@ fn values_of_the_wrong_kind_are_all_reported_without_being_quoted() {
 
 #[test]
 fn a_scheme_change_keeps_what_it_does_not_set() {
-    use crate::event::verify::{Encoding, SignatureScheme, Signed};
+    use crate::event::verify::{Algorithm, Encoding, SignatureScheme, Signed};
     let plugin = SignatureScheme {
         header: hyper::header::HeaderName::from_static("x-whatsable-signature"),
         encoding: Encoding::Hex,
         prefix: String::new(),
         signed: Signed::Body,
+        algorithm: Algorithm::Sha256,
+        several: false,
     };
     let changed = SchemeChange {
         header: None,

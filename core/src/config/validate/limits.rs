@@ -15,6 +15,27 @@ const RATE_HINT: &str = "expected a rate such as 500/s, 30/m, 1000/h or 100/10s"
 const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 impl Checker<'_> {
+    /// A whole number from 1 to u32::MAX, for a `burst` of `what` (`why` follows the bounds).
+    pub(super) fn burst(
+        &mut self,
+        at: &KeyPath,
+        raw: &Value,
+        what: &str,
+        why: &str,
+    ) -> Option<NonZeroU32> {
+        let parsed = whole(raw)
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(NonZeroU32::new);
+        if parsed.is_none() {
+            let message = format!(
+                "expected a whole number of {what} from 1 to {}{why}",
+                u32::MAX
+            );
+            self.problems.add(at, message);
+        }
+        parsed
+    }
+
     pub(super) fn limits(&mut self, at: &KeyPath, raw: Option<RawLimits>) -> Limits {
         let Some(raw) = raw else {
             return Limits::default();
@@ -22,17 +43,8 @@ impl Checker<'_> {
         let rate = raw.rate.and_then(|rate| self.rate(&at.key("rate"), &rate));
         let burst = raw.burst.and_then(|burst| {
             let at = at.key("burst");
-            let parsed = whole(&burst)
-                .and_then(|n| u32::try_from(n).ok())
-                .and_then(NonZeroU32::new);
-            if parsed.is_none() {
-                let message = format!(
-                    "expected a whole number of requests from 1 to {} (those taken at once)",
-                    u32::MAX
-                );
-                self.problems.add(&at, message);
-            }
-            parsed.map(|n| (at, n))
+            let why = " (those taken at once)";
+            self.burst(&at, &burst, "requests", why).map(|n| (at, n))
         });
         let rate = match (rate, burst) {
             (Some(rate), Some((_, burst))) => Some(Rate { burst, ..rate }),
@@ -57,8 +69,8 @@ impl Checker<'_> {
         Limits { rate, max_queue }
     }
 
-    /// `N/s`, `N/m`, `N/h` or `N/<duration>`; the burst defaults to N.
-    fn rate(&mut self, at: &KeyPath, raw: &Value) -> Option<Rate> {
+    /// `N/s`, `N/m` (or `N/min`), `N/h` or `N/<duration>`; the burst defaults to N.
+    pub(super) fn rate(&mut self, at: &KeyPath, raw: &Value) -> Option<Rate> {
         let Value::String(text) = raw else {
             self.problems.add(at, RATE_HINT);
             return None;
@@ -71,7 +83,7 @@ impl Checker<'_> {
         let count = count.trim().parse::<u32>().ok().and_then(NonZeroU32::new);
         let per = match per.trim() {
             "s" => Some(Duration::from_secs(1)),
-            "m" => Some(Duration::from_secs(60)),
+            "m" | "min" => Some(Duration::from_secs(60)),
             "h" => Some(Duration::from_secs(3600)),
             other => humantime::parse_duration(other).ok(),
         };

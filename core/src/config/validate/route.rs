@@ -9,6 +9,7 @@ use crate::base::names::{SinkName, VendorName};
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawRoute;
 use crate::config::RouteConfig;
+use crate::event::filter::{self, Filter, ProblemStep};
 use crate::store::MAX_QUEUES_PER_EVENT;
 
 impl Checker<'_> {
@@ -20,9 +21,9 @@ impl Checker<'_> {
         enabled: &[String],
         defined: &[String],
     ) -> RouteConfig {
-        let (vendor, event_type) = raw
+        let (vendor, event_type, filter) = raw
             .matcher
-            .map_or((None, None), |m| (m.vendor, m.event_type));
+            .map_or((None, None, None), |m| (m.vendor, m.event_type, m.filter));
         let vendors = vendor
             .filter(|vendor| !vendor.is_null())
             .map(|vendor| self.route_vendors(&at.key("match").key("vendor"), vendor, enabled));
@@ -35,11 +36,30 @@ impl Checker<'_> {
             }
             Some(glob) => glob,
         };
+        let filter = filter.and_then(|raw| self.filter(&at.key("match").key("where"), &raw));
         let to = self.route_sinks(&at.key("to"), raw.to, defined);
         RouteConfig {
             vendors,
             event_type,
+            filter,
             to,
+        }
+    }
+
+    /// `match.where`, compiled; each problem at its own key below `where`.
+    fn filter(&mut self, at: &KeyPath, raw: &Value) -> Option<Filter> {
+        match filter::compile(raw) {
+            Ok(filter) => Some(filter),
+            Err(problems) => {
+                for problem in problems {
+                    let key = problem.at.iter().fold(at.clone(), |key, step| match step {
+                        ProblemStep::Key(name) => key.key(name),
+                        ProblemStep::Index(i) => key.index(*i),
+                    });
+                    self.problems.add(&key, problem.message);
+                }
+                None
+            }
         }
     }
 

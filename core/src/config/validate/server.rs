@@ -10,7 +10,7 @@ use super::{Checker, DEFAULT_TIMEOUT};
 use crate::base::nats::NatsAccess;
 use crate::config::locate::KeyPath;
 use crate::config::raw::{RawNatsTls, RawServer, RawStore, RawTls};
-use crate::config::{LogFormat, ServerConfig};
+use crate::config::{AlertsConfig, LogFormat, ServerConfig};
 use crate::http::tls::{self, TlsFiles, TlsPart};
 use crate::store::{NatsStoreConfig, StoreConfig};
 
@@ -96,7 +96,25 @@ impl Checker<'_> {
         let store = raw.store.map_or(StoreConfig::Embedded, |raw| {
             self.store(&at.key("store"), raw)
         });
+        let alerts = raw.alerts.and_then(|raw| {
+            let at = at.key("alerts");
+            let url = self.url(&at.key("url"), raw.url);
+            let secret = match raw.secret {
+                None => {
+                    let message = "missing: alerts are signed (Standard Webhooks); set a \
+                                   `secret`, such as \"${SWITCHYARD_ALERTS_SECRET}\"";
+                    self.problems.add(&at.key("secret"), message);
+                    None
+                }
+                Some(secret) => self.secret(&at.key("secret"), &secret),
+            };
+            Some(AlertsConfig {
+                url,
+                secret: secret?,
+            })
+        });
         ServerConfig {
+            alerts,
             listen,
             admin_listen,
             tls,

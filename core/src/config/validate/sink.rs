@@ -1,5 +1,6 @@
 //! Sinks: where a workspace's events go.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -10,11 +11,13 @@ use crate::base::broker_url::BrokerUrl;
 use crate::config::locate::KeyPath;
 use crate::config::raw::RawSink;
 use crate::config::{
-    SinkConfig, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
+    Rate, SinkConfig, DEFAULT_HTTP_CONCURRENCY, DEFAULT_MAX_AGE, DEFAULT_MAX_BACKOFF,
     DEFAULT_RETRY_SCHEDULE,
 };
 use crate::sinks::nats::valid_stream_name;
-use crate::sinks::{self, FileSync, NatsConfig, RedisConfig, SinkKind, Template, TemplateError};
+use crate::sinks::{
+    self, FileSync, HttpFormat, NatsConfig, RedisConfig, SinkKind, Template, TemplateError,
+};
 
 impl Checker<'_> {
     pub(super) fn sink(&mut self, at: &KeyPath, mut raw: RawSink) -> SinkConfig {
@@ -53,6 +56,9 @@ impl Checker<'_> {
             DEFAULT_MAX_BACKOFF,
         );
         let max_age = self.duration(&at.key("max_age"), raw.max_age.take(), DEFAULT_MAX_AGE);
+        let rate = self.sink_rate(at, raw.rate.take(), raw.burst.take());
+        let disable_after = (raw.disable_after.take())
+            .map(|after| self.duration(&at.key("disable_after"), Some(after), Duration::ZERO));
         SinkConfig {
             kind: self.sink_kind(at, raw),
             retry,
@@ -60,6 +66,35 @@ impl Checker<'_> {
             ordered,
             max_backoff,
             max_age,
+            rate,
+            disable_after,
+        }
+    }
+
+    /// `rate` with its `burst`, which defaults to 1: deliveries spread evenly, as a receiver's
+    /// own limit is often counted over less than the period.
+    fn sink_rate(
+        &mut self,
+        at: &KeyPath,
+        rate: Option<Value>,
+        burst: Option<Value>,
+    ) -> Option<Rate> {
+        let rate = rate.and_then(|rate| self.rate(&at.key("rate"), &rate));
+        let burst = burst.and_then(|burst| {
+            let why = " (deliveries sent at once before the rate applies)";
+            self.burst(&at.key("burst"), &burst, "deliveries", why)
+        });
+        match (rate, burst) {
+            (Some(rate), burst) => Some(Rate {
+                burst: burst.unwrap_or(NonZeroU32::MIN),
+                ..rate
+            }),
+            (None, Some(_)) => {
+                let message = "`burst` applies to `rate`: set a rate such as 50/s too";
+                self.problems.add(&at.key("burst"), message);
+                None
+            }
+            (None, None) => None,
         }
     }
 
@@ -75,6 +110,7 @@ impl Checker<'_> {
                 matches!(kind, "http" | "nats" | "redis"),
             ),
             ("secret", raw.secret.is_some(), kind == "http"),
+            ("format", raw.format.is_some(), kind == "http"),
             ("servers", raw.servers.is_some(), kind == "nats"),
             ("subject", raw.subject.is_some(), kind == "nats"),
             (
@@ -119,6 +155,7 @@ impl Checker<'_> {
                     None | Some(Value::Null) => None,
                     Some(secret) => self.secret(&at.key("secret"), &secret),
                 },
+                format: self.http_format(&at.key("format"), raw.format.as_deref()),
             },
             "nats" => self
                 .nats_sink(at, raw)
@@ -141,6 +178,18 @@ impl Checker<'_> {
                 SinkKind::Stdout
             }
         }
+    }
+
+    /// An http sink's `format`: `envelope` when absent.
+    fn http_format(&mut self, at: &KeyPath, raw: Option<&str>) -> HttpFormat {
+        let Some(text) = raw else {
+            return HttpFormat::default();
+        };
+        HttpFormat::parse(text).unwrap_or_else(|| {
+            let message = format!("unknown format {text:?}: expected {}", HttpFormat::VALUES);
+            self.problems.add(at, message);
+            HttpFormat::default()
+        })
     }
 
     /// A file sink's `sync`: `batch` when absent.
@@ -301,7 +350,7 @@ impl Checker<'_> {
     }
 
     /// An absolute http(s) URL. It is not quoted back: a URL may carry credentials.
-    fn url(&mut self, at: &KeyPath, raw: Option<String>) -> Uri {
+    pub(super) fn url(&mut self, at: &KeyPath, raw: Option<String>) -> Uri {
         const EXPECTED: &str =
             "expected an absolute http:// or https:// URL such as https://crm.internal/events";
         let Some(text) = raw else {

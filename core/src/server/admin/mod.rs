@@ -1,7 +1,8 @@
 //! The operator surface: readiness, metrics, and `/admin/*` behind the bearer token from
 //! routes.yaml:
 //!
-//! - `GET    /admin/queues`: every sink's queue depth, in-flight and dead-letter counts
+//! - `GET    /admin/queues`: every sink's state, queue depth, in-flight and dead-letter counts
+//! - `POST   /admin/workspaces/{ws}/sinks/{sink}/enable`: a disabled sink resumes (one probe)
 //! - `GET    /admin/workspaces/{ws}/sinks/{sink}/dead-letters?limit=N&after=ID`: one page
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/replay`: replay them all
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}/replay`: replay one
@@ -26,7 +27,7 @@ use subtle::ConstantTimeEq;
 
 use crate::base::id::EventId;
 use crate::base::names::Secret;
-use crate::deliver;
+use crate::deliver::{self, SinkState};
 use crate::http::answer::{error, reply, Answer};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
@@ -73,6 +74,9 @@ impl Admin {
             (&Method::POST, ["reload"]) => return self.reload().await,
             (&Method::POST, ["backup"]) => return self.backup(query).await,
             (&Method::DELETE, ["queues", ws, sink]) => self.drop_orphan(ws, sink).await,
+            (&Method::POST, ["workspaces", ws, "sinks", sink, "enable"]) => {
+                return self.enable(ws, sink)
+            }
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id).await,
                 None => return invalid_event_id(),
@@ -115,28 +119,51 @@ impl Admin {
         })
     }
 
-    /// Every sink's counters; a queue whose sink the configuration no longer has is listed
-    /// as `orphaned`: kept until a sink of that name returns.
+    /// Every sink's state and counters; a queue whose sink the configuration no longer has is
+    /// listed as `orphaned`, with no state: kept until a sink of that name returns.
     fn queues(&self) -> Answer {
         let topology = self.topology.load();
-        let running: Vec<&SinkQueue> = topology.queues().collect();
         let mut sinks: Vec<Value> = self
             .store
             .known_queues()
             .iter()
             .map(|q| {
+                let worker = (topology.workspace(q.workspace().as_str()))
+                    .and_then(|ws| ws.worker(q.sink().as_str()));
                 json!({
                     "workspace": q.workspace(),
                     "sink": q.sink(),
+                    "state": worker.map(|w| w.status.state().as_str()),
                     "queued": q.depth(),
                     "in_flight": q.in_flight(),
                     "dead": q.dead(),
-                    "orphaned": !running.iter().any(|r| r.workspace() == q.workspace() && r.sink() == q.sink()),
+                    "orphaned": worker.is_none(),
                 })
             })
             .collect();
         sinks.sort_by_key(|s| (s["workspace"].to_string(), s["sink"].to_string()));
         reply(StatusCode::OK, &json!({ "sinks": sinks }))
+    }
+
+    /// Resumes a disabled sink: its worker probes it with one delivery, and its queue, kept
+    /// all along, flows once that succeeds. Answers the state it was in.
+    fn enable(&self, ws: &str, sink: &str) -> Answer {
+        let topology = self.topology.load();
+        let Some(worker) = topology.workspace(ws).and_then(|w| w.worker(sink)) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_sink",
+                &format!("workspace `{ws}` has no sink `{sink}`"),
+            );
+        };
+        let was = worker.status.enable();
+        if was == SinkState::Disabled {
+            tracing::warn!(workspace = ws, sink, "sink enable asked by the operator");
+        }
+        reply(
+            StatusCode::OK,
+            &json!({"workspace": ws, "sink": sink, "was": was.as_str(), "enabled": was == SinkState::Disabled}),
+        )
     }
 
     /// `POST /admin/backup?to=/absolute/dir`: a consistent copy of the running store, written

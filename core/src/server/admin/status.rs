@@ -5,8 +5,9 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::Admin;
+use crate::deliver::SinkState;
 use crate::http::answer::{error, reply, with_type, Answer};
-use crate::metrics::{Format, SinkLabels};
+use crate::metrics::{Format, SinkLabels, SinkStateLabels};
 
 impl Admin {
     /// Ready while the store takes writes and plugins are loaded.
@@ -50,6 +51,22 @@ impl Admin {
                 .oldest_queued_seconds
                 .get_or_create(&labels)
                 .set(self.store.oldest_queued_age(&queue).as_secs_f64());
+        }
+        // Rebuilt at each scrape, so a sink a reload removed leaves the exposition.
+        self.metrics.sink_state.clear();
+        for ws in self.topology.load().workspaces() {
+            for worker in ws.workers() {
+                let state = worker.status.state();
+                for each in SinkState::ALL {
+                    let labels = SinkStateLabels {
+                        workspace: ws.id.to_string(),
+                        sink: worker.sink.to_string(),
+                        state: each.as_str().to_owned(),
+                    };
+                    let gauge = self.metrics.sink_state.get_or_create(&labels);
+                    gauge.set(i64::from(each == state));
+                }
+            }
         }
         self.metrics
             .store_bytes

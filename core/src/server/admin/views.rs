@@ -82,12 +82,15 @@ impl Admin {
                     }
                     None => json!({"status": "dead"}),
                 },
-                DeliveryOf::Delivered(bytes) => match deliver::decode::<Delivered>(&bytes) {
-                    Some(done) => {
-                        json!({"status": "delivered", "delivered_at": done.delivered_at, "attempts": done.attempts()})
+                DeliveryOf::Delivered(record) => {
+                    match record.and_then(|bytes| deliver::decode::<Delivered>(&bytes)) {
+                        Some(done) => {
+                            json!({"status": "delivered", "delivered_at": done.delivered_at, "attempts": done.attempts()})
+                        }
+                        // Delivered at the first attempt: the embedded store keeps no record.
+                        None => json!({"status": "delivered"}),
                     }
-                    None => json!({"status": "delivered"}),
-                },
+                }
             };
             delivery["sink"] = json!(worker.sink);
             deliveries.push(delivery);

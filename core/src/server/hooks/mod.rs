@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use serde_json::json;
 use tracing::{field, Instrument};
@@ -27,7 +27,7 @@ use crate::config::ServerConfig;
 use crate::event::dedupe::DedupeKey;
 use crate::event::envelope::Envelope;
 use crate::event::verify::VerifyError;
-use crate::http::answer::{error, json_bytes, reply, retry_later, Answer, BodyConsumed, Outcome};
+use crate::http::answer::{error, reply, retry_later, with_type, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
 use crate::plugins::{CallFault, HandshakeOutcome, MapOutcome, SignedDelivery};
@@ -279,12 +279,14 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
-        drop(body);
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
-        let envelope =
-            Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
-        let queues = ws.route(vendor, &mapped.canonical_type);
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at)
+            .received_as(content_type, &body)
+            .to_json();
+        drop(body);
+        let queues = ws.route(vendor, &mapped.canonical_type, &envelope);
         drop(mapped);
         let unrouted = queues.is_empty();
         let now_ms = millis(received_at);
@@ -392,10 +394,14 @@ async fn handshake(
         Err(fault) => return plugin_fault(ws, vendor, binding, "handshake", fault),
     };
     match outcome {
-        HandshakeOutcome::Reply { status, body } => {
+        HandshakeOutcome::Reply {
+            status,
+            body,
+            content_type,
+        } => {
             tracing::info!(status, "handshake answered");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            json_bytes(status, body)
+            with_type(status, body, content_type)
         }
         HandshakeOutcome::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_handshake", &why),
         HandshakeOutcome::NotSupported => {

@@ -1,129 +1,58 @@
-//! Dedupe claims and the events they guard: a delivery claims its dedupe key in the window's
-//! bucket (create-if-absent, `pending` then `done`), stores its event and queue messages, and
-//! a claim left `pending` by an instance that died is taken over.
+//! Dedupe claims and the events they guard: what a claim holds (`pending` then `done`), what
+//! claiming a key gives, and storing an event with its queue messages. Claiming, taking over
+//! and the batching are [`super::writer`]'s.
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use futures_util::future::join_all;
 
-use super::{bucket, subjects, ClusterStore};
+use super::{subjects, ClusterStore};
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader};
-use crate::store::{Accept, Accepted, SinkQueue, StoreError};
+use crate::store::{Accept, SinkQueue, StoreError};
 
 /// A `pending` claim older than this is taken over: its instance died, or lost NATS, between
 /// claiming and storing. Far longer than a store takes, far shorter than vendors' retries.
 pub(super) const TAKEOVER_AFTER: Duration = Duration::from_secs(30);
-impl ClusterStore {
-    pub(super) async fn claim_and_store(&self, accept: &Accept) -> Result<Accepted, StoreError> {
-        let window = accept.claim_expires_at_ms.saturating_sub(accept.now_ms);
-        let bucket = self.dedupe_bucket(Duration::from_millis(window)).await?;
-        let key = hex::encode(Sha256::digest(accept.key.as_bytes()));
-        let pending = Claim::Pending(accept.id.clone(), accept.now_ms);
-        let revision = match bucket.create(&key, pending.encode()).await {
-            Ok(revision) => revision,
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match self.claimed(&bucket, &key, accept).await? {
-                    Claimed::Duplicate(first) => return Ok(Accepted::Duplicate(first)),
-                    Claimed::TakenOver(revision) => revision,
-                }
-            }
-            Err(e) => return Err(StoreError::Cluster(format!("claiming the dedupe key: {e}"))),
-        };
-        if let Err(error) = self.store_event(accept).await {
-            // Free the claim so the vendor's retry is stored; if even that fails, the pending
-            // claim is taken over after TAKEOVER_AFTER.
-            let _ = bucket.delete_expect_revision(&key, Some(revision)).await;
-            return Err(error);
-        }
-        let done = Claim::Done(accept.id.clone()).encode();
-        if let Err(error) = bucket.update(&key, done, revision).await {
-            // The event is stored: the claim stays pending, and a retry after TAKEOVER_AFTER
-            // stores it a second time (at least once), never loses it.
-            tracing::warn!(event_id = %accept.id, %error, "dedupe claim left pending");
-        }
-        Ok(Accepted::New)
-    }
-
-    /// A claim exists: a duplicate of a stored event, or one to take over.
-    async fn claimed(
-        &self,
-        bucket: &kv::Store,
-        key: &str,
-        accept: &Accept,
-    ) -> Result<Claimed, StoreError> {
-        let busy = || StoreError::InFlight;
-        let entry = bucket
-            .entry(key)
+/// The event for lookups, and one queue message per sink: every write sent before any
+/// acknowledgement is awaited; returns once JetStream has acknowledged them all.
+pub(super) async fn store_event(
+    js: &jetstream::Context,
+    events: &kv::Store,
+    accept: &Accept,
+) -> Result<(), StoreError> {
+    let mut acks = Vec::with_capacity(accept.queues.len());
+    for q in &accept.queues {
+        let ack = js
+            .publish_with_headers(
+                subjects::subject(q),
+                subjects::headers(&accept.id, q, None),
+                Bytes::copy_from_slice(&accept.envelope),
+            )
             .await
-            .map_err(|e| StoreError::Cluster(format!("reading the dedupe claim: {e}")))?
-            .filter(|e| e.operation == kv::Operation::Put)
-            .ok_or_else(busy)?;
-        match Claim::decode(&entry.value) {
-            Some(Claim::Done(first)) => Ok(Claimed::Duplicate(first)),
-            Some(Claim::Pending(_, at_ms))
-                if accept.now_ms.saturating_sub(at_ms) < TAKEOVER_AFTER.as_millis() as u64 =>
-            {
-                Err(busy())
-            }
-            claim => {
-                if claim.is_none() {
-                    self.unreadable("a dedupe claim", &"not a switchyard claim");
-                }
-                let pending = Claim::Pending(accept.id.clone(), accept.now_ms).encode();
-                let revision = bucket
-                    .update(key, pending, entry.revision)
-                    .await
-                    .map_err(|_| busy())?;
-                tracing::warn!(event_id = %accept.id, "a dedupe claim left pending by a failed store is taken over");
-                Ok(Claimed::TakenOver(revision))
-            }
-        }
+            .map_err(|e| StoreError::Cluster(format!("queueing for {}: {e}", q.sink())))?;
+        acks.push(ack);
     }
-
-    async fn dedupe_bucket(&self, window: Duration) -> Result<kv::Store, StoreError> {
-        let secs = window.as_secs().max(1);
-        let mut buckets = self.dedupe.lock().await;
-        if let Some(bucket) = buckets.get(&secs) {
-            return Ok(bucket.clone());
-        }
-        let window = Duration::from_secs(secs);
-        let name = format!("SWITCHYARD_DEDUPE_{secs}");
-        let bucket = bucket(&self.js, &name, window, self.replicas).await?;
-        buckets.insert(secs, bucket.clone());
-        Ok(bucket)
-    }
-
-    /// The event for lookups, and one queue message per sink; returns once JetStream has
-    /// acknowledged every one of them.
-    async fn store_event(&self, accept: &Accept) -> Result<(), StoreError> {
-        let mut acks = Vec::with_capacity(accept.queues.len());
-        for q in &accept.queues {
-            let ack = self
-                .js
-                .publish_with_headers(
-                    subjects::subject(q),
-                    subjects::headers(&accept.id, q, None),
-                    Bytes::copy_from_slice(&accept.envelope),
-                )
-                .await
-                .map_err(|e| StoreError::Cluster(format!("queueing for {}: {e}", q.sink())))?;
-            acks.push(ack);
-        }
-        let record = EventRecord::encode(&accept.queues, &accept.envelope);
-        self.events
+    let record = EventRecord::encode(&accept.queues, &accept.envelope);
+    let put = async {
+        events
             .put(accept.id.to_string(), record)
             .await
-            .map_err(|e| StoreError::Cluster(format!("storing the event: {e}")))?;
-        for ack in acks {
-            ack.await
-                .map_err(|e| StoreError::Cluster(format!("queueing: {e}")))?;
+            .map_err(|e| StoreError::Cluster(format!("storing the event: {e}")))
+    };
+    let queued = async {
+        for ack in join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await {
+            ack.map_err(|e| StoreError::Cluster(format!("queueing: {e}")))?;
         }
         Ok(())
-    }
+    };
+    futures_util::future::try_join(put, queued).await?;
+    Ok(())
+}
 
+impl ClusterStore {
     pub(in crate::store) async fn event(
         &self,
         id: &EventId,
@@ -154,28 +83,30 @@ impl ClusterStore {
     }
 }
 
-/// What an existing claim means for a new copy.
-enum Claimed {
+/// What claiming a key gave.
+pub(super) enum Claimed {
+    /// This accept holds the claim (created, or taken over) at this revision.
+    Mine(u64),
+    /// A stored event has it.
     Duplicate(EventId),
-    TakenOver(u64),
 }
 
 /// A dedupe claim's value.
-enum Claim {
+pub(super) enum Claim {
     /// Claimed by this event id at this time (ms), not yet known to be stored.
     Pending(EventId, u64),
     Done(EventId),
 }
 
 impl Claim {
-    fn encode(&self) -> Bytes {
+    pub(super) fn encode(&self) -> Bytes {
         match self {
             Claim::Pending(id, at) => format!("pending {id} {at}").into(),
             Claim::Done(id) => format!("done {id}").into(),
         }
     }
 
-    fn decode(bytes: &[u8]) -> Option<Claim> {
+    pub(super) fn decode(bytes: &[u8]) -> Option<Claim> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut parts = text.split(' ');
         match (parts.next()?, parts.next().and_then(EventId::parse)?) {

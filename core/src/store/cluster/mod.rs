@@ -1,10 +1,14 @@
 //! The cluster store: NATS JetStream, shared by any number of switchyard instances.
 //!
+//! Accepts are batched ([`writer`]): one task takes whatever is waiting and claims, stores and
+//! answers it in two pipelined round trips to JetStream, whatever the batch's size.
+//!
 //! What lives where (every stream and bucket with the configured replicas):
 //! - dedupe claims: a key-value bucket per dedupe window (`SWITCHYARD_DEDUPE_<secs>`), its TTL
 //!   the window. A claim is created atomically (create-if-absent), first as `pending`, then
-//!   `done` once the event is stored, so a claim whose first instance died before storing
-//!   the event is taken over instead of answering `duplicate` for an event nobody kept.
+//!   `done` once the event is stored (a `pending` claim whose event is stored counts as done),
+//!   so a claim whose first instance died before storing the event is taken over instead of
+//!   answering `duplicate` for an event nobody kept.
 //! - events: the `SWITCHYARD_EVENTS` bucket (TTL: retention), for lookups and replays.
 //! - queues: the `SWITCHYARD_QUEUE` work-queue stream, one message per event and sink on
 //!   `switchyard.queue.<workspace>.<sink>`, `Nats-Msg-Id` set so a retried publish is stored
@@ -18,6 +22,7 @@ mod dead;
 mod feed;
 mod queue;
 mod subjects;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +39,7 @@ use crate::base::names::{SinkName, WorkspaceId};
 
 use claims::TAKEOVER_AFTER;
 pub use feed::Feed;
+use writer::{Waiting, Writer};
 
 const QUEUE_STREAM: &str = "SWITCHYARD_QUEUE";
 const DEAD_STREAM: &str = "SWITCHYARD_DEAD";
@@ -41,28 +47,30 @@ const EVENTS_BUCKET: &str = "SWITCHYARD_EVENTS";
 const ATTEMPTS_BUCKET: &str = "SWITCHYARD_ATTEMPTS";
 const DELIVERED_BUCKET: &str = "SWITCHYARD_DELIVERED";
 const EVENT_ID_HEADER: &str = "Switchyard-Event-Id";
+/// The dedupe buckets by window (seconds), created on first use.
+type DedupeBuckets = Arc<tokio::sync::Mutex<HashMap<u64, kv::Store>>>;
+
 /// How often queue counters and sizes are read back from JetStream.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
 pub struct ClusterStore {
     client: async_nats::Client,
     js: jetstream::Context,
-    replicas: usize,
     lease: Duration,
     queue_stream: stream::Stream,
     dead_stream: stream::Stream,
     events: kv::Store,
     attempts: kv::Store,
     delivered: kv::Store,
-    /// Dedupe buckets by window, created on first use.
-    dedupe: tokio::sync::Mutex<HashMap<u64, kv::Store>>,
+    dedupe: DedupeBuckets,
+    /// The writer task's queue ([`writer`]).
+    accepts: tokio::sync::mpsc::Sender<Waiting>,
     queues: Mutex<HashMap<Vec<u8>, SinkQueue>>,
     /// What this instance has taken from each queue and not yet settled.
     leases: Arc<Mutex<HashMap<Vec<u8>, Arc<feed::Leases>>>>,
     /// Cleared by a failed write, set again by a successful one.
     writes_ok: AtomicBool,
     bytes: AtomicU64,
-    metrics: StoreMetrics,
     unreadable: Counter,
 }
 
@@ -131,23 +139,32 @@ impl ClusterStore {
         let events = bucket(&js, EVENTS_BUCKET, retention, replicas).await?;
         let attempts = bucket(&js, ATTEMPTS_BUCKET, retention, replicas).await?;
         let delivered = bucket(&js, DELIVERED_BUCKET, retention, replicas).await?;
+        let dedupe = DedupeBuckets::default();
+        let accepts = Writer {
+            js: js.clone(),
+            events: events.clone(),
+            dedupe: dedupe.clone(),
+            replicas,
+            unreadable: metrics.unreadable.clone(),
+            metrics: metrics.clone(),
+        }
+        .spawn();
         let store = ClusterStore {
             client,
             js,
-            replicas,
             lease: options.lease,
             queue_stream,
             dead_stream,
             events,
             attempts,
             delivered,
-            dedupe: tokio::sync::Mutex::default(),
+            dedupe,
+            accepts,
             queues: Mutex::default(),
             leases: Arc::default(),
             writes_ok: AtomicBool::new(true),
             bytes: AtomicU64::new(0),
-            unreadable: metrics.unreadable.clone(),
-            metrics,
+            unreadable: metrics.unreadable,
         };
         store.find_queues().await?;
         tracing::info!(servers = %redact_servers(&options.servers), replicas, "cluster store on NATS JetStream");
@@ -199,15 +216,15 @@ impl ClusterStore {
     }
 
     pub(super) async fn accept(&self, accept: Accept) -> Result<Accepted, StoreError> {
-        let result = self.claim_and_store(&accept).await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Cluster("the accept writer has stopped".into());
+        self.accepts
+            .send(Waiting { accept, reply })
+            .await
+            .map_err(|_| stopped())?;
+        let result = answer.await.map_err(|_| stopped())?;
         match &result {
-            Ok(_) => {
-                self.writes_ok.store(true, Ordering::Relaxed);
-                self.metrics.commits.inc();
-                if let Some(h) = &self.metrics.batch_events {
-                    h.observe(1.0);
-                }
-            }
+            Ok(_) => self.writes_ok.store(true, Ordering::Relaxed),
             Err(StoreError::Cluster(_)) => self.writes_ok.store(false, Ordering::Relaxed),
             Err(_) => {}
         }

@@ -164,7 +164,7 @@ impl ClusterStore {
         }
         let key = record_key(q, id);
         if let Some(delivered) = self.versioned(&self.delivered, &key).await? {
-            return Ok(DeliveryOf::Delivered(delivered));
+            return Ok(DeliveryOf::Delivered(Some(delivered)));
         }
         let routed = self
             .event_record(id)

@@ -1,9 +1,10 @@
-//! A consistent copy of a running store: sled's trees copied into a new database, then the
-//! log from the last checkpoint on. A copy of sled alone could miss what was applied after it
-//! was read, and of the log alone what sled held before the checkpoint; together, a start on
-//! the copy replays the log over the trees and holds every event accepted before the backup
-//! began (a delivery finished meanwhile may be made once more: at least once). Every file of the
-//! copy, its directories and the directory holding it are synced before it counts as made.
+//! A consistent copy of a running store: the log (every segment: it is the queues), then
+//! sled's trees copied into a new database. sled is copied second so that it holds at least
+//! what the log copy's checkpoint covers and every attempt or dead letter written while the
+//! log was copied; a start on the copy replays the log over the trees and holds every event
+//! accepted before the backup began (a delivery finished meanwhile may be made once more: at
+//! least once). Every file of the copy, its directories and the directory holding it are
+//! synced before it counts as made.
 
 use std::fs;
 use std::path::Path;
@@ -31,6 +32,16 @@ impl EmbeddedStore {
         // Its parent synced too: a backup that a power cut can take back was never made.
         durable::create_dirs(&to.join("wal")).map_err(|e| fail("creating it", &e))?;
 
+        // Frames appended while this runs are whole or cut at a frame boundary, which a
+        // replay recognises as a torn tail.
+        for segment in wal::segments(&wal_dir).map_err(|e| fail("listing the log", &e))? {
+            let name = wal::segment_path(&wal_dir, segment);
+            let target = to.join("wal").join(name.file_name().unwrap_or_default());
+            fs::copy(&name, &target)
+                .and_then(|_| fs::File::open(&target)?.sync_all())
+                .map_err(|e| fail("copying the log", &e))?;
+        }
+
         let trees = self.trees()?;
         let copy = sled::Config::new()
             .path(to)
@@ -53,18 +64,6 @@ impl EmbeddedStore {
         sync_sled(&copy, to).map_err(|e| fail("syncing", &e))?;
         drop(copy);
 
-        // Then the log from the checkpoint on: frames appended while this runs are whole or
-        // cut at a frame boundary, which a replay recognises.
-        for segment in wal::segments(&wal_dir).map_err(|e| fail("listing the log", &e))? {
-            if segment < from.segment {
-                continue;
-            }
-            let name = wal::segment_path(&wal_dir, segment);
-            let target = to.join("wal").join(name.file_name().unwrap_or_default());
-            fs::copy(&name, &target)
-                .and_then(|_| fs::File::open(&target)?.sync_all())
-                .map_err(|e| fail("copying the log", &e))?;
-        }
         // Syncs `wal/` as well.
         wal::write_checkpoint(&to.join("wal"), from).map_err(|e| fail("the checkpoint", &e))?;
         durable::sync_dir(to)

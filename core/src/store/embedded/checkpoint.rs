@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use super::lanes::Lanes;
 use super::wal::{self, Position};
 use super::{lock, sync_sled, Engine};
 
 /// How often sled is flushed and the log's checkpoint moved on while there is traffic.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Every [`CHECKPOINT_EVERY`] (or when asked): if the writer applied anything since the last
-/// checkpoint, flush sled and record the log position it covers. Ends when the store does.
+/// Every [`CHECKPOINT_EVERY`] (or when asked): if the applier applied anything since the last
+/// checkpoint, or an event's attempts or dead letter were written, flush sled and record the
+/// log position it covers (and that those records are durable, which frees the queues'
+/// cursors to pass their events). Ends when the store does.
 pub(super) fn checkpointer(
     engine: Arc<Engine>,
+    lanes: Arc<Lanes>,
     wal_dir: PathBuf,
     applied: Arc<Mutex<Option<Position>>>,
     requests: std_mpsc::Receiver<()>,
@@ -29,7 +33,9 @@ pub(super) fn checkpointer(
         let _exclusive = lock(&engine.exclusive);
         // Read before the flush: the flush then covers everything applied up to here.
         let at = *lock(&applied);
-        if at.is_some() && at != done && !engine.is_stuck() {
+        let written = lanes.written();
+        let unsynced = written > lanes.synced();
+        if ((at.is_some() && at != done) || unsynced) && !engine.is_stuck() {
             let result = engine
                 .trees()
                 .map_err(std::io::Error::other)
@@ -39,7 +45,10 @@ pub(super) fn checkpointer(
                     None => Ok(()),
                 });
             match result {
-                Ok(()) => done = at,
+                Ok(()) => {
+                    done = at;
+                    lanes.synced_up_to(written);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "checkpoint failed; the log keeps everything since the last one")
                 }

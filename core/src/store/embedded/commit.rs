@@ -1,37 +1,56 @@
 //! The one commit path. Requests hand their verified, mapped event to a single writer thread,
 //! which takes everything waiting, decides each dedupe key against the index, the claims still
-//! on their way into it and the rest of the batch, and appends the batch's new events to the
-//! write-ahead log with one write and one sync. An applier thread then applies the batch to
-//! sled and only then answers every waiter and wakes the sinks' workers, while the writer
-//! already syncs the next batch. A checkpointer thread flushes sled behind them and moves the
-//! log's checkpoint on.
+//! on their way into it and the rest of the batch, appends the batch's new events (and the
+//! queue cursors logged meanwhile) to the write-ahead log with one write and one sync, and
+//! answers at once: the log is the queue, so the sinks' workers read the events from it. An
+//! applier thread brings sled's index and claims up to date behind it, and a checkpointer
+//! thread flushes sled behind that and moves the log's checkpoint on.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::applier::{Applier, Decision, Logged, PendingClaims, Reply};
+use super::applier::{Applier, Logged, PendingClaims};
 use super::checkpoint::checkpointer;
-use super::frame::{encode_completed, encode_event, Completed, MAX_BATCH_EVENTS};
+use super::frame::{self, Cursor, MAX_BATCH_EVENTS};
+use super::lanes::Lanes;
 use super::record::{self, Claim};
 use super::wal::Wal;
 use super::{lock, Engine, StoreError, StoreMetrics};
+use crate::base::id::EventId;
 use crate::store::{Accept, Accepted};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Batches the applier may fall behind the writer before the writer waits for it.
+const APPLY_BACKLOG: usize = 64;
 
-/// What the writer is handed: an event to keep, or deliveries a sink finished, logged so
-/// that a crash does not undo them (each one undone is one more delivery).
+/// Where a request's answer goes.
+type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
+
+/// What the writer is handed.
 enum Work {
     Accept(Accept, Reply),
-    Completed(Completed),
+    /// A queue's cursor, logged with the next frame (the latest one per queue wins).
+    Cursor(Vec<u8>, Cursor),
     /// Write an empty frame: tells whether the log takes writes again with no traffic.
     Probe,
+    /// Sync the frames of cursors written without a sync, so the segments they free can go.
+    Sync,
+}
+
+/// What the writer decided for one request of a batch.
+enum Decision {
+    New,
+    /// A copy of the batch's event at this index.
+    RepeatInBatch(usize),
+    /// Claimed by an earlier event.
+    Seen(EventId),
+    Failed(StoreError),
 }
 
 pub(super) struct Committer {
@@ -42,25 +61,28 @@ pub(super) struct Committer {
 impl Committer {
     pub(super) fn start(
         engine: Arc<Engine>,
+        lanes: Arc<Lanes>,
         wal_dir: &Path,
         segment_age: Duration,
         log_ok: Arc<AtomicBool>,
         metrics: StoreMetrics,
     ) -> std::io::Result<Committer> {
-        let wal = Wal::open(wal_dir, segment_age)?;
+        let mut wal = Wal::open(wal_dir, segment_age)?;
+        lanes.set_end(wal.prepare()?);
         let applied = Arc::new(Mutex::new(None));
-        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending: PendingClaims = Arc::default();
         let (sender, receiver) = mpsc::unbounded_channel();
-        // Two batches in the pipeline at most: one being synced, one being applied.
-        let (to_apply, logged) = std_mpsc::sync_channel(1);
+        let (to_apply, logged) = std_mpsc::sync_channel(APPLY_BACKLOG);
         let writer = Writer {
             engine: engine.clone(),
-            unreadable: metrics.unreadable.clone(),
+            lanes: lanes.clone(),
             wal,
             log_ok,
             failed_len: 0,
+            unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
+            metrics: metrics.clone(),
         };
         let applier = Applier {
             engine: engine.clone(),
@@ -78,7 +100,7 @@ impl Committer {
         let wal_dir = wal_dir.to_owned();
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
-            .spawn(move || checkpointer(engine, wal_dir, applied, requests))?;
+            .spawn(move || checkpointer(engine, lanes, wal_dir, applied, requests))?;
         Ok(Committer { sender, checkpoint })
     }
 
@@ -93,9 +115,9 @@ impl Committer {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Logs finished deliveries with the next batch; does not wait for it.
-    pub(super) fn completed(&self, completed: Completed) {
-        let _ = self.sender.send(Work::Completed(completed));
+    /// Logs a queue's cursor with the next frame; does not wait for it.
+    pub(super) fn cursor(&self, prefix: Vec<u8>, cursor: Cursor) {
+        let _ = self.sender.send(Work::Cursor(prefix, cursor));
     }
 
     /// Asks the writer to append an empty frame, so a log that failed is found writable
@@ -104,152 +126,247 @@ impl Committer {
         let _ = self.sender.send(Work::Probe);
     }
 
+    /// Asks the writer to sync the cursors it logged without a sync.
+    pub(super) fn sync_cursors(&self) {
+        let _ = self.sender.send(Work::Sync);
+    }
+
     pub(super) fn checkpoint_now(&self) {
         let _ = self.checkpoint.send(());
     }
 }
 
-/// Stage one: decides dedupe for a batch and makes its new events durable in the log.
+/// Decides dedupe for a batch, makes it durable in the log and answers.
 struct Writer {
     engine: Arc<Engine>,
-    unreadable: prometheus_client::metrics::counter::Counter,
+    lanes: Arc<Lanes>,
     wal: Wal,
     /// False from a failed append until an append or a probe at least as large succeeds;
     /// only the writer sets it.
     log_ok: Arc<AtomicBool>,
     /// The size of the append that failed, for the probes that follow.
     failed_len: usize,
+    /// Cursors in frames written without a sync: durable with the next sync.
+    unsynced: Vec<(Vec<u8>, Cursor)>,
     pending: PendingClaims,
     to_apply: std_mpsc::SyncSender<Logged>,
+    metrics: StoreMetrics,
+}
+
+/// One batch as the writer gathered it.
+#[derive(Default)]
+struct Gathered {
+    batch: Vec<(Accept, Reply)>,
+    cursors: HashMap<Vec<u8>, Cursor>,
+    probe: bool,
+    sync: bool,
+    bytes: usize,
+}
+
+impl Gathered {
+    fn add(&mut self, work: Work) {
+        match work {
+            Work::Accept(accept, reply) => {
+                self.bytes += accept.envelope.len();
+                self.batch.push((accept, reply));
+            }
+            Work::Cursor(prefix, cursor) => {
+                self.cursors.insert(prefix, cursor);
+            }
+            Work::Probe => self.probe = true,
+            Work::Sync => self.sync = true,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.batch.len() >= MAX_BATCH_EVENTS || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn take_waiting(&mut self, receiver: &mut mpsc::UnboundedReceiver<Work>) {
+        while !self.full() {
+            match receiver.try_recv() {
+                Ok(work) => self.add(work),
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Work>) {
         while let Some(first) = receiver.blocking_recv() {
-            let mut batch = Vec::new();
-            let mut completed = Vec::new();
-            let mut probe = false;
-            let mut bytes = 0;
-            let mut next = Some(first);
-            while let Some(work) = next.take() {
-                match work {
-                    Work::Accept(accept, reply) => {
-                        bytes += accept.envelope.len();
-                        batch.push((accept, reply));
-                    }
-                    Work::Completed(done) => completed.push(done),
-                    Work::Probe => probe = true,
+            let mut gathered = Gathered::default();
+            gathered.add(first);
+            gathered.take_waiting(&mut receiver);
+            let started = Instant::now();
+            let logged = self.commit(gathered);
+            self.metrics
+                .accept_busy
+                .inc_by(started.elapsed().as_secs_f64());
+            if let Some(logged) = logged {
+                if self.to_apply.send(logged).is_err() {
+                    return;
                 }
-                if batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
-                    next = receiver.try_recv().ok();
-                }
-            }
-            let logged = self.log(batch, &completed, probe);
-            if self.to_apply.send(logged).is_err() {
-                return;
             }
         }
     }
 
-    fn log(&mut self, batch: Vec<(Accept, Reply)>, completed: &[Completed], probe: bool) -> Logged {
-        let mut decisions: Vec<Decision> = Vec::with_capacity(batch.len());
-        let mut replaced_expiry = Vec::new();
-        let mut payload = Vec::new();
-        let mut fresh = 0u32;
-        {
-            let pending = lock(&self.pending);
-            // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
-            let mut claimed: HashMap<&[u8], usize> = HashMap::new();
-            for (index, (accept, _)) in batch.iter().enumerate() {
-                let key = accept.key.as_bytes();
-                if let Some(&first) = claimed.get(key) {
-                    decisions.push(Decision::RepeatInBatch(first));
-                    continue;
-                }
-                if let Some(first) = pending.get(key) {
-                    decisions.push(Decision::Seen(first.clone()));
-                    continue;
-                }
-                let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
-                    Ok(existing) => existing,
-                    Err(e) => {
-                        // sled fails reads once its own background flush has failed (a full
-                        // disk): the store is not ready until the healer has reopened it.
-                        self.engine.set_stuck();
-                        decisions.push(Decision::Failed(e));
-                        continue;
-                    }
-                };
-                match existing.as_deref().map(Claim::decode) {
-                    Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
-                        decisions.push(Decision::Seen(claim.event_id));
-                        continue;
-                    }
-                    Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
-                    Some(Err(error)) => {
-                        self.unreadable.inc();
-                        tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
-                    }
-                    None => {}
-                }
-                claimed.insert(key, index);
-                if fresh == 0 {
-                    payload.extend_from_slice(&[0; 4]);
-                }
-                encode_event(&mut payload, accept);
-                fresh += 1;
-                decisions.push(Decision::New);
-            }
-        }
-        let finished: usize = completed.iter().map(|c| c.ids.len()).sum();
-        if fresh == 0 && finished > 0 {
-            payload.extend_from_slice(&[0; 4]);
-        }
-        if fresh > 0 {
-            payload[..4].copy_from_slice(&fresh.to_be_bytes());
-        }
-        if finished > 0 {
-            encode_completed(&mut payload, completed);
-        }
-        let mut logged = Logged {
+    /// Decides, logs and answers one batch; returns what the applier is to apply.
+    fn commit(&mut self, gathered: Gathered) -> Option<Logged> {
+        let Gathered {
             batch,
-            decisions,
-            payload,
-            logged_at: None,
-            replaced_expiry,
-            failed: None,
-        };
-        if logged.payload.is_empty() {
+            mut cursors,
+            probe,
+            sync,
+            ..
+        } = gathered;
+        let (decisions, replaced_expiry) = self.decide(&batch);
+        let fresh: Vec<&Accept> = (batch.iter().zip(&decisions))
+            .filter(|(_, d)| matches!(d, Decision::New))
+            .map(|((accept, _), _)| accept)
+            .collect();
+        if sync && fresh.is_empty() {
+            self.sync_cursors();
+        }
+        if fresh.is_empty() && cursors.is_empty() {
             if probe && !self.log_ok.load(Ordering::Relaxed) {
                 self.probe();
             }
-            return logged;
+            answer(batch, decisions, None);
+            return None;
         }
-        match self.wal.append(&logged.payload) {
-            Ok(at) => {
-                logged.logged_at = Some(at);
-                // A small frame of completions can still fit where a batch of events did
-                // not: only a write as large as the one that failed brings the log back.
-                if logged.payload.len() >= self.failed_len
-                    && !self.log_ok.swap(true, Ordering::Relaxed)
-                {
-                    tracing::info!("the write-ahead log takes writes again");
-                }
-                let mut pending = lock(&self.pending);
-                for ((accept, _), decision) in logged.batch.iter().zip(&logged.decisions) {
-                    if matches!(decision, Decision::New) {
-                        pending.insert(accept.key.as_bytes().to_vec(), accept.id.clone());
-                    }
+        // Cursors alone are not worth a sync each: a crash that loses them repeats some
+        // deliveries. The next frame with events (or the sweeper's sync) makes them durable.
+        let synced = !fresh.is_empty();
+        let written = self.wal.prepare().and_then(|start| {
+            // A queue's first frame carries its first cursor, so a restart knows where it
+            // starts reading.
+            for q in fresh.iter().flat_map(|a| &a.queues) {
+                if !self.lanes.contains(q.prefix()) {
+                    (cursors.entry(q.prefix().to_vec())).or_insert_with(|| Cursor {
+                        read: start,
+                        owed: Vec::new(),
+                    });
                 }
             }
+            let cursors: Vec<(Vec<u8>, Cursor)> = cursors.into_iter().collect();
+            let payload = frame::encode(&fresh, &cursors);
+            let (at, next) = self.wal.append(&payload, synced)?;
+            Ok((payload, cursors, at, next))
+        });
+        let (payload, cursors, at, next) = match written {
+            Ok(written) => written,
             Err(error) => {
                 self.log_ok.store(false, Ordering::Relaxed);
-                self.failed_len = logged.payload.len();
-                tracing::error!(%error, events = fresh, completions = finished, "the write-ahead log failed; the vendors will retry");
-                logged.failed = Some(format!("the write-ahead log: {error}"));
+                tracing::error!(%error, events = fresh.len(), "the write-ahead log failed; the vendors will retry");
+                let failed = format!("the write-ahead log: {error}");
+                answer(batch, decisions, Some(failed));
+                return None;
+            }
+        };
+        // A small frame of cursors can still fit where a batch of events did not: only a
+        // write as large as the one that failed brings the log back.
+        if payload.len() >= self.failed_len && !self.log_ok.swap(true, Ordering::Relaxed) {
+            tracing::info!("the write-ahead log takes writes again");
+        }
+        let mut queues: Vec<&[u8]> = fresh
+            .iter()
+            .flat_map(|a| a.queues.iter().map(|q| q.prefix()))
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        for q in fresh.iter().flat_map(|a| &a.queues) {
+            q.counted();
+        }
+        if self.wal.take_lost() {
+            self.unsynced.clear();
+        }
+        if synced {
+            self.unsynced.extend(cursors.iter().cloned());
+            let cursors = std::mem::take(&mut self.unsynced);
+            self.lanes.logged(at, next, &queues, &cursors);
+        } else {
+            self.lanes.logged(at, next, &queues, &[]);
+            self.unsynced.extend(cursors.iter().cloned());
+        }
+        {
+            let mut pending = lock(&self.pending);
+            for accept in &fresh {
+                pending.insert(accept.key.as_bytes().to_vec(), accept.id.clone());
             }
         }
-        logged
+        if !fresh.is_empty() {
+            self.metrics.commits.inc();
+            if let Some(h) = &self.metrics.batch_events {
+                h.observe(fresh.len() as f64);
+            }
+        }
+        drop(fresh);
+        answer(batch, decisions, None);
+        Some(Logged {
+            payload,
+            at,
+            next,
+            replaced_expiry,
+        })
+    }
+
+    /// Each request's decision, and the expiry entries of the ended claims it replaces.
+    fn decide(&self, batch: &[(Accept, Reply)]) -> (Vec<Decision>, Vec<Vec<u8>>) {
+        let mut decisions = Vec::with_capacity(batch.len());
+        let mut replaced_expiry = Vec::new();
+        let pending = lock(&self.pending);
+        // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
+        let mut claimed: HashMap<&[u8], usize> = HashMap::new();
+        for (index, (accept, _)) in batch.iter().enumerate() {
+            let key = accept.key.as_bytes();
+            if let Some(&first) = claimed.get(key) {
+                decisions.push(Decision::RepeatInBatch(first));
+                continue;
+            }
+            if let Some(first) = pending.get(key) {
+                decisions.push(Decision::Seen(first.clone()));
+                continue;
+            }
+            let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
+                Ok(existing) => existing,
+                Err(e) => {
+                    // sled fails reads once its own background flush has failed (a full
+                    // disk): the store is not ready until the healer has reopened it.
+                    self.engine.set_stuck();
+                    decisions.push(Decision::Failed(e));
+                    continue;
+                }
+            };
+            match existing.as_deref().map(Claim::decode) {
+                Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
+                    decisions.push(Decision::Seen(claim.event_id));
+                    continue;
+                }
+                Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
+                Some(Err(error)) => {
+                    self.metrics.unreadable.inc();
+                    tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
+                }
+                None => {}
+            }
+            claimed.insert(key, index);
+            decisions.push(Decision::New);
+        }
+        (decisions, replaced_expiry)
+    }
+
+    /// Makes the cursors written without a sync durable.
+    fn sync_cursors(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        match self.wal.sync() {
+            Ok(()) if !self.wal.take_lost() => self.lanes.durable(&self.unsynced),
+            Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "syncing the log failed"),
+        }
+        self.unsynced.clear();
     }
 
     /// Finds out whether a log that failed takes writes again, with no request waiting.
@@ -264,13 +381,36 @@ impl Writer {
     }
 }
 
+/// Answers every request of a batch (`failed`: the log write failed) and wakes the workers
+/// of the sinks the new events go to.
+fn answer(batch: Vec<(Accept, Reply)>, decisions: Vec<Decision>, failed: Option<String>) {
+    let ids: Vec<EventId> = batch.iter().map(|(a, _)| a.id.clone()).collect();
+    for ((accept, reply), decision) in batch.into_iter().zip(decisions) {
+        let answer = match (decision, &failed) {
+            (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
+            (Decision::Failed(error), _) => Err(error),
+            (Decision::New | Decision::RepeatInBatch(_), Some(error)) => {
+                Err(StoreError::Write(error.clone()))
+            }
+            (Decision::RepeatInBatch(first), None) => Ok(Accepted::Duplicate(ids[first].clone())),
+            (Decision::New, None) => {
+                // Counted when logged (see `Writer::commit`); this wakes the workers.
+                for queue in &accept.queues {
+                    queue.read_again_from(&accept.id);
+                }
+                Ok(Accepted::New)
+            }
+        };
+        // A waiter that went away (its client disconnected) is fine: its event is kept.
+        let _ = reply.send(answer);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::id::EventId;
     use crate::base::names::{VendorName, WorkspaceId};
-    use crate::event::dedupe::DedupeKey;
-    use crate::event::dedupe::Identity;
+    use crate::event::dedupe::{DedupeKey, Identity};
 
     fn accept(
         key: &DedupeKey,
@@ -294,25 +434,23 @@ mod tests {
     #[test]
     fn identical_deliveries_in_one_batch_get_one_accept_and_a_duplicate_of_it() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine {
-            dir: dir.path().to_owned(),
-            cache_bytes: 8 << 20,
-            trees: std::sync::RwLock::new(Some(
-                super::super::open_trees(dir.path(), 8 << 20).unwrap(),
-            )),
-            stuck: AtomicBool::new(false),
-            exclusive: Mutex::new(()),
-        });
-        let (to_apply, logged) = std_mpsc::sync_channel(1);
+        let engine = Arc::new(Engine::new(
+            dir.path(),
+            8 << 20,
+            super::super::open_trees(dir.path(), 8 << 20).unwrap(),
+        ));
+        let (to_apply, logged) = std_mpsc::sync_channel(APPLY_BACKLOG);
         let pending: PendingClaims = Arc::default();
         let mut writer = Writer {
             engine: engine.clone(),
-            unreadable: Default::default(),
+            lanes: Arc::default(),
             wal: Wal::open(&dir.path().join("wal"), Duration::from_secs(60)).unwrap(),
             log_ok: Arc::new(AtomicBool::new(true)),
             failed_len: 0,
+            unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
+            metrics: StoreMetrics::default(),
         };
         let applier = Applier {
             engine,
@@ -336,20 +474,37 @@ mod tests {
         let (b, rb, second) = accept(&same);
         let (c, rc, third) = accept(&other);
         let first_id = a.id.clone();
-        let batch = writer.log(vec![(a, ra), (b, rb), (c, rc)], &[], false);
-        applier.finish(batch);
+        let batch = Gathered {
+            batch: vec![(a, ra), (b, rb), (c, rc)],
+            ..Gathered::default()
+        };
+        // Answered once logged, before sled has it.
+        let logged_batch = writer.commit(batch).unwrap();
         let answer = |rx: oneshot::Receiver<Result<Accepted, StoreError>>| {
             rx.blocking_recv().unwrap().unwrap()
         };
         assert_eq!(answer(first), Accepted::New);
         assert_eq!(answer(second), Accepted::Duplicate(first_id.clone()));
         assert_eq!(answer(third), Accepted::New);
-        drop(logged);
 
-        // And in the next batch, against what the first one stored.
+        // The next batch, while the first is still on its way into sled: a claim in flight.
         let (d, rd, fourth) = accept(&same);
-        let batch = writer.log(vec![(d, rd)], &[], false);
-        applier.finish(batch);
-        assert_eq!(answer(fourth), Accepted::Duplicate(first_id));
+        let next = Gathered {
+            batch: vec![(d, rd)],
+            ..Gathered::default()
+        };
+        assert!(writer.commit(next).is_none());
+        assert_eq!(answer(fourth), Accepted::Duplicate(first_id.clone()));
+
+        // And once it is applied, against what sled holds.
+        applier.apply(logged_batch);
+        let (e, re, fifth) = accept(&same);
+        let last = Gathered {
+            batch: vec![(e, re)],
+            ..Gathered::default()
+        };
+        assert!(writer.commit(last).is_none());
+        assert_eq!(answer(fifth), Accepted::Duplicate(first_id));
+        drop(logged);
     }
 }

@@ -1,7 +1,6 @@
 //! The sled database behind the embedded store: its trees, how it is opened and checked, and
 //! how it is healed in place after a disk error.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,9 +8,9 @@ use std::sync::Mutex;
 
 use sled::Tree;
 
+use super::record::STORE_FORMAT;
 use super::replay;
 use crate::base::durable;
-use crate::store::codec;
 use crate::store::{lock, StoreError};
 
 /// The sled database behind the store. A disk error (full, too large, I/O) poisons a sled
@@ -32,6 +31,16 @@ pub(super) struct Engine {
 }
 
 impl Engine {
+    pub(super) fn new(dir: &Path, cache_bytes: u64, trees: Trees) -> Engine {
+        Engine {
+            dir: dir.to_owned(),
+            cache_bytes,
+            trees: std::sync::RwLock::new(Some(trees)),
+            stuck: AtomicBool::new(false),
+            exclusive: Mutex::new(()),
+        }
+    }
+
     pub(super) fn trees(&self) -> Result<Trees, StoreError> {
         self.trees
             .read()
@@ -49,9 +58,9 @@ impl Engine {
     }
 
     /// Brings the store back after a failure: reopens sled if a disk error poisoned it, then
-    /// replays the log past the checkpoint (what failed to apply is in it). Returns the queue
-    /// counts found, for the counters.
-    pub(super) fn heal(&self) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
+    /// replays the log past the checkpoint (what failed to apply is in it). The queues are
+    /// in the log and in memory: they carry on as they were.
+    pub(super) fn heal(&self) -> Result<(), StoreError> {
         let _exclusive = lock(&self.exclusive);
         let poisoned = match self.trees() {
             Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
@@ -81,16 +90,15 @@ impl Engine {
         // Healed only once what was replayed is on disk: sled's inserts land in memory
         // first, so without this a disk that is still full would pass for a healed one.
         sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
-        let counts = count_queues(&trees)?;
         self.stuck.store(false, Ordering::Relaxed);
-        Ok(counts)
+        Ok(())
     }
 }
 
 pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
     // The write-ahead log is the durability point; sled's own periodic flush only keeps
-    // the replay after a crash short, and narrows what a crash can undo of work nobody
-    // waits for, such as completions (each one undone is one more delivery).
+    // the replay after a crash short. `cache_bytes` bounds sled's page cache (sled's own
+    // default is 1 GiB).
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_bytes)
@@ -100,7 +108,7 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Er
         dedupe: db.open_tree("dedupe")?,
         dedupe_expiry: db.open_tree("dedupe_expiry")?,
         events: db.open_tree("events")?,
-        queue: db.open_tree("queue")?,
+        cursors: db.open_tree("cursors")?,
         attempts: db.open_tree("attempts")?,
         dead: db.open_tree("dead")?,
         delivered: db.open_tree("delivered")?,
@@ -114,7 +122,7 @@ pub(super) struct Trees {
     pub(super) dedupe: Tree,
     pub(super) dedupe_expiry: Tree,
     pub(super) events: Tree,
-    pub(super) queue: Tree,
+    pub(super) cursors: Tree,
     pub(super) attempts: Tree,
     pub(super) dead: Tree,
     pub(super) delivered: Tree,
@@ -144,47 +152,25 @@ pub(super) fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
     durable::sync_dir(dir)
 }
 
-/// A store from before format versions held envelopes in its queues; refuse it rather than
-/// misread it.
+/// A store from before format versions held envelopes in its queues, and one of format 1
+/// kept a queue entry per event in sled: refuse either rather than misread it.
 pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
     let meta = db.open_tree("meta").map_err(|source| StoreError::Open {
         path: dir.to_path_buf(),
         source,
     })?;
     match meta.get("format")? {
-        Some(v) if v.as_ref() == [codec::VERSION] => Ok(()),
+        Some(v) if v.as_ref() == [STORE_FORMAT] => Ok(()),
         Some(v) => Err(StoreError::Version {
             path: dir.to_path_buf(),
             found: v.first().copied().unwrap_or(0),
         }),
-        None if !trees.events.is_empty() || !trees.queue.is_empty() => {
-            Err(StoreError::Unversioned {
-                path: dir.to_path_buf(),
-            })
-        }
+        None if !trees.events.is_empty() => Err(StoreError::Unversioned {
+            path: dir.to_path_buf(),
+        }),
         None => {
-            meta.insert("format", &[codec::VERSION])?;
+            meta.insert("format", &[STORE_FORMAT])?;
             Ok(())
         }
     }
-}
-
-/// Queue depth and dead letters per queue prefix: the one scan, at start-up.
-pub(super) fn count_queues(trees: &Trees) -> Result<HashMap<Vec<u8>, (u64, u64)>, StoreError> {
-    let mut found: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
-    for (tree, dead) in [(&trees.queue, false), (&trees.dead, true)] {
-        for key in tree.iter().keys() {
-            let key = key?;
-            let Some(end) = key.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let counts = found.entry(key[..=end].to_vec()).or_default();
-            if dead {
-                counts.1 += 1;
-            } else {
-                counts.0 += 1;
-            }
-        }
-    }
-    Ok(found)
 }

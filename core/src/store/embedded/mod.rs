@@ -1,16 +1,19 @@
 //! The embedded store, the default: one process, nothing else to run. A write-ahead log
-//! ([`wal`]) makes each accepted batch durable with one write and one sync, and sled holds the
-//! dedupe index, each event's envelope once, per-sink queues of references, attempt records,
-//! dead letters and completed deliveries.
+//! ([`wal`]) makes each accepted batch durable with one write and one sync, and is also every
+//! sink's queue: each sink reads it forward from its cursor ([`lanes`]). sled holds the dedupe
+//! claims, an index for lookups, and per-event records only for events that failed.
 //!
 //! sled trees (every value starts with a format version, see [`record`]):
 //! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
-//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + its envelope.
-//! - `queue`: `{workspace}/{sink}\0` + event id -> (); what each sink still owes.
-//! - `attempts`: queue key -> the delivery state of a queued event (see [`crate::deliver`]).
-//! - `dead`: queue key -> a dead letter (why, and every attempt; the envelope stays in `events`).
-//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a completed delivery.
-//! - `meta`: the store's format version.
+//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + where its envelope
+//!   is in the log (for `switchyard event`, until retention).
+//! - `cursors`: `{workspace}/{sink}\0` -> the queue's cursor, as last logged.
+//! - `attempts`: queue key (prefix + event id) -> the delivery state of an event that failed,
+//!   with its envelope (see [`crate::deliver`]).
+//! - `dead`: queue key -> a dead letter (why, every attempt) with its envelope.
+//! - `delivered`: event id + `{workspace}/{sink}\0` -> the record of a delivery that took
+//!   more than one attempt.
+//! - `meta`: the store's format ([`record::STORE_FORMAT`]).
 
 mod applier;
 mod backup;
@@ -18,9 +21,12 @@ mod checkpoint;
 mod commit;
 mod engine;
 mod frame;
+mod lanes;
 mod queue;
 pub mod record;
 mod replay;
+#[cfg(test)]
+mod scenarios;
 mod sweep;
 mod wal;
 
@@ -38,13 +44,16 @@ use crate::base::durable;
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 
-use self::engine::{check_format, count_queues, open_trees, sync_sled, Engine, Trees};
+use self::engine::{check_format, open_trees, sync_sled, Engine, Trees};
+use self::lanes::Lanes;
+use self::record::{Kept, StoredEvent};
 use super::codec::RecordError;
 
 pub struct EmbeddedStore {
     dir: PathBuf,
     engine: Arc<Engine>,
     log: wal::LogReader,
+    lanes: Arc<Lanes>,
     committer: commit::Committer,
     /// Whether the last write-ahead log append succeeded (see [`EmbeddedStore::is_healthy`]).
     log_ok: Arc<AtomicBool>,
@@ -58,7 +67,8 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`: replays the write-ahead log past the last
-    /// checkpoint into sled, counts every queue once, and starts the commit writer.
+    /// checkpoint into sled, finds every queue in the log from its cursor, and starts the
+    /// commit writer.
     pub fn open(
         dir: &Path,
         options: &StoreOptions,
@@ -92,16 +102,15 @@ impl EmbeddedStore {
                 "write-ahead log replayed into the store"
             );
         }
-        let found = count_queues(&trees)?;
+        let (lanes, found) = replay::rebuild(&trees, &wal_dir)?;
+        // Queues that owe nothing and hold no dead letter are listed only while configured.
+        let found: HashMap<Vec<u8>, (u64, u64)> = (found.into_iter())
+            .filter(|(_, (depth, dead))| *depth > 0 || *dead > 0)
+            .collect();
+        let lanes = Arc::new(Lanes::new(lanes));
         drop(db);
         let log_ok = Arc::new(AtomicBool::new(true));
-        let engine = Arc::new(Engine {
-            dir: dir.to_owned(),
-            cache_bytes: options.cache_bytes,
-            trees: std::sync::RwLock::new(Some(trees)),
-            stuck: AtomicBool::new(false),
-            exclusive: Mutex::new(()),
-        });
+        let engine = Arc::new(Engine::new(dir, options.cache_bytes, trees));
         let segment_age = (options.retention / 4).clamp(
             std::time::Duration::from_secs(1),
             std::time::Duration::from_secs(3600),
@@ -109,6 +118,7 @@ impl EmbeddedStore {
         let unreadable = metrics.unreadable.clone();
         let committer = commit::Committer::start(
             engine.clone(),
+            lanes.clone(),
             &wal_dir,
             segment_age,
             log_ok.clone(),
@@ -118,6 +128,7 @@ impl EmbeddedStore {
         let store = Arc::new(EmbeddedStore {
             dir: dir.to_owned(),
             log: wal::LogReader::new(&wal_dir),
+            lanes,
             engine,
             committer,
             log_ok,
@@ -193,41 +204,63 @@ impl EmbeddedStore {
         self.engine.trees()
     }
 
-    /// Makes every write so far durable (sled's flush, an fsync of its files and directory): for records
-    /// that do not go through the write-ahead log, such as a failed attempt's retry time.
+    /// Makes every write so far durable (sled's flush, an fsync of its files and directory):
+    /// for records that do not go through the write-ahead log, such as a failed attempt's
+    /// retry time. The queues' cursors may then pass the events those records settle.
     pub async fn sync(&self) -> Result<(), StoreError> {
         let trees = self.trees()?;
         let dir = self.dir.clone();
+        let written = self.lanes.written();
         tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
             .await
             .map_err(|e| StoreError::Sync(format!("the sync task failed: {e}")))?
-            .map_err(|e| StoreError::Sync(e.to_string()))
+            .map_err(|e| StoreError::Sync(e.to_string()))?;
+        self.lanes.synced_up_to(written);
+        for (prefix, _) in self.lanes.all() {
+            self.advance(&prefix);
+        }
+        Ok(())
     }
 
-    /// A kept event's envelope.
+    /// A kept event's envelope: from the log, or, once its segment is retired, from the
+    /// attempts or dead letter that still hold it.
     pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.trees()?.events.get(id.to_bytes())? {
-            Some(bytes) => self
-                .envelope(&record::StoredEvent::decode(&bytes)?)
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn envelope(&self, event: &record::StoredEvent<'_>) -> Result<Vec<u8>, StoreError> {
-        match event.body {
-            record::Body::Inline(envelope) => Ok(envelope.to_vec()),
-            record::Body::Logged(span) => {
-                let compressed = self.log.read(span).map_err(|e| match e.kind() {
-                    // Segments are retired only once nothing points into them: this is damage.
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
-                        StoreError::Record(RecordError::Damaged)
+        let trees = self.trees()?;
+        let Some(bytes) = trees.events.get(id.to_bytes())? else {
+            return Ok(None);
+        };
+        let event = StoredEvent::decode(&bytes)?;
+        let compressed = match self.log.read(event.span) {
+            Ok(compressed) => compressed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut kept = None;
+                for prefix in &event.queues {
+                    let mut key = prefix.to_vec();
+                    key.extend_from_slice(&id.to_bytes());
+                    kept = match trees.dead.get(&key)? {
+                        Some(found) => Some(found),
+                        None => trees.attempts.get(&key)?,
+                    };
+                    if kept.is_some() {
+                        break;
                     }
-                    _ => StoreError::Write(format!("reading an envelope from the log: {e}")),
-                })?;
-                Ok(record::decompress(&compressed)?)
+                }
+                match kept {
+                    Some(kept) => Kept::decode(&kept)?.envelope.to_vec(),
+                    // Its segment went with retention, between the index sweeps.
+                    None => return Ok(None),
+                }
             }
-        }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(StoreError::Record(RecordError::Damaged))
+            }
+            Err(e) => {
+                return Err(StoreError::Write(format!(
+                    "reading an envelope from the log: {e}"
+                )))
+            }
+        };
+        Ok(Some(record::decompress(&compressed)?))
     }
 
     /// Bytes the store occupies on disk (sled and the log).
@@ -263,16 +296,7 @@ fn healer(store: std::sync::Weak<EmbeddedStore>) {
             continue;
         }
         match store.engine.heal() {
-            Ok(counts) => {
-                for (prefix, queue) in lock(&store.queues).iter() {
-                    let (depth, dead) = counts.get(prefix).copied().unwrap_or_default();
-                    queue.0.depth.store(depth, Ordering::Relaxed);
-                    queue.0.dead.store(dead, Ordering::Relaxed);
-                    // The replay may have put back entries behind the worker's read position.
-                    queue.rescan();
-                }
-                tracing::info!("the store takes writes again");
-            }
+            Ok(()) => tracing::info!("the store takes writes again"),
             Err(error) => tracing::warn!(%error, "the store is still failing; trying again"),
         }
     }
@@ -284,7 +308,6 @@ const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::codec;
 
     /// A sled database as another release left it. Without sled's flusher thread, which would
     /// hold the directory's lock for a moment after the handle is dropped.
@@ -333,8 +356,9 @@ mod tests {
         let message = refused.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("format version 7"), "{message}");
         assert!(
-            message.contains(&format!("reads {}", codec::VERSION)),
+            message.contains(&format!("reads version {}", record::STORE_FORMAT)),
             "{message}"
         );
+        assert!(message.contains("move the directory aside"), "{message}");
     }
 }

@@ -1,20 +1,18 @@
-//! The byte layout of what the embedded store keeps: events, where their envelopes are, and
-//! dedupe claims, each behind the format version of [`crate::store::codec`].
+//! The byte layout of what the embedded store keeps in sled: the event index (where each
+//! envelope is in the log), dedupe claims, records that carry their envelope, each behind the
+//! format version of [`crate::store::codec`].
 
 use std::cell::RefCell;
 
 use crate::base::id::EventId;
-use crate::store::codec::{payload, put_bytes16, Reader, RecordError, VERSION};
+use crate::store::codec::{payload, put_bytes16, put_bytes32, Reader, RecordError, VERSION};
 
-/// Where an envelope's bytes are: in a write-ahead log segment, zstd-compressed (the common
-/// case: written once, where it was made durable), or inline and plain once its segment has
-/// been retired while a queue or a dead letter still needed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Body<'a> {
-    Inline(&'a [u8]),
-    Logged(LogSpan),
-}
+/// The store's layout: recorded in sled's `meta` tree and at the start of every log frame.
+/// Version 1 kept queue entries and envelopes in sled; version 2 makes the log the queue.
+pub const STORE_FORMAT: u8 = 2;
 
+/// Where an envelope's bytes are in the log: zstd-compressed, in the frame that made it
+/// durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogSpan {
     pub segment: u64,
@@ -22,33 +20,24 @@ pub struct LogSpan {
     pub len: u32,
 }
 
-/// A kept event: the sink queues it was put on (so retention knows what may still need it)
-/// and where its envelope is, stored once however many sinks it goes to.
+/// An accepted event's index entry, for lookup: the sink queues it went to and where its
+/// envelope is.
 pub struct StoredEvent<'a> {
     pub queues: Vec<&'a [u8]>,
-    pub body: Body<'a>,
+    pub span: LogSpan,
 }
 
 impl<'a> StoredEvent<'a> {
-    pub fn encode(queues: &[&[u8]], body: Body<'_>) -> Vec<u8> {
+    pub fn encode(queues: &[&[u8]], span: LogSpan) -> Vec<u8> {
         let mut out = vec![VERSION];
         let count = u8::try_from(queues.len()).unwrap_or(u8::MAX);
         out.push(count);
         for q in queues.iter().take(usize::from(count)) {
             put_bytes16(&mut out, q);
         }
-        match body {
-            Body::Inline(envelope) => {
-                out.push(0);
-                out.extend_from_slice(envelope);
-            }
-            Body::Logged(span) => {
-                out.push(1);
-                out.extend_from_slice(&span.segment.to_be_bytes());
-                out.extend_from_slice(&span.offset.to_be_bytes());
-                out.extend_from_slice(&span.len.to_be_bytes());
-            }
-        }
+        out.extend_from_slice(&span.segment.to_be_bytes());
+        out.extend_from_slice(&span.offset.to_be_bytes());
+        out.extend_from_slice(&span.len.to_be_bytes());
         out
     }
 
@@ -58,16 +47,39 @@ impl<'a> StoredEvent<'a> {
         let queues = (0..count)
             .map(|_| r.bytes16())
             .collect::<Result<Vec<_>, _>>()?;
-        let body = match r.u8()? {
-            0 => Body::Inline(r.0),
-            1 => Body::Logged(LogSpan {
-                segment: r.u64()?,
-                offset: r.u64()?,
-                len: r.u32()?,
-            }),
-            _ => return Err(RecordError::Damaged),
+        let span = LogSpan {
+            segment: r.u64()?,
+            offset: r.u64()?,
+            len: r.u32()?,
         };
-        Ok(StoredEvent { queues, body })
+        Ok(StoredEvent { queues, span })
+    }
+}
+
+/// A record that needs its event's envelope wherever the log is (attempts of an event that
+/// failed, a dead letter): the record, then the compressed envelope, copied once at the first
+/// failure so that no log segment is held for it.
+pub struct Kept<'a> {
+    pub record: &'a [u8],
+    pub envelope: &'a [u8],
+}
+
+impl<'a> Kept<'a> {
+    pub fn encode(record: &[u8], envelope: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 4 + record.len() + envelope.len());
+        out.push(VERSION);
+        put_bytes32(&mut out, record);
+        out.extend_from_slice(envelope);
+        out
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<Kept<'a>, RecordError> {
+        let mut r = Reader(payload(bytes)?);
+        let record = r.bytes32()?;
+        Ok(Kept {
+            record,
+            envelope: r.0,
+        })
     }
 }
 
@@ -162,24 +174,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_events_round_trip_and_damage_is_an_error() {
-        let bytes = StoredEvent::encode(
-            &[b"acme/crm\0", b"acme/audit\0"],
-            Body::Inline(b"{\"id\":1}"),
-        );
-        let event = StoredEvent::decode(&bytes).unwrap();
-        assert_eq!(event.queues, vec![&b"acme/crm\0"[..], &b"acme/audit\0"[..]]);
-        assert_eq!(event.body, Body::Inline(b"{\"id\":1}"));
+    fn stored_events_and_kept_records_round_trip_and_damage_is_an_error() {
         let span = LogSpan {
             segment: 3,
             offset: 77,
             len: 12,
         };
-        let logged = StoredEvent::encode(&[], Body::Logged(span));
-        assert_eq!(
-            StoredEvent::decode(&logged).unwrap().body,
-            Body::Logged(span)
-        );
+        let bytes = StoredEvent::encode(&[b"acme/crm\0", b"acme/audit\0"], span);
+        let event = StoredEvent::decode(&bytes).unwrap();
+        assert_eq!(event.queues, vec![&b"acme/crm\0"[..], &b"acme/audit\0"[..]]);
+        assert_eq!(event.span, span);
         assert!(StoredEvent::decode(&bytes[..5]).is_err());
         let mut future = bytes.clone();
         future[0] = 9;
@@ -187,6 +191,13 @@ mod tests {
             StoredEvent::decode(&future).err(),
             Some(RecordError::Version(9))
         );
+        let kept = Kept::encode(b"{\"attempts\":[]}", b"zstd");
+        let read = Kept::decode(&kept).unwrap();
+        assert_eq!(
+            (read.record, read.envelope),
+            (&b"{\"attempts\":[]}"[..], &b"zstd"[..])
+        );
+        assert!(Kept::decode(&kept[..3]).is_err());
     }
 
     #[test]

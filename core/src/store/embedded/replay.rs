@@ -1,53 +1,47 @@
-//! Bringing sled up to date with the log: after each batch (the applier), and on start after a
-//! crash or a heal, replaying what sled may not have made durable.
+//! Bringing sled and the queues up to date with the log: after each frame (the applier), and on
+//! start after a crash or a heal. [`recover`] replays what sled may not have made durable (past
+//! the checkpoint); [`rebuild`] then finds each queue in the log from its cursor: what it
+//! still owes, how much, and where its last events are.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use super::frame::{decode_frame, LoggedEvent};
-use super::record::{Body, Claim, LogSpan, StoredEvent};
-use super::wal::{self, Position};
+use super::frame::{self, Cursor, Frame};
+use super::lanes::{Lane, Owed};
+use super::record::{Claim, Kept, LogSpan, StoredEvent};
+use super::wal::{self, Position, FRAME_HEADER};
 use super::{sync_sled, StoreError, Trees};
-use crate::store::codec;
+use crate::base::id::EventId;
+use crate::store::codec::{self, Reader};
 
-/// Brings sled up to date with logged events, whose batch payload starts at `payload_at` in the
-/// log. A replay (after a crash) may meet events sled already has: it keeps newer claims and
-/// does not queue again what a sink already finished.
+/// Brings sled up to date with one logged frame starting at `at`: each new event's index
+/// entry and dedupe claim, and the cursors it carries. A replay (after a crash) may meet
+/// claims sled already has: it keeps the newer one.
 pub(super) fn apply(
     trees: &Trees,
-    payload_at: Position,
-    events: &[LoggedEvent<'_>],
+    at: Position,
+    frame: &Frame<'_>,
     replaced_expiry: &[&[u8]],
     replay: bool,
 ) -> Result<(), StoreError> {
     // Plain inserts, not `apply_batch`: sled 0.34 runs a batch as a transaction, with a
-    // process-wide lock and a log reservation per call (measured at ~40 us a call); atomicity
-    // across them is the log's job (a crash replays the batch).
+    // process-wide lock and a log reservation per call; atomicity across them is the log's
+    // job (a crash replays the frame).
     for old in replaced_expiry {
         trees.dedupe_expiry.remove(*old)?;
     }
-    for e in events {
-        let id = e.id.to_bytes();
+    for e in &frame.events {
         let span = LogSpan {
-            segment: payload_at.segment,
-            offset: payload_at.offset + e.envelope_at as u64,
-            len: e.envelope_len,
+            segment: at.segment,
+            offset: at.offset + (FRAME_HEADER + e.envelope_at) as u64,
+            len: e.envelope.len() as u32,
         };
-        // The event before its queue entries: a worker that sees an entry finds its envelope.
+        let queues: Vec<&[u8]> = (e.queues.iter())
+            .filter_map(|i| frame.queues.get(usize::from(*i)).copied())
+            .collect();
         trees
             .events
-            .insert(id, StoredEvent::encode(&e.queues, Body::Logged(span)))?;
-        for prefix in &e.queues {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(&id);
-            if replay {
-                let mut done = id.to_vec();
-                done.extend_from_slice(prefix);
-                if trees.delivered.contains_key(&done)? || trees.dead.contains_key(&key)? {
-                    continue;
-                }
-            }
-            trees.queue.insert(key, &[codec::VERSION])?;
-        }
+            .insert(e.id.to_bytes(), StoredEvent::encode(&queues, span))?;
         let claim = Claim {
             expires_at_ms: e.expires_at_ms,
             event_id: e.id.clone(),
@@ -63,29 +57,120 @@ pub(super) fn apply(
             trees.dedupe_expiry.insert(claim.expiry_key(e.key), &[])?;
         }
     }
+    for (prefix, cursor) in &frame.cursors {
+        let mut value = vec![codec::VERSION];
+        cursor.encode(&mut value);
+        trees.cursors.insert(prefix, value)?;
+    }
     Ok(())
 }
 
 /// Replays the log past its checkpoint into sled and makes that durable; returns how many
-/// batches it replayed.
+/// frames it replayed. A damaged frame stops it with the segment and offset.
 pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     crate::base::durable::create_dirs(wal_dir)?;
     let from = wal::read_checkpoint(wal_dir)?;
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let batches = wal::replay(wal_dir, from, |at, payload| {
-        let frame = decode_frame(payload).map_err(|e| invalid(e.into()))?;
-        apply(trees, at, &frame.events, &[], true).map_err(invalid)?;
-        for (prefix, id) in &frame.completed {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(&id.to_bytes());
-            trees.queue.remove(&key).map_err(|e| invalid(e.into()))?;
-            trees.attempts.remove(&key).map_err(|e| invalid(e.into()))?;
-        }
-        Ok(())
+    let frames = wal::replay(wal_dir, from, |at, _, payload| {
+        let frame = frame::decode(payload).map_err(|e| invalid(e.into()))?;
+        apply(trees, at, &frame, &[], true).map_err(invalid)
     })?;
-    if batches > 0 {
+    if frames > 0 {
         let sled_dir = wal_dir.parent().unwrap_or(wal_dir);
         sync_sled(&trees.db, sled_dir)?;
     }
-    Ok(batches)
+    Ok(frames)
+}
+
+/// What start-up finds of every queue: its lane and its (depth, dead letters).
+pub(super) type Found = (HashMap<Vec<u8>, Lane>, HashMap<Vec<u8>, (u64, u64)>);
+
+/// Rebuilds every queue from sled (its cursor, the events that failed and their attempts, its
+/// dead letters) and from the log after its cursor (what it still owes and how much). The
+/// one pass over the log, at start-up.
+pub(super) fn rebuild(trees: &Trees, wal_dir: &Path) -> Result<Found, StoreError> {
+    let mut lanes: HashMap<Vec<u8>, Lane> = HashMap::new();
+    let mut counts: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+    let mut cursors: HashMap<Vec<u8>, Cursor> = HashMap::new();
+    for entry in trees.cursors.iter() {
+        let (prefix, value) = entry?;
+        let cursor = Cursor::decode(&mut Reader(codec::payload(&value)?))?;
+        let mut lane = Lane::new(cursor.read);
+        lane.durable = cursor.low();
+        lanes.insert(prefix.to_vec(), lane);
+        cursors.insert(prefix.to_vec(), cursor);
+    }
+    // Events that failed: back in their window with their attempts and envelope.
+    for entry in trees.attempts.iter() {
+        let (key, value) = entry?;
+        let Some((prefix, id)) = split_key(&key) else {
+            continue;
+        };
+        let kept = Kept::decode(&value)?;
+        let lane = (lanes.entry(prefix.to_vec())).or_insert_with(|| Lane::new(Position::default()));
+        lane.window.insert(
+            id,
+            Owed {
+                at: None,
+                envelope: Some(kept.envelope.to_vec()),
+                state: Some(kept.record.to_vec()),
+                recorded: Some(0),
+                buried: false,
+            },
+        );
+    }
+    for key in trees.dead.iter().keys() {
+        if let Some((prefix, _)) = split_key(&key?) {
+            counts.entry(prefix.to_vec()).or_default().1 += 1;
+        }
+    }
+    let start = (cursors.values()).map(Cursor::low).min();
+    if let Some(start) = start {
+        wal::replay(wal_dir, start, |at, next, payload| {
+            let frame = frame::decode(payload)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            for (prefix, cursor) in &cursors {
+                let (Some(index), Some(lane)) = (frame.queue_index(prefix), lanes.get_mut(prefix))
+                else {
+                    continue;
+                };
+                let behind = at < cursor.read;
+                for (i, event) in frame.events.iter().enumerate() {
+                    if !event.queues.contains(&index) {
+                        continue;
+                    }
+                    let here = frame::EventAt {
+                        frame: at,
+                        index: i as u32,
+                    };
+                    if behind && cursor.owed.binary_search(&here).is_ok() {
+                        (lane.window.entry(event.id.clone()))
+                            .or_insert_with(|| Owed::logged(here, event.envelope));
+                    } else if !behind {
+                        counts.entry(prefix.clone()).or_default().0 += 1;
+                    }
+                }
+                if !behind {
+                    lane.tail = next;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|source| StoreError::Log {
+            path: wal_dir.to_owned(),
+            source,
+        })?;
+    }
+    for (prefix, lane) in &mut lanes {
+        lane.tail = lane.tail.max(lane.read);
+        counts.entry(prefix.clone()).or_default().0 += lane.window.len() as u64;
+    }
+    Ok((lanes, counts))
+}
+
+/// Splits a `{workspace}/{sink}\0` + event id key.
+pub(super) fn split_key(key: &[u8]) -> Option<(&[u8], EventId)> {
+    let end = key.iter().position(|b| *b == 0)?;
+    let id: [u8; 16] = key.get(end + 1..)?.try_into().ok()?;
+    Some((&key[..=end], EventId::from_bytes(id)))
 }

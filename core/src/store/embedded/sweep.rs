@@ -1,11 +1,11 @@
-//! Background upkeep: expired dedupe claims, events and delivery records past retention, and log
-//! segments retention has passed. An event still queued for a sink, or held by a dead letter,
-//! stays however old it is: when its segment is retired, its envelope moves into sled.
+//! Background upkeep: expired dedupe claims, index entries and delivery records past
+//! retention, idle queues' cursors, and log segments that every queue has passed and retention
+//! allows to go. An event still owed from the log keeps its segment; one that failed carries
+//! its envelope in sled (its attempts, its dead letter), so it keeps none.
 
 use std::time::{Duration, SystemTime};
 
-use super::record::{self, Body, Claim, StoredEvent};
-use super::sync_sled;
+use super::record::{self, Claim, StoredEvent};
 use super::wal;
 use super::{EmbeddedStore, StoreError};
 use crate::base::id::millis;
@@ -35,8 +35,9 @@ impl EmbeddedStore {
         Ok(removed)
     }
 
-    /// Removes events and delivery records older than `retention` (both keyed by the
-    /// time-ordered event id first), except events a queue or a dead letter still needs.
+    /// Removes index entries and delivery records older than `retention` (both keyed by the
+    /// time-ordered event id first), except the index entries of events a queue's attempts
+    /// or a dead letter still holds (for `switchyard event`).
     pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;
         let cutoff_ms = millis(now).saturating_sub(retention.as_millis() as u64);
@@ -50,7 +51,7 @@ impl EmbeddedStore {
         for entry in trees.events.range(..end.as_slice()) {
             let (id, bytes) = entry?;
             let needed = match StoredEvent::decode(&bytes) {
-                Ok(event) => self.still_needed(&id, &event.queues)?,
+                Ok(event) => self.still_needed(&id, &event)?,
                 Err(error) => {
                     // Kept for inspection, not swept.
                     self.unreadable("stored event", &error);
@@ -65,18 +66,23 @@ impl EmbeddedStore {
         Ok(removed)
     }
 
-    /// Retires log segments that are behind the checkpoint and older than `retention`: the
-    /// envelopes still needed (queued, dead, or kept for lookup) move inline into sled first.
+    /// Moves every queue's cursor on (an idle queue to the log's end), then retires the log
+    /// segments before all of them, before the checkpoint, and older than `retention`.
     /// Returns how many segments went.
     pub fn sweep_log(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
-        let trees = self.trees()?;
+        for (prefix, _) in self.lanes.all() {
+            self.advance(&prefix);
+        }
+        // What is durable of them by now frees segments at the next sweep.
+        self.committer.sync_cursors();
         let dir = self.dir.join("wal");
         let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
         let _retiring = super::lock(&self.retiring);
         let checkpoint = wal::read_checkpoint(&dir).map_err(io)?;
+        let low = self.lanes.low();
         let mut retired = 0;
         for segment in wal::segments(&dir).map_err(io)? {
-            if segment >= checkpoint.segment {
+            if segment >= checkpoint.segment || segment >= low.segment {
                 break;
             }
             let modified = std::fs::metadata(wal::segment_path(&dir, segment))
@@ -85,52 +91,28 @@ impl EmbeddedStore {
             if modified + retention > now {
                 break;
             }
-            let mut moved = 0;
-            wal::segment_frames(&dir, segment, 0, |at, payload| {
-                moved += self
-                    .keep_inline(at, payload)
-                    .map_err(std::io::Error::other)?;
-                Ok(())
-            })
-            .map_err(io)?;
-            // Power-safe before the segment goes: sled's own flush is not.
-            sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
             self.log.retire(segment).map_err(io)?;
-            tracing::debug!(segment, moved, "log segment retired");
+            tracing::debug!(segment, "log segment retired");
             retired += 1;
         }
         Ok(retired)
     }
 
-    /// Moves the envelopes of one logged batch that sled still points at into sled.
-    fn keep_inline(&self, at: wal::Position, payload: &[u8]) -> Result<usize, StoreError> {
+    /// Whether an event's index entry must stay: a queue has still to read it, retries it or
+    /// holds it dead.
+    fn still_needed(&self, id: &[u8], event: &StoredEvent<'_>) -> Result<bool, StoreError> {
         let trees = self.trees()?;
-        let mut moved = 0;
-        for (id, offset, len) in super::frame::envelopes(payload)? {
-            let Some(bytes) = trees.events.get(id.to_bytes())? else {
-                continue;
-            };
-            let event = StoredEvent::decode(&bytes)?;
-            let Body::Logged(span) = event.body else {
-                continue;
-            };
-            if span.segment != at.segment || span.offset != at.offset + offset as u64 {
-                continue;
+        let at = wal::Position {
+            segment: event.span.segment,
+            offset: event.span.offset,
+        };
+        for prefix in &event.queues {
+            if (self.lanes.get(prefix)).is_some_and(|slot| slot.lane().read < at) {
+                return Ok(true);
             }
-            let envelope = record::decompress(&payload[offset..offset + len])?;
-            let inline = StoredEvent::encode(&event.queues, Body::Inline(&envelope));
-            trees.events.insert(id.to_bytes(), inline)?;
-            moved += 1;
-        }
-        Ok(moved)
-    }
-
-    fn still_needed(&self, id: &[u8], queues: &[&[u8]]) -> Result<bool, StoreError> {
-        let trees = self.trees()?;
-        for prefix in queues {
             let mut key = prefix.to_vec();
             key.extend_from_slice(id);
-            if trees.queue.contains_key(&key)? || trees.dead.contains_key(&key)? {
+            if trees.attempts.contains_key(&key)? || trees.dead.contains_key(&key)? {
                 return Ok(true);
             }
         }

@@ -1,13 +1,16 @@
-//! The write-ahead log: where an accepted batch becomes durable, and where its envelopes stay.
-//! One writer appends a batch as one checksummed frame and syncs it (`fdatasync`) before anyone
-//! is answered; sled is brought up to date behind it (with pointers into the log, not copies),
-//! and a checkpoint records how far sled is known to be on disk, so start-up replays only what
-//! came after. The log is a directory of numbered segments; a new segment is started at every
-//! open and after any failed write, so a torn or failed tail is never appended to. A segment is
-//! retired once retention has passed it (see the store's sweep).
+//! The write-ahead log: where an accepted batch becomes durable, where its envelopes stay, and
+//! the sinks' queue (each sink reads it forward from its cursor, see [`super::lanes`]). One
+//! writer appends a batch as one checksummed frame and syncs it (`fdatasync`) before anyone is
+//! answered; sled's index is brought up to date behind it, and a checkpoint records how far
+//! sled is known to be on disk, so start-up replays only what came after. The log is a
+//! directory of numbered segments; a new segment is started at every open and after any failed
+//! write, so a torn or failed tail is never appended to. A segment is retired once every
+//! queue's cursor has passed it and retention allows (see the store's sweep).
 //!
 //! Frame: `len` (u32, big-endian) + CRC-32 of the payload (u32) + payload. A frame that is
-//! short, zero-length or fails its checksum ends the segment: that is where a crash cut it.
+//! short, zero-length or fails its checksum with nothing valid after it is where a crash cut
+//! the segment: it ends the segment. One with valid frames after it is damage: reading stops
+//! with the segment and the offset, never skipping it silently.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -22,7 +25,7 @@ use crate::base::durable;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-const FRAME_HEADER: usize = 8;
+pub const FRAME_HEADER: usize = 8;
 const CHECKPOINT: &str = "checkpoint";
 
 /// A place in the log: everything before it has been written.
@@ -42,6 +45,10 @@ pub struct Wal {
     opened: Instant,
     /// A sync failed: the next append starts a new segment.
     broken: bool,
+    /// Frames were appended without a sync since the last one.
+    unsynced: bool,
+    /// A sync that should have covered frames appended without one failed.
+    lost: bool,
 }
 
 impl Wal {
@@ -61,27 +68,33 @@ impl Wal {
             max_age,
             opened: Instant::now(),
             broken: false,
+            unsynced: false,
+            lost: false,
         })
     }
 
-    /// Appends one frame and syncs it; returns where its payload starts and where the log
-    /// ends after it. On failure nothing is considered written.
-    pub fn append(&mut self, payload: &[u8]) -> io::Result<(Position, Position)> {
+    /// Where the next frame will start: starts a new segment first when this one is full, old
+    /// or broken.
+    pub fn prepare(&mut self) -> io::Result<Position> {
         let old = self.end.offset > 0 && self.opened.elapsed() >= self.max_age;
         if self.broken || old || self.end.offset >= SEGMENT_BYTES {
             self.rotate()?;
         }
+        Ok(self.end)
+    }
+
+    /// Appends one frame at [`Wal::prepare`]'s position and, with `sync`, syncs it and every
+    /// frame appended before it; returns where the frame starts and where the log ends after
+    /// it. On failure nothing is considered written.
+    pub fn append(&mut self, payload: &[u8], sync: bool) -> io::Result<(Position, Position)> {
+        let start = self.prepare()?;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "batch too large"))?;
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
         frame.extend_from_slice(payload);
-        self.write_synced(&frame)?;
-        let start = Position {
-            segment: self.end.segment,
-            offset: self.end.offset + FRAME_HEADER as u64,
-        };
+        self.write(&frame, sync)?;
         self.end.offset += frame.len() as u64;
         Ok((start, self.end))
     }
@@ -95,7 +108,7 @@ impl Wal {
         }
         // Not a frame: were the cut below to fail, a replay reads an impossible length there
         // and ends the segment, and the next append writes over it.
-        self.write_synced(&vec![0xff; len.max(FRAME_HEADER)])?;
+        self.write(&vec![0xff; len.max(FRAME_HEADER)], true)?;
         self.file.set_len(self.end.offset)
     }
 
@@ -103,22 +116,49 @@ impl Wal {
     /// write is cut off so no replay can see it, and the next append retries in place (a full
     /// disk); a failed sync, or a failed cut, sends it to a new segment, since after a failed
     /// fsync the kernel may report later ones clean without the data being on disk.
-    fn write_synced(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         if let Err(error) = self.file.write_all_at(bytes, self.end.offset) {
             if self.file.set_len(self.end.offset).is_err() {
                 self.broken = true;
             }
             return Err(error);
         }
+        if !sync {
+            self.unsynced = true;
+            return Ok(());
+        }
         if let Err(error) = self.file.sync_data() {
             let _ = self.file.set_len(self.end.offset);
             self.broken = true;
+            self.lost |= self.unsynced;
+            self.unsynced = false;
             return Err(error);
         }
+        self.unsynced = false;
         Ok(())
     }
 
+    /// Syncs the frames appended without a sync, if any.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.unsynced = false;
+        self.file.sync_data().inspect_err(|_| {
+            self.broken = true;
+            self.lost = true;
+        })
+    }
+
+    /// Whether a sync meant to cover frames appended without one failed since the last call:
+    /// what they said is not durable.
+    pub fn take_lost(&mut self) -> bool {
+        std::mem::take(&mut self.lost)
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
+        // The next sync is of the new segment: this one's unsynced frames are synced now.
+        let _ = self.sync();
         let next = self.end.segment + 1;
         self.file = create_segment(&self.dir, next)?;
         self.end = Position {
@@ -131,46 +171,95 @@ impl Wal {
     }
 }
 
-/// Calls `apply` with every frame written after `from`, in order, across segments, with where
-/// its payload starts.
+/// Calls `apply` with every frame from `from` on, in order, across segments, with where it
+/// starts and where the next one does; returns how many. Stops with an error naming the
+/// segment and the offset at a damaged frame that valid frames follow.
 pub fn replay(
     dir: &Path,
     from: Position,
-    mut apply: impl FnMut(Position, &[u8]) -> io::Result<()>,
+    mut apply: impl FnMut(Position, Position, &[u8]) -> io::Result<()>,
 ) -> io::Result<usize> {
     let mut frames = 0;
     for segment in segments(dir)?.into_iter().filter(|s| *s >= from.segment) {
-        let start = if segment == from.segment {
-            from.offset
+        let mut bytes = Vec::new();
+        File::open(segment_path(dir, segment))?.read_to_end(&mut bytes)?;
+        let mut at = if segment == from.segment {
+            usize::try_from(from.offset).unwrap_or(usize::MAX)
         } else {
             0
         };
-        frames += segment_frames(dir, segment, start, &mut apply)?;
+        loop {
+            match classify(&bytes, at) {
+                At::Frame(payload, next) => {
+                    let here = Position {
+                        segment,
+                        offset: at as u64,
+                    };
+                    let after = Position {
+                        segment,
+                        offset: next as u64,
+                    };
+                    apply(here, after, payload)?;
+                    frames += 1;
+                    at = next;
+                }
+                At::End => break,
+                At::Torn => {
+                    tracing::info!(segment = %segment_path(dir, segment).display(), offset = at, "the log segment ends in a frame a crash cut short; it ends there");
+                    break;
+                }
+                At::Damaged(reason) => return Err(damaged(dir, segment, at, &reason)),
+            }
+        }
     }
     Ok(frames)
 }
 
-/// Calls `apply` with every frame of one segment from `start` on.
-pub fn segment_frames(
-    dir: &Path,
-    segment: u64,
-    start: u64,
-    mut apply: impl FnMut(Position, &[u8]) -> io::Result<()>,
-) -> io::Result<usize> {
-    let mut bytes = Vec::new();
-    File::open(segment_path(dir, segment))?.read_to_end(&mut bytes)?;
-    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
-    let mut frames = 0;
-    while let Some((payload, next)) = frame_at(&bytes, at) {
-        let position = Position {
-            segment,
-            offset: (at + FRAME_HEADER) as u64,
-        };
-        apply(position, payload)?;
-        frames += 1;
-        at = next;
+/// The error that stops a reader at damage, with what the operator can do.
+pub fn damaged(dir: &Path, segment: u64, offset: usize, reason: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "log segment {} is damaged at byte {offset} ({reason}), and frames follow it: nothing is skipped silently, so recovery stops here. Restore the data directory from a backup (`switchyard backup`), or move that segment out of the directory to start without the events it holds (they are lost)",
+            segment_path(dir, segment).display()
+        ),
+    )
+}
+
+/// What is at one offset of a segment.
+pub enum At<'a> {
+    /// A valid frame's payload, and where the next frame starts.
+    Frame(&'a [u8], usize),
+    /// The segment's end.
+    End,
+    /// An invalid frame with nothing valid after it: a write a crash cut short.
+    Torn,
+    /// An invalid frame with valid frames after it.
+    Damaged(String),
+}
+
+pub fn classify(bytes: &[u8], at: usize) -> At<'_> {
+    if at >= bytes.len() {
+        return At::End;
     }
-    Ok(frames)
+    if let Some((payload, next)) = frame_at(bytes, at) {
+        return At::Frame(payload, next);
+    }
+    // Only on damage or a torn tail: a torn tail is at most one frame, so this is short.
+    if !(at + 1..bytes.len()).any(|p| frame_at(bytes, p).is_some()) {
+        return At::Torn;
+    }
+    let reason = match bytes.get(at..at + FRAME_HEADER) {
+        Some(header) if header[..4] == [0; 4] => "a zero-length frame",
+        Some(header)
+            if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize
+                > bytes.len() - at - FRAME_HEADER =>
+        {
+            "a frame length past the segment's end"
+        }
+        _ => "a checksum mismatch",
+    };
+    At::Damaged(reason.to_owned())
 }
 
 /// Reads envelopes out of the log's segments, keeping one open file per segment.
@@ -187,21 +276,57 @@ impl LogReader {
         }
     }
 
+    fn file(&self, segment: u64) -> io::Result<Arc<File>> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = files.get(&segment) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        files.insert(segment, file.clone());
+        Ok(file)
+    }
+
     pub fn read(&self, span: LogSpan) -> io::Result<Vec<u8>> {
-        let file = {
-            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-            match files.get(&span.segment) {
-                Some(file) => file.clone(),
-                None => {
-                    let file = Arc::new(File::open(segment_path(&self.dir, span.segment))?);
-                    files.insert(span.segment, file.clone());
-                    file
-                }
-            }
-        };
         let mut out = vec![0; span.len as usize];
-        file.read_exact_at(&mut out, span.offset)?;
+        self.file(span.segment)?
+            .read_exact_at(&mut out, span.offset)?;
         Ok(out)
+    }
+
+    /// The frame starting at `at` (its payload, and where the next one starts), or `None`
+    /// when there is no valid frame there: the segment's end (or a tail a crash cut short).
+    pub fn frame(&self, at: Position) -> io::Result<Option<(Vec<u8>, Position)>> {
+        let file = self.file(at.segment)?;
+        let mut header = [0u8; FRAME_HEADER];
+        match file.read_exact_at(&mut header, at.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 || len as u64 > SEGMENT_BYTES + (1 << 30) {
+            return Ok(None);
+        }
+        let mut payload = vec![0; len];
+        match file.read_exact_at(&mut payload, at.offset + FRAME_HEADER as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if crc32fast::hash(&payload) != crc {
+            return Ok(None);
+        }
+        let next = Position {
+            segment: at.segment,
+            offset: at.offset + (FRAME_HEADER + len) as u64,
+        };
+        Ok(Some((payload, next)))
+    }
+
+    /// The first segment after `after`, if any.
+    pub fn next_segment(&self, after: u64) -> io::Result<Option<u64>> {
+        Ok(segments(&self.dir)?.into_iter().find(|s| *s > after))
     }
 
     /// Deletes a segment nothing reads any more, durably: a segment that came back after a
@@ -300,7 +425,7 @@ mod tests {
 
     fn collect(dir: &Path, from: Position) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        replay(dir, from, |_, p| {
+        replay(dir, from, |_, _, p| {
             out.push(p.to_vec());
             Ok(())
         })
@@ -312,25 +437,28 @@ mod tests {
     fn frames_replay_in_order_across_reopens_and_after_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"one").unwrap();
-        let (two, after_one) = wal.append(b"two").unwrap();
+        wal.append(b"one", true).unwrap();
+        let (two, after_two) = wal.append(b"two", true).unwrap();
         let span = LogSpan {
             segment: two.segment,
-            offset: two.offset,
+            offset: two.offset + FRAME_HEADER as u64,
             len: 3,
         };
+        let reader = LogReader::new(dir.path());
+        let (payload, next) = reader.frame(two).unwrap().unwrap();
+        assert_eq!((payload.as_slice(), next), (&b"two"[..], after_two));
         assert_eq!(LogReader::new(dir.path()).read(span).unwrap(), b"two");
-        wal.append(b"three").unwrap();
+        wal.append(b"three", true).unwrap();
         drop(wal);
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"four").unwrap();
+        wal.append(b"four", true).unwrap();
         assert_eq!(
             collect(dir.path(), Position::default()),
             [&b"one"[..], b"two", b"three", b"four"]
         );
-        write_checkpoint(dir.path(), after_one).unwrap();
+        write_checkpoint(dir.path(), after_two).unwrap();
         let from = read_checkpoint(dir.path()).unwrap();
-        assert_eq!(from, after_one);
+        assert_eq!(from, after_two);
         assert_eq!(collect(dir.path(), from), [&b"three"[..], b"four"]);
     }
 
@@ -338,8 +466,8 @@ mod tests {
     fn a_torn_or_corrupt_tail_ends_the_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"kept").unwrap();
-        let (_, end) = wal.append(b"torn").unwrap();
+        wal.append(b"kept", true).unwrap();
+        let (_, end) = wal.append(b"torn", true).unwrap();
         drop(wal);
         let path = segment_path(dir.path(), 1);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -352,12 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_frame_with_frames_after_it_stops_the_replay_naming_segment_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        wal.append(b"one", true).unwrap();
+        let (two, _) = wal.append(b"two", true).unwrap();
+        wal.append(b"three", true).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[two.offset as usize + FRAME_HEADER] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let error = replay(dir.path(), Position::default(), |_, _, _| Ok(())).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("0000000000000001.wal"), "{message}");
+        assert!(
+            message.contains(&format!("at byte {}", two.offset)),
+            "{message}"
+        );
+        assert!(message.contains("checksum"), "{message}");
+    }
+
+    #[test]
     fn a_probe_leaves_no_trace_even_when_its_cut_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), Duration::from_secs(3600)).unwrap();
-        wal.append(b"one").unwrap();
+        wal.append(b"one", true).unwrap();
         wal.probe(4096).unwrap();
-        wal.append(b"two").unwrap();
+        wal.append(b"two", true).unwrap();
         assert_eq!(
             collect(dir.path(), Position::default()),
             [&b"one"[..], b"two"]

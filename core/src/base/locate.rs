@@ -1,4 +1,5 @@
-//! Key paths, and finding the line a key path sits on in the raw YAML text.
+//! Key paths, and finding the line a key path sits on in the raw YAML text: for routes.yaml
+//! (`config`) and vendor definitions (`plugins::definition`).
 //!
 //! serde_yaml's `Value` keeps no positions, so the text is read a second time with yaml-rust2's
 //! event parser, whose events carry their line: one pass records where every mapping entry and
