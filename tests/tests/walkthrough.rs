@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use switchyard_e2e::*;
 
 /// Every command the Commands table lists, each run below.
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 15] = [
     "serve",
     "check",
     "plugins",
@@ -23,6 +23,7 @@ const COMMANDS: [&str; 14] = [
     "dlq replay",
     "dlq delete",
     "event",
+    "events",
 ];
 
 /// The vendors in the order the walkthrough's loop sends them.
@@ -276,6 +277,19 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
     ]
     .into();
     assert_eq!(delivered, expected, "{event:#}");
+    let found = operator(
+        demo,
+        server,
+        "events --workspace demo --vendor watsi --limit 1",
+    );
+    assert_eq!(found["events"][0]["id"], watsi_id, "{found:#}");
+    let statuses: BTreeSet<(&str, &str)> = found["events"][0]["sinks"]
+        .as_array()
+        .expect("sinks")
+        .iter()
+        .filter_map(|d| Some((d["sink"].as_str()?, d["status"].as_str()?)))
+        .collect();
+    assert_eq!(statuses, expected, "{found:#}");
 
     assert_eq!(
         operator(demo, server, "reload"),

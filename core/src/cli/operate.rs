@@ -32,6 +32,7 @@ impl AdminCommand {
             | AdminCommand::Queues { operator }
             | AdminCommand::Reload { operator }
             | AdminCommand::Backup { operator, .. }
+            | AdminCommand::Events { operator, .. }
             | AdminCommand::Event { operator, .. } => operator,
         }
     }
@@ -104,6 +105,9 @@ impl AdminCommand {
                 let to: String =
                     form_urlencoded::byte_serialize(to.to_string_lossy().as_bytes()).collect();
                 (Method::POST, format!("/admin/backup?to={to}"))
+            }
+            AdminCommand::Events { search, .. } => {
+                (Method::GET, format!("/admin/events?{}", search.query()))
             }
             AdminCommand::Event { id, .. } => (Method::GET, format!("/admin/events/{id}")),
         }

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod codec;
 pub mod embedded;
 mod queue;
+pub mod search;
 mod types;
 
 use std::path::Path;
@@ -137,6 +138,17 @@ impl Store {
             Store::Embedded(s) => s.sync().await,
             // Every cluster write is acknowledged by JetStream before it returns.
             Store::Cluster(_) => Ok(()),
+        }
+    }
+
+    /// Events that answer a search, newest first. Only the embedded store keeps a search
+    /// index; it reads sled and the lanes, so callers run it off the async threads.
+    pub fn search(&self, query: &search::SearchQuery) -> Result<search::SearchPage, StoreError> {
+        match self {
+            Store::Embedded(s) => s.search(query),
+            Store::Cluster(_) => Err(StoreError::Unsupported(
+                "event search needs the embedded store: cluster mode (server.store.type: nats) keeps no search index",
+            )),
         }
     }
 

@@ -7,12 +7,14 @@
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/replay`: replay them all
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}/replay`: replay one
 //! - `DELETE /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}`: delete one
+//! - `GET    /admin/events?workspace=&vendor=&type=&since=&until=&status=&sink=&q=`: search
 //! - `GET    /admin/events/{id}`: an event with its delivery to each sink, attempt by attempt
 //!
 //! Every count comes from the store's in-memory counters, so these views cost the same with
 //! ten or ten million queued events.
 
 mod router;
+mod search;
 mod status;
 mod views;
 
@@ -77,6 +79,7 @@ impl Admin {
             (&Method::POST, ["workspaces", ws, "sinks", sink, "enable"]) => {
                 return self.enable(ws, sink)
             }
+            (&Method::GET, ["events"]) => return self.search(query).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id).await,
                 None => return invalid_event_id(),
