@@ -145,6 +145,25 @@ pub enum AdminCommand {
         #[command(flatten)]
         operator: Operator,
     },
+    /// Deliver again to one sink every event accepted in a window that was routed to it,
+    /// delivered or not (talks to a running server; needs the embedded store).
+    Replay {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        /// Accepted at or after this RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// Accepted at or before this RFC 3339 time.
+        #[arg(long)]
+        until: String,
+        /// Only events of this canonical type, a glob (`message.*`).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// Find events, newest first, with each sink's status (talks to a running server; needs
     /// the embedded store). Print the next page with `--after` set to the answer's `next`.
     Events {

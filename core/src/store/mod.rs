@@ -27,8 +27,8 @@ pub use embedded::EmbeddedStore;
 use queue::queue_prefix;
 pub use queue::SinkQueue;
 pub use types::{
-    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, StoreConfig, StoreError,
-    StoreMetrics, StoreOptions,
+    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, Replayed, StoreConfig,
+    StoreError, StoreMetrics, StoreOptions, Window,
 };
 
 /// Held by a sink's delivery worker while it runs: in cluster mode it keeps this instance
@@ -148,6 +148,22 @@ impl Store {
             Store::Embedded(s) => s.search(query),
             Store::Cluster(_) => Err(StoreError::Unsupported(
                 "event search needs the embedded store: cluster mode (server.store.type: nats) keeps no search index",
+            )),
+        }
+    }
+
+    /// Puts every event accepted in `window` that went to `q` back on it, with `state` as its
+    /// delivery state, durable at the next [`Store::sync`]. Embedded store only.
+    pub fn replay_window(
+        &self,
+        q: &SinkQueue,
+        window: &Window,
+        state: &[u8],
+    ) -> Result<Replayed, StoreError> {
+        match self {
+            Store::Embedded(s) => s.replay_window(q, window, state),
+            Store::Cluster(_) => Err(StoreError::Unsupported(
+                "replaying a window needs the embedded store: cluster mode (server.store.type: nats) keeps no event index",
             )),
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! - `GET    /admin/queues`: every sink's state, queue depth, in-flight and dead-letter counts
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/enable`: a disabled sink resumes (one probe)
+//! - `POST   /admin/workspaces/{ws}/sinks/{sink}/replay?since=T&until=T&type=GLOB`: a window
 //! - `GET    /admin/workspaces/{ws}/sinks/{sink}/dead-letters?limit=N&after=ID`: one page
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/replay`: replay them all
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}/replay`: replay one
@@ -17,6 +18,7 @@ mod router;
 mod search;
 mod status;
 mod views;
+mod window;
 
 pub use self::router::Operator;
 
@@ -78,6 +80,9 @@ impl Admin {
             (&Method::DELETE, ["queues", ws, sink]) => self.drop_orphan(ws, sink).await,
             (&Method::POST, ["workspaces", ws, "sinks", sink, "enable"]) => {
                 return self.enable(ws, sink)
+            }
+            (&Method::POST, ["workspaces", ws, "sinks", sink, "replay"]) => {
+                return self.replay_window(ws, sink, query).await
             }
             (&Method::GET, ["events"]) => return self.search(query).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {

@@ -65,7 +65,7 @@ impl Admin {
 }
 
 /// An RFC 3339 time, in milliseconds since the epoch.
-fn millis(key: &str, value: &str) -> Result<u64, String> {
+pub(super) fn millis(key: &str, value: &str) -> Result<u64, String> {
     humantime::parse_rfc3339_weak(value)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

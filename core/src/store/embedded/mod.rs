@@ -31,6 +31,7 @@ mod scenarios;
 mod search;
 mod sweep;
 mod wal;
+mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

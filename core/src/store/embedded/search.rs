@@ -79,7 +79,7 @@ pub(super) fn index_fields(compressed: &[u8]) -> Vec<u8> {
 }
 
 /// Reads what [`index_fields`] wrote; `None` for an entry without them.
-fn decode(bytes: &[u8]) -> Option<Fields<'_>> {
+pub(super) fn decode(bytes: &[u8]) -> Option<Fields<'_>> {
     let mut r = Reader(bytes);
     let mut next = || r.bytes16().ok().and_then(|b| std::str::from_utf8(b).ok());
     Some(Fields {
@@ -95,7 +95,7 @@ fn decode(bytes: &[u8]) -> Option<Fields<'_>> {
 }
 
 /// The id bound a time makes: the smallest id of that millisecond.
-fn bound(ms: u64) -> [u8; 16] {
+pub(super) fn bound(ms: u64) -> [u8; 16] {
     ulid::Ulid::from_parts(ms, 0).to_bytes()
 }
 
