@@ -18,6 +18,7 @@
 //! - `crash`: SIGKILL under load, several times: re-delivered and lost events.
 //! - `growth`: a million 600-byte events to a file and an http sink: rates, RSS, disk, drain.
 //! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
+//! - `search`: `GET /admin/events` pages of 50 over a million stored events: p50, p99.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
@@ -43,6 +44,7 @@ mod quota;
 mod receiver;
 mod retention;
 mod sample;
+mod search;
 mod server;
 mod sink;
 mod stats;
@@ -56,7 +58,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "compare",
     "map",
     "ingest",
@@ -69,6 +71,7 @@ const SCENARIOS: [&str; 12] = [
     "crash",
     "growth",
     "backlog",
+    "search",
 ];
 
 const USAGE: &str = "\
@@ -100,6 +103,9 @@ scenarios (default: all, in this order):
               time, peak and final RSS, disk per event, disk after retention sweeps it
   backlog     1M events while the http sink's receiver is down (RSS), then up: idle drain
               rate and time, RSS
+  search      1M events stored, then GET /admin/events pages of 50 (newest, by workspace and
+              type, a time window) and searches that match nothing (the whole index walked):
+              p50, p99 (target p99 < 100 ms for a page of 50)
 
 options:
   --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
@@ -242,6 +248,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "crash" => crash::run(env, problems).await,
         "growth" => growth::run(env, problems).await,
         "backlog" => backlog::run(env, problems).await,
+        "search" => search::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }
