@@ -69,7 +69,7 @@ fn search_filters_each_field_pages_newest_first_and_tells_each_sinks_status() {
                 .vendor(Vendor::new("watsi", &[SECRET]))
                 .http_sink("crm", HttpSink::new(crm.url()).retry(&["20ms", "20ms"]))
                 .http_sink("audit", HttpSink::new(audit.url()).retry(&["1h"]))
-                .http_sink("hung", HttpSink::new(hung.url()).timeout("60s"))
+                .http_sink("hung", HttpSink::new(hung.url()).timeout("1h"))
                 .route(Route::new("*", &["crm", "audit"]))
                 .route(Route::new("message.status", &["hung"])),
         )
