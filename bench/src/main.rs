@@ -20,6 +20,7 @@
 //! - `growth`: a million 600-byte events to a file and an http sink: rates, RSS, disk, drain.
 //! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
 //! - `powercut`: 200 power cuts under load by the e2e power-cut test: nothing acknowledged lost.
+//! - `search`: `GET /admin/events` pages of 50 over a million stored events: p50, p99.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
@@ -47,6 +48,7 @@ mod receiver;
 mod recovery;
 mod retention;
 mod sample;
+mod search;
 mod server;
 mod sink;
 mod stats;
@@ -60,7 +62,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 14] = [
+const SCENARIOS: [&str; 15] = [
     "compare",
     "map",
     "ingest",
@@ -75,6 +77,7 @@ const SCENARIOS: [&str; 14] = [
     "growth",
     "backlog",
     "powercut",
+    "search",
 ];
 
 const USAGE: &str = "\
@@ -112,6 +115,9 @@ scenarios (default: all, in this order):
   powercut    200 power cuts under load (20 with --quick), by tests/tests/powercut.rs in the
               release profile, in rounds of 50 each from a printed seed: nothing acknowledged
               may be lost; needs /dev/fuse and root or fusermount3 (about 12 minutes)
+  search      1M events stored, then GET /admin/events pages of 50 (newest, by workspace and
+              type, a time window) and searches that match nothing (the whole index walked):
+              p50, p99 (target p99 < 100 ms for a page of 50)
 
 options:
   --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
@@ -258,6 +264,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "crash" => crash::run(env, problems).await,
         "growth" => growth::run(env, problems).await,
         "backlog" => backlog::run(env, problems).await,
+        "search" => search::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

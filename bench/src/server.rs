@@ -207,6 +207,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The operator listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// Stops the server as an operator would (SIGTERM), killing it if it is still running
     /// after [`STOP_DEADLINE`].
     pub async fn stop(mut self) {

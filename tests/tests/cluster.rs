@@ -210,6 +210,20 @@ fn dead_letters_replay_and_event_lookups_work_in_cluster_mode() {
     );
     let event = get(&format!("/admin/events/{}", ids[1]));
     assert_eq!(event["deliveries"][0]["status"], "dead", "{event}");
+    // Search and window replays need the embedded store's index, and say so.
+    for (method, path, code) in [
+        ("GET", "/admin/events?status=dead", "search_unsupported"),
+        (
+            "POST",
+            "/admin/workspaces/acme/sinks/crm/replay?since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z",
+            "replay_unsupported",
+        ),
+    ] {
+        let message = server
+            .operator_request(method, path, &[("Authorization", &auth)], None)
+            .expect_error(501, code);
+        assert!(message.contains("embedded store"), "{message}");
+    }
 
     // Replayed to the same refusing receiver, they come back as dead letters, each attempt
     // recorded.

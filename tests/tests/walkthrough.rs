@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use switchyard_e2e::*;
 
 /// Every command the Commands table lists, each run below.
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 16] = [
     "serve",
     "check",
     "plugins",
@@ -22,7 +22,9 @@ const COMMANDS: [&str; 14] = [
     "dlq list",
     "dlq replay",
     "dlq delete",
+    "replay",
     "event",
+    "events",
 ];
 
 /// The vendors in the order the walkthrough's loop sends them.
@@ -276,6 +278,44 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
     ]
     .into();
     assert_eq!(delivered, expected, "{event:#}");
+    let found = operator(
+        demo,
+        server,
+        "events --workspace demo --vendor watsi --limit 1",
+    );
+    assert_eq!(found["events"][0]["id"], watsi_id, "{found:#}");
+    let statuses: BTreeSet<(&str, &str)> = found["events"][0]["sinks"]
+        .as_array()
+        .expect("sinks")
+        .iter()
+        .filter_map(|d| Some((d["sink"].as_str()?, d["status"].as_str()?)))
+        .collect();
+    assert_eq!(statuses, expected, "{found:#}");
+    // The window of the watsi event's acceptance, to one sink: it is sent there once more.
+    let accepted = ulid::Ulid::from_string(watsi_id)
+        .expect("a ULID")
+        .timestamp_ms();
+    let at = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(accepted),
+    );
+    let replayed = operator(
+        demo,
+        server,
+        &format!(
+            "replay --workspace demo --sink events --since {at} --until {at} --type 'message.*'"
+        ),
+    );
+    assert_eq!(replayed["gone"], 0, "{replayed}");
+    assert!(replayed["queued"].as_u64() >= Some(1), "{replayed}");
+    let events_file = SinkFile::at(demo.path().join("data/demo-events.jsonl"));
+    let deadline = std::time::Instant::now() + DELIVERY_DEADLINE;
+    while count_id(&events_file.events(), watsi_id) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replay never reached the events sink"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     assert_eq!(
         operator(demo, server, "reload"),

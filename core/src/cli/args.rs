@@ -145,6 +145,33 @@ pub enum AdminCommand {
         #[command(flatten)]
         operator: Operator,
     },
+    /// Deliver again to one sink every event accepted in a window that was routed to it,
+    /// delivered or not (talks to a running server; needs the embedded store).
+    Replay {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        sink: String,
+        /// Accepted at or after this RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// Accepted at or before this RFC 3339 time.
+        #[arg(long)]
+        until: String,
+        /// Only events of this canonical type, a glob (`message.*`).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[command(flatten)]
+        operator: Operator,
+    },
+    /// Find events, newest first, with each sink's status (talks to a running server; needs
+    /// the embedded store). Print the next page with `--after` set to the answer's `next`.
+    Events {
+        #[command(flatten)]
+        search: EventSearch,
+        #[command(flatten)]
+        operator: Operator,
+    },
     /// An event with its delivery attempts to each sink (talks to a running server).
     Event {
         /// The envelope id.
@@ -152,6 +179,63 @@ pub enum AdminCommand {
         #[command(flatten)]
         operator: Operator,
     },
+}
+
+/// The filters of `switchyard events`, each optional; they are `GET /admin/events`'s.
+#[derive(clap::Args)]
+pub struct EventSearch {
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long)]
+    pub vendor: Option<String>,
+    /// Canonical event type, a glob (`message.*`).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Accepted at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Accepted at or before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// delivered, pending, retrying or dead (at any of its sinks, or at --sink).
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// A vendor event id, delivery id, sender or recipient.
+    #[arg(long)]
+    pub q: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// The previous page's `next`.
+    #[arg(long)]
+    pub after: Option<String>,
+}
+
+impl EventSearch {
+    /// The query string, with only the filters given.
+    pub fn query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        let limit = self.limit.to_string();
+        let fields = [
+            ("workspace", self.workspace.as_deref()),
+            ("vendor", self.vendor.as_deref()),
+            ("type", self.event_type.as_deref()),
+            ("since", self.since.as_deref()),
+            ("until", self.until.as_deref()),
+            ("status", self.status.as_deref()),
+            ("sink", self.sink.as_deref()),
+            ("q", self.q.as_deref()),
+            ("limit", Some(limit.as_str())),
+            ("after", self.after.as_deref()),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        query.finish()
+    }
 }
 
 #[derive(Subcommand)]

@@ -32,6 +32,8 @@ impl AdminCommand {
             | AdminCommand::Queues { operator }
             | AdminCommand::Reload { operator }
             | AdminCommand::Backup { operator, .. }
+            | AdminCommand::Events { operator, .. }
+            | AdminCommand::Replay { operator, .. }
             | AdminCommand::Event { operator, .. } => operator,
         }
     }
@@ -104,6 +106,27 @@ impl AdminCommand {
                 let to: String =
                     form_urlencoded::byte_serialize(to.to_string_lossy().as_bytes()).collect();
                 (Method::POST, format!("/admin/backup?to={to}"))
+            }
+            AdminCommand::Replay {
+                workspace,
+                sink,
+                since,
+                until,
+                event_type,
+                ..
+            } => {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                query
+                    .append_pair("since", since)
+                    .append_pair("until", until);
+                if let Some(glob) = event_type {
+                    query.append_pair("type", glob);
+                }
+                let path = format!("/admin/workspaces/{workspace}/sinks/{sink}/replay");
+                (Method::POST, format!("{path}?{}", query.finish()))
+            }
+            AdminCommand::Events { search, .. } => {
+                (Method::GET, format!("/admin/events?{}", search.query()))
             }
             AdminCommand::Event { id, .. } => (Method::GET, format!("/admin/events/{id}")),
         }

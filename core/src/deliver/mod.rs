@@ -33,7 +33,7 @@ use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
-use crate::store::{SinkQueue, Store, StoreError};
+use crate::store::{Replayed, SinkQueue, Store, StoreError, Window};
 
 pub use alert::{Alert, Alerter};
 pub use pace::Pacing;
@@ -174,6 +174,29 @@ pub async fn replay(
     if replayed > 0 {
         tracing::info!(workspace = %queue.workspace(), sink = %queue.sink(), replayed, "dead letters replayed");
     }
+    Ok(replayed)
+}
+
+/// Delivers again every event accepted in `window` that went to `queue`, delivered or not:
+/// each starts afresh (no attempts, due at once, its retry schedule from the start). Durable
+/// once the caller syncs the store.
+pub async fn replay_window(
+    store: &Arc<Store>,
+    queue: &SinkQueue,
+    window: Window,
+) -> Result<Replayed, StoreError> {
+    let fresh = record::encode(&DeliveryState::default());
+    let (store, q) = (store.clone(), queue.clone());
+    let replayed = tokio::task::spawn_blocking(move || store.replay_window(&q, &window, &fresh))
+        .await
+        .map_err(|e| StoreError::Write(format!("the replay task failed: {e}")))??;
+    tracing::info!(
+        workspace = %queue.workspace(),
+        sink = %queue.sink(),
+        queued = replayed.queued,
+        gone = replayed.gone,
+        "window replayed"
+    );
     Ok(replayed)
 }
 

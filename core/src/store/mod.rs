@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod codec;
 pub mod embedded;
 mod queue;
+pub mod search;
 mod types;
 
 use std::path::Path;
@@ -26,8 +27,8 @@ pub use embedded::EmbeddedStore;
 use queue::queue_prefix;
 pub use queue::SinkQueue;
 pub use types::{
-    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, StoreConfig, StoreError,
-    StoreMetrics, StoreOptions,
+    Accept, Accepted, DeadPage, DeliveryOf, NatsStoreConfig, Queued, Replayed, StoreConfig,
+    StoreError, StoreMetrics, StoreOptions, Window,
 };
 
 /// The most sink queues one event can be kept for: the log frame and the event record count
@@ -141,6 +142,33 @@ impl Store {
             Store::Embedded(s) => s.sync().await,
             // Every cluster write is acknowledged by JetStream before it returns.
             Store::Cluster(_) => Ok(()),
+        }
+    }
+
+    /// Events that answer a search, newest first. Only the embedded store keeps a search
+    /// index; it reads sled and the lanes, so callers run it off the async threads.
+    pub fn search(&self, query: &search::SearchQuery) -> Result<search::SearchPage, StoreError> {
+        match self {
+            Store::Embedded(s) => s.search(query),
+            Store::Cluster(_) => Err(StoreError::Unsupported(
+                "event search needs the embedded store: cluster mode (server.store.type: nats) keeps no search index",
+            )),
+        }
+    }
+
+    /// Puts every event accepted in `window` that went to `q` back on it, with `state` as its
+    /// delivery state, durable at the next [`Store::sync`]. Embedded store only.
+    pub fn replay_window(
+        &self,
+        q: &SinkQueue,
+        window: &Window,
+        state: &[u8],
+    ) -> Result<Replayed, StoreError> {
+        match self {
+            Store::Embedded(s) => s.replay_window(q, window, state),
+            Store::Cluster(_) => Err(StoreError::Unsupported(
+                "replaying a window needs the embedded store: cluster mode (server.store.type: nats) keeps no event index",
+            )),
         }
     }
 

@@ -175,3 +175,20 @@ pub enum DeliveryOf {
     /// Not routed to this sink, or its record is past retention.
     Unknown,
 }
+
+/// Events accepted in a time window (inclusive, milliseconds since the epoch), of a type
+/// (a glob) when given: what `POST .../sinks/{sink}/replay` delivers again.
+#[derive(Debug)]
+pub struct Window {
+    pub since_ms: u64,
+    pub until_ms: u64,
+    pub event_type: Option<wildmatch::WildMatch>,
+}
+
+/// What a window replay did: events put back on the sink's queue (or still on it), and
+/// events whose envelope went with retention, which cannot be delivered again.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub queued: usize,
+    pub gone: usize,
+}

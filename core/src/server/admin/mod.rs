@@ -3,18 +3,22 @@
 //!
 //! - `GET    /admin/queues`: every sink's state, queue depth, in-flight and dead-letter counts
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/enable`: a disabled sink resumes (one probe)
+//! - `POST   /admin/workspaces/{ws}/sinks/{sink}/replay?since=T&until=T&type=GLOB`: a window
 //! - `GET    /admin/workspaces/{ws}/sinks/{sink}/dead-letters?limit=N&after=ID`: one page
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/replay`: replay them all
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}/replay`: replay one
 //! - `DELETE /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}`: delete one
+//! - `GET    /admin/events?workspace=&vendor=&type=&since=&until=&status=&sink=&q=`: search
 //! - `GET    /admin/events/{id}`: an event with its delivery to each sink, attempt by attempt
 //!
 //! Every count comes from the store's in-memory counters, so these views cost the same with
 //! ten or ten million queued events.
 
 mod router;
+mod search;
 mod status;
 mod views;
+mod window;
 
 pub use self::router::Operator;
 
@@ -77,6 +81,10 @@ impl Admin {
             (&Method::POST, ["workspaces", ws, "sinks", sink, "enable"]) => {
                 return self.enable(ws, sink)
             }
+            (&Method::POST, ["workspaces", ws, "sinks", sink, "replay"]) => {
+                return self.replay_window(ws, sink, query).await
+            }
+            (&Method::GET, ["events"]) => return self.search(query).await,
             (&Method::GET, ["events", id]) => match EventId::parse(id) {
                 Some(id) => self.event(&id).await,
                 None => return invalid_event_id(),

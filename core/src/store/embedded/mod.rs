@@ -6,7 +6,8 @@
 //! sled trees (every value starts with a format version, see [`record`]):
 //! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
 //! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + where its envelope
-//!   is in the log (for `switchyard event`, until retention).
+//!   is in the log + the fields search filters on (for `switchyard event` and `switchyard
+//!   events`, until retention).
 //! - `cursors`: `{workspace}/{sink}\0` -> the queue's cursor, as last logged.
 //! - `attempts`: queue key (prefix + event id) -> the delivery state of an event that failed,
 //!   with its envelope (see [`crate::deliver`]).
@@ -27,8 +28,10 @@ pub mod record;
 mod replay;
 #[cfg(test)]
 mod scenarios;
+mod search;
 mod sweep;
 mod wal;
+mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

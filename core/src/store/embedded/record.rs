@@ -20,15 +20,17 @@ pub struct LogSpan {
     pub len: u32,
 }
 
-/// An accepted event's index entry, for lookup: the sink queues it went to and where its
-/// envelope is.
+/// An accepted event's index entry, for lookup: the sink queues it went to, where its
+/// envelope is, and the fields event search filters on (see [`super::search`]), so a search
+/// reads no envelope. Entries written before search have none.
 pub struct StoredEvent<'a> {
     pub queues: Vec<&'a [u8]>,
     pub span: LogSpan,
+    pub search: &'a [u8],
 }
 
 impl<'a> StoredEvent<'a> {
-    pub fn encode(queues: &[&[u8]], span: LogSpan) -> Vec<u8> {
+    pub fn encode(queues: &[&[u8]], span: LogSpan, search: &[u8]) -> Vec<u8> {
         let mut out = vec![VERSION];
         let count = u8::try_from(queues.len()).unwrap_or(u8::MAX);
         out.push(count);
@@ -38,6 +40,7 @@ impl<'a> StoredEvent<'a> {
         out.extend_from_slice(&span.segment.to_be_bytes());
         out.extend_from_slice(&span.offset.to_be_bytes());
         out.extend_from_slice(&span.len.to_be_bytes());
+        out.extend_from_slice(search);
         out
     }
 
@@ -52,7 +55,11 @@ impl<'a> StoredEvent<'a> {
             offset: r.u64()?,
             len: r.u32()?,
         };
-        Ok(StoredEvent { queues, span })
+        Ok(StoredEvent {
+            queues,
+            span,
+            search: r.0,
+        })
     }
 }
 
@@ -180,10 +187,11 @@ mod tests {
             offset: 77,
             len: 12,
         };
-        let bytes = StoredEvent::encode(&[b"acme/crm\0", b"acme/audit\0"], span);
+        let bytes = StoredEvent::encode(&[b"acme/crm\0", b"acme/audit\0"], span, b"fields");
         let event = StoredEvent::decode(&bytes).unwrap();
         assert_eq!(event.queues, vec![&b"acme/crm\0"[..], &b"acme/audit\0"[..]]);
         assert_eq!(event.span, span);
+        assert_eq!(event.search, b"fields");
         assert!(StoredEvent::decode(&bytes[..5]).is_err());
         let mut future = bytes.clone();
         future[0] = 9;

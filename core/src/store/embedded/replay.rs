@@ -9,6 +9,7 @@ use std::path::Path;
 use super::frame::{self, Cursor, Frame};
 use super::lanes::{Lane, Owed};
 use super::record::{Claim, Kept, LogSpan, StoredEvent};
+use super::search;
 use super::wal::{self, Position, FRAME_HEADER};
 use super::{sync_sled, StoreError, Trees};
 use crate::base::id::EventId;
@@ -39,9 +40,10 @@ pub(super) fn apply(
         let queues: Vec<&[u8]> = (e.queues.iter())
             .filter_map(|i| frame.queues.get(usize::from(*i)).copied())
             .collect();
+        let fields = search::index_fields(e.envelope);
         trees
             .events
-            .insert(e.id.to_bytes(), StoredEvent::encode(&queues, span))?;
+            .insert(e.id.to_bytes(), StoredEvent::encode(&queues, span, &fields))?;
         let claim = Claim {
             expires_at_ms: e.expires_at_ms,
             event_id: e.id.clone(),
