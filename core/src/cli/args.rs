@@ -273,6 +273,32 @@ pub enum Command {
         #[command(subcommand)]
         command: VendorCommand,
     },
+    /// The embedded store's data directory, with the server stopped.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Read every log segment and record of a stopped server's store and report each damage
+    /// (exit 65 when data is lost); with --salvage, rewrite damaged segments keeping every
+    /// readable frame.
+    Verify(StoreVerifyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StoreVerifyArgs {
+    /// The data directory; default: the routes file's server.data_dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Copy each damaged segment aside, then rewrite it with its unreadable bytes replaced by
+    /// an empty frame, so that the server starts and delivers every readable event.
+    #[arg(long)]
+    pub salvage: bool,
+    #[arg(long, short, env = "SWITCHYARD_CONFIG", default_value = "routes.yaml")]
+    pub config: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -309,6 +335,9 @@ impl Command {
             Command::Sign(args) => &args.config,
             Command::Route {
                 command: RouteCommand::Test(args),
+            } => &args.config,
+            Command::Store {
+                command: StoreCommand::Verify(args),
             } => &args.config,
             // Reads no routes file: logs in the default format.
             Command::Vendor { .. } => Path::new(""),

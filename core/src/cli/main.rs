@@ -1,5 +1,6 @@
 //! The `switchyard` command: serve, check a configuration, list plugins, sign a test delivery,
-//! try the routes on a body, and the operator commands that talk to a running server.
+//! try the routes on a body, verify a stopped server's store, and the operator commands that
+//! talk to a running server.
 
 mod args;
 mod failure;
@@ -8,14 +9,15 @@ mod operate;
 mod route;
 mod serve;
 mod sign;
+mod store;
 mod vendor;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, RouteCommand, VendorCommand};
-use crate::failure::{Failure, EX_CONFIG};
+use crate::args::{Cli, Command, RouteCommand, StoreCommand, VendorCommand};
+use crate::failure::{Failure, EX_CONFIG, EX_DATAERR};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -44,12 +46,19 @@ fn main() -> ExitCode {
         Command::Vendor {
             command: VendorCommand::Test(args),
         } => vendor::test(args),
+        Command::Store {
+            command: StoreCommand::Verify(args),
+        } => store::verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(EX_CONFIG)
+        }
+        Err(Failure::Damaged(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EX_DATAERR)
         }
         Err(Failure::Runtime(message)) => {
             eprintln!("error: {message}");

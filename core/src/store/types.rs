@@ -24,6 +24,10 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: sled::Error,
     },
+    #[error("no store in {}: neither sled's `db` nor the log's `wal/` is there; name the data directory with --data-dir, or the routes file whose server.data_dir it is with --config", path.display())]
+    Missing { path: std::path::PathBuf },
+    #[error("the store in {} is in use: a running switchyard holds sled's lock on {}; stop the server first (`systemctl stop switchyard`), since the log cannot be verified while it is written", path.display(), path.join("db").display())]
+    InUse { path: std::path::PathBuf },
     #[error("cannot open the write-ahead log in {}: {source}", path.display())]
     Log {
         path: std::path::PathBuf,

@@ -195,6 +195,34 @@ pub(super) fn decode(payload: &[u8]) -> Result<Frame<'_>, RecordError> {
     })
 }
 
+/// The payload of a frame that holds nothing, exactly `len` bytes long (11, or 13 and more):
+/// an empty batch whose queue table is padding (names no real queue has, so no event or
+/// cursor refers to them). `store verify --salvage` writes it over unreadable bytes, so that
+/// every position after them stays where the index and the cursors say it is.
+pub(super) fn empty(len: usize) -> Option<Vec<u8>> {
+    const BARE: usize = 11;
+    const MAX_ENTRY: usize = 2 + u16::MAX as usize;
+    let mut entries = Vec::new();
+    let mut rest = len.checked_sub(BARE)?;
+    while rest > 0 {
+        // Each entry takes 2 bytes or more: never leave 1 behind.
+        let take = match rest.min(MAX_ENTRY) {
+            take if rest - take == 1 => take - 1,
+            take => take,
+        };
+        entries.push(take.checked_sub(2)?);
+        rest -= take;
+    }
+    let count = u16::try_from(entries.len()).ok()?;
+    let mut out = vec![STORE_FORMAT];
+    out.extend_from_slice(&count.to_be_bytes());
+    for padding in entries {
+        codec::put_bytes16(&mut out, &vec![0; padding]);
+    }
+    out.extend_from_slice(&[0; 8]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +287,17 @@ mod tests {
         let mut other = payload.clone();
         other[0] = 1;
         assert_eq!(decode(&other).err(), Some(RecordError::Version(1)));
+    }
+
+    #[test]
+    fn an_empty_frame_fills_exactly_the_length_asked_and_decodes_to_nothing() {
+        for len in [11, 13, 14, 100, 65_548, 65_549, 65_550, 200_000] {
+            let payload = empty(len).unwrap();
+            assert_eq!(payload.len(), len);
+            let frame = decode(&payload).unwrap();
+            assert!(frame.events.is_empty() && frame.cursors.is_empty(), "{len}");
+            assert_eq!(frame.queue_index(b"acme/crm\0"), None);
+        }
+        assert!(empty(10).is_none() && empty(12).is_none());
     }
 }

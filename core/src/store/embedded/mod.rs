@@ -26,10 +26,12 @@ mod lanes;
 mod queue;
 pub mod record;
 mod replay;
+mod scan;
 #[cfg(test)]
 mod scenarios;
 mod search;
 mod sweep;
+pub mod verify;
 mod wal;
 mod window;
 

@@ -9,11 +9,12 @@ use std::path::Path;
 use super::frame::{self, Cursor, Frame};
 use super::lanes::{Lane, Owed};
 use super::record::{Claim, Kept, LogSpan, StoredEvent};
+use super::scan;
 use super::search;
 use super::wal::{self, Position, FRAME_HEADER};
 use super::{sync_sled, StoreError, Trees};
 use crate::base::id::EventId;
-use crate::store::codec::{self, Reader};
+use crate::store::codec::{self, Reader, RecordError};
 
 /// Brings sled up to date with one logged frame starting at `at`: each new event's index
 /// entry and dedupe claim, and the cursors it carries. A replay (after a crash) may meet
@@ -74,7 +75,7 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     let from = wal::read_checkpoint(wal_dir)?;
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let frames = wal::replay(wal_dir, from, |at, _, payload| {
-        let frame = frame::decode(payload).map_err(|e| invalid(e.into()))?;
+        let frame = frame::decode(payload).map_err(|e| undecodable(wal_dir, at, &e))?;
         apply(trees, at, &frame, &[], true).map_err(invalid)
     })?;
     if frames > 0 {
@@ -82,6 +83,13 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
         sync_sled(&trees.db, sled_dir)?;
     }
     Ok(frames)
+}
+
+/// A frame whose checksum holds but whose payload does not decode: damage all the same.
+fn undecodable(wal_dir: &Path, at: Position, error: &RecordError) -> std::io::Error {
+    let offset = usize::try_from(at.offset).unwrap_or(usize::MAX);
+    let reason = format!("a frame that does not decode: {error}");
+    scan::damaged(wal_dir, at.segment, offset, &reason)
 }
 
 /// What start-up finds of every queue: its lane and its (depth, dead letters).
@@ -129,8 +137,7 @@ pub(super) fn rebuild(trees: &Trees, wal_dir: &Path) -> Result<Found, StoreError
     let start = (cursors.values()).map(Cursor::low).min();
     if let Some(start) = start {
         wal::replay(wal_dir, start, |at, next, payload| {
-            let frame = frame::decode(payload)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let frame = frame::decode(payload).map_err(|e| undecodable(wal_dir, at, &e))?;
             for (prefix, cursor) in &cursors {
                 let (Some(index), Some(lane)) = (frame.queue_index(prefix), lanes.get_mut(prefix))
                 else {

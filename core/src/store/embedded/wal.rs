@@ -7,33 +7,23 @@
 //! write, so a torn or failed tail is never appended to. A segment is retired once every
 //! queue's cursor has passed it and retention allows (see the store's sweep).
 //!
-//! Frame: `len` (u32, big-endian) + CRC-32 of the payload (u32) + payload. A frame that is
-//! short, zero-length or fails its checksum with nothing valid after it is where a crash cut
-//! the segment: it ends the segment. One with valid frames after it is damage: reading stops
-//! with the segment and the offset, never skipping it silently.
+//! Reading segments back, and what a torn or damaged frame means, is [`super::scan`]'s.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::LogSpan;
+pub use super::scan::{replay, segment_path, segments, Position, FRAME_HEADER};
 use crate::base::durable;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-pub const FRAME_HEADER: usize = 8;
 const CHECKPOINT: &str = "checkpoint";
-
-/// A place in the log: everything before it has been written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    pub segment: u64,
-    pub offset: u64,
-}
 
 pub struct Wal {
     dir: PathBuf,
@@ -171,97 +161,6 @@ impl Wal {
     }
 }
 
-/// Calls `apply` with every frame from `from` on, in order, across segments, with where it
-/// starts and where the next one does; returns how many. Stops with an error naming the
-/// segment and the offset at a damaged frame that valid frames follow.
-pub fn replay(
-    dir: &Path,
-    from: Position,
-    mut apply: impl FnMut(Position, Position, &[u8]) -> io::Result<()>,
-) -> io::Result<usize> {
-    let mut frames = 0;
-    for segment in segments(dir)?.into_iter().filter(|s| *s >= from.segment) {
-        let mut bytes = Vec::new();
-        File::open(segment_path(dir, segment))?.read_to_end(&mut bytes)?;
-        let mut at = if segment == from.segment {
-            usize::try_from(from.offset).unwrap_or(usize::MAX)
-        } else {
-            0
-        };
-        loop {
-            match classify(&bytes, at) {
-                At::Frame(payload, next) => {
-                    let here = Position {
-                        segment,
-                        offset: at as u64,
-                    };
-                    let after = Position {
-                        segment,
-                        offset: next as u64,
-                    };
-                    apply(here, after, payload)?;
-                    frames += 1;
-                    at = next;
-                }
-                At::End => break,
-                At::Torn => {
-                    tracing::info!(segment = %segment_path(dir, segment).display(), offset = at, "the log segment ends in a frame a crash cut short; it ends there");
-                    break;
-                }
-                At::Damaged(reason) => return Err(damaged(dir, segment, at, &reason)),
-            }
-        }
-    }
-    Ok(frames)
-}
-
-/// The error that stops a reader at damage, with what the operator can do.
-pub fn damaged(dir: &Path, segment: u64, offset: usize, reason: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "log segment {} is damaged at byte {offset} ({reason}), and frames follow it: nothing is skipped silently, so recovery stops here. Restore the data directory from a backup (`switchyard backup`), or move that segment out of the directory to start without the events it holds (they are lost)",
-            segment_path(dir, segment).display()
-        ),
-    )
-}
-
-/// What is at one offset of a segment.
-pub enum At<'a> {
-    /// A valid frame's payload, and where the next frame starts.
-    Frame(&'a [u8], usize),
-    /// The segment's end.
-    End,
-    /// An invalid frame with nothing valid after it: a write a crash cut short.
-    Torn,
-    /// An invalid frame with valid frames after it.
-    Damaged(String),
-}
-
-pub fn classify(bytes: &[u8], at: usize) -> At<'_> {
-    if at >= bytes.len() {
-        return At::End;
-    }
-    if let Some((payload, next)) = frame_at(bytes, at) {
-        return At::Frame(payload, next);
-    }
-    // Only on damage or a torn tail: a torn tail is at most one frame, so this is short.
-    if !(at + 1..bytes.len()).any(|p| frame_at(bytes, p).is_some()) {
-        return At::Torn;
-    }
-    let reason = match bytes.get(at..at + FRAME_HEADER) {
-        Some(header) if header[..4] == [0; 4] => "a zero-length frame",
-        Some(header)
-            if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize
-                > bytes.len() - at - FRAME_HEADER =>
-        {
-            "a frame length past the segment's end"
-        }
-        _ => "a checksum mismatch",
-    };
-    At::Damaged(reason.to_owned())
-}
-
 /// Reads envelopes out of the log's segments, keeping one open file per segment.
 pub struct LogReader {
     dir: PathBuf,
@@ -341,15 +240,6 @@ impl LogReader {
     }
 }
 
-fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let header = bytes.get(at..at.checked_add(FRAME_HEADER)?)?;
-    let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_be_bytes(header[4..].try_into().ok()?);
-    let start = at + FRAME_HEADER;
-    let payload = bytes.get(start..start.checked_add(len)?)?;
-    (len > 0 && crc32fast::hash(payload) == crc).then_some((payload, start + len))
-}
-
 /// The position recorded by the last checkpoint: everything before it is in sled, on disk.
 pub fn read_checkpoint(dir: &Path) -> io::Result<Position> {
     let bytes = match fs::read(dir.join(CHECKPOINT)) {
@@ -385,27 +275,6 @@ pub fn write_checkpoint(dir: &Path, at: Position) -> io::Result<()> {
     file.sync_all()?;
     fs::rename(&aside, dir.join(CHECKPOINT))?;
     durable::sync_dir(dir)
-}
-
-/// Segment numbers present, ascending.
-pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(n) = name
-            .strip_suffix(".wal")
-            .and_then(|n| u64::from_str_radix(n, 16).ok())
-        {
-            found.push(n);
-        }
-    }
-    found.sort_unstable();
-    Ok(found)
-}
-
-pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
-    dir.join(format!("{segment:016x}.wal"))
 }
 
 fn create_segment(dir: &Path, segment: u64) -> io::Result<File> {
@@ -499,6 +368,11 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("checksum"), "{message}");
+        assert!(message.contains("`switchyard store verify`"), "{message}");
+        assert!(
+            message.contains("`switchyard store verify --salvage`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -1,0 +1,465 @@
+//! `switchyard store verify`: reads every segment of a stopped store's log, every frame (its
+//! checksum, that it decodes, that each envelope decompresses), after checking that sled opens,
+//! and says where each damage is and what it means. A torn tail is where a crash cut the last
+//! write short: harmless. Damage with readable frames after it is data loss, which recovery
+//! refuses to skip.
+//!
+//! With `salvage`, each damaged segment is copied aside (`<data_dir>/salvaged/<unix time>/`)
+//! and rewritten with its unreadable bytes replaced by an empty frame of the same length
+//! ([`super::frame::empty`]) rather than cut out: sled's index, the sinks' cursors and the
+//! checkpoint address the log by byte offset, so every readable frame must stay where it is.
+//! Then the log is replayed into sled, any position that pointed inside the replaced bytes is
+//! moved to their start, and a checkpoint at the log's end keeps recovery from replaying the
+//! old cursors again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::engine::{check_format, open_trees, sync_sled, Trees};
+use super::frame::{self, Cursor};
+use super::record::{self, StoredEvent};
+use super::replay;
+use super::scan::{self, At, Position, FRAME_HEADER};
+use super::wal;
+use crate::base::durable;
+use crate::base::id::EventId;
+use crate::store::codec::{self, Reader};
+use crate::store::StoreError;
+
+/// What `verify` found, segment by segment.
+pub struct Report {
+    pub segments: Vec<SegmentReport>,
+    /// Where salvage copied the damaged segments' originals, if it did.
+    pub salvaged_to: Option<PathBuf>,
+}
+
+impl Report {
+    /// Whether damage that loses data is left in the log (a torn tail is not damage, and
+    /// salvaged bytes are gone from the log).
+    pub fn damaged(&self) -> bool {
+        self.segments.iter().any(|s| {
+            s.damage.iter().any(|d| match d.kind {
+                DamageKind::TornTail => false,
+                DamageKind::Unreadable(_) => s.salvage.is_none(),
+                DamageKind::Envelope(_) => true,
+            })
+        })
+    }
+}
+
+pub struct SegmentReport {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub frames: u64,
+    pub events: u64,
+    pub damage: Vec<Damage>,
+    pub salvage: Option<Salvaged>,
+}
+
+/// One damaged place: where it starts, how many bytes cannot be read, and what it is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub offset: u64,
+    pub len: u64,
+    pub kind: DamageKind,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DamageKind {
+    /// An unreadable frame with nothing readable after it: a crash cut the write short.
+    TornTail,
+    /// Unreadable bytes with readable frames after them, and why.
+    Unreadable(String),
+    /// A readable frame holding an envelope that does not decompress.
+    Envelope(EventId),
+}
+
+impl DamageKind {
+    pub fn is_loss(&self) -> bool {
+        !matches!(self, DamageKind::TornTail)
+    }
+
+    /// What the operator should make of it.
+    pub fn meaning(&self) -> String {
+        match self {
+            DamageKind::TornTail => "torn tail: a crash cut the last write short; harmless \
+                 (nothing in it was acknowledged), recovery ends the segment there"
+                .to_owned(),
+            DamageKind::Unreadable(why) => format!(
+                "damage ({why}) with readable frames after it: the events in these bytes are \
+                 lost and recovery stops here; restore a backup, or run `switchyard store \
+                 verify --salvage` to keep every readable frame"
+            ),
+            DamageKind::Envelope(id) => format!(
+                "event {id}'s envelope does not decompress: that event is lost; it is counted \
+                 in switchyard_store_unreadable_records_total when read, the rest is unharmed"
+            ),
+        }
+    }
+}
+
+/// What salvage did to one segment.
+pub struct Salvaged {
+    pub frames_kept: u64,
+    pub events_kept: u64,
+    /// Damaged places replaced, and their bytes.
+    pub regions: u64,
+    pub bytes_skipped: u64,
+    /// Events sled's index placed in the replaced bytes: those known lost (the index may not
+    /// have had the newest ones).
+    pub events_lost: u64,
+}
+
+/// The frames of one segment and its damage, decided on its bytes alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Inspection {
+    frames: u64,
+    events: u64,
+    damage: Vec<Damage>,
+}
+
+/// Reads a whole segment: every frame's checksum, that it decodes and that its envelopes
+/// decompress; after damage, reading resumes at the next frame that checks and decodes.
+fn inspect(bytes: &[u8]) -> Inspection {
+    let mut found = Inspection::default();
+    let good = |payload: &[u8]| frame::decode(payload).is_ok();
+    let mut at = 0;
+    loop {
+        let reason = match scan::classify(bytes, at) {
+            At::End => break,
+            At::Torn => {
+                found.damage.push(Damage {
+                    offset: at as u64,
+                    len: (bytes.len() - at) as u64,
+                    kind: DamageKind::TornTail,
+                });
+                break;
+            }
+            At::Frame(payload, next) => match frame::decode(payload) {
+                Ok(decoded) => {
+                    found.frames += 1;
+                    found.events += decoded.events.len() as u64;
+                    for event in &decoded.events {
+                        if record::decompress(event.envelope).is_err() {
+                            found.damage.push(Damage {
+                                offset: at as u64,
+                                len: 0,
+                                kind: DamageKind::Envelope(event.id.clone()),
+                            });
+                        }
+                    }
+                    at = next;
+                    continue;
+                }
+                Err(e) => format!("a frame that does not decode: {e}"),
+            },
+            At::Damaged(reason) => reason,
+        };
+        let resume = scan::resync(bytes, at, good).unwrap_or(bytes.len());
+        found.damage.push(Damage {
+            offset: at as u64,
+            len: (resume - at) as u64,
+            kind: DamageKind::Unreadable(reason),
+        });
+        at = resume;
+    }
+    found
+}
+
+/// A frame holding nothing, exactly `len` bytes long (19, or 21 and more; any real frame is).
+fn filler(len: usize) -> Option<Vec<u8>> {
+    let payload = frame::empty(len.checked_sub(FRAME_HEADER)?)?;
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Some(out)
+}
+
+/// The segment with every unreadable place replaced by filler of its length; `None` when a
+/// place is too short to hold a frame.
+fn patched(bytes: &[u8], damage: &[Damage]) -> Option<Vec<u8>> {
+    let mut out = bytes.to_vec();
+    for d in damage
+        .iter()
+        .filter(|d| matches!(d.kind, DamageKind::Unreadable(_)))
+    {
+        let (start, len) = (d.offset as usize, d.len as usize);
+        out.get_mut(start..start + len)?
+            .copy_from_slice(&filler(len)?);
+    }
+    Some(out)
+}
+
+/// A replaced place: segment, first byte, end.
+type Region = (u64, u64, u64);
+
+/// A position strictly inside a replaced place is no frame's start any more: it moves to the
+/// filler's start (an empty frame, so a cursor reads nothing there and owes nothing).
+fn moved(at: Position, regions: &[Region]) -> Position {
+    match regions.iter().find(|(segment, start, end)| {
+        at.segment == *segment && *start < at.offset && at.offset < *end
+    }) {
+        Some((segment, start, _)) => Position {
+            segment: *segment,
+            offset: *start,
+        },
+        None => at,
+    }
+}
+
+/// Verifies the stopped store in `dir`, and with `salvage` rewrites its damaged segments.
+pub fn verify(dir: &Path, salvage: bool) -> Result<Report, StoreError> {
+    let wal_dir = dir.join("wal");
+    if !dir.join("db").exists() && !wal_dir.exists() {
+        return Err(StoreError::Missing {
+            path: dir.to_owned(),
+        });
+    }
+    let trees = open_trees(dir, 8 << 20).map_err(|source| match source {
+        // sled 0.34 reports its lock only in its message.
+        sled::Error::Io(ref e) if e.to_string().contains("could not acquire lock") => {
+            StoreError::InUse {
+                path: dir.to_owned(),
+            }
+        }
+        source => StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        },
+    })?;
+    check_format(dir, &trees.db, &trees)?;
+    let log = |source| StoreError::Log {
+        path: wal_dir.clone(),
+        source,
+    };
+    let mut segments = Vec::new();
+    let mut regions = Vec::new();
+    let mut stamp = None;
+    for segment in scan::segments(&wal_dir).map_err(log)? {
+        let path = scan::segment_path(&wal_dir, segment);
+        let bytes = fs::read(&path).map_err(log)?;
+        let found = inspect(&bytes);
+        let unreadable: Vec<&Damage> = (found.damage.iter())
+            .filter(|d| matches!(d.kind, DamageKind::Unreadable(_)))
+            .collect();
+        let mut report = SegmentReport {
+            path: path.clone(),
+            bytes: bytes.len() as u64,
+            frames: found.frames,
+            events: found.events,
+            damage: Vec::new(),
+            salvage: None,
+        };
+        if salvage && !unreadable.is_empty() {
+            let aside = match &stamp {
+                Some(aside) => aside,
+                None => stamp.insert(aside_dir(dir).map_err(log)?),
+            };
+            let fixed = patched(&bytes, &found.damage).ok_or_else(|| {
+                log(std::io::Error::other(format!(
+                    "{} holds a damaged place too short for a frame: restore a backup",
+                    path.display()
+                )))
+            })?;
+            rewrite(&path, aside, &fixed).map_err(log)?;
+            for d in &unreadable {
+                regions.push((segment, d.offset, d.offset + d.len));
+            }
+            report.salvage = Some(Salvaged {
+                frames_kept: found.frames,
+                events_kept: found.events,
+                regions: unreadable.len() as u64,
+                bytes_skipped: unreadable.iter().map(|d| d.len).sum(),
+                events_lost: 0,
+            });
+        }
+        report.damage = found.damage;
+        segments.push(report);
+    }
+    if !regions.is_empty() {
+        let lost = settle(dir, &trees, &regions).map_err(log)?;
+        for report in &mut segments {
+            let Some(salvaged) = report.salvage.as_mut() else {
+                continue;
+            };
+            salvaged.events_lost = (lost.iter())
+                .filter(|segment| scan::segment_path(&wal_dir, **segment) == report.path)
+                .count() as u64;
+        }
+    }
+    Ok(Report {
+        segments,
+        salvaged_to: stamp,
+    })
+}
+
+/// `<data_dir>/salvaged/<unix time>/`, created durably.
+fn aside_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let aside = dir.join("salvaged").join(now.to_string());
+    durable::create_dirs(&aside)?;
+    Ok(aside)
+}
+
+/// Copies `path` into `aside` and replaces it with `bytes`, each step synced before the next:
+/// the original is safe before anything changes, and the segment is whole at every instant.
+fn rewrite(path: &Path, aside: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default();
+    let copy = aside.join(name);
+    fs::copy(path, &copy)?;
+    fs::File::open(&copy)?.sync_all()?;
+    durable::sync_dir(aside)?;
+    let dir = durable::parent(path);
+    let new = dir.join(format!("{}.salvage", name.to_string_lossy()));
+    fs::write(&new, bytes)?;
+    fs::File::open(&new)?.sync_all()?;
+    fs::rename(&new, path)?;
+    durable::sync_dir(dir)
+}
+
+/// After the log is readable again: sled brought up to date with it, every position inside a
+/// replaced place moved to its start, and a checkpoint at the log's end, so that recovery does
+/// not replay the cursors logged before the salvage over the moved ones. Returns the segment
+/// of every event sled's index placed in a replaced place.
+fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<u64>> {
+    let wal_dir = dir.join("wal");
+    let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let checkpoint = wal::read_checkpoint(&wal_dir)?;
+    if moved(checkpoint, regions) != checkpoint {
+        wal::write_checkpoint(&wal_dir, moved(checkpoint, regions))?;
+    }
+    replay::recover(trees, &wal_dir)?;
+    for entry in trees.cursors.iter() {
+        let (prefix, value) = entry.map_err(|e| invalid(e.into()))?;
+        let cursor = codec::payload(&value)
+            .and_then(|bytes| Cursor::decode(&mut Reader(bytes)))
+            .map_err(|e| invalid(e.into()))?;
+        let mut fixed = cursor.clone();
+        fixed.read = moved(fixed.read, regions);
+        for owed in &mut fixed.owed {
+            owed.frame = moved(owed.frame, regions);
+        }
+        if fixed != cursor {
+            let mut value = vec![codec::VERSION];
+            fixed.encode(&mut value);
+            trees
+                .cursors
+                .insert(prefix, value)
+                .map_err(|e| invalid(e.into()))?;
+        }
+    }
+    let mut lost = Vec::new();
+    for entry in trees.events.iter().values() {
+        let value = entry.map_err(|e| invalid(e.into()))?;
+        let Ok(event) = StoredEvent::decode(&value) else {
+            continue;
+        };
+        let span = event.span;
+        if (regions.iter()).any(|(s, start, end)| {
+            span.segment == *s && *start <= span.offset && span.offset < *end
+        }) {
+            lost.push(span.segment);
+        }
+    }
+    sync_sled(&trees.db, dir)?;
+    let mut end = Position::default();
+    scan::replay(&wal_dir, Position::default(), |_, next, _| {
+        end = next;
+        Ok(())
+    })?;
+    wal::write_checkpoint(&wal_dir, end)?;
+    Ok(lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three readable frames of different lengths, and where each starts.
+    fn segment() -> (Vec<u8>, [usize; 3]) {
+        let frames: Vec<Vec<u8>> = [40, 19, 64].iter().map(|n| filler(*n).unwrap()).collect();
+        let starts = [0, frames[0].len(), frames[0].len() + frames[1].len()];
+        (frames.concat(), starts)
+    }
+
+    #[test]
+    fn a_clean_segment_has_no_damage_and_a_torn_tail_is_not_a_loss() {
+        let (mut bytes, _) = segment();
+        let clean = inspect(&bytes);
+        assert_eq!((clean.frames, clean.damage.len()), (3, 0));
+        bytes.extend_from_slice(&[0, 0, 0, 9, 1, 2]);
+        let torn = inspect(&bytes);
+        assert_eq!(torn.frames, 3);
+        assert_eq!(
+            torn.damage,
+            [Damage {
+                offset: 123,
+                len: 6,
+                kind: DamageKind::TornTail
+            }]
+        );
+        assert!(!torn.damage[0].kind.is_loss());
+    }
+
+    #[test]
+    fn mid_segment_damage_is_a_loss_resumed_after_and_salvage_keeps_every_offset() {
+        let (mut bytes, starts) = segment();
+        bytes[starts[1] + FRAME_HEADER + 3] ^= 0x10;
+        let found = inspect(&bytes);
+        assert_eq!(found.frames, 2);
+        assert_eq!(found.damage.len(), 1);
+        let damage = &found.damage[0];
+        assert_eq!((damage.offset, damage.len), (starts[1] as u64, 19));
+        assert!(
+            matches!(&damage.kind, DamageKind::Unreadable(why) if why.contains("checksum")),
+            "{damage:?}"
+        );
+        let fixed = patched(&bytes, &found.damage).unwrap();
+        assert_eq!(fixed.len(), bytes.len());
+        assert_eq!(&fixed[starts[2]..], &bytes[starts[2]..]);
+        let after = inspect(&fixed);
+        assert_eq!((after.frames, after.damage.len()), (3, 0));
+    }
+
+    #[test]
+    fn a_frame_that_checks_but_does_not_decode_is_damage_too() {
+        let (mut bytes, starts) = segment();
+        let payload = b"not a frame payload";
+        let mut bad = (payload.len() as u32).to_be_bytes().to_vec();
+        bad.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+        bad.extend_from_slice(payload);
+        bytes.splice(starts[1]..starts[1], bad.iter().copied());
+        let found = inspect(&bytes);
+        assert_eq!(found.frames, 3);
+        assert!(
+            matches!(&found.damage[..], [Damage { offset, len: 27, kind: DamageKind::Unreadable(why) }]
+                if *offset == starts[1] as u64 && why.contains("does not decode")),
+            "{:?}",
+            found.damage
+        );
+        assert_eq!(inspect(&patched(&bytes, &found.damage).unwrap()).frames, 4);
+    }
+
+    #[test]
+    fn positions_inside_a_replaced_place_move_to_its_start_and_others_stay() {
+        let regions = [(2, 100, 300)];
+        let at = |segment, offset| Position { segment, offset };
+        assert_eq!(moved(at(2, 150), &regions), at(2, 100));
+        for kept in [at(2, 100), at(2, 300), at(1, 150), at(3, 150)] {
+            assert_eq!(moved(kept, &regions), kept);
+        }
+    }
+
+    #[test]
+    fn filler_fits_every_length_a_frame_can_have() {
+        for len in [19, 21, 22, 1000, 70_000] {
+            let frame = filler(len).unwrap();
+            assert_eq!(frame.len(), len);
+            assert!(matches!(scan::classify(&frame, 0), At::Frame(_, next) if next == len));
+        }
+        assert!(filler(20).is_none() && filler(18).is_none());
+    }
+}
