@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use switchyard_e2e::*;
 
 /// Every command the Commands table lists, each run below.
-const COMMANDS: [&str; 16] = [
+const COMMANDS: [&str; 17] = [
     "serve",
     "check",
     "plugins",
@@ -25,6 +25,7 @@ const COMMANDS: [&str; 16] = [
     "replay",
     "event",
     "events",
+    "store verify",
 ];
 
 /// The vendors in the order the walkthrough's loop sends them.
@@ -350,6 +351,13 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
             "the server answered 404",
             "no dead letter with that event id",
         ],
+    );
+
+    // The server holds its store: verify refuses rather than read a log being written
+    // (verify.rs runs it on a stopped server's damaged log).
+    sh(demo, server, "./target/release/switchyard store verify").expect_failure(
+        "store verify while the server runs",
+        &["is in use", "stop the server first"],
     );
 
     // The backup goes to a new directory, named relative to where the command runs.
