@@ -229,8 +229,7 @@ impl VendorPlugin {
             return Ok(());
         };
         match self.own_verify() {
-            Some(verify) => self
-                .plugin_verify(verify, &scheme.header, headers, body, secrets)
+            Some(verify) => Self::plugin_verify(verify, &scheme.header, headers, body, secrets)
                 .unwrap_or(Err(VerifyError::Mismatch)),
             None => scheme.verify(headers, body, delivery_id, secrets, now),
         }
@@ -252,7 +251,6 @@ impl VendorPlugin {
     /// time taken does not say which secret matched (as the core's own check does). `Err`: the
     /// plugin panicked and no secret matched.
     fn plugin_verify(
-        &self,
         verify: abi::VerifyFn,
         header: &HeaderName,
         headers: &HeaderMap,
@@ -308,5 +306,30 @@ impl VendorPlugin {
             }
             Form::Definition(d) => d.map(headers, body, raw, delivery_id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A plugin's own check that accepts every secret, counting its calls.
+    extern "C" fn accepting(_request: *const abi::Request, _secret: abi::Slice) -> u32 {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        abi::VERIFY_OK
+    }
+
+    #[test]
+    fn a_plugins_own_verify_is_called_for_every_secret_even_when_the_first_matches() {
+        let secrets = [Secret::new("one"), Secret::new("two"), Secret::new("three")];
+        let header = HeaderName::from_static("x-signature");
+        let answer =
+            VendorPlugin::plugin_verify(accepting, &header, &HeaderMap::new(), b"{}", &secrets);
+        assert!(matches!(answer, Ok(Ok(()))));
+        assert_eq!(CALLS.load(Ordering::SeqCst), secrets.len());
     }
 }

@@ -113,8 +113,8 @@ impl VendorPlugin {
         };
         let header = scheme.header.clone();
         let (headers, body, secrets) = (headers.clone(), body.clone(), secrets.to_vec());
-        let call = move |plugin: &VendorPlugin| {
-            plugin.plugin_verify(verify, &header, &headers, &body, &secrets)
+        let call = move |_: &VendorPlugin| {
+            VendorPlugin::plugin_verify(verify, &header, &headers, &body, &secrets)
         };
         self.guarded(Entry::Verify, time_limit, metrics, call).await
     }

@@ -234,4 +234,54 @@ mod tests {
         FileSink::open(&path, FileSync::Batch).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n{}\n");
     }
+
+    /// Set in the child process of the test below: the sink file it writes.
+    const PART_WAY_CHILD: &str = "SWITCHYARD_TEST_FILE_SINK_PART_WAY";
+
+    /// A real write cut short by the kernel: the test runs itself again in a child under a
+    /// file size limit (`ulimit -f`, with SIGXFSZ ignored so the write fails with EFBIG
+    /// instead of killing it), where a batch longer than the room left is written part-way
+    /// and then fails.
+    #[tokio::test]
+    async fn a_write_failing_part_way_leaves_no_half_line() {
+        if let Ok(path) = std::env::var(PART_WAY_CHILD) {
+            let path = PathBuf::from(path);
+            let big = format!("{{\"x\":\"{}\"}}", "x".repeat(4096));
+            // The limit cuts a write part-way: some bytes go in, then the write fails.
+            let mut scratch = File::create(path.with_extension("scratch")).unwrap();
+            let written = scratch.write(big.as_bytes()).unwrap();
+            assert!(0 < written && written < big.len(), "{written}");
+            drop(scratch);
+            std::fs::remove_file(path.with_extension("scratch")).unwrap();
+
+            let sink = FileSink::open(&path, FileSync::Batch).await.unwrap();
+            sink.deliver(&[delivery("a")]).await.unwrap();
+            let too_long = [Delivery {
+                event_id: "b",
+                envelope: big.as_bytes(),
+            }];
+            let error = sink.deliver(&too_long).await.unwrap_err();
+            assert!(matches!(error, SinkError::Io(_)), "{error}");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("events.jsonl");
+        let test = "sinks::file::tests::a_write_failing_part_way_leaves_no_half_line";
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; ulimit -f 1 && exec "$0" --exact "$1" --nocapture"#)
+            .arg(std::env::current_exe().unwrap())
+            .arg(test)
+            .env(PART_WAY_CHILD, &path)
+            .output()
+            .unwrap();
+        assert!(
+            child.status.success() && String::from_utf8_lossy(&child.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
+        // The first batch whole, nothing of the second.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+    }
 }

@@ -194,3 +194,63 @@ fn segments_are_retired_only_behind_every_cursor_and_a_slow_queue_does_not_show_
     assert_eq!(store.event(&ids[0]).unwrap(), None);
     close(store);
 }
+
+/// Everything the store logs, as text.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_unreadable_stored_record_is_counted_and_logged_never_dropped_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let metrics = StoreMetrics::default();
+    let options = StoreOptions {
+        cache_bytes: 8 << 20,
+        retention: Duration::from_secs(60),
+    };
+    let store = EmbeddedStore::open(dir.path(), &options, metrics.clone()).unwrap();
+    let crm = queue(&store, "crm");
+    let damaged = accept(&rt, &store, "damaged", &[&crm]);
+    let trees = store.trees().unwrap();
+    // The index entry is written behind the answer: damage it once it is there, or the
+    // applier would write over the damage.
+    while trees.events.get(damaged.to_bytes()).unwrap().is_none() {
+        std::thread::yield_now();
+    }
+    trees
+        .events
+        .insert(damaged.to_bytes(), &[9u8, 0, 0][..])
+        .unwrap();
+
+    let logged = Logged::default();
+    let writer = logged.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The search walks the index: the damaged entry costs it nothing but the count.
+    let page = tracing::subscriber::with_default(subscriber, || {
+        store.search(&crate::store::search::SearchQuery::default())
+    });
+    assert!(page.is_ok(), "the search still answers");
+    assert_eq!(metrics.unreadable.get(), 1);
+    let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("ERROR")
+            && text.contains("stored event unreadable")
+            && text.contains("version 9"),
+        "{text}"
+    );
+    close(store);
+}
