@@ -254,3 +254,105 @@ fn an_unreadable_stored_record_is_counted_and_logged_never_dropped_silently() {
     );
     close(store);
 }
+
+/// Where each logged frame of a segment starts, with the events it holds.
+fn frames_of(path: &Path) -> Vec<(u64, Vec<EventId>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let super::scan::At::Frame(payload, next) = super::scan::classify(&bytes, at) {
+        let frame = super::frame::decode(payload).unwrap();
+        found.push((
+            at as u64,
+            frame.events.iter().map(|e| e.id.clone()).collect(),
+        ));
+        at = next;
+    }
+    found
+}
+
+#[test]
+fn salvage_keeps_every_readable_frame_and_moves_a_cursor_that_read_up_to_the_damage() {
+    // The queue has read three events and settled them: its cursor reads on from the
+    // fourth's frame.
+    salvage_with_a_cursor_into_the_damage(3);
+}
+
+#[test]
+fn salvage_keeps_every_readable_frame_and_moves_a_cursor_that_owed_an_event_in_the_damage() {
+    // The queue has read all six and settled three: the fourth is among those it owes.
+    salvage_with_a_cursor_into_the_damage(6);
+}
+
+/// Six events, each in its own frame, the first three settled by a queue that has read
+/// `read` of them; then the frames of the third and fourth zeroed and salvaged.
+fn salvage_with_a_cursor_into_the_damage(read: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = open(dir.path());
+    let crm = queue(&store, "crm");
+    let ids: Vec<EventId> = (0..6)
+        .map(|n| accept(&rt, &store, &format!("evt_{n}"), &[&crm]))
+        .collect();
+    let done: Vec<(EventId, Vec<u8>)> = (ids[..3].iter())
+        .map(|id| (id.clone(), b"{}".to_vec()))
+        .collect();
+    assert_eq!(store.peek_from(&crm, None, read).unwrap().len(), read);
+    store.complete(&crm, &done).unwrap();
+    // Carries the cursor.
+    let last = accept(&rt, &store, "evt_last", &[&crm]);
+    close(store);
+
+    let segment = super::scan::segment_path(&dir.path().join("wal"), 1);
+    let frames = frames_of(&segment);
+    let start_of = |id: &EventId| frames.iter().find(|(_, ids)| ids.contains(id)).unwrap().0;
+    // Two frames zeroed: the third event's and the fourth's, where the cursor points.
+    let (from, inside, to) = (start_of(&ids[2]), start_of(&ids[3]), start_of(&ids[4]));
+    assert!(from < inside && inside < to);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[from as usize..to as usize].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let options = StoreOptions {
+        cache_bytes: 8 << 20,
+        retention: Duration::from_secs(60),
+    };
+    // Until the closed store's threads let go of sled's lock.
+    let message = (0..500)
+        .find_map(|_| {
+            let refused = EmbeddedStore::open(dir.path(), &options, StoreMetrics::default());
+            match refused.err().map(|e| e.to_string()) {
+                Some(message) if message.contains("could not acquire lock") => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap_or_default()),
+            }
+        })
+        .unwrap();
+    // Start-up meets the damage where the queue's cursor points: inside it.
+    assert!(message.contains(&format!("at byte {inside}")), "{message}");
+
+    let report = super::verify::verify(dir.path(), false).unwrap();
+    assert!(report.damaged());
+    let report = super::verify::verify(dir.path(), true).unwrap();
+    assert!(!report.damaged());
+    let salvaged = report.segments[0].salvage.as_ref().unwrap();
+    assert_eq!(
+        (
+            salvaged.regions,
+            salvaged.bytes_skipped,
+            salvaged.events_lost
+        ),
+        (1, to - from, 2)
+    );
+    let aside = report
+        .salvaged_to
+        .unwrap()
+        .join(segment.file_name().unwrap());
+    assert_eq!(std::fs::read(aside).unwrap(), bytes, "the original is kept");
+
+    let store = open(dir.path());
+    let crm = queue(&store, "crm");
+    assert_eq!(owed(&store, &crm), [ids[4].clone(), ids[5].clone(), last]);
+    close(store);
+}
