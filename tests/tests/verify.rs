@@ -113,7 +113,10 @@ fn a_frame_damaged_mid_segment_is_refused_reported_and_salvaged_losing_only_its_
 
     let salvaged = store_verify(&routes, &["--salvage"]);
     salvaged.expect_success("salvage");
-    let skipped = format!("skipped 1 damaged place(s), {} bytes", end - start);
+    let skipped = format!(
+        "skipped 1 damaged place(s), {} bytes; lost 1 frame(s)",
+        end - start
+    );
     assert!(salvaged.stdout.contains(&skipped), "{}", salvaged.stdout);
     assert!(
         dir.data_dir().join("salvaged").is_dir(),

@@ -65,9 +65,12 @@ fn describe(report: &Report) -> String {
             ));
         }
         if let Some(salvaged) = &segment.salvage {
+            let frames_lost = salvaged
+                .frames_lost
+                .map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
             out.push_str(&format!(
                 "  salvaged: kept {} frame(s) and {} event(s); skipped {} damaged place(s), {} \
-                 bytes; lost {} event(s) the index knew there\n",
+                 bytes; lost {frames_lost} frame(s), holding {} event(s) the index knew of\n",
                 salvaged.frames_kept,
                 salvaged.events_kept,
                 salvaged.regions,

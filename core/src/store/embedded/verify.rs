@@ -105,6 +105,9 @@ pub struct Salvaged {
     /// Damaged places replaced, and their bytes.
     pub regions: u64,
     pub bytes_skipped: u64,
+    /// Frames (batches) lost in the replaced bytes, when their lengths still chain from one
+    /// end to the other; `None` when a damaged length hides how many.
+    pub frames_lost: Option<u64>,
     /// Events sled's index placed in the replaced bytes: those known lost (the index may not
     /// have had the newest ones).
     pub events_lost: u64,
@@ -164,6 +167,22 @@ fn inspect(bytes: &[u8]) -> Inspection {
         at = resume;
     }
     found
+}
+
+/// How many frames `bytes[start..end]` held, if their length fields (checked against nothing
+/// else: the payloads are what is damaged) lead from `start` exactly to `end`.
+fn frames_within(bytes: &[u8], start: usize, end: usize) -> Option<u64> {
+    let (mut at, mut frames) = (start, 0);
+    while at < end {
+        let header = bytes.get(at..at + FRAME_HEADER)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len == 0 {
+            return None;
+        }
+        at = at.checked_add(FRAME_HEADER + len)?;
+        frames += 1;
+    }
+    (at == end).then_some(frames)
 }
 
 /// A frame holding nothing, exactly `len` bytes long (19, or 21 and more; any real frame is).
@@ -270,6 +289,9 @@ pub fn verify(dir: &Path, salvage: bool) -> Result<Report, StoreError> {
                 events_kept: found.events,
                 regions: unreadable.len() as u64,
                 bytes_skipped: unreadable.iter().map(|d| d.len).sum(),
+                frames_lost: (unreadable.iter())
+                    .map(|d| frames_within(&bytes, d.offset as usize, (d.offset + d.len) as usize))
+                    .sum(),
                 events_lost: 0,
             });
         }
@@ -417,6 +439,9 @@ mod tests {
             matches!(&damage.kind, DamageKind::Unreadable(why) if why.contains("checksum")),
             "{damage:?}"
         );
+        assert_eq!(frames_within(&bytes, starts[1], starts[2]), Some(1));
+        assert_eq!(frames_within(&bytes, starts[0], starts[2]), Some(2));
+        assert_eq!(frames_within(&bytes, starts[0], starts[2] - 1), None);
         let fixed = patched(&bytes, &found.damage).unwrap();
         assert_eq!(fixed.len(), bytes.len());
         assert_eq!(&fixed[starts[2]..], &bytes[starts[2]..]);
