@@ -22,6 +22,7 @@ mod checkpoint;
 mod commit;
 mod engine;
 mod frame;
+mod gather;
 mod lanes;
 mod queue;
 pub mod record;
@@ -282,6 +283,7 @@ impl EmbeddedStore {
     /// Records sled's state as checkpointed, so the next start replays nothing; called on a
     /// clean shutdown.
     pub fn close(&self) {
+        self.committer.flush();
         self.committer.checkpoint_now();
     }
 }
