@@ -7,7 +7,6 @@
 //! applier thread brings sled's index and claims up to date behind it, and a checkpointer
 //! thread flushes sled behind that and moves the log's checkpoint on.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -17,13 +16,13 @@ use tokio::sync::oneshot;
 
 use super::applier::{Applier, Logged, PendingClaims};
 use super::checkpoint::checkpointer;
+use super::decide::{answer, decide, Decision};
 use super::frame::{self, Cursor};
-use super::gather::{Gathered, Held, Reply, Work};
+use super::gather::{Gathered, Held, Work};
 use super::lanes::Lanes;
-use super::record::{self, Claim};
+use super::record;
 use super::wal::Wal;
 use super::{lock, Engine, StoreError, StoreMetrics};
-use crate::base::id::EventId;
 use crate::store::{Accept, Accepted};
 
 /// Batches the applier may fall behind the writer before the writer waits for it.
@@ -31,16 +30,6 @@ const APPLY_BACKLOG: usize = 64;
 
 /// How long a clean shutdown waits for the writer to log and sync the cursors it holds.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
-
-/// What the writer decided for one request of a batch.
-enum Decision {
-    New,
-    /// A copy of the batch's event at this index.
-    RepeatInBatch(usize),
-    /// Claimed by an earlier event.
-    Seen(EventId),
-    Failed(StoreError),
-}
 
 pub(super) struct Committer {
     sender: std_mpsc::Sender<Work>,
@@ -210,7 +199,8 @@ impl Writer {
             sync,
             ..
         } = gathered;
-        let (decisions, replaced_expiry) = self.decide(&batch);
+        let (decisions, replaced_expiry) =
+            decide(&self.engine, &self.pending, &self.metrics, &batch);
         let fresh: Vec<&Accept> = (batch.iter().zip(&decisions))
             .filter(|(_, d)| matches!(d, Decision::New))
             .map(|((accept, _), _)| accept)
@@ -304,51 +294,6 @@ impl Writer {
         })
     }
 
-    /// Each request's decision, and the expiry entries of the ended claims it replaces.
-    fn decide(&self, batch: &[(Accept, Reply)]) -> (Vec<Decision>, Vec<Vec<u8>>) {
-        let mut decisions = Vec::with_capacity(batch.len());
-        let mut replaced_expiry = Vec::new();
-        let pending = lock(&self.pending);
-        // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
-        let mut claimed: HashMap<&[u8], usize> = HashMap::new();
-        for (index, (accept, _)) in batch.iter().enumerate() {
-            let key = accept.key.as_bytes();
-            if let Some(&first) = claimed.get(key) {
-                decisions.push(Decision::RepeatInBatch(first));
-                continue;
-            }
-            if let Some(first) = pending.get(key) {
-                decisions.push(Decision::Seen(first.clone()));
-                continue;
-            }
-            let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    // sled fails reads once its own background flush has failed (a full
-                    // disk): the store is not ready until the healer has reopened it.
-                    self.engine.set_stuck();
-                    decisions.push(Decision::Failed(e));
-                    continue;
-                }
-            };
-            match existing.as_deref().map(Claim::decode) {
-                Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
-                    decisions.push(Decision::Seen(claim.event_id));
-                    continue;
-                }
-                Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
-                Some(Err(error)) => {
-                    self.metrics.unreadable.inc();
-                    tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
-                }
-                None => {}
-            }
-            claimed.insert(key, index);
-            decisions.push(Decision::New);
-        }
-        (decisions, replaced_expiry)
-    }
-
     /// Makes the cursors written without a sync durable.
     fn sync_cursors(&mut self) {
         if self.unsynced.is_empty() {
@@ -374,34 +319,11 @@ impl Writer {
     }
 }
 
-/// Answers every request of a batch (`failed`: the log write failed) and wakes the workers
-/// of the sinks the new events go to.
-fn answer(batch: Vec<(Accept, Reply)>, decisions: Vec<Decision>, failed: Option<String>) {
-    let ids: Vec<EventId> = batch.iter().map(|(a, _)| a.id.clone()).collect();
-    for ((accept, reply), decision) in batch.into_iter().zip(decisions) {
-        let answer = match (decision, &failed) {
-            (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
-            (Decision::Failed(error), _) => Err(error),
-            (Decision::New | Decision::RepeatInBatch(_), Some(error)) => {
-                Err(StoreError::Write(error.clone()))
-            }
-            (Decision::RepeatInBatch(first), None) => Ok(Accepted::Duplicate(ids[first].clone())),
-            (Decision::New, None) => {
-                // Counted when logged (see `Writer::commit`); this wakes the workers.
-                for queue in &accept.queues {
-                    queue.read_again_from(&accept.id);
-                }
-                Ok(Accepted::New)
-            }
-        };
-        // A waiter that went away (its client disconnected) is fine: its event is kept.
-        let _ = reply.send(answer);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::gather::Reply;
     use super::*;
+    use crate::base::id::EventId;
     use crate::base::names::{VendorName, WorkspaceId};
     use crate::event::dedupe::{DedupeKey, Identity};
 

@@ -20,6 +20,7 @@ mod applier;
 mod backup;
 mod checkpoint;
 mod commit;
+mod decide;
 mod engine;
 mod frame;
 mod gather;
