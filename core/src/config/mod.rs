@@ -75,7 +75,7 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long accepted events stay available for lookup and replay; default 7 days.
     pub retention: Duration,
-    /// sled's page cache in bytes; default 64 MiB.
+    /// sled's page cache in bytes; default 16 MiB.
     pub store_cache_bytes: u64,
     /// One info line per request (method, path, status, outcome, latency); default off, as
     /// per-request lines are debug.

@@ -18,9 +18,11 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOS
 /// Loopback: the operator endpoints name every workspace and sink.
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
-/// sled's page cache: enough for the dedupe index and queue heads of a busy server, far below
-/// sled's own 1 GiB default.
-const DEFAULT_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// sled's page cache, far below sled's own 1 GiB default. sled holds about two and a half
+/// times what it counts against it: at 64 MiB a 1M-event backlog peaked at 311 MB resident,
+/// at 16 MiB at 186 MB with intake and drain no slower (BENCHMARKS.md, issue 18); 8 MiB saved
+/// only 5 MB more.
+const DEFAULT_STORE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 * 1_048_576;
 /// How long a cluster instance holds queued events without renewing them.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);

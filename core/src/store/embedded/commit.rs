@@ -1,60 +1,38 @@
 //! The one commit path. Requests hand their verified, mapped event to a single writer thread,
 //! which takes everything waiting, decides each dedupe key against the index, the claims still
 //! on their way into it and the rest of the batch, appends the batch's new events (and the
-//! queue cursors logged meanwhile) to the write-ahead log with one write and one sync, and
+//! queue cursors logged meanwhile; cursors alone wait briefly for such a batch, see
+//! [`super::gather`]) to the write-ahead log with one write and one sync, and
 //! answers at once: the log is the queue, so the sinks' workers read the events from it. An
 //! applier thread brings sled's index and claims up to date behind it, and a checkpointer
 //! thread flushes sled behind that and moves the log's checkpoint on.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::applier::{Applier, Logged, PendingClaims};
 use super::checkpoint::checkpointer;
-use super::frame::{self, Cursor, MAX_BATCH_EVENTS};
+use super::decide::{answer, decide, Decision};
+use super::frame::{self, Cursor};
+use super::gather::{Gathered, Held, Work};
 use super::lanes::Lanes;
-use super::record::{self, Claim};
+use super::record;
 use super::wal::Wal;
 use super::{lock, Engine, StoreError, StoreMetrics};
-use crate::base::id::EventId;
 use crate::store::{Accept, Accepted};
 
-/// A batch stops growing here, so one huge burst does not delay its first waiters for long.
-const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Batches the applier may fall behind the writer before the writer waits for it.
 const APPLY_BACKLOG: usize = 64;
 
-/// Where a request's answer goes.
-type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
-
-/// What the writer is handed.
-enum Work {
-    Accept(Accept, Reply),
-    /// A queue's cursor, logged with the next frame (the latest one per queue wins).
-    Cursor(Vec<u8>, Cursor),
-    /// Write an empty frame: tells whether the log takes writes again with no traffic.
-    Probe,
-    /// Sync the frames of cursors written without a sync, so the segments they free can go.
-    Sync,
-}
-
-/// What the writer decided for one request of a batch.
-enum Decision {
-    New,
-    /// A copy of the batch's event at this index.
-    RepeatInBatch(usize),
-    /// Claimed by an earlier event.
-    Seen(EventId),
-    Failed(StoreError),
-}
+/// How long a clean shutdown waits for the writer to log and sync the cursors it holds.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) struct Committer {
-    sender: mpsc::UnboundedSender<Work>,
+    sender: std_mpsc::Sender<Work>,
     checkpoint: std_mpsc::Sender<()>,
 }
 
@@ -71,7 +49,8 @@ impl Committer {
         lanes.set_end(wal.prepare()?);
         let applied = Arc::new(Mutex::new(None));
         let pending: PendingClaims = Arc::default();
-        let (sender, receiver) = mpsc::unbounded_channel();
+        // A std channel: the writer needs a receive with a timeout, for the cursors it holds.
+        let (sender, receiver) = std_mpsc::channel();
         let (to_apply, logged) = std_mpsc::sync_channel(APPLY_BACKLOG);
         let writer = Writer {
             engine: engine.clone(),
@@ -126,9 +105,18 @@ impl Committer {
         let _ = self.sender.send(Work::Probe);
     }
 
-    /// Asks the writer to sync the cursors it logged without a sync.
+    /// Asks the writer to log the cursors it holds and sync those logged without a sync.
     pub(super) fn sync_cursors(&self) {
-        let _ = self.sender.send(Work::Sync);
+        let _ = self.sender.send(Work::Sync(None));
+    }
+
+    /// Like [`Committer::sync_cursors`], and waits for it (bounded): a clean shutdown then
+    /// re-delivers nothing on the next start.
+    pub(super) fn flush(&self) {
+        let (done, flushed) = std_mpsc::sync_channel(1);
+        if self.sender.send(Work::Sync(Some(done))).is_ok() {
+            let _ = flushed.recv_timeout(FLUSH_WAIT);
+        }
     }
 
     pub(super) fn checkpoint_now(&self) {
@@ -153,60 +141,51 @@ struct Writer {
     metrics: StoreMetrics,
 }
 
-/// One batch as the writer gathered it.
-#[derive(Default)]
-struct Gathered {
-    batch: Vec<(Accept, Reply)>,
-    cursors: HashMap<Vec<u8>, Cursor>,
-    probe: bool,
-    sync: bool,
-    bytes: usize,
-}
-
-impl Gathered {
-    fn add(&mut self, work: Work) {
-        match work {
-            Work::Accept(accept, reply) => {
-                self.bytes += accept.envelope.len();
-                self.batch.push((accept, reply));
-            }
-            Work::Cursor(prefix, cursor) => {
-                self.cursors.insert(prefix, cursor);
-            }
-            Work::Probe => self.probe = true,
-            Work::Sync => self.sync = true,
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.batch.len() >= MAX_BATCH_EVENTS || self.bytes >= MAX_BATCH_BYTES
-    }
-
-    fn take_waiting(&mut self, receiver: &mut mpsc::UnboundedReceiver<Work>) {
-        while !self.full() {
-            match receiver.try_recv() {
-                Ok(work) => self.add(work),
-                Err(_) => return,
-            }
-        }
-    }
-}
-
 impl Writer {
-    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Work>) {
-        while let Some(first) = receiver.blocking_recv() {
+    fn run(mut self, receiver: std_mpsc::Receiver<Work>) {
+        let mut held = Held::default();
+        loop {
+            let first = match held.deadline() {
+                Some(deadline) => {
+                    receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => receiver
+                    .recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+            };
             let mut gathered = Gathered::default();
-            gathered.add(first);
-            gathered.take_waiting(&mut receiver);
+            let stop = match first {
+                Ok(work) => {
+                    gathered.add(work);
+                    gathered.take_waiting(&receiver);
+                    false
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => false,
+                // The store is gone: what is held is logged and synced on the way out.
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    gathered.sync = true;
+                    true
+                }
+            };
+            let Some(mut gathered) = held.hold_or_carry(gathered, Instant::now()) else {
+                continue;
+            };
             let started = Instant::now();
+            let synced = std::mem::take(&mut gathered.synced);
             let logged = self.commit(gathered);
             self.metrics
                 .accept_busy
                 .inc_by(started.elapsed().as_secs_f64());
+            for done in synced {
+                let _ = done.send(());
+            }
             if let Some(logged) = logged {
                 if self.to_apply.send(logged).is_err() {
                     return;
                 }
+            }
+            if stop {
+                return;
             }
         }
     }
@@ -220,15 +199,16 @@ impl Writer {
             sync,
             ..
         } = gathered;
-        let (decisions, replaced_expiry) = self.decide(&batch);
+        let (decisions, replaced_expiry) =
+            decide(&self.engine, &self.pending, &self.metrics, &batch);
         let fresh: Vec<&Accept> = (batch.iter().zip(&decisions))
             .filter(|(_, d)| matches!(d, Decision::New))
             .map(|((accept, _), _)| accept)
             .collect();
-        if sync && fresh.is_empty() {
-            self.sync_cursors();
-        }
         if fresh.is_empty() && cursors.is_empty() {
+            if sync {
+                self.sync_cursors();
+            }
             if probe && !self.log_ok.load(Ordering::Relaxed) {
                 self.probe();
             }
@@ -288,6 +268,9 @@ impl Writer {
         } else {
             self.lanes.logged(at, next, &queues, &[]);
             self.unsynced.extend(cursors.iter().cloned());
+            if sync {
+                self.sync_cursors();
+            }
         }
         {
             let mut pending = lock(&self.pending);
@@ -309,51 +292,6 @@ impl Writer {
             next,
             replaced_expiry,
         })
-    }
-
-    /// Each request's decision, and the expiry entries of the ended claims it replaces.
-    fn decide(&self, batch: &[(Accept, Reply)]) -> (Vec<Decision>, Vec<Vec<u8>>) {
-        let mut decisions = Vec::with_capacity(batch.len());
-        let mut replaced_expiry = Vec::new();
-        let pending = lock(&self.pending);
-        // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
-        let mut claimed: HashMap<&[u8], usize> = HashMap::new();
-        for (index, (accept, _)) in batch.iter().enumerate() {
-            let key = accept.key.as_bytes();
-            if let Some(&first) = claimed.get(key) {
-                decisions.push(Decision::RepeatInBatch(first));
-                continue;
-            }
-            if let Some(first) = pending.get(key) {
-                decisions.push(Decision::Seen(first.clone()));
-                continue;
-            }
-            let existing = match self.engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
-                Ok(existing) => existing,
-                Err(e) => {
-                    // sled fails reads once its own background flush has failed (a full
-                    // disk): the store is not ready until the healer has reopened it.
-                    self.engine.set_stuck();
-                    decisions.push(Decision::Failed(e));
-                    continue;
-                }
-            };
-            match existing.as_deref().map(Claim::decode) {
-                Some(Ok(claim)) if claim.expires_at_ms > accept.now_ms => {
-                    decisions.push(Decision::Seen(claim.event_id));
-                    continue;
-                }
-                Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
-                Some(Err(error)) => {
-                    self.metrics.unreadable.inc();
-                    tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
-                }
-                None => {}
-            }
-            claimed.insert(key, index);
-            decisions.push(Decision::New);
-        }
-        (decisions, replaced_expiry)
     }
 
     /// Makes the cursors written without a sync durable.
@@ -381,34 +319,11 @@ impl Writer {
     }
 }
 
-/// Answers every request of a batch (`failed`: the log write failed) and wakes the workers
-/// of the sinks the new events go to.
-fn answer(batch: Vec<(Accept, Reply)>, decisions: Vec<Decision>, failed: Option<String>) {
-    let ids: Vec<EventId> = batch.iter().map(|(a, _)| a.id.clone()).collect();
-    for ((accept, reply), decision) in batch.into_iter().zip(decisions) {
-        let answer = match (decision, &failed) {
-            (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
-            (Decision::Failed(error), _) => Err(error),
-            (Decision::New | Decision::RepeatInBatch(_), Some(error)) => {
-                Err(StoreError::Write(error.clone()))
-            }
-            (Decision::RepeatInBatch(first), None) => Ok(Accepted::Duplicate(ids[first].clone())),
-            (Decision::New, None) => {
-                // Counted when logged (see `Writer::commit`); this wakes the workers.
-                for queue in &accept.queues {
-                    queue.read_again_from(&accept.id);
-                }
-                Ok(Accepted::New)
-            }
-        };
-        // A waiter that went away (its client disconnected) is fine: its event is kept.
-        let _ = reply.send(answer);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::gather::Reply;
     use super::*;
+    use crate::base::id::EventId;
     use crate::base::names::{VendorName, WorkspaceId};
     use crate::event::dedupe::{DedupeKey, Identity};
 

@@ -20,8 +20,10 @@ mod applier;
 mod backup;
 mod checkpoint;
 mod commit;
+mod decide;
 mod engine;
 mod frame;
+mod gather;
 mod lanes;
 mod queue;
 pub mod record;
@@ -284,6 +286,7 @@ impl EmbeddedStore {
     /// Records sled's state as checkpointed, so the next start replays nothing; called on a
     /// clean shutdown.
     pub fn close(&self) {
+        self.committer.flush();
         self.committer.checkpoint_now();
     }
 }

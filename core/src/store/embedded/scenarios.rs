@@ -121,6 +121,28 @@ fn a_reopened_store_resumes_each_queue_from_its_cursor_exactly() {
 }
 
 #[test]
+fn completions_no_event_frame_carried_are_logged_by_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = open(dir.path());
+    let fast = queue(&store, "fast");
+    let done: Vec<(EventId, Vec<u8>)> = (0..3)
+        .map(|n| accept(&rt, &store, &format!("evt_{n}"), &[&fast]))
+        .map(|id| (id, b"{}".to_vec()))
+        .collect();
+    assert_eq!(owed(&store, &fast).len(), 3);
+    // Its cursor waits for a frame of events that never comes: the close logs it.
+    store.complete(&fast, &done).unwrap();
+    close(store);
+
+    let store = open(dir.path());
+    let fast = queue(&store, "fast");
+    assert_eq!(owed(&store, &fast), []);
+    assert_eq!(fast.depth(), 0);
+    close(store);
+}
+
+#[test]
 fn segments_are_retired_only_behind_every_cursor_and_a_slow_queue_does_not_show_in_a_fast_one() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();

@@ -1,0 +1,167 @@
+//! What the commit writer is handed and how it gathers a batch: requests to accept, queue
+//! cursors, probes and syncs. Cursors that no frame of events would carry wait here a short
+//! while ([`HOLD_CURSORS`]) instead of each costing a frame of their own, a sled insert and
+//! the memory of both: while a backlog drains, every completion batch moves a cursor.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::frame::{Cursor, MAX_BATCH_EVENTS};
+use super::StoreError;
+use crate::store::{Accept, Accepted};
+
+/// A batch stops growing here, so one huge burst does not delay its first waiters for long.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long cursors wait for a frame of events to carry them. A crash (not a power cut: these
+/// frames are not synced anyway) re-delivers at most this long's completions once more.
+pub(super) const HOLD_CURSORS: Duration = Duration::from_millis(100);
+
+/// Where a request's answer goes.
+pub(super) type Reply = oneshot::Sender<Result<Accepted, StoreError>>;
+
+/// What the writer is handed.
+pub(super) enum Work {
+    Accept(Accept, Reply),
+    /// A queue's cursor, logged with the next frame (the latest one per queue wins).
+    Cursor(Vec<u8>, Cursor),
+    /// Write an empty frame: tells whether the log takes writes again with no traffic.
+    Probe,
+    /// Log the cursors held back and sync every cursor written without a sync, so the
+    /// segments they free can go; answered once done when it carries a sender.
+    Sync(Option<std_mpsc::SyncSender<()>>),
+}
+
+/// One batch as the writer gathered it.
+#[derive(Default)]
+pub(super) struct Gathered {
+    pub batch: Vec<(Accept, Reply)>,
+    pub cursors: HashMap<Vec<u8>, Cursor>,
+    pub probe: bool,
+    pub sync: bool,
+    /// Who waits for the sync.
+    pub synced: Vec<std_mpsc::SyncSender<()>>,
+    pub bytes: usize,
+}
+
+impl Gathered {
+    pub fn add(&mut self, work: Work) {
+        match work {
+            Work::Accept(accept, reply) => {
+                self.bytes += accept.envelope.len();
+                self.batch.push((accept, reply));
+            }
+            Work::Cursor(prefix, cursor) => {
+                self.cursors.insert(prefix, cursor);
+            }
+            Work::Probe => self.probe = true,
+            Work::Sync(done) => {
+                self.sync = true;
+                self.synced.extend(done);
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.batch.len() >= MAX_BATCH_EVENTS || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    pub fn take_waiting(&mut self, receiver: &std_mpsc::Receiver<Work>) {
+        while !self.full() {
+            match receiver.try_recv() {
+                Ok(work) => self.add(work),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Only cursors: nothing that a frame must be written for now.
+    fn cursors_only(&self) -> bool {
+        self.batch.is_empty() && !self.probe && !self.sync
+    }
+}
+
+/// Cursors held back for the next frame, and since when.
+#[derive(Default)]
+pub(super) struct Held {
+    cursors: HashMap<Vec<u8>, Cursor>,
+    since: Option<Instant>,
+}
+
+impl Held {
+    /// When the cursors held must be written even with no events to carry them.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.map(|since| since + HOLD_CURSORS)
+    }
+
+    /// Keeps a batch of cursors only back while their time allows; otherwise hands back the
+    /// batch to write, carrying every cursor held (a newer cursor of a queue replaces the one
+    /// held).
+    pub fn hold_or_carry(&mut self, mut gathered: Gathered, now: Instant) -> Option<Gathered> {
+        let due = self.deadline().is_some_and(|deadline| deadline <= now);
+        if gathered.cursors_only() && !due {
+            if !gathered.cursors.is_empty() {
+                self.since.get_or_insert(now);
+                self.cursors.extend(gathered.cursors);
+            }
+            return None;
+        }
+        self.since = None;
+        for (prefix, cursor) in self.cursors.drain() {
+            gathered.cursors.entry(prefix).or_insert(cursor);
+        }
+        Some(gathered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wal::Position;
+    use super::*;
+
+    fn cursor(offset: u64) -> Cursor {
+        Cursor {
+            read: Position { segment: 1, offset },
+            owed: Vec::new(),
+        }
+    }
+
+    fn cursors(list: &[(&str, u64)]) -> Gathered {
+        let mut gathered = Gathered::default();
+        for (prefix, offset) in list {
+            gathered.add(Work::Cursor(prefix.as_bytes().to_vec(), cursor(*offset)));
+        }
+        gathered
+    }
+
+    #[test]
+    fn cursors_alone_wait_until_due_or_a_frame_carries_them_and_the_newest_wins() {
+        let mut held = Held::default();
+        let start = Instant::now();
+        assert!(held.deadline().is_none());
+        assert!(held
+            .hold_or_carry(cursors(&[("a", 1), ("b", 1)]), start)
+            .is_none());
+        assert!(held.hold_or_carry(cursors(&[("a", 2)]), start).is_none());
+        assert_eq!(held.deadline(), Some(start + HOLD_CURSORS));
+
+        // A sync carries them, with the newer cursor of a queue handed in over the held one.
+        let mut sync = cursors(&[("b", 5)]);
+        sync.add(Work::Sync(None));
+        let carried = held.hold_or_carry(sync, start).unwrap();
+        assert_eq!(carried.cursors[b"a".as_slice()], cursor(2));
+        assert_eq!(carried.cursors[b"b".as_slice()], cursor(5));
+        assert!(held.deadline().is_none());
+
+        // Once due, cursors alone are written too.
+        assert!(held.hold_or_carry(cursors(&[("a", 3)]), start).is_none());
+        let due = start + HOLD_CURSORS;
+        let carried = held.hold_or_carry(Gathered::default(), due).unwrap();
+        assert_eq!(carried.cursors[b"a".as_slice()], cursor(3));
+        assert!(held.deadline().is_none());
+        assert!(held.hold_or_carry(Gathered::default(), due).is_none());
+    }
+}
