@@ -11,6 +11,7 @@
 //! - [`VendorScheme`] signs deliveries with this crate's own HMAC-SHA256, independent of the
 //!   server's code.
 //! - [`SinkFile`] reads a file sink's JSON lines, polling until what a test waits for arrives.
+//! - [`Browser`] is a headless Chromium driven over WebDriver, for the console's tests.
 //! - [`servers`] runs real `nats-server` and `redis-server` processes for the broker sinks.
 //! - [`tool`] finds the other programs the tests run, failing with how to install one that is
 //!   missing; [`python_env`] is the Python virtual environment the harness makes itself for the
@@ -29,6 +30,7 @@
 pub use serde_json::{json, Value};
 
 mod artifacts;
+mod browser;
 mod capture;
 mod command;
 mod config;
@@ -47,6 +49,7 @@ mod tools;
 mod vendors;
 
 pub use artifacts::{artifacts, library_file_name, Artifacts};
+pub use browser::{Browser, BROWSER_DEADLINE};
 pub use capture::Capture;
 pub use command::{check, run, serve_expecting_exit, switchyard_command, Run, EXIT_DEADLINE};
 pub use config::{Config, HttpSink, NatsSink, RedisSink, Route, Vendor, Workspace};
