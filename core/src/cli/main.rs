@@ -17,10 +17,17 @@ use crate::failure::{Failure, EX_CONFIG};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = load::init_logging(cli.command.config_path()) {
-        eprintln!("error: {message}");
-        return ExitCode::from(EX_CONFIG);
-    }
+    let telemetry = match &cli.command {
+        Command::Serve { config } => load::telemetry_of(config),
+        _ => None,
+    };
+    let telemetry = match load::init_logging(cli.command.config_path(), telemetry.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let result = match cli.command {
         Command::Admin(command) => operate::operate(&command),
         Command::Serve { config } => serve::serve(&config),
@@ -31,6 +38,9 @@ fn main() -> ExitCode {
         } => serve::list_plugins(plugins_dir, &config),
         Command::Sign(args) => sign::sign(args),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(message)) => {

@@ -13,6 +13,7 @@
 mod health;
 mod policy;
 mod record;
+mod trace;
 mod worker;
 
 use std::sync::Arc;

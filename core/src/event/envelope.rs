@@ -40,6 +40,10 @@ pub struct Envelope<'a> {
     pub received_at: String,
     pub data: &'a RawValue,
     pub raw: &'a RawValue,
+    /// The W3C trace context of the request that brought the event, when traces are on
+    /// (`server.telemetry`): its delivery attempts continue that trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl<'a> Envelope<'a> {
@@ -64,6 +68,7 @@ impl<'a> Envelope<'a> {
             received_at: rfc3339(received_at),
             data: &mapped.data,
             raw: &mapped.raw,
+            traceparent: None,
         }
     }
 

@@ -141,6 +141,7 @@ mod tests {
         Delivery {
             event_id: id,
             envelope: b"{}",
+            traceparent: None,
         }
     }
 

@@ -71,6 +71,12 @@ impl HttpSink {
             )
             .body(Full::new(Bytes::copy_from_slice(delivery.envelope)))
             .map_err(|e| SinkError::Request(e.to_string()))?;
+        if let Some(value) = delivery
+            .traceparent
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         if let Some(key) = &self.key {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

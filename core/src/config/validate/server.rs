@@ -96,7 +96,9 @@ impl Checker<'_> {
         let store = raw.store.map_or(StoreConfig::Embedded, |raw| {
             self.store(&at.key("store"), raw)
         });
+        let telemetry = (raw.telemetry).and_then(|raw| self.telemetry(&at.key("telemetry"), raw));
         ServerConfig {
+            telemetry,
             listen,
             admin_listen,
             tls,

@@ -33,6 +33,7 @@ use crate::metrics::{Metrics, UNKNOWN};
 use crate::plugins::{HandshakeOutcome, MapOutcome};
 use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
+use crate::telemetry;
 use arc_swap::ArcSwap;
 
 #[derive(Clone)]
@@ -101,7 +102,14 @@ impl Hooks {
             event_type = field::Empty,
             vendor_event_id = field::Empty,
             event_id = field::Empty,
+            answer = field::Empty,
+            trace_id = field::Empty,
+            otel.kind = "server",
         );
+        telemetry::continue_from(&span, request.headers());
+        if let Some(trace_id) = telemetry::trace_id(&span) {
+            span.record("trace_id", trace_id);
+        }
         let client = client::address(peer, request.headers(), &self.trusted_proxies);
         match *request.method() {
             Method::POST => {
@@ -115,6 +123,7 @@ impl Hooks {
                 let outcome = answer.extensions().get::<Outcome>().map(|o| o.0);
                 if let Some(outcome) = outcome {
                     self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
+                    span.record("answer", outcome);
                 }
                 // One line per delivery, inside its span: with `log_format: json` it carries
                 // workspace, vendor, delivery id, type and event id beside the answer.
@@ -227,20 +236,24 @@ impl Hooks {
         if let Some(id) = delivery_id {
             span.record("delivery_id", id);
         }
-        if let Err(e) = binding.plugin.verify_with(
-            binding.scheme.as_ref(),
-            headers,
-            &body,
-            delivery_id,
-            &binding.secrets,
-            received_at,
-        ) {
+        let verified = tracing::debug_span!("verify").in_scope(|| {
+            binding.plugin.verify_with(
+                binding.scheme.as_ref(),
+                headers,
+                &body,
+                delivery_id,
+                &binding.secrets,
+                received_at,
+            )
+        });
+        if let Err(e) = verified {
             tracing::warn!(workspace = %ws.id, %vendor, reason = %e, "delivery refused: signature");
             return error(StatusCode::UNAUTHORIZED, e.code(), &e.to_string());
         }
         let mapped = match binding
             .plugin
             .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
+            .instrument(tracing::debug_span!("map"))
             .await
         {
             MapOutcome::Mapped(mapped) => mapped,
@@ -273,8 +286,10 @@ impl Hooks {
         drop(body);
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
-        let envelope =
-            Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at).to_json();
+        let mut envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at);
+        // Kept with the event, so its delivery attempts join this trace.
+        envelope.traceparent = telemetry::traceparent(&span);
+        let envelope = envelope.to_json();
         let queues = ws.route(vendor, &mapped.canonical_type);
         drop(mapped);
         let unrouted = queues.is_empty();
@@ -287,7 +302,10 @@ impl Hooks {
             envelope,
             queues,
         };
-        match self.store.accept(accept).await {
+        let committed = (self.store.accept(accept))
+            .instrument(tracing::debug_span!("commit"))
+            .await;
+        match committed {
             Ok(Accepted::Duplicate(first)) => {
                 span.record("event_id", field::display(&first));
                 tracing::debug!("duplicate dropped");
