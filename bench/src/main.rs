@@ -12,6 +12,7 @@
 //! - `retention`: steady load with short windows: does the store (and RSS) stop growing?
 //! - `burst`: 300 clients deliver 1 MiB each at once: peak RSS, and RSS after the burst.
 //! - `cluster`: the embedded store vs cluster mode (NATS JetStream), one and two instances.
+//! - `traces`: intake with OpenTelemetry traces at sample ratio 1.0 vs off.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
@@ -31,6 +32,7 @@ mod retention;
 mod server;
 mod sink;
 mod stats;
+mod traces;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +41,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "compare",
     "map",
     "ingest",
@@ -48,6 +50,7 @@ const SCENARIOS: [&str; 8] = [
     "retention",
     "burst",
     "cluster",
+    "traces",
 ];
 
 const USAGE: &str = "\
@@ -69,6 +72,8 @@ scenarios (default: all, in this order):
   cluster     embedded store vs cluster mode on a local nats-server (started by the scenario;
               needs `nats-server`, apt package nats-server), one instance and two sharing the
               load: accepted/s, p50/p99, delivered/s, ratios to the embedded store
+  traces      intake with OpenTelemetry traces at sample_ratio 1.0 (a local OTLP collector) vs
+              off, alternating: req/s, p50/p99, the ratio (target: within 10%)
 
 options:
   --quick     a ~30 s smoke run with shorter durations and fewer iterations
@@ -206,6 +211,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "retention" => retention::run(env, problems).await,
         "burst" => burst::run(env, problems).await,
         "cluster" => cluster::run(env, problems).await,
+        "traces" => traces::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

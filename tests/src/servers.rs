@@ -456,6 +456,8 @@ pub struct NatsMessage {
     pub sequence: u64,
     /// `Nats-Msg-Id`, if set.
     pub msg_id: Option<String>,
+    /// The `traceparent` header, if set (traces on).
+    pub traceparent: Option<String>,
     pub payload: Value,
 }
 
@@ -502,6 +504,7 @@ pub fn nats_stream_messages(urls: &[String], stream: &str) -> Vec<NatsMessage> {
                 subject: message.subject.to_string(),
                 sequence,
                 msg_id: (message.headers.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned()),
+                traceparent: (message.headers.get("traceparent")).map(|v| v.as_str().to_owned()),
                 payload,
             });
         }

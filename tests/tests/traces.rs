@@ -119,6 +119,59 @@ fn a_request_continues_the_vendors_trace_through_verify_map_commit_and_the_deliv
 }
 
 #[test]
+fn nats_and_redis_sinks_carry_the_attempts_traceparent() {
+    let collector = Collector::start();
+    let nats = NatsServer::start();
+    let redis = RedisServer::start();
+    let urls = [nats.url()];
+    let acme = Workspace::new("acme")
+        .vendor(Vendor::new("watsi", &[SECRET]))
+        .nats_sink(
+            "bus",
+            NatsSink::new(&urls, "hooks.{workspace}").stream("HOOKS"),
+        )
+        .redis_sink("stream", RedisSink::new(&redis.url(), "hooks:{workspace}"))
+        .route(Route::new("*", &["bus", "stream"]));
+    let dir = TestDir::new();
+    let server = dir.serve(
+        &Config::new()
+            .telemetry(collector.url(), 1.0)
+            .workspace(acme),
+    );
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace}-b7ad6b7169203331-01");
+    let body = r#"{"type":"message.received","id":"evt_traced_2","data":{}}"#;
+    server
+        .deliver(
+            "acme",
+            &WATSI,
+            SECRET,
+            body,
+            &[("traceparent", &traceparent)],
+        )
+        .expect_accepted();
+    let spans = collector.wait_until("both attempts", EXPORT_DEADLINE, |spans| {
+        (spans.iter())
+            .filter(|s| s.name == "deliver" && s.trace_id == trace)
+            .count()
+            == 2
+    });
+    let attempt = |sink: &str| {
+        let span = (spans.iter())
+            .find(|s| s.name == "deliver" && s.attribute("sink") == Some(sink))
+            .unwrap_or_else(|| panic!("no attempt to {sink}: {spans:#?}"));
+        format!("00-{trace}-{}-01", span.span_id)
+    };
+    let messages = wait_for_nats_messages(&urls, "HOOKS", DELIVERY_DEADLINE, |m| !m.is_empty());
+    assert_eq!(messages[0].traceparent, Some(attempt("bus")));
+    let entries = redis.wait_for_entries("hooks:acme", DELIVERY_DEADLINE, |e| !e.is_empty());
+    assert_eq!(
+        entries[0].field("traceparent"),
+        Some(attempt("stream").as_str())
+    );
+}
+
+#[test]
 fn a_dead_collector_refuses_no_delivery_and_its_spans_are_counted_as_dropped() {
     let receiver = Receiver::start(Mode::Accept);
     let dir = TestDir::new();

@@ -107,7 +107,9 @@ impl Hooks {
             otel.kind = "server",
         );
         telemetry::continue_from(&span, request.headers());
-        if let Some(trace_id) = telemetry::trace_id(&span) {
+        // The trace id in the request's log lines.
+        let traceparent = telemetry::traceparent(&span);
+        if let Some(trace_id) = traceparent.as_deref().and_then(telemetry::trace_id_of) {
             span.record("trace_id", trace_id);
         }
         let client = client::address(peer, request.headers(), &self.trusted_proxies);
