@@ -21,6 +21,7 @@
 //! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
 //! - `powercut`: 200 power cuts under load by the e2e power-cut test: nothing acknowledged lost.
 //! - `search`: `GET /admin/events` pages of 50 over a million stored events: p50, p99.
+//! - `traces`: intake with OpenTelemetry traces at sample ratio 1.0 vs off.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
@@ -54,6 +55,7 @@ mod sink;
 mod stats;
 mod timing;
 mod wire;
+mod traces;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +64,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 15] = [
+const SCENARIOS: [&str; 16] = [
     "compare",
     "map",
     "ingest",
@@ -78,6 +80,7 @@ const SCENARIOS: [&str; 15] = [
     "backlog",
     "powercut",
     "search",
+    "traces",
 ];
 
 const USAGE: &str = "\
@@ -118,6 +121,8 @@ scenarios (default: all, in this order):
   search      1M events stored, then GET /admin/events pages of 50 (newest, by workspace and
               type, a time window) and searches that match nothing (the whole index walked):
               p50, p99 (target p99 < 100 ms for a page of 50)
+  traces      intake with OpenTelemetry traces at sample_ratio 1.0 (a local OTLP collector) vs
+              off, alternating: req/s, p50/p99, the ratio (target: within 10%)
 
 options:
   --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
@@ -265,6 +270,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "growth" => growth::run(env, problems).await,
         "backlog" => backlog::run(env, problems).await,
         "search" => search::run(env, problems).await,
+        "traces" => traces::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

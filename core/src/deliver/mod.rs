@@ -22,6 +22,7 @@ mod pace;
 mod policy;
 mod record;
 mod status;
+mod trace;
 mod worker;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
-use crate::store::{Replayed, SinkQueue, Store, StoreError, Window};
+use crate::store::{DeliveryOf, Replayed, SinkQueue, Store, StoreError, Window};
 
 pub use alert::{Alert, Alerter};
 pub use pace::Pacing;
@@ -198,6 +199,46 @@ pub async fn replay_window(
         "window replayed"
     );
     Ok(replayed)
+}
+
+/// What [`redeliver`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Back on the sink's queue, its earlier attempts kept.
+    Queued,
+    /// Still queued: it will be delivered anyway.
+    AlreadyQueued,
+    /// Never routed to the sink, or its record is past retention.
+    Unknown,
+}
+
+/// Puts one event back on one sink's queue, whatever became of it there: the operator's
+/// "deliver again". A delivered event passes through the dead letters on its way back (the
+/// store requeues only from there), with its attempts so far.
+pub async fn redeliver(
+    store: &Store,
+    queue: &SinkQueue,
+    id: &EventId,
+) -> Result<Redelivery, StoreError> {
+    let attempts = match store.delivery_of(queue, id).await? {
+        DeliveryOf::Queued(_) => return Ok(Redelivery::AlreadyQueued),
+        DeliveryOf::Unknown => return Ok(Redelivery::Unknown),
+        DeliveryOf::Dead(_) => None,
+        DeliveryOf::Delivered(record) => Some(
+            (record::decode::<Delivered>(&record))
+                .map(|done| done.attempts())
+                .unwrap_or_default(),
+        ),
+    };
+    if let Some(attempts) = attempts {
+        let reason = "delivered again by the operator".to_owned();
+        let letter = DeadLetter::new(queue.workspace(), queue.sink(), id, reason, attempts);
+        store.bury(queue, id, &record::encode(&letter)).await?;
+    }
+    Ok(match replay(store, queue, Some(id)).await? {
+        0 => Redelivery::Unknown,
+        _ => Redelivery::Queued,
+    })
 }
 
 /// A replayed dead letter's delivery state: its attempts so far, which new ones follow, due at

@@ -21,6 +21,7 @@ use super::gate::Gate;
 use super::health::State;
 use super::policy::{Blame, DeliveryPolicy, Failure, Verdict};
 use super::record::{self, decode, Attempt, DeadLetter, Delivered, DeliveryState};
+use super::trace;
 use crate::base::id::{millis, rfc3339, EventId};
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
@@ -259,17 +260,22 @@ impl Worker {
             run.in_flight.insert(event.id.clone());
         }
         let sink = self.sink.clone();
+        let each = events.iter().map(|e| (&e.id, e.envelope.as_slice()));
+        let attempts = trace::start(&self.workspace, &self.sink_name, each);
         run.tasks.spawn(async move {
             let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
             let deliveries: Vec<Delivery<'_>> = events
                 .iter()
                 .zip(&ids)
-                .map(|(e, id)| Delivery {
+                .enumerate()
+                .map(|(i, (e, id))| Delivery {
                     event_id: id,
                     envelope: &e.envelope,
+                    traceparent: attempts.get(i).and_then(|a| a.traceparent()),
                 })
                 .collect();
             let result = sink.deliver(&deliveries).await;
+            trace::finish(&attempts, &result);
             drop(deliveries);
             (Batch { events }, result)
         });

@@ -187,6 +187,7 @@ mod tests {
         Delivery {
             event_id: id,
             envelope: b"{}",
+            traceparent: None,
         }
     }
 
