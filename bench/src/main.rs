@@ -54,8 +54,8 @@ mod server;
 mod sink;
 mod stats;
 mod timing;
-mod wire;
 mod traces;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -16,7 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::load::{self, Pace, Poster, Spec};
+use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::stats::{self, Distribution};
@@ -113,11 +113,7 @@ async fn one(env: &Env, collector: Option<SocketAddr>, duration: Duration) -> Be
     );
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET));
-    let spec = Spec {
-        connections: CONCURRENCY,
-        duration,
-        pace: Pace::Closed,
-    };
+    let spec = Spec::closed(CONCURRENCY, duration);
     let report = load::run(server.addr(), poster, spec, Arc::default()).await;
     drop(server);
     Ok(Run {

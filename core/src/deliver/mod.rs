@@ -225,7 +225,8 @@ pub async fn redeliver(
         DeliveryOf::Unknown => return Ok(Redelivery::Unknown),
         DeliveryOf::Dead(_) => None,
         DeliveryOf::Delivered(record) => Some(
-            (record::decode::<Delivered>(&record))
+            (record.as_deref())
+                .and_then(record::decode::<Delivered>)
                 .map(|done| done.attempts())
                 .unwrap_or_default(),
         ),

@@ -28,7 +28,6 @@ mod views;
 mod window;
 
 pub use self::router::Operator;
-pub use self::search::{DeliveryStatus, EventPage, EventQuery, FoundEvent};
 
 use std::sync::Arc;
 
