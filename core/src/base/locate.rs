@@ -203,6 +203,20 @@ impl Locator {
     }
 }
 
+/// What a YAML value is, for messages that must not quote it (it may be a secret).
+pub fn kind(value: &serde_yaml::Value) -> &'static str {
+    use serde_yaml::Value;
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

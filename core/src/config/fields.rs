@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_yaml::{Mapping, Value};
 
 use super::error::Problems;
-use super::locate::KeyPath;
+use super::locate::{kind, KeyPath};
 
 pub(super) struct Reader<'a> {
     pub(super) problems: &'a mut Problems,
@@ -139,18 +139,5 @@ impl Reader<'_> {
     pub(super) fn wrong(&mut self, at: &KeyPath, expecting: &str, found: &Value) {
         let message = format!("expected {expecting}, found {}", kind(found));
         self.problems.add_settled(at, message);
-    }
-}
-
-/// What a value is, for messages that must not quote it.
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
     }
 }

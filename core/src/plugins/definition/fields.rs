@@ -74,18 +74,7 @@ impl Fields {
     }
 }
 
-/// What a value is, for messages.
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
+pub(super) use crate::base::locate::kind;
 
 pub(super) fn string(at: &KeyPath, value: Value, p: &mut Problems) -> Option<String> {
     match value {

@@ -287,24 +287,31 @@ impl EmbeddedStore {
             .attempts
             .insert(&key, Kept::encode(state, &envelope))?;
         let lane = self.lane(q).unwrap_or_else(|| self.lanes.add(q.prefix()));
-        let mut lane = lane.lane();
-        let fresh = lane
-            .window
-            .insert(
-                id.clone(),
-                Owed {
-                    at: None,
-                    envelope: Some(envelope),
-                    state: Some(state.to_vec()),
-                    recorded: Some(self.lanes.record()),
-                    buried: false,
-                },
-            )
-            .is_none_or(|old| old.buried);
+        self.owe_again(q, &lane, id, envelope, state);
+        Ok(true)
+    }
+
+    /// Puts an event whose envelope and `state` are now kept in sled back in the lane's
+    /// window, due again; counted as queued unless it already was.
+    pub(super) fn owe_again(
+        &self,
+        q: &SinkQueue,
+        lane: &Slot,
+        id: &EventId,
+        envelope: Vec<u8>,
+        state: &[u8],
+    ) {
+        let owed = Owed {
+            at: None,
+            envelope: Some(envelope),
+            state: Some(state.to_vec()),
+            recorded: Some(self.lanes.record()),
+            buried: false,
+        };
+        let fresh = (lane.lane().window.insert(id.clone(), owed)).is_none_or(|old| old.buried);
         if fresh {
             q.added(id);
         }
-        Ok(true)
     }
 
     /// Deletes a dead letter for good; its event then leaves with retention.

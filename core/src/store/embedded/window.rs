@@ -6,7 +6,6 @@
 
 use std::sync::atomic::Ordering;
 
-use super::lanes::Owed;
 use super::record::{Kept, StoredEvent};
 use super::search::{bound, decode};
 use super::wal::Position;
@@ -101,23 +100,7 @@ impl EmbeddedStore {
         if trees.dead.remove(&key)?.is_some() {
             q.0.dead.fetch_sub(1, Ordering::Relaxed);
         }
-        let fresh = slot
-            .lane()
-            .window
-            .insert(
-                id.clone(),
-                Owed {
-                    at: None,
-                    envelope: Some(envelope),
-                    state: Some(state.to_vec()),
-                    recorded: Some(self.lanes.record()),
-                    buried: false,
-                },
-            )
-            .is_none_or(|old| old.buried);
-        if fresh {
-            q.added(id);
-        }
+        self.owe_again(q, &slot, id, envelope, state);
         Ok(true)
     }
 }
