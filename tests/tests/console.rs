@@ -1,6 +1,6 @@
 //! The browser console at `/console/` on the operator listener: its sessions and CSRF guard
 //! over plain HTTP, and the views in a real headless Chromium (sign in, the overview, an
-//! event, replaying a dead letter until it is delivered, delivering again, the search form),
+//! event, replaying a dead letter until it is delivered, delivering again, searching),
 //! with nothing loaded from elsewhere and no error in the browser's console.
 
 use std::time::{Duration, Instant};
@@ -85,11 +85,36 @@ fn the_console_needs_a_session_and_its_changes_need_the_csrf_token_from_its_own_
     let good = post(&[cookie, token, ("Origin", origin.as_str())]);
     assert_eq!(good.json()["replayed"], 0, "{good:?}");
 
-    // Search is refused until the store keeps an index, saying so.
-    let search =
-        server.operator_request("GET", "/console/api/events?type=message.*", &[cookie], None);
-    let message = search.expect_error(501, "search_unavailable");
-    assert!(message.contains("search needs"), "{message}");
+    // Search, through the console's API: the event, with each sink's status.
+    let body = r#"{"type":"message.received","id":"evt_console_search","data":{"text":"hi"}}"#;
+    let id = server
+        .deliver("acme", &WATSI, SECRET, body, &[])
+        .expect_accepted();
+    let search = |query: &str| {
+        let url = format!("/console/api/events?{query}");
+        let found = server.operator_request("GET", &url, &[cookie], None);
+        assert_eq!(found.status, 200, "{found:?}");
+        found.json()
+    };
+    // The index entry is written behind the answer: poll until it is there.
+    let deadline = Instant::now() + DELIVERY_DEADLINE;
+    let found = loop {
+        let found = search("type=message.*&q=evt_console_search");
+        if found["events"][0]["id"] == id.as_str() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "never found: {found}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(found["events"][0]["type"], "message.received", "{found}");
+    let sinks: Vec<&str> = (found["events"][0]["sinks"].as_array().unwrap().iter())
+        .map(|s| s["sink"].as_str().unwrap())
+        .collect();
+    assert_eq!(sinks, ["crm", "audit"], "{found}");
+    assert_eq!(search("type=order.*")["events"], json!([]));
+    server
+        .operator_request("GET", "/console/api/events?status=lost", &[cookie], None)
+        .expect_error(400, "invalid_query");
 
     // Signing out ends the session.
     let out = server.operator_request("DELETE", "/console/session", &[cookie, token], None);
@@ -209,16 +234,24 @@ fn in_a_browser_an_operator_signs_in_finds_a_dead_letter_replays_it_and_sees_it_
             "loaded from elsewhere: {url}"
         );
     }
-    assert_eq!(errors(&browser), Vec::<serde_json::Value>::new());
 
-    // The search form keeps its fields in the URL and says why there are no results yet.
-    browser.goto(&format!("{console}/events?type=message.*&status=dead"));
-    browser.wait_for_text("#results", "search needs the store's event index");
+    // The search form keeps its fields in the URL; its results link to the event's page.
+    browser.goto(&format!(
+        "{console}/events?type=message.*&sink=crm&status=delivered"
+    ));
+    browser.wait_for_text("#results", &id);
+    browser.wait_for_text("#results [data-sink=crm]", "crm: delivered");
     let field = browser.script("return document.querySelector('input[name=type]').value");
     assert_eq!(field, "message.*");
     let url = browser.url();
     assert!(
-        url.ends_with("/console/events?type=message.*&status=dead"),
+        url.ends_with("/console/events?type=message.*&sink=crm&status=delivered"),
         "{url}"
     );
+    browser.goto(&format!("{console}/events?type=message.*&status=dead"));
+    browser.wait_for_text("#results", "No event matches.");
+    browser.goto(&format!("{console}/events?type=message.*"));
+    browser.click(&format!("#results a[href='/console/events/{id}']"));
+    browser.wait_for_text("main h1", &format!("Event {id}"));
+    assert_eq!(errors(&browser), Vec::<serde_json::Value>::new());
 }

@@ -38,7 +38,7 @@ export async function events(params) {
     render(results, page, query);
     announce(`${page.events.length} events found`);
   } catch (failure) {
-    const why = failure instanceof ApiError && failure.code === 'search_unavailable'
+    const why = failure instanceof ApiError && failure.code === 'search_unsupported'
       ? `Search is not available: ${failure.message}`
       : `Search failed: ${failure.message}`;
     results.replaceChildren(h('h2', { id: 'results-title' }, 'Results'), h('p', { class: 'error', role: 'alert' }, why));
@@ -51,7 +51,7 @@ function render(results, page, query) {
   const rows = page.events.map((e) => [
     h('a', { href: consoleUrl('events', e.id) }, e.id), e.received_at, e.workspace, e.vendor, e.type,
     e.vendor_event_id || '—',
-    h('span', {}, Object.entries(e.sinks || {}).map(([sink, status]) => h('span', {}, `${sink}: `, state(status), ' '))),
+    h('span', {}, (e.sinks || []).map(({ sink, status }) => h('span', { 'data-sink': sink }, `${sink}: `, state(status), ' '))),
   ]);
   const next = page.next && new URLSearchParams(query);
   if (next) next.set('after', page.next);
