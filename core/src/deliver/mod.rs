@@ -213,8 +213,7 @@ pub enum Redelivery {
 }
 
 /// Puts one event back on one sink's queue, whatever became of it there: the operator's
-/// "deliver again". A delivered event passes through the dead letters on its way back (the
-/// store requeues only from there), with its attempts so far.
+/// "deliver again", its attempts so far kept and its retry schedule started again.
 pub async fn redeliver(
     store: &Store,
     queue: &SinkQueue,
@@ -223,22 +222,21 @@ pub async fn redeliver(
     let attempts = match store.delivery_of(queue, id).await? {
         DeliveryOf::Queued(_) => return Ok(Redelivery::AlreadyQueued),
         DeliveryOf::Unknown => return Ok(Redelivery::Unknown),
-        DeliveryOf::Dead(_) => None,
-        DeliveryOf::Delivered(record) => Some(
-            (record.as_deref())
-                .and_then(record::decode::<Delivered>)
-                .map(|done| done.attempts())
-                .unwrap_or_default(),
-        ),
+        DeliveryOf::Dead(letter) => (record::decode::<DeadLetter>(&letter))
+            .map(|dead| dead.attempts)
+            .unwrap_or_default(),
+        DeliveryOf::Delivered(record) => (record.as_deref())
+            .and_then(record::decode::<Delivered>)
+            .map(|done| done.attempts())
+            .unwrap_or_default(),
     };
-    if let Some(attempts) = attempts {
-        let reason = "delivered again by the operator".to_owned();
-        let letter = DeadLetter::new(queue.workspace(), queue.sink(), id, reason, attempts);
-        store.bury(queue, id, &record::encode(&letter)).await?;
-    }
-    Ok(match replay(store, queue, Some(id)).await? {
-        0 => Redelivery::Unknown,
-        _ => Redelivery::Queued,
+    let state = record::encode(&DeliveryState {
+        attempts,
+        ..DeliveryState::default()
+    });
+    Ok(match store.put_back(queue, id, &state).await? {
+        true => Redelivery::Queued,
+        false => Redelivery::Unknown,
     })
 }
 
