@@ -13,9 +13,13 @@ const TOKEN: &str = "traces-admin-token";
 /// How long spans may take to reach the collector (the exporter sends every second).
 const EXPORT_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Whatsable's signature is checked by its plugin's own verify, on a blocking thread.
+const WHATSABLE_SECRET: &str = "whatsable-secret-for-traces";
+
 fn acme(receiver: &Receiver) -> Workspace {
     Workspace::new("acme")
         .vendor(Vendor::new("watsi", &[SECRET]))
+        .vendor(Vendor::new("whatsable", &[WHATSABLE_SECRET]))
         .http_sink("crm", HttpSink::new(receiver.url()))
         .route(Route::new("*", &["crm"]))
 }
@@ -116,6 +120,29 @@ fn a_request_continues_the_vendors_trace_through_verify_map_commit_and_the_deliv
     let line = (log.lines().find(|l| l.contains("delivery answered"))).expect("a log line");
     let line: Value = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(line["span"]["trace_id"], trace, "{line}");
+
+    // A plugin's own verify runs off the async threads: its span is still the request's.
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace}-{vendor_span}-01");
+    let body = r#"{"event":"message_status","data":{"message_id":"wamid.traced","status":"sent"}}"#;
+    server
+        .deliver(
+            "acme",
+            &WHATSABLE,
+            WHATSABLE_SECRET,
+            body,
+            &[("traceparent", &traceparent)],
+        )
+        .expect_accepted();
+    let spans = collector.wait_until("the plugin's verify span", EXPORT_DEADLINE, |spans| {
+        ["hook", "verify"]
+            .iter()
+            .all(|name| named(spans, name, trace).is_some())
+    });
+    let hook = named(&spans, "hook", trace).unwrap();
+    assert_eq!(hook.attribute("vendor"), Some("whatsable"), "{hook:#?}");
+    let verify = named(&spans, "verify", trace).unwrap();
+    assert_eq!(verify.parent_span_id, hook.span_id, "{verify:#?}");
 }
 
 #[test]

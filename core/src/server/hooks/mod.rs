@@ -251,6 +251,7 @@ impl Hooks {
         };
         let verified = (binding.plugin)
             .verify_async(signed, binding.plugin_timeout, &self.metrics)
+            .instrument(tracing::debug_span!(parent: &span, "verify"))
             .await;
         match verified {
             Ok(Ok(())) => {}
@@ -263,7 +264,7 @@ impl Hooks {
         let mapped = match binding
             .plugin
             .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
-            .instrument(tracing::debug_span!("map"))
+            .instrument(tracing::debug_span!(parent: &span, "map"))
             .await
         {
             MapOutcome::Mapped(mapped) => mapped,
@@ -313,7 +314,7 @@ impl Hooks {
             queues,
         };
         let committed = (self.store.accept(accept))
-            .instrument(tracing::debug_span!("commit"))
+            .instrument(tracing::debug_span!(parent: &span, "commit"))
             .await;
         match committed {
             Ok(Accepted::Duplicate(first)) => {
