@@ -1,7 +1,8 @@
 //! `traces`: intake with OpenTelemetry traces at `sample_ratio: 1.0` against a local OTLP/HTTP
 //! collector (this process, answering 200 to every export) vs the same server with traces off:
-//! the same closed-loop load as `ingest` at 32 clients, the two alternating, each twice. Target:
-//! traced intake within 10% of untraced.
+//! the same closed-loop load as `ingest` at 32 clients, the two alternating, each three times.
+//! Target: traced intake within 10% of untraced, best against best; each round's own ratio
+//! (traced over the untraced run just before it) is shown too, for the noise.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ const SECRET: &str = "bench-watsi-secret";
 const CONCURRENCY: usize = 32;
 /// Traced intake must keep at least this share of untraced intake.
 const TARGET: f64 = 0.90;
+/// Off/on pairs, one after the other.
+const ROUNDS: usize = 3;
 
 /// What the local collector took.
 #[derive(Default)]
@@ -48,13 +51,15 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let collector = collector(taken.clone()).await?;
     println!("== traces: intake with server.telemetry at sample_ratio 1.0 vs off ==");
     println!(
-        "settings: {} s per run at concurrency {CONCURRENCY}, closed loop, signed unique 1 KB Watsi events, one file sink; off/on alternating, twice each; collector: this process on {collector} answering 200; server RUST_LOG={}",
+        "settings: {} s per run at concurrency {CONCURRENCY}, closed loop, signed unique 1 KB Watsi events, one file sink; off/on alternating, {ROUNDS} rounds; collector: this process on {collector} answering 200; server RUST_LOG={}",
         duration.as_secs(),
         server::LOG_LEVEL
     );
     let mut runs = Vec::new();
-    for traced in [false, true, false, true] {
-        runs.push(one(env, traced.then_some(collector), duration).await?);
+    for _ in 0..ROUNDS {
+        for traced in [false, true] {
+            runs.push(one(env, traced.then_some(collector), duration).await?);
+        }
     }
     let best = |traced: bool| {
         runs.iter()
@@ -72,10 +77,19 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             r.refused
         );
     }
+    let rounds: Vec<String> = (runs.chunks(2))
+        .map(|pair| {
+            format!(
+                "{:.1}%",
+                100.0 * pair[1].per_second / pair[0].per_second.max(1.0)
+            )
+        })
+        .collect();
+    println!("each round, traced / untraced: {}", rounds.join(", "));
     let (off, on) = (best(false), best(true));
     let ratio = on / off.max(1.0);
     println!(
-        "best of two: off {off:.0} req/s, traced {on:.0} req/s: {:.1}% of untraced (target at least {:.0}%); collector took {} exports, {}",
+        "best of {ROUNDS}: off {off:.0} req/s, traced {on:.0} req/s: {:.1}% of untraced (target at least {:.0}%); collector took {} exports, {}",
         ratio * 100.0,
         TARGET * 100.0,
         taken.exports.load(Ordering::Relaxed),

@@ -1,7 +1,8 @@
 //! One span per delivery attempt (`deliver`: workspace, sink, event id, outcome), a child of
 //! the span of the request that brought the event, which its envelope's `traceparent` names;
-//! and the attempt's own `traceparent`, which the sink passes on. With traces off this costs
-//! nothing: no span is made and no envelope read.
+//! and the attempt's own `traceparent`, which the sink passes on; the trace id for the
+//! worker's log lines about an event. With traces off this costs nothing: no span is made and
+//! no envelope read.
 
 use serde::Deserialize;
 use tracing::{field, Span};
@@ -36,8 +37,8 @@ pub(super) fn start<'a>(
         .map(|(id, envelope)| {
             let span = tracing::debug_span!(
                 "deliver",
-                workspace = %workspace,
-                sink = %sink,
+                workspace = workspace.as_str(),
+                sink = sink.as_str(),
                 event_id = %id,
                 outcome = field::Empty,
                 otel.kind = "client",
@@ -59,6 +60,16 @@ pub(super) fn finish(attempts: &[Attempt], result: &Result<(), SinkError>) {
             Err(error) => attempt.span.record("outcome", field::display(error)),
         };
     }
+}
+
+/// The trace id of the request an envelope came with, for the attempt's log lines; `None`
+/// with traces off.
+pub(super) fn trace_id(envelope: &[u8]) -> Option<String> {
+    if !telemetry::enabled() {
+        return None;
+    }
+    let traceparent = stored_traceparent(envelope)?;
+    telemetry::trace_id_of(&traceparent).map(str::to_owned)
 }
 
 /// The `traceparent` an envelope was stored with.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use hyper::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
@@ -45,7 +45,8 @@ impl Eq for TelemetryConfig {}
 
 /// Spans wait at most this long for their batch to go.
 const EXPORT_EVERY: Duration = Duration::from_secs(1);
-/// Spans waiting for export at most; past it, new ones are dropped.
+/// Spans waiting for export at most (queued, or in an export not yet ended); past it, new ones
+/// are dropped, counted.
 const MAX_QUEUED_SPANS: usize = 8192;
 /// Spans per export: fewer, larger requests to the collector under load.
 const MAX_EXPORT_BATCH: usize = 2048;
@@ -86,15 +87,21 @@ impl Telemetry {
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     {
-        let exporter = export::exporter(config, EXPORT_TIMEOUT, metrics::trace_spans_dropped())?;
+        let (dropped, waiting) = (metrics::trace_spans_dropped(), export::Waiting::default());
+        let exporter = export::exporter(config, EXPORT_TIMEOUT, dropped.clone(), waiting.clone())?;
         let batch = BatchConfigBuilder::default()
             .with_scheduled_delay(EXPORT_EVERY)
             .with_max_queue_size(MAX_QUEUED_SPANS)
             .with_max_export_batch_size(MAX_EXPORT_BATCH)
             .build();
-        let processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch)
-            .build();
+        let processor = export::Bounded {
+            inner: BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+            waiting,
+            limit: MAX_QUEUED_SPANS,
+            dropped,
+        };
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -157,13 +164,19 @@ pub fn traceparent(span: &Span) -> Option<String> {
         return None;
     }
     let context = span.context();
-    if !context.span().span_context().is_valid() {
+    let otel = context.span();
+    let ids = otel.span_context();
+    if !ids.is_valid() {
         return None;
     }
-    let mut headers = HeaderMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    Some(value.to_owned())
+    // W3C Trace Context version 00, written directly: the propagator would build a header map
+    // for it, twice per request on the hot path.
+    Some(format!(
+        "00-{:032x}-{:016x}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    ))
 }
 
 /// The trace id (hex) a `traceparent` names, for log lines.

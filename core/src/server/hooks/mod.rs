@@ -96,8 +96,8 @@ impl Hooks {
         };
         let span = tracing::debug_span!(
             "hook",
-            workspace = %ws.id,
-            vendor = %vendor,
+            workspace = ws.id.as_str(),
+            vendor = vendor.as_str(),
             delivery_id = field::Empty,
             event_type = field::Empty,
             vendor_event_id = field::Empty,
