@@ -41,7 +41,10 @@ fn a_request_continues_the_vendors_trace_through_verify_map_commit_and_the_deliv
         &dir.write_config(&config),
         &[
             ("SWITCHYARD_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info,switchyard::server::hooks=debug"),
+            (
+                "RUST_LOG",
+                "info,switchyard::server::hooks=debug,switchyard::deliver=debug",
+            ),
         ],
     );
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -120,6 +123,10 @@ fn a_request_continues_the_vendors_trace_through_verify_map_commit_and_the_deliv
     let line = (log.lines().find(|l| l.contains("delivery answered"))).expect("a log line");
     let line: Value = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(line["span"]["trace_id"], trace, "{line}");
+    let log = server.log_containing("event delivered");
+    let line = (log.lines().find(|l| l.contains("event delivered"))).expect("a log line");
+    let line: Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(line["trace_id"], trace, "{line}");
 
     // A plugin's own verify runs off the async threads: its span is still the request's.
     let trace = "0af7651916cd43dd8448eb211c80319c";
