@@ -32,6 +32,7 @@ mod burst;
 mod client;
 mod cluster;
 mod compare;
+mod console;
 mod crash;
 mod filter;
 mod growth;
@@ -118,11 +119,13 @@ scenarios (default: all, in this order):
   powercut    200 power cuts under load (20 with --quick), by tests/tests/powercut.rs in the
               release profile, in rounds of 50 each from a printed seed: nothing acknowledged
               may be lost; needs /dev/fuse and root or fusermount3 (about 12 minutes)
-  search      1M events stored, then GET /admin/events pages of 50 (newest, by workspace and
-              type, a time window) and searches that match nothing (the whole index walked):
-              p50, p99 (target p99 < 100 ms for a page of 50)
+  search      1M events stored (1 in 100 also a dead letter), then GET /admin/events pages
+              of 50 (newest, by workspace and type, a time window) and searches that match
+              nothing (the whole index walked): p50, p99 (target p99 < 100 ms for a page of
+              50); then each console view (overview, events search, an event, a sink's dead
+              letters), its page and API calls: p50, p99 (target p99 < 200 ms a view)
   traces      intake with OpenTelemetry traces at sample_ratio 1.0 (a local OTLP collector) vs
-              off, alternating: req/s, p50/p99, the ratio (target: within 10%)
+              off, alternating, 3 rounds: req/s, p50/p99, the ratios (target: within 10%)
 
 options:
   --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
