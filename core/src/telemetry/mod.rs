@@ -22,9 +22,10 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
+use tracing::subscriber::Interest;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{filter_fn, Filtered};
+use tracing_subscriber::filter::{Filtered, LevelFilter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -73,13 +74,41 @@ pub struct Telemetry {
 /// lines), whatever the log filter says.
 pub type TraceLayer<S> = Filtered<
     tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
-    tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool>,
+    SpansOnly,
     S,
 >;
 
-/// The server's own spans, not events (they stay log lines) nor other crates' spans.
-fn spans_only(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && meta.target().starts_with("switchyard")
+/// The server's own spans, not events (they stay log lines) nor other crates' spans. Decided by
+/// each callsite's metadata alone, so `tracing` asks once per callsite, not at every event; and
+/// no more verbose than `debug`, so other crates' `trace` records (sled's, through `log`) are
+/// not even made.
+pub struct SpansOnly;
+
+impl SpansOnly {
+    fn admits(meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_span() && meta.target().starts_with("switchyard")
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for SpansOnly {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        SpansOnly::admits(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        match SpansOnly::admits(meta) {
+            true => Interest::always(),
+            false => Interest::never(),
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::DEBUG)
+    }
 }
 
 impl Telemetry {
@@ -121,7 +150,7 @@ impl Telemetry {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            .with_filter(filter_fn(spans_only as fn(&tracing::Metadata<'_>) -> bool));
+            .with_filter(SpansOnly);
         ON.store(true, Ordering::Relaxed);
         Ok((Telemetry { provider }, layer))
     }
