@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -48,6 +48,18 @@ impl Conn {
         headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> BenchResult<(StatusCode, Bytes)> {
+        let (status, _, body) = self.exchange(method, path, headers, body).await?;
+        Ok((status, body))
+    }
+
+    /// One exchange; the answer's status, headers and whole body.
+    pub async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> BenchResult<(StatusCode, HeaderMap, Bytes)> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -57,9 +69,9 @@ impl Conn {
         let exchange = async {
             self.sender.ready().await?;
             let answer = self.sender.send_request(request).await?;
-            let status = answer.status();
-            let body = answer.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            let (parts, body) = answer.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((parts.status, parts.headers, body))
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),

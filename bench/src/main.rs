@@ -21,6 +21,7 @@
 //! - `backlog`: a million events for an http sink that is down, then up: RSS, idle drain.
 //! - `powercut`: 200 power cuts under load by the e2e power-cut test: nothing acknowledged lost.
 //! - `search`: `GET /admin/events` pages of 50 over a million stored events: p50, p99.
+//! - `traces`: intake with OpenTelemetry traces at sample ratio 1.0 vs off.
 //!
 //! Every block prints the settings it ran with, so a reader can reproduce it. Timed figures live
 //! here, never in tests.
@@ -31,6 +32,7 @@ mod burst;
 mod client;
 mod cluster;
 mod compare;
+mod console;
 mod crash;
 mod filter;
 mod growth;
@@ -53,6 +55,7 @@ mod server;
 mod sink;
 mod stats;
 mod timing;
+mod traces;
 mod wire;
 
 use std::path::PathBuf;
@@ -62,7 +65,7 @@ use std::time::Instant;
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub type BenchResult<T> = Result<T, BenchError>;
 
-const SCENARIOS: [&str; 15] = [
+const SCENARIOS: [&str; 16] = [
     "compare",
     "map",
     "ingest",
@@ -78,6 +81,7 @@ const SCENARIOS: [&str; 15] = [
     "backlog",
     "powercut",
     "search",
+    "traces",
 ];
 
 const USAGE: &str = "\
@@ -115,9 +119,13 @@ scenarios (default: all, in this order):
   powercut    200 power cuts under load (20 with --quick), by tests/tests/powercut.rs in the
               release profile, in rounds of 50 each from a printed seed: nothing acknowledged
               may be lost; needs /dev/fuse and root or fusermount3 (about 12 minutes)
-  search      1M events stored, then GET /admin/events pages of 50 (newest, by workspace and
-              type, a time window) and searches that match nothing (the whole index walked):
-              p50, p99 (target p99 < 100 ms for a page of 50)
+  search      1M events stored (1 in 100 also a dead letter), then GET /admin/events pages
+              of 50 (newest, by workspace and type, a time window) and searches that match
+              nothing (the whole index walked): p50, p99 (target p99 < 100 ms for a page of
+              50); then each console view (overview, events search, an event, a sink's dead
+              letters), its page and API calls: p50, p99 (target p99 < 200 ms a view)
+  traces      intake with OpenTelemetry traces at sample_ratio 1.0 (a local OTLP collector) vs
+              off, alternating, 3 rounds: req/s, p50/p99, the ratios (target: within 10%)
 
 options:
   --quick     a short smoke run with shorter durations, fewer iterations and 30,000 events
@@ -265,6 +273,7 @@ async fn run(scenario: &str, env: &Env, problems: &mut Problems) -> BenchResult<
         "growth" => growth::run(env, problems).await,
         "backlog" => backlog::run(env, problems).await,
         "search" => search::run(env, problems).await,
+        "traces" => traces::run(env, problems).await,
         other => Err(format!("no scenario `{other}`").into()),
     }
 }

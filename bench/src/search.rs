@@ -1,7 +1,9 @@
-//! `search`: issue 22's target for event search. A million signed Watsi events stored (one
-//! workspace, a file sink), then `GET /admin/events` asked again and again on one keep-alive
+//! `search`: issue 22's targets for event search and the console. A million signed Watsi events
+//! stored (one workspace, a file sink; one in a hundred also to an http sink that refuses it,
+//! a dead letter), then `GET /admin/events` asked again and again on one keep-alive
 //! connection: pages of 50 (the newest, by workspace and type glob, a time window in the
-//! middle), and searches that match nothing, which walk the whole index (the worst case).
+//! middle), and searches that match nothing, which walk the whole index (the worst case); then
+//! each console view on the same store ([`crate::console`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::{Method, StatusCode};
 
 use crate::client::Conn;
+use crate::console;
 use crate::load::{self, Poster, Spec};
 use crate::payload;
 use crate::server::{Server, Site};
@@ -22,7 +25,10 @@ const WORKSPACE: &str = "bench";
 const SECRET: &str = "bench-watsi-secret";
 const TOKEN: &str = "bench-admin-token-0123456789";
 const CONNECTIONS: usize = 128;
+/// The http sink every event of which is refused for good.
+const DEAD_SINK: &str = "refused";
 const LOAD_LIMIT: Duration = Duration::from_secs(40 * 60);
+const DRAIN_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// Issue 22's target for a page of 50.
 const PAGE_P99: Duration = Duration::from_millis(100);
 
@@ -38,8 +44,10 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     );
     let site = Site::new()?;
     let file = site.sink_path(WORKSPACE, "audit");
+    let refuser = console::refuser().await?;
+    // Event ids end in a client's sequence number: one in a hundred ends in 00.
     let yaml = format!(
-        "{}workspaces:\n  {WORKSPACE}:\n    vendors:\n      watsi:\n        secrets: [\"{SECRET}\"]\n    sinks:\n      audit: {{ type: file, path: {} }}\n    routes:\n      - match: {{ type: \"*\" }}\n        to: [audit]\n",
+        "{}workspaces:\n  {WORKSPACE}:\n    vendors:\n      watsi:\n        secrets: [\"{SECRET}\"]\n    sinks:\n      audit: {{ type: file, path: {} }}\n      {DEAD_SINK}: {{ type: http, url: \"http://{refuser}/events\" }}\n    routes:\n      - match: {{ type: \"*\" }}\n        to: [audit]\n      - match: {{ type: \"*\", where: {{ vendor_event_id: {{ suffix: \"00\" }} }} }}\n        to: [{DEAD_SINK}]\n",
         site.server_section(env, &[&format!("admin_token: \"{TOKEN}\"")]),
         crate::server::quote(&file),
     );
@@ -84,6 +92,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             false,
         ),
     ];
+    let mut opened = None;
     for (what, query, page) in searches {
         let path = format!("/admin/events?{query}");
         let n = if page { asks } else { walks };
@@ -98,6 +107,10 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             }
             let answer: serde_json::Value = serde_json::from_slice(&body)?;
             found = answer["events"].as_array().map_or(0, Vec::len);
+            // The console opens an event from the middle of the store.
+            if opened.is_none() && query.starts_with("since=") {
+                opened = answer["events"][0]["id"].as_str().map(str::to_owned);
+            }
         }
         let d = Distribution::new(times);
         let (p50, p99) = (d.percentile(50.0), d.percentile(99.0));
@@ -128,8 +141,36 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             );
         }
     }
+    let dead = dead_letters(&mut conn).await?;
+    println!("console: {DEAD_SINK} holds {dead} dead letters");
+    let event = opened.ok_or("the window search found no event to open")?;
+    let on = console::Subjects {
+        workspace: WORKSPACE,
+        event: &event,
+        dead_sink: DEAD_SINK,
+    };
+    console::run(server.admin_addr(), TOKEN, asks, on, problems).await?;
     server.stop().await;
     Ok(())
+}
+
+/// The dead sink's dead letters once its queue is empty (it drains behind the load).
+async fn dead_letters(conn: &mut Conn) -> BenchResult<u64> {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    loop {
+        let (_, body) = (conn.send(Method::GET, "/admin/queues", &auth(), Bytes::new())).await?;
+        let queues: serde_json::Value = serde_json::from_slice(&body)?;
+        let sink = (queues["sinks"].as_array().into_iter().flatten())
+            .find(|s| s["sink"] == DEAD_SINK)
+            .ok_or("no dead sink in /admin/queues")?;
+        if sink["queued"] == 0 && sink["in_flight"] == 0 {
+            return Ok(sink["dead"].as_u64().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{DEAD_SINK} did not drain within {DRAIN_LIMIT:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn auth() -> [(HeaderName, HeaderValue); 1] {

@@ -25,6 +25,8 @@ pub struct Config {
     header_read_timeout: Option<String>,
     /// `server.alerts`: URL and secret.
     alerts: Option<(String, String)>,
+    /// `server.telemetry`: the collector's base URL and the sample ratio.
+    telemetry: Option<(String, f64)>,
     workspaces: Vec<Workspace>,
 }
 
@@ -280,6 +282,12 @@ impl Config {
         self
     }
 
+    /// Traces to the OTLP/HTTP collector at `endpoint`, keeping `ratio` of them.
+    pub fn telemetry(mut self, endpoint: &str, ratio: f64) -> Config {
+        self.telemetry = Some((endpoint.to_owned(), ratio));
+        self
+    }
+
     pub fn workspace(mut self, workspace: Workspace) -> Config {
         self.workspaces.push(workspace);
         self
@@ -345,6 +353,10 @@ impl Config {
         }
         if let Some(bytes) = self.max_inflight_body_bytes {
             writeln!(y, "  max_inflight_body_bytes: {bytes}").unwrap();
+        }
+        if let Some((endpoint, ratio)) = &self.telemetry {
+            let endpoint = q(endpoint);
+            writeln!(y, "  telemetry: {{ otlp_endpoint: {endpoint}, sample_ratio: {ratio}, service_name: switchyard-e2e }}").unwrap();
         }
         if let Some(timeout) = &self.header_read_timeout {
             writeln!(y, "  header_read_timeout: {}", q(timeout)).unwrap();

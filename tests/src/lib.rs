@@ -11,6 +11,8 @@
 //! - [`VendorScheme`] signs deliveries with this crate's own HMAC-SHA256, independent of the
 //!   server's code.
 //! - [`SinkFile`] reads a file sink's JSON lines, polling until what a test waits for arrives.
+//! - [`Collector`] is an OTLP/HTTP collector that decodes the spans the server exports.
+//! - [`Browser`] is a headless Chromium driven over WebDriver, for the console's tests.
 //! - [`servers`] runs real `nats-server` and `redis-server` processes for the broker sinks.
 //! - [`tool`] finds the other programs the tests run, failing with how to install one that is
 //!   missing; [`python_env`] is the Python virtual environment the harness makes itself for the
@@ -29,11 +31,13 @@
 pub use serde_json::{json, Value};
 
 mod artifacts;
+mod browser;
 mod capture;
 mod command;
 mod config;
 mod demo;
 mod load;
+mod otlp;
 mod python;
 mod readme;
 mod receiver;
@@ -47,11 +51,13 @@ mod tools;
 mod vendors;
 
 pub use artifacts::{artifacts, library_file_name, Artifacts};
+pub use browser::{Browser, BROWSER_DEADLINE};
 pub use capture::Capture;
 pub use command::{check, run, serve_expecting_exit, switchyard_command, Run, EXIT_DEADLINE};
 pub use config::{Config, HttpSink, NatsSink, RedisSink, Route, Vendor, Workspace};
 pub use demo::DemoDir;
 pub use load::Load;
+pub use otlp::{CollectedSpan, Collector};
 pub use python::{python_env, PythonEnv};
 pub use readme::{inline_code, shell_blocks, table_commands, Readme};
 pub use receiver::{Mode, Receiver, SinkRequest};

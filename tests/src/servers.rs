@@ -65,14 +65,14 @@ fn explicit_port_range() -> (u16, u16) {
 }
 
 /// One server process with its output captured; killed (SIGKILL) and reaped on drop.
-struct Process {
+pub(crate) struct Process {
     child: Option<Child>,
     stdout: Capture,
     stderr: Capture,
 }
 
 impl Process {
-    fn spawn(mut command: Command) -> Process {
+    pub(crate) fn spawn(mut command: Command) -> Process {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -86,7 +86,7 @@ impl Process {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         format!("{}{}", self.stdout.text(), self.stderr.text())
     }
 
@@ -117,7 +117,11 @@ fn temp_dir(prefix: &str) -> tempfile::TempDir {
 
 /// Polls `ready` until it holds; panics with the process's log if the process exits or the
 /// deadline passes first.
-fn wait_ready(what: &str, process: &mut Process, mut ready: impl FnMut() -> Result<(), String>) {
+pub(crate) fn wait_ready(
+    what: &str,
+    process: &mut Process,
+    mut ready: impl FnMut() -> Result<(), String>,
+) {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         let last = match ready() {
@@ -141,7 +145,7 @@ fn wait_ready(what: &str, process: &mut Process, mut ready: impl FnMut() -> Resu
 }
 
 /// `GET http://127.0.0.1:port{path}`: the status and body.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(PROBE_TIMEOUT))
@@ -452,6 +456,8 @@ pub struct NatsMessage {
     pub sequence: u64,
     /// `Nats-Msg-Id`, if set.
     pub msg_id: Option<String>,
+    /// The `traceparent` header, if set (traces on).
+    pub traceparent: Option<String>,
     pub payload: Value,
 }
 
@@ -498,6 +504,7 @@ pub fn nats_stream_messages(urls: &[String], stream: &str) -> Vec<NatsMessage> {
                 subject: message.subject.to_string(),
                 sequence,
                 msg_id: (message.headers.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned()),
+                traceparent: (message.headers.get("traceparent")).map(|v| v.as_str().to_owned()),
                 payload,
             });
         }

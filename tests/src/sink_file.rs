@@ -48,6 +48,14 @@ impl SinkFile {
         })
     }
 
+    /// Polls until the file holds the event `id` at least `n` times; returns them all.
+    #[track_caller]
+    pub fn wait_for_copies(&self, id: &str, n: usize) -> Vec<Value> {
+        self.wait_until(&format!("{n} copies of event {id}"), |events| {
+            count_id(events, id) >= n
+        })
+    }
+
     /// Polls until the file holds at least `n` events; returns them all.
     #[track_caller]
     pub fn wait_for_count(&self, n: usize) -> Vec<Value> {

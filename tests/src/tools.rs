@@ -1,5 +1,5 @@
 //! The programs the tests run besides switchyard (curl, kill, prlimit, nats-server,
-//! redis-server, git, python3), found on `PATH` or in the directories Debian installs them
+//! redis-server, git, python3, chromium and chromedriver), found on `PATH` or in the directories Debian installs them
 //! into. A missing one fails the test at once with the package that provides it and the command
 //! that installs it, never with a message about something else, and never as a skip.
 
@@ -22,6 +22,7 @@ pub fn install_hint(name: &str) -> String {
         "kill" => "procps",
         "prlimit" => "util-linux",
         "python3" => "python3 python3-venv",
+        "chromium" | "chromedriver" => "chromium chromium-driver",
         other => other,
     };
     format!(

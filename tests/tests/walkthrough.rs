@@ -231,11 +231,14 @@ fn commands_table(readme: &Readme, demo: &DemoDir, server: &Server, watsi_id: &s
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let sinks: Vec<Value> = ["console", "events", "messages"]
+    // The walkthrough's five events, each delivered at the first attempt; messages takes
+    // only the four messages.
+    let sinks: Vec<Value> = [("console", 5), ("events", 5), ("messages", 4)]
         .iter()
-        .map(|sink| {
+        .map(|(sink, delivered)| {
             json!({"workspace": "demo", "sink": sink, "state": "healthy", "queued": 0,
-                   "in_flight": 0, "dead": 0, "orphaned": false})
+                   "in_flight": 0, "dead": 0, "orphaned": false, "oldest_queued_seconds": 0.0,
+                   "attempts": {"delivered": delivered, "failed": 0, "dead": 0}})
         })
         .collect();
     assert_eq!(queues, json!({ "sinks": sinks }));

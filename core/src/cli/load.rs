@@ -5,37 +5,64 @@ use std::path::{Path, PathBuf};
 
 use switchyard::config::{self, Config, LogFormat};
 use switchyard::plugins::{self, PluginError, Plugins};
+use switchyard::telemetry::{Telemetry, TelemetryConfig};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use crate::failure::{config_failure, Failure};
 
 /// Logs go to standard error: standard output belongs to the stdout sink and to commands. The
 /// format is `SWITCHYARD_LOG_FORMAT`, else the routes file's `server.log_format` (read ahead of
-/// the rest, which may log while it loads), else text.
-pub fn init_logging(config_path: &Path) -> Result<(), String> {
+/// the rest, which may log while it loads), else text. With `telemetry`, the server's spans
+/// also become OpenTelemetry spans; the returned handle sends what is left at exit.
+pub fn init_logging(
+    config_path: &Path,
+    telemetry: Option<&TelemetryConfig>,
+) -> Result<Option<Telemetry>, String> {
     let format = match std::env::var("SWITCHYARD_LOG_FORMAT") {
         Ok(text) if !text.is_empty() => text
             .parse()
             .map_err(|message| format!("SWITCHYARD_LOG_FORMAT: {message}"))?,
         _ => config::log_format(config_path).unwrap_or_default(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // The filter is the log lines' own, so spans it hides can still be traced.
+    let lines = match format {
+        LogFormat::Text => lines
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
         // Fields at the top level, beside `message`; the request's span (workspace, vendor,
-        // event id...) under `span`.
-        LogFormat::Json => builder
+        // event id, trace id...) under `span`.
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
-    Ok(())
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (telemetry, traces) = match telemetry {
+        Some(config) => {
+            let (telemetry, layer) = Telemetry::start(config).map_err(|e| e.to_string())?;
+            (Some(telemetry), Some(layer))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(traces)
+        .init();
+    Ok(telemetry)
+}
+
+/// `server.telemetry` of a routes file that loads; `None` otherwise (`serve` then reports
+/// why, with logging already set up).
+pub fn telemetry_of(config_path: &Path) -> Option<TelemetryConfig> {
+    config::load(config_path).ok()?.server.telemetry
 }
 
 /// Reads the routes file and loads the plugins it needs: everything `check` proves.

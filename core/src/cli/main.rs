@@ -27,10 +27,17 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot hold SIGHUP during start-up: {error}");
         }
     }
-    if let Err(message) = load::init_logging(cli.command.config_path()) {
-        eprintln!("error: {message}");
-        return ExitCode::from(EX_CONFIG);
-    }
+    let telemetry = match &cli.command {
+        Command::Serve { config } => load::telemetry_of(config),
+        _ => None,
+    };
+    let telemetry = match load::init_logging(cli.command.config_path(), telemetry.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let result = match cli.command {
         Command::Admin(command) => operate::operate(&command),
         Command::Serve { config } => serve::serve(&config),
@@ -50,6 +57,9 @@ fn main() -> ExitCode {
             command: StoreCommand::Verify(args),
         } => store::verify(&args),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(message)) => {

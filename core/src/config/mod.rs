@@ -38,6 +38,7 @@ use crate::event::verify::SchemeChange;
 use crate::http::tls::TlsFiles;
 use crate::sinks::SinkKind;
 use crate::store::StoreConfig;
+use crate::telemetry::TelemetryConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -98,6 +99,8 @@ pub struct ServerConfig {
     /// Request bodies held in memory at once, all requests together; default 64 MiB, never less
     /// than `max_body_bytes`.
     pub max_inflight_body_bytes: usize,
+    /// `None`: no traces.
+    pub telemetry: Option<TelemetryConfig>,
     /// Where a sink's state changes (failing, disabled, recovered) are posted; `None`: logged
     /// only.
     pub alerts: Option<AlertsConfig>,

@@ -43,6 +43,15 @@ pub(crate) struct RawServer {
     pub(crate) body_read_timeout: Option<Value>,
     pub(crate) max_inflight_body_bytes: Option<Value>,
     pub(crate) alerts: Option<RawAlerts>,
+    pub(crate) telemetry: Option<RawTelemetry>,
+}
+
+/// `server.telemetry`: OpenTelemetry traces.
+#[derive(Debug, Default)]
+pub(crate) struct RawTelemetry {
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) sample_ratio: Option<Value>,
+    pub(crate) service_name: Option<String>,
 }
 
 /// `server.alerts`: where sink state changes are posted.
@@ -222,6 +231,19 @@ impl Reader<'_> {
                 self.finish(a);
                 alerts
             }),
+            telemetry: (f.take("telemetry")).map(|v| self.telemetry(&f.at.key("telemetry"), v)),
+        };
+        self.finish(f);
+        raw
+    }
+
+    fn telemetry(&mut self, at: &KeyPath, value: Value) -> RawTelemetry {
+        let expecting = "a mapping with `otlp_endpoint`, `sample_ratio` and `service_name`";
+        let mut f = self.fields(at, value, expecting);
+        let raw = RawTelemetry {
+            otlp_endpoint: self.string(&f.at.key("otlp_endpoint"), f.take("otlp_endpoint")),
+            sample_ratio: f.take("sample_ratio"),
+            service_name: self.string(&f.at.key("service_name"), f.take("service_name")),
         };
         self.finish(f);
         raw

@@ -105,6 +105,7 @@ async fn post_all(client: HttpSink, mut waiting: mpsc::Receiver<Alert>) {
         let delivery = [Delivery {
             event_id: &id,
             envelope: &body,
+            traceparent: None,
         }];
         let mut waits = RETRIES.iter();
         loop {

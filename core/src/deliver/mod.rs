@@ -22,6 +22,7 @@ mod pace;
 mod policy;
 mod record;
 mod status;
+mod trace;
 mod worker;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
-use crate::store::{Replayed, SinkQueue, Store, StoreError, Window};
+use crate::store::{DeliveryOf, Replayed, SinkQueue, Store, StoreError, Window};
 
 pub use alert::{Alert, Alerter};
 pub use pace::Pacing;
@@ -198,6 +199,45 @@ pub async fn replay_window(
         "window replayed"
     );
     Ok(replayed)
+}
+
+/// What [`redeliver`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Back on the sink's queue, its earlier attempts kept.
+    Queued,
+    /// Still queued: it will be delivered anyway.
+    AlreadyQueued,
+    /// Never routed to the sink, or its record is past retention.
+    Unknown,
+}
+
+/// Puts one event back on one sink's queue, whatever became of it there: the operator's
+/// "deliver again", its attempts so far kept and its retry schedule started again.
+pub async fn redeliver(
+    store: &Store,
+    queue: &SinkQueue,
+    id: &EventId,
+) -> Result<Redelivery, StoreError> {
+    let attempts = match store.delivery_of(queue, id).await? {
+        DeliveryOf::Queued(_) => return Ok(Redelivery::AlreadyQueued),
+        DeliveryOf::Unknown => return Ok(Redelivery::Unknown),
+        DeliveryOf::Dead(letter) => (record::decode::<DeadLetter>(&letter))
+            .map(|dead| dead.attempts)
+            .unwrap_or_default(),
+        DeliveryOf::Delivered(record) => (record.as_deref())
+            .and_then(record::decode::<Delivered>)
+            .map(|done| done.attempts())
+            .unwrap_or_default(),
+    };
+    let state = record::encode(&DeliveryState {
+        attempts,
+        ..DeliveryState::default()
+    });
+    Ok(match store.put_back(queue, id, &state).await? {
+        true => Redelivery::Queued,
+        false => Redelivery::Unknown,
+    })
 }
 
 /// A replayed dead letter's delivery state: its attempts so far, which new ones follow, due at

@@ -22,6 +22,7 @@ use super::gate::Gate;
 use super::health::State;
 use super::policy::DeliveryPolicy;
 use super::record::{decode, DeliveryState};
+use super::trace;
 use crate::base::id::{millis, EventId};
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
@@ -249,7 +250,7 @@ impl Worker {
             })),
             None => {
                 let reason = "the event's stored record is missing or unreadable".to_owned();
-                self.bury(&id, state, reason).await?;
+                self.bury(&id, state, reason, None).await?;
                 Ok(None)
             }
         }
@@ -260,17 +261,22 @@ impl Worker {
             run.in_flight.insert(event.id.clone());
         }
         let sink = self.sink.clone();
+        let each = events.iter().map(|e| (&e.id, e.envelope.as_slice()));
+        let attempts = trace::start(&self.workspace, &self.sink_name, each);
         run.tasks.spawn(async move {
             let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
             let deliveries: Vec<Delivery<'_>> = events
                 .iter()
                 .zip(&ids)
-                .map(|(e, id)| Delivery {
+                .enumerate()
+                .map(|(i, (e, id))| Delivery {
                     event_id: id,
                     envelope: &e.envelope,
+                    traceparent: attempts.get(i).and_then(|a| a.traceparent()),
                 })
                 .collect();
             let result = sink.deliver(&deliveries).await;
+            trace::finish(&attempts, &result);
             drop(deliveries);
             (Batch { events }, result)
         });

@@ -49,6 +49,10 @@ pub struct Envelope<'a> {
     pub raw_body: Option<&'a str>,
     pub data: &'a RawValue,
     pub raw: &'a RawValue,
+    /// The W3C trace context of the request that brought the event, when traces are on
+    /// (`server.telemetry`): its delivery attempts continue that trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl<'a> Envelope<'a> {
@@ -75,6 +79,7 @@ impl<'a> Envelope<'a> {
             raw: &mapped.raw,
             raw_content_type: None,
             raw_body: None,
+            traceparent: None,
         }
     }
 

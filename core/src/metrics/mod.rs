@@ -6,6 +6,7 @@
 mod process;
 
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -132,6 +133,13 @@ impl Default for Metrics {
     }
 }
 
+/// Spans the trace exporter dropped: counted by `telemetry`, which starts before the server
+/// and its `Metrics`, so one counter for the process.
+pub fn trace_spans_dropped() -> Counter {
+    static DROPPED: OnceLock<Counter> = OnceLock::new();
+    DROPPED.get_or_init(Counter::default).clone()
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("switchyard");
@@ -140,6 +148,11 @@ impl Metrics {
             "hook_requests",
             "Deliveries received on /hooks, by workspace, vendor and answer",
             hook_requests.clone(),
+        );
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans dropped: the OTLP collector did not take their batch",
+            trace_spans_dropped(),
         );
         let hook_refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(

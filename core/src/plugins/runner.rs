@@ -167,10 +167,13 @@ impl VendorPlugin {
             async move {
                 // Never closed, so acquiring only waits.
                 let slot = slots.acquire_owned().await.ok();
+                // The caller's span (the request's `verify` or `map`), entered on the blocking
+                // thread too, so what the call logs there is in it.
+                let span = tracing::Span::current();
                 tokio::task::spawn_blocking(move || {
                     // Held until the plugin returns, however late.
                     let _slot = slot;
-                    call(&plugin)
+                    span.in_scope(|| call(&plugin))
                 })
                 .await
             }

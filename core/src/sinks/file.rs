@@ -187,6 +187,7 @@ mod tests {
         Delivery {
             event_id: id,
             envelope: b"{}",
+            traceparent: None,
         }
     }
 
@@ -259,6 +260,7 @@ mod tests {
             let too_long = [Delivery {
                 event_id: "b",
                 envelope: big.as_bytes(),
+                traceparent: None,
             }];
             let error = sink.deliver(&too_long).await.unwrap_err();
             assert!(matches!(error, SinkError::Io(_)), "{error}");

@@ -126,6 +126,12 @@ impl HttpSink {
             }
             HttpFormat::Raw => relay(delivery, request.headers_mut())?,
         };
+        if let Some(value) = delivery
+            .traceparent
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         if let Some(key) = &self.key {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -52,6 +52,9 @@ pub struct Delivery<'a> {
     pub event_id: &'a str,
     /// The envelope as compact JSON (no newlines).
     pub envelope: &'a [u8],
+    /// The delivery attempt's W3C trace context, when traces are on: http sends it as the
+    /// `traceparent` header, nats as a message header, redis as an entry field.
+    pub traceparent: Option<&'a str>,
 }
 
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;

@@ -336,6 +336,22 @@ impl Store {
         }
     }
 
+    /// Puts one event back on one sink's queue by id, whatever became of it there (delivered,
+    /// dead, waiting for a retry), with `state` as its delivery state: the operator's "deliver
+    /// again". An event still queued is left as it is. False when the event was not routed to
+    /// that sink or its envelope is past retention. Durable at the next [`Store::sync`].
+    pub async fn put_back(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        state: &[u8],
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => s.put_back(q, id, state),
+            Store::Cluster(s) => s.put_back(q, id, state).await,
+        }
+    }
+
     /// Deletes a dead letter for good.
     pub async fn delete_dead_letter(
         &self,

@@ -477,7 +477,7 @@ fn every_unknown_key_is_reported_not_only_the_first() {
              `listen`, `data_dir`, `max_body_bytes`, `plugins_dir`, `admin_token`, \
              `header_read_timeout`, `retention`, `store_cache_bytes`, `access_log`, `include`, \
              `log_format`, `admin_listen`, `tls`, `store`, `trusted_proxies`, `max_connections`, \
-             `body_read_timeout`, `max_inflight_body_bytes`, `alerts`",
+             `body_read_timeout`, `max_inflight_body_bytes`, `alerts`, `telemetry`",
             "routes.yaml:9: workspaces.acme.dedupe_windw: unknown field `dedupe_windw`, expected \
              one of `dedupe_window`, `limits`, `vendors`, `sinks`, `routes`",
             "routes.yaml:21: workspaces.acme.sinks.log.colour: unknown field `colour`, expected \
@@ -883,4 +883,46 @@ fn cluster_store_tls_and_credential_files_are_checked_at_config_time() {
         problems(&sled, &full_env),
         ["routes.yaml:5: server.store.credentials: `credentials` is for `type: nats`; the sled store is embedded"]
     );
+}
+
+#[test]
+fn telemetry_is_checked_key_by_key_and_read_with_its_defaults() {
+    let with = |telemetry: &str| {
+        example_with(
+            "  admin_token: ${SWITCHYARD_ADMIN_TOKEN}\n",
+            &format!("  admin_token: ${{SWITCHYARD_ADMIN_TOKEN}}\n  telemetry: {telemetry}\n"),
+        )
+    };
+    let all = problems(
+        &with("{ otlp_endpoint: collector:4318, sample_ratio: 2, service_name: \"\" }"),
+        &full_env,
+    );
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert!(all[0].starts_with("routes.yaml:7: server.telemetry.otlp_endpoint: \"collector:4318\" is not an http:// or https:// URL"), "{all:#?}");
+    assert!(
+        all[1].starts_with("routes.yaml:7: server.telemetry.sample_ratio: a number from 0 to 1"),
+        "{all:#?}"
+    );
+    assert!(
+        all[2].starts_with("routes.yaml:7: server.telemetry.service_name: empty"),
+        "{all:#?}"
+    );
+    assert_eq!(
+        only_problem(&with("{ sample_ratio: 0.5 }")),
+        "routes.yaml:7: server.telemetry: missing: `telemetry` needs `otlp_endpoint`, the \
+         collector's OTLP/HTTP address such as http://127.0.0.1:4318"
+    );
+    let config = parse(
+        &with("{ otlp_endpoint: \"http://127.0.0.1:4318/\" }"),
+        Path::new("routes.yaml"),
+        &full_env,
+    )
+    .expect("a valid file");
+    let telemetry = config.server.telemetry.expect("telemetry on");
+    assert_eq!(
+        telemetry.traces_url.to_string(),
+        "http://127.0.0.1:4318/v1/traces"
+    );
+    assert_eq!(telemetry.sample_ratio, 1.0);
+    assert_eq!(telemetry.service_name, "switchyard");
 }

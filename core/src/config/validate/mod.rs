@@ -8,6 +8,7 @@ mod route;
 mod scalar;
 mod server;
 mod sink;
+mod telemetry;
 mod vendor;
 
 use std::collections::BTreeMap;

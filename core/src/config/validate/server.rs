@@ -115,8 +115,10 @@ impl Checker<'_> {
                 secret: secret?,
             })
         });
+        let telemetry = (raw.telemetry).and_then(|raw| self.telemetry(&at.key("telemetry"), raw));
         ServerConfig {
             alerts,
+            telemetry,
             listen,
             admin_listen,
             tls,

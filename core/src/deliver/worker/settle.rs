@@ -8,6 +8,7 @@ use super::{Batch, Pending, Run, Worker};
 use crate::base::id::{millis, rfc3339, EventId};
 use crate::deliver::policy::{Blame, Failure, Verdict};
 use crate::deliver::record::{self, Attempt, DeadLetter, Delivered, DeliveryState};
+use crate::deliver::trace;
 use crate::sinks::SinkError;
 use crate::store::StoreError;
 
@@ -36,7 +37,8 @@ impl Worker {
         for (mut event, verdict) in judged {
             match verdict {
                 Verdict::Delivered => {
-                    tracing::debug!(workspace, sink, event_id = %event.id, "event delivered");
+                    let trace_id = trace::trace_id(&event.envelope);
+                    tracing::debug!(workspace, sink, event_id = %event.id, trace_id, "event delivered");
                     let record = Delivered::new(rfc3339(now), event.state.attempts);
                     run.done.push((event.id, record::encode(&record)));
                 }
@@ -46,7 +48,8 @@ impl Worker {
                 } => {
                     failed = true;
                     if let Err(error) = &result {
-                        tracing::warn!(workspace, sink, event_id = %event.id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
+                        let trace_id = trace::trace_id(&event.envelope);
+                        tracing::warn!(workspace, sink, event_id = %event.id, trace_id, %error, attempt = event.state.attempts.len(), retry_in_ms = wait.as_millis() as u64, blame = ?blame, "delivery failed; will retry");
                     }
                     event.state.poison_failures = poison_failures;
                     event.state.next_attempt_at_ms = now_ms + wait.as_millis() as u64;
@@ -62,7 +65,8 @@ impl Worker {
                 }
                 Verdict::Bury { reason } => {
                     failed = true;
-                    self.bury(&event.id, event.state, reason).await?;
+                    let trace_id = trace::trace_id(&event.envelope);
+                    self.bury(&event.id, event.state, reason, trace_id).await?;
                 }
             }
         }
@@ -134,9 +138,10 @@ impl Worker {
         id: &EventId,
         state: DeliveryState,
         reason: String,
+        trace_id: Option<String>,
     ) -> Result<(), StoreError> {
         let (workspace, sink) = (&self.workspace, &self.sink_name);
-        tracing::error!(%workspace, %sink, event_id = %id, %reason, "event moved to the dead letters");
+        tracing::error!(%workspace, %sink, event_id = %id, trace_id, %reason, "event moved to the dead letters");
         let dead = DeadLetter::new(workspace, sink, id, reason, state.attempts);
         self.store
             .bury(&self.queue, id, &record::encode(&dead))

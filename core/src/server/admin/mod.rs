@@ -9,11 +9,18 @@
 //! - `POST   /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}/replay`: replay one
 //! - `DELETE /admin/workspaces/{ws}/sinks/{sink}/dead-letters/{id}`: delete one
 //! - `GET    /admin/events?workspace=&vendor=&type=&since=&until=&status=&sink=&q=`: search
+//! - `DELETE /admin/workspaces/{ws}/sinks/{sink}/dead-letters`: delete them all
 //! - `GET    /admin/events/{id}`: an event with its delivery to each sink, attempt by attempt
+//! - `POST   /admin/events/{id}/sinks/{sink}/redeliver`: deliver it to that sink again
+//! - `GET    /admin/events?workspace=&vendor=&type=&...`: event search ([`search`])
+//!
+//! The browser console ([`console`]) serves the same API to a signed-in session.
 //!
 //! Every count comes from the store's in-memory counters, so these views cost the same with
 //! ten or ten million queued events.
 
+mod actions;
+pub mod console;
 mod router;
 mod search;
 mod status;
@@ -71,6 +78,12 @@ impl Admin {
                 "send `Authorization: Bearer <server.admin_token>`",
             );
         }
+        self.route(method, path).await
+    }
+
+    /// An `/admin/...` request whose caller is already authorised: by the bearer token, or by
+    /// a console session ([`console`]).
+    pub(super) async fn route(&self, method: &Method, path: &str) -> Answer {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let segments: Vec<&str> = path.trim_matches('/').split('/').skip(1).collect();
         let result = match (method, segments.as_slice()) {
@@ -89,6 +102,12 @@ impl Admin {
                 Some(id) => self.event(&id).await,
                 None => return invalid_event_id(),
             },
+            (&Method::POST, ["events", id, "sinks", sink, "redeliver"]) => {
+                match EventId::parse(id) {
+                    Some(id) => self.redeliver(&id, sink).await,
+                    None => return invalid_event_id(),
+                }
+            }
             (_, ["workspaces", ws, "sinks", sink, "dead-letters", rest @ ..]) => {
                 // A removed sink's queue (an orphan) keeps its dead letters reachable.
                 let Some(queue) = self.store.known_queue(ws, sink) else {
@@ -104,6 +123,7 @@ impl Admin {
                         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_query", &why),
                     },
                     (&Method::POST, ["replay"]) => self.replay(&queue, None).await,
+                    (&Method::DELETE, []) => self.delete_all(&queue).await,
                     (&Method::POST, [id, "replay"]) => match EventId::parse(id) {
                         Some(id) => self.replay(&queue, Some(&id)).await,
                         None => return invalid_event_id(),
@@ -145,6 +165,8 @@ impl Admin {
                     "queued": q.depth(),
                     "in_flight": q.in_flight(),
                     "dead": q.dead(),
+                    "oldest_queued_seconds": self.store.oldest_queued_age(q).as_secs_f64(),
+                    "attempts": self.attempt_counts(q),
                     "orphaned": worker.is_none(),
                 })
             })

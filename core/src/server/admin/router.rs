@@ -1,11 +1,13 @@
-//! The operator listener's router: `/healthz`, `/readyz`, `/metrics` and `/admin/*`, which
-//! name every workspace and sink and so stay off the public port.
+//! The operator listener's router: `/healthz`, `/readyz`, `/metrics`, `/admin/*` and the
+//! browser console at `/console/`, which name every workspace and sink and so stay off the
+//! public port.
 
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
+use super::console::Console;
 use super::Admin;
 use crate::config::ServerConfig;
 use crate::http::access::respond;
@@ -15,6 +17,7 @@ use crate::http::Handler;
 /// The operator listener's router.
 pub struct Operator {
     pub admin: Admin,
+    pub console: Console,
     pub access_log: bool,
 }
 
@@ -22,6 +25,7 @@ impl Operator {
     pub fn new(admin: Admin, server: &ServerConfig) -> Operator {
         Operator {
             admin,
+            console: Console::default(),
             access_log: server.access_log,
         }
     }
@@ -39,10 +43,13 @@ impl Handler for Operator {
                     let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
                     self.admin.answer(&method, target, request.headers()).await
                 }
+                (_, path) if path == "/console" || path.starts_with("/console/") => {
+                    self.console.answer(&self.admin, request).await
+                }
                 _ => error(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    "no such endpoint; the operator listener serves /readyz, /metrics and /admin/*",
+                    "no such endpoint; the operator listener serves /readyz, /metrics, /admin/* and /console/",
                 ),
             }
         })

@@ -33,6 +33,7 @@ use crate::metrics::{Metrics, UNKNOWN};
 use crate::plugins::{CallFault, HandshakeOutcome, MapOutcome, SignedDelivery};
 use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
+use crate::telemetry;
 use arc_swap::ArcSwap;
 
 #[derive(Clone)]
@@ -95,13 +96,22 @@ impl Hooks {
         };
         let span = tracing::debug_span!(
             "hook",
-            workspace = %ws.id,
-            vendor = %vendor,
+            workspace = ws.id.as_str(),
+            vendor = vendor.as_str(),
             delivery_id = field::Empty,
             event_type = field::Empty,
             vendor_event_id = field::Empty,
             event_id = field::Empty,
+            answer = field::Empty,
+            trace_id = field::Empty,
+            otel.kind = "server",
         );
+        telemetry::continue_from(&span, request.headers());
+        // The trace id in the request's log lines.
+        let traceparent = telemetry::traceparent(&span);
+        if let Some(trace_id) = traceparent.as_deref().and_then(telemetry::trace_id_of) {
+            span.record("trace_id", trace_id);
+        }
         let client = client::address(peer, request.headers(), &self.trusted_proxies);
         match *request.method() {
             Method::POST => {
@@ -115,6 +125,7 @@ impl Hooks {
                 let outcome = answer.extensions().get::<Outcome>().map(|o| o.0);
                 if let Some(outcome) = outcome {
                     self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
+                    span.record("answer", outcome);
                 }
                 // One line per delivery, inside its span: with `log_format: json` it carries
                 // workspace, vendor, delivery id, type and event id beside the answer.
@@ -240,6 +251,7 @@ impl Hooks {
         };
         let verified = (binding.plugin)
             .verify_async(signed, binding.plugin_timeout, &self.metrics)
+            .instrument(tracing::debug_span!(parent: &span, "verify"))
             .await;
         match verified {
             Ok(Ok(())) => {}
@@ -252,6 +264,7 @@ impl Hooks {
         let mapped = match binding
             .plugin
             .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
+            .instrument(tracing::debug_span!(parent: &span, "map"))
             .await
         {
             MapOutcome::Mapped(mapped) => mapped,
@@ -282,9 +295,11 @@ impl Hooks {
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at)
-            .received_as(content_type, &body)
-            .to_json();
+        let mut envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at)
+            .received_as(content_type, &body);
+        // Kept with the event, so its delivery attempts join this trace.
+        envelope.traceparent = telemetry::traceparent(&span);
+        let envelope = envelope.to_json();
         drop(body);
         let queues = ws.route(vendor, &mapped.canonical_type, &envelope);
         drop(mapped);
@@ -298,7 +313,10 @@ impl Hooks {
             envelope,
             queues,
         };
-        match self.store.accept(accept).await {
+        let committed = (self.store.accept(accept))
+            .instrument(tracing::debug_span!(parent: &span, "commit"))
+            .await;
+        match committed {
             Ok(Accepted::Duplicate(first)) => {
                 span.record("event_id", field::display(&first));
                 tracing::debug!("duplicate dropped");

@@ -115,6 +115,9 @@ impl NatsSink {
             let subject = self.config.subject.subject(&fields);
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, delivery.event_id);
+            if let Some(traceparent) = delivery.traceparent {
+                headers.insert("traceparent", traceparent);
+            }
             let payload = Bytes::copy_from_slice(delivery.envelope);
             let ack = self
                 .jetstream

@@ -1,5 +1,6 @@
 //! `redis`: appends each envelope to a Redis stream (`XADD <stream> MAXLEN ~ <max_len> * id
-//! <envelope id> envelope <json>`), the stream key made from the sink's template. A script runs
+//! <envelope id> envelope <json>`, and `traceparent <trace context>` when traces are on), the
+//! stream key made from the sink's template. A script runs
 //! per event and adds the entry only if the envelope id was not seen before (a key
 //! `{<stream>}:seen:<id>` kept `dedupe_ttl`), so a redelivery is not a second entry. The seen
 //! key and the stream share a Redis Cluster hash slot: the stream key holds no brace, so the
@@ -23,14 +24,19 @@ use crate::base::names::{SinkName, WorkspaceId};
 const BATCH: usize = 64;
 
 /// KEYS: the seen key, the stream. ARGV: seconds to remember the id, max_len, the envelope id,
-/// the envelope. The entry is added before the seen key is set: if XADD fails (a key of another
+/// the envelope, the traceparent (empty: none). The entry is added before the seen key is set: if XADD fails (a key of another
 /// type, out of memory) the script stops there and the id is not marked seen, so the retry
 /// adds it. Returns the entry id, or false for an id already seen.
 const ADD_ONCE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
 end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', ARGV[3], 'envelope', ARGV[4])
+local entry
+if ARGV[5] == '' then
+  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', ARGV[3], 'envelope', ARGV[4])
+else
+  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', ARGV[3], 'envelope', ARGV[4], 'traceparent', ARGV[5])
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return entry
 ";
@@ -104,7 +110,8 @@ impl RedisSink {
                 .arg(ttl)
                 .arg(self.config.max_len)
                 .arg(delivery.event_id)
-                .arg(delivery.envelope);
+                .arg(delivery.envelope)
+                .arg(delivery.traceparent.unwrap_or_default());
         }
         let mut connection = self.connection().await.map_err(redis_error)?;
         let answers: Vec<Value> = match pipe.query_async(&mut connection).await {

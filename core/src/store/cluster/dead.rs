@@ -4,6 +4,7 @@
 //! They stay until the operator replays or deletes them.
 
 use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::stream;
@@ -202,6 +203,44 @@ impl ClusterStore {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
                     Some(d.saturating_sub(1))
                 });
+        Ok(true)
+    }
+
+    /// An event back on a sink's queue whatever became of it: a dead letter is replayed; a
+    /// delivered event (or one waiting for a retry) is published on the queue again with
+    /// `state` in the attempts bucket, its envelope from the events bucket. One still leased
+    /// or unread by this instance is left: it is on the queue already.
+    pub(in crate::store) async fn put_back(
+        &self,
+        q: &SinkQueue,
+        id: &EventId,
+        state: &[u8],
+    ) -> Result<bool, StoreError> {
+        if self.requeue(q, id, state).await? || self.queued(q, id)?.is_some() {
+            return Ok(true);
+        }
+        let envelope = match self.event_record(id).await? {
+            Some((queues, envelope)) if queues.iter().any(|p| p == q.prefix()) => envelope,
+            _ => return Ok(false),
+        };
+        self.attempts
+            .put(record_key(q, id), codec::versioned(state).into())
+            .await
+            .map_err(|e| cluster("delivering again", e))?;
+        // Its own message id, so JetStream's duplicate window does not drop it as the
+        // event's first publish.
+        let again =
+            (SystemTime::now().duration_since(UNIX_EPOCH)).map_or(0, |d| d.as_millis() as u64);
+        self.js
+            .publish_with_headers(
+                subjects::subject(q),
+                subjects::headers(id, q, Some(again)),
+                envelope.into(),
+            )
+            .await
+            .map_err(|e| cluster("delivering again", e))?
+            .await
+            .map_err(|e| cluster("delivering again", e))?;
         Ok(true)
     }
 

@@ -1,6 +1,7 @@
 //! The embedded store end to end, through the methods the workers and the operator use: queues
-//! resumed from their cursors after a reopen, segments retired only behind every cursor, and
-//! one queue's backlog never showing in another's figures.
+//! resumed from their cursors after a reopen, segments retired only behind every cursor,
+//! one queue's backlog never showing in another's figures, and one event put back on one queue
+//! by id, whatever became of it there.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -380,5 +381,54 @@ fn salvage_with_a_cursor_into_the_damage(read: usize) {
     let store = open(dir.path());
     let crm = queue(&store, "crm");
     assert_eq!(owed(&store, &crm), [ids[4].clone(), ids[5].clone(), last]);
+    close(store);
+}
+
+#[test]
+fn put_back_puts_one_event_back_on_one_queue_whatever_became_of_it_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = open(dir.path());
+    let (crm, audit, other) = (
+        queue(&store, "crm"),
+        queue(&store, "audit"),
+        queue(&store, "other"),
+    );
+    let id = accept(&rt, &store, "evt_again", &[&crm, &audit]);
+    // The index entry is applied behind the answer.
+    while store.event(&id).unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Read by crm's worker, then delivered.
+    assert_eq!(owed(&store, &crm), std::slice::from_ref(&id));
+    store
+        .complete(&crm, &[(id.clone(), b"{}".to_vec())])
+        .unwrap();
+    assert_eq!((owed(&store, &crm), crm.depth()), (vec![], 0));
+
+    // Delivered: back on crm's queue, with its state and its envelope; audit is untouched.
+    assert!(store.put_back(&crm, &id, b"state").unwrap());
+    assert_eq!((owed(&store, &crm), crm.depth()), (vec![id.clone()], 1));
+    assert_eq!(
+        store.envelope_of(&crm, &id).unwrap().unwrap(),
+        br#"{"name":"evt_again"}"#
+    );
+    assert_eq!(audit.depth(), 1);
+    // Still queued: left as it is, counted once.
+    assert!(store.put_back(&crm, &id, b"state").unwrap());
+    assert_eq!(crm.depth(), 1);
+
+    // Dead: out of the dead letters and back on the queue.
+    store.bury(&crm, &id, b"letter").unwrap();
+    assert_eq!((crm.dead(), owed(&store, &crm)), (1, vec![]));
+    assert!(store.put_back(&crm, &id, b"state").unwrap());
+    assert_eq!((crm.dead(), owed(&store, &crm)), (0, vec![id.clone()]));
+
+    // Never routed there, or never accepted: nothing to put back.
+    assert!(!store.put_back(&other, &id, b"state").unwrap());
+    assert!(!store
+        .put_back(&crm, &EventId::generate(), b"state")
+        .unwrap());
+    assert_eq!(other.depth(), 0);
     close(store);
 }

@@ -3,6 +3,7 @@
 //! `attempts` record in sled with its envelope (so the replay survives a restart, found again
 //! with the other retries) and an entry in the lane's window (so the worker sends it now).
 //! Events the lane has not yet read, or still owes, are on the queue already and are left.
+//! The operator's "deliver again" puts one event back the same way (`put_back`).
 
 use std::sync::atomic::Ordering;
 
@@ -49,7 +50,7 @@ impl EmbeddedStore {
                 }
             }
             let id = EventId::from_bytes(id);
-            match self.put_back(q, &id, &stored, state)? {
+            match self.put_back_stored(q, &id, &stored, state)? {
                 true => replayed.queued += 1,
                 false => replayed.gone += 1,
             }
@@ -57,8 +58,21 @@ impl EmbeddedStore {
         Ok(replayed)
     }
 
+    /// Puts one event back on one sink's queue by id, whatever its state there; false when
+    /// it was not routed to that sink or its envelope is gone with retention.
+    pub fn put_back(&self, q: &SinkQueue, id: &EventId, state: &[u8]) -> Result<bool, StoreError> {
+        let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
+            return Ok(false);
+        };
+        let stored = StoredEvent::decode(&bytes)?;
+        if !stored.queues.contains(&q.prefix()) {
+            return Ok(false);
+        }
+        self.put_back_stored(q, id, &stored, state)
+    }
+
     /// Puts one event back on the queue; false when its envelope is gone with retention.
-    fn put_back(
+    fn put_back_stored(
         &self,
         q: &SinkQueue,
         id: &EventId,
