@@ -37,8 +37,12 @@ impl Worker {
         for (mut event, verdict) in judged {
             match verdict {
                 Verdict::Delivered => {
-                    let trace_id = trace::trace_id(&event.envelope);
-                    tracing::debug!(workspace, sink, event_id = %event.id, trace_id, "event delivered");
+                    // Every delivered event passes here: its envelope is read for the trace id
+                    // only when the line is written.
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let trace_id = trace::trace_id(&event.envelope);
+                        tracing::debug!(workspace, sink, event_id = %event.id, trace_id, "event delivered");
+                    }
                     let record = Delivered::new(rfc3339(now), event.state.attempts);
                     run.done.push((event.id, record::encode(&record)));
                 }
