@@ -3,9 +3,9 @@
 //! turns into rates.
 
 use hyper::StatusCode;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::views::workspace_of;
 use super::Admin;
 use crate::base::id::EventId;
 use crate::deliver::{self, Redelivery};
@@ -22,21 +22,16 @@ impl Admin {
     /// `POST /admin/events/{id}/sinks/{sink}/redeliver`: the event back on that sink's queue,
     /// delivered, dead or anything but queued already.
     pub(super) async fn redeliver(&self, id: &EventId, sink: &str) -> Result<Answer, StoreError> {
-        #[derive(Deserialize)]
-        struct Head {
-            workspace: String,
-        }
-        let head = (self.store.event(id).await?)
-            .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok());
-        let Some(head) = head else {
+        let workspace = (self.store.event(id).await?).and_then(|bytes| workspace_of(&bytes));
+        let Some(workspace) = workspace else {
             return Ok(error(
                 StatusCode::NOT_FOUND,
                 "unknown_event",
                 "no such event (never accepted, or past retention)",
             ));
         };
-        let Some(queue) = self.store.known_queue(&head.workspace, sink) else {
-            return Ok(not_found_sink(&head.workspace, sink));
+        let Some(queue) = self.store.known_queue(&workspace, sink) else {
+            return Ok(not_found_sink(&workspace, sink));
         };
         match deliver::redeliver(&self.store, &queue, id).await? {
             Redelivery::Queued => {

@@ -58,13 +58,9 @@ impl Admin {
                 "no such event (never accepted, or past retention)",
             ));
         };
-        #[derive(Deserialize)]
-        struct Head {
-            workspace: String,
-        }
         let topology = self.topology.load_full();
-        let head = serde_json::from_str::<Head>(envelope.get()).ok();
-        let workspace = head.and_then(|head| topology.workspace(&head.workspace));
+        let head = workspace_of(envelope.get().as_bytes());
+        let workspace = head.and_then(|head| topology.workspace(&head));
         let mut deliveries = Vec::new();
         for worker in workspace.into_iter().flat_map(|ws| ws.workers()) {
             let mut delivery = match self.store.delivery_of(&worker.queue, id).await? {
@@ -129,4 +125,15 @@ struct PageView {
 /// Strings, numbers and already-valid JSON: serialisation cannot fail.
 fn to_json(view: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(view).unwrap_or_default()
+}
+
+/// The workspace a stored envelope belongs to.
+pub(super) fn workspace_of(envelope: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        workspace: String,
+    }
+    serde_json::from_slice::<Head>(envelope)
+        .ok()
+        .map(|head| head.workspace)
 }
