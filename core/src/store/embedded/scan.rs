@@ -119,6 +119,16 @@ pub fn resync(bytes: &[u8], at: usize, good: impl Fn(&[u8]) -> bool) -> Option<u
     (at + 1..bytes.len()).find(|p| frame_at(bytes, *p).is_some_and(|(payload, _)| good(payload)))
 }
 
+/// `payload` as a frame: its length and checksum, then itself; `None` past a length's u32.
+pub fn framed(payload: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(payload.len()).ok()?;
+    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    frame.extend_from_slice(payload);
+    Some(frame)
+}
+
 /// The valid frame starting at `at`: its payload and where the next one starts.
 pub fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let header = bytes.get(at..at.checked_add(FRAME_HEADER)?)?;
@@ -155,10 +165,7 @@ mod tests {
     use super::*;
 
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
-        out.extend_from_slice(payload);
-        out
+        framed(payload).unwrap()
     }
 
     #[test]

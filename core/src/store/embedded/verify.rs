@@ -187,11 +187,7 @@ fn frames_within(bytes: &[u8], start: usize, end: usize) -> Option<u64> {
 
 /// A frame holding nothing, exactly `len` bytes long (19, or 21 and more; any real frame is).
 fn filler(len: usize) -> Option<Vec<u8>> {
-    let payload = frame::empty(len.checked_sub(FRAME_HEADER)?)?;
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    Some(out)
+    scan::framed(&frame::empty(len.checked_sub(FRAME_HEADER)?)?)
 }
 
 /// The segment with every unreadable place replaced by filler of its length; `None` when a

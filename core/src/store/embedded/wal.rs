@@ -78,12 +78,8 @@ impl Wal {
     /// it. On failure nothing is considered written.
     pub fn append(&mut self, payload: &[u8], sync: bool) -> io::Result<(Position, Position)> {
         let start = self.prepare()?;
-        let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-        let len = u32::try_from(payload.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "batch too large"))?;
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
-        frame.extend_from_slice(payload);
+        let frame = super::scan::framed(payload)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "batch too large"))?;
         self.write(&frame, sync)?;
         self.end.offset += frame.len() as u64;
         Ok((start, self.end))
