@@ -92,7 +92,10 @@ fn open(path: &Path, sync: FileSync) -> std::io::Result<File> {
             opened => opened?,
         }
     };
-    cut_partial_line(path, &file, sync)?;
+    let cut = cut_partial_line(&file, sync)?;
+    if cut > 0 {
+        tracing::warn!(path = %path.display(), cut, "file sink: a partial last line (from a write cut short) was cut off; its batch is written again");
+    }
     Ok(file)
 }
 
@@ -102,20 +105,24 @@ const LOOK_BACK: u64 = 64 * 1024;
 /// A file that does not end with a newline ends in part of a batch whose write was cut short
 /// (a crash, or a power cut that kept part of an unsynced write): that batch never counted as
 /// delivered and is written again whole, so the partial line is cut off first rather than left
-/// to run into the next line.
-fn cut_partial_line(path: &Path, file: &File, sync: FileSync) -> std::io::Result<()> {
+/// to run into the next line. Returns the bytes cut: 0 for a file that ends with a newline,
+/// or is empty (a new one).
+fn cut_partial_line(file: &File, sync: FileSync) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
     let mut end = len;
     let mut buf = vec![0; LOOK_BACK as usize];
     let keep = loop {
         if end == 0 {
+            if len == 0 {
+                return Ok(0);
+            }
             break 0;
         }
         let start = end.saturating_sub(LOOK_BACK);
         let chunk = &mut buf[..(end - start) as usize];
         file.read_exact_at(chunk, start)?;
         if end == len && chunk.last() == Some(&b'\n') {
-            return Ok(());
+            return Ok(0);
         }
         if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
             break start + at as u64 + 1;
@@ -126,8 +133,7 @@ fn cut_partial_line(path: &Path, file: &File, sync: FileSync) -> std::io::Result
     if sync == FileSync::Batch {
         file.sync_data()?;
     }
-    tracing::warn!(path = %path.display(), cut = len - keep, "file sink: a partial last line (from a write cut short) was cut off; its batch is written again");
-    Ok(())
+    Ok(len - keep)
 }
 
 /// Whether `path` still names the file `file` has open.
@@ -234,6 +240,16 @@ mod tests {
         std::fs::write(&path, "{}\n{}\n").unwrap();
         FileSink::open(&path, FileSync::Batch).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n{}\n");
+        // What is cut is counted (and logged by the caller); nothing for a new, empty file.
+        let cut = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let file = OpenOptions::new().read(true).append(true).open(&path);
+            cut_partial_line(&file.unwrap(), FileSync::None).unwrap()
+        };
+        assert_eq!(cut(""), 0);
+        assert_eq!(cut("{}\n"), 0);
+        assert_eq!(cut("{}\n{\"cut"), 5);
+        assert_eq!(cut(&long), long.len() as u64);
     }
 
     /// Set in the child process of the test below: the sink file it writes.
