@@ -172,10 +172,13 @@ impl Store {
         }
     }
 
-    /// A kept event's envelope.
+    /// A kept event's envelope; any event accepted before the call is found.
     pub async fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Store::Embedded(s) => s.event(id),
+            Store::Embedded(s) => {
+                let (s, id) = (s.clone(), id.clone());
+                blocking(move || s.event(&id)).await
+            }
             Store::Cluster(s) => s.event(id).await,
         }
     }
@@ -347,7 +350,10 @@ impl Store {
         state: &[u8],
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.put_back(q, id, state),
+            Store::Embedded(s) => {
+                let (s, q, id, state) = (s.clone(), q.clone(), id.clone(), state.to_vec());
+                blocking(move || s.put_back(&q, &id, &state)).await
+            }
             Store::Cluster(s) => s.put_back(q, id, state).await,
         }
     }
@@ -380,6 +386,15 @@ impl Store {
             Store::Cluster(s) => s.drop_queue(q).await,
         }
     }
+}
+
+/// Runs an embedded store's lookup off the async threads: a miss may wait for its index.
+async fn blocking<T: Send + 'static>(
+    lookup: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(lookup)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Write(format!("the lookup task failed: {e}"))))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,11 +1,12 @@
 //! The commit path's second stage, behind the answers: applies each logged frame to sled (the
 //! event index, the dedupe claims, the queue cursors), then lets the checkpoint cover it.
 //! Nothing waits for it but the claims it carries, which the writer keeps deciding against
-//! until they are in sled.
+//! until they are in sled, and lookups by id or time ([`Progress`]), which must see every event
+//! answered before they were asked.
 
 use std::collections::HashMap;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::frame;
 use super::replay::apply;
@@ -27,17 +28,82 @@ pub(super) struct Logged {
     pub(super) replaced_expiry: Vec<Vec<u8>>,
 }
 
+/// How far the applier is behind the writer, in frames: the writer counts each frame before
+/// it answers its events, the applier once it is done with it (applied, or failed and left to
+/// the heal). A lookup waits until the second count reaches what the first was when it was
+/// asked: an event accepted before then is in sled's index by the time it reads.
+#[derive(Default)]
+pub(super) struct Progress {
+    counts: Mutex<Counts>,
+    moved: Condvar,
+    /// Held by a test to keep the applier from the next frame.
+    #[cfg(test)]
+    pub(super) hold: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Counts {
+    logged: u64,
+    done: u64,
+    /// Lookups in [`Progress::wait_applied`], so a test lets the applier go only once one is.
+    #[cfg(test)]
+    waiting: usize,
+}
+
+impl Progress {
+    /// The writer, before it answers the events of a frame it hands to the applier.
+    pub(super) fn logged(&self) {
+        lock(&self.counts).logged += 1;
+    }
+
+    fn done(&self) {
+        lock(&self.counts).done += 1;
+        self.moved.notify_all();
+    }
+
+    /// Waits, at most `bound`, until the applier is done with every frame logged before the
+    /// call; true when it is (at once when it is not behind).
+    pub(super) fn wait_applied(&self, bound: Duration) -> bool {
+        let counts = lock(&self.counts);
+        let target = counts.logged;
+        #[cfg(test)]
+        let counts = {
+            let mut counts = counts;
+            counts.waiting += 1;
+            counts
+        };
+        let (counts, _) = (self.moved)
+            .wait_timeout_while(counts, bound, |c| c.done < target)
+            .unwrap_or_else(|p| p.into_inner());
+        #[cfg(test)]
+        let counts = {
+            let mut counts = counts;
+            counts.waiting -= 1;
+            counts
+        };
+        counts.done >= target
+    }
+
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        lock(&self.counts).waiting
+    }
+}
+
 pub(super) struct Applier {
     pub(super) engine: Arc<Engine>,
     pub(super) metrics: StoreMetrics,
     pub(super) pending: PendingClaims,
     /// Where the log stands once everything in it is applied to sled.
     pub(super) applied: Arc<Mutex<Option<Position>>>,
+    pub(super) progress: Arc<Progress>,
 }
 
 impl Applier {
     pub(super) fn run(self, logged: std_mpsc::Receiver<Logged>) {
         while let Ok(frame) = logged.recv() {
+            #[cfg(test)]
+            let _held = lock(&self.progress.hold);
             let started = Instant::now();
             self.apply(frame);
             self.metrics
@@ -79,5 +145,6 @@ impl Applier {
                 tracing::error!(%error, "a logged batch could not be applied to the store; it is replayed once the store heals");
             }
         }
+        self.progress.done();
     }
 }

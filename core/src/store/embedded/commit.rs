@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::applier::{Applier, Logged, PendingClaims};
+use super::applier::{Applier, Logged, PendingClaims, Progress};
 use super::checkpoint::checkpointer;
 use super::decide::{answer, decide, Decision};
 use super::frame::{self, Cursor};
@@ -43,6 +43,7 @@ impl Committer {
         wal_dir: &Path,
         segment_age: Duration,
         log_ok: Arc<AtomicBool>,
+        progress: Arc<Progress>,
         metrics: StoreMetrics,
     ) -> std::io::Result<Committer> {
         let mut wal = Wal::open(wal_dir, segment_age)?;
@@ -61,6 +62,7 @@ impl Committer {
             unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
+            progress: progress.clone(),
             metrics: metrics.clone(),
         };
         let applier = Applier {
@@ -68,6 +70,7 @@ impl Committer {
             metrics,
             pending,
             applied: applied.clone(),
+            progress,
         };
         std::thread::Builder::new()
             .name("switchyard-commit".into())
@@ -138,6 +141,7 @@ struct Writer {
     unsynced: Vec<(Vec<u8>, Cursor)>,
     pending: PendingClaims,
     to_apply: std_mpsc::SyncSender<Logged>,
+    progress: Arc<Progress>,
     metrics: StoreMetrics,
 }
 
@@ -285,6 +289,8 @@ impl Writer {
             }
         }
         drop(fresh);
+        // Counted before the answers, so a lookup the vendor's answer leads to waits for it.
+        self.progress.logged();
         answer(batch, decisions, None);
         Some(Logged {
             payload,
@@ -365,6 +371,7 @@ mod tests {
             unsynced: Vec::new(),
             pending: pending.clone(),
             to_apply,
+            progress: Arc::default(),
             metrics: StoreMetrics::default(),
         };
         let applier = Applier {
@@ -372,6 +379,7 @@ mod tests {
             metrics: StoreMetrics::default(),
             pending,
             applied: Arc::default(),
+            progress: Arc::default(),
         };
         let identity = |value: &str| {
             Identity::implied(

@@ -70,6 +70,9 @@ pub struct EmbeddedStore {
     unreadable: Counter,
     /// Held while log segments are retired, and while a backup copies them.
     retiring: Mutex<()>,
+    /// How far sled's index is behind the log, for lookups that must see every event
+    /// accepted before them.
+    progress: Arc<applier::Progress>,
 }
 
 impl EmbeddedStore {
@@ -123,12 +126,14 @@ impl EmbeddedStore {
             std::time::Duration::from_secs(3600),
         );
         let unreadable = metrics.unreadable.clone();
+        let progress = Arc::new(applier::Progress::default());
         let committer = commit::Committer::start(
             engine.clone(),
             lanes.clone(),
             &wal_dir,
             segment_age,
             log_ok.clone(),
+            progress.clone(),
             metrics,
         )
         .map_err(log_error)?;
@@ -143,6 +148,7 @@ impl EmbeddedStore {
             found: Mutex::new(found),
             unreadable,
             retiring: Mutex::new(()),
+            progress,
         });
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()
@@ -229,11 +235,34 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Waits (at most [`APPLY_WAIT`]) until sled's index holds every event accepted before
+    /// the call: the answer to the vendor waits only for the log, the index is written behind
+    /// it. Blocking, and at once unless the applier is behind.
+    fn settle(&self) {
+        if !self.progress.wait_applied(APPLY_WAIT) {
+            tracing::warn!(
+                waited_ms = APPLY_WAIT.as_millis() as u64,
+                "the event index is behind the log; a lookup may miss an event just accepted"
+            );
+        }
+    }
+
+    /// An event's index entry; a miss waits for the applier first (see
+    /// [`EmbeddedStore::settle`]), so an event accepted before the call is found.
+    fn indexed(&self, trees: &Trees, id: &EventId) -> Result<Option<sled::IVec>, StoreError> {
+        if let Some(found) = trees.events.get(id.to_bytes())? {
+            return Ok(Some(found));
+        }
+        self.settle();
+        Ok(trees.events.get(id.to_bytes())?)
+    }
+
     /// A kept event's envelope: from the log, or, once its segment is retired, from the
-    /// attempts or dead letter that still hold it.
+    /// attempts or dead letter that still hold it. Any event accepted before the call is
+    /// found; blocking (a miss may wait for the index).
     pub fn event(&self, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
         let trees = self.trees()?;
-        let Some(bytes) = trees.events.get(id.to_bytes())? else {
+        let Some(bytes) = self.indexed(&trees, id)? else {
             return Ok(None);
         };
         let event = StoredEvent::decode(&bytes)?;
@@ -309,6 +338,10 @@ fn healer(store: std::sync::Weak<EmbeddedStore>) {
         }
     }
 }
+
+/// The longest a lookup waits for sled's index to catch up with the log (see
+/// [`EmbeddedStore::settle`]): the applier is at most a few batches behind unless it fails.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often a failing store is tried again.
 const HEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -100,8 +100,10 @@ pub(super) fn bound(ms: u64) -> [u8; 16] {
 }
 
 impl EmbeddedStore {
-    /// The events that answer `query`, newest first, one page.
+    /// The events that answer `query`, newest first, one page, with every event accepted
+    /// before the call. Blocking: it may wait for the index (see [`EmbeddedStore::event`]).
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
+        self.settle();
         let trees = self.trees()?;
         let limit = match query.limit {
             0 => DEFAULT_PAGE,

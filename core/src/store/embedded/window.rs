@@ -21,6 +21,8 @@ impl EmbeddedStore {
         window: &Window,
         state: &[u8],
     ) -> Result<Replayed, StoreError> {
+        // Every event accepted before the request is in the index the window is read from.
+        self.settle();
         let trees = self.trees()?;
         let low = bound(window.since_ms);
         let high = bound(window.until_ms.saturating_add(1));
@@ -60,8 +62,9 @@ impl EmbeddedStore {
 
     /// Puts one event back on one sink's queue by id, whatever its state there; false when
     /// it was not routed to that sink or its envelope is gone with retention.
+    /// Blocking: a miss may wait for the index (see [`EmbeddedStore::event`]).
     pub fn put_back(&self, q: &SinkQueue, id: &EventId, state: &[u8]) -> Result<bool, StoreError> {
-        let Some(bytes) = self.trees()?.events.get(id.to_bytes())? else {
+        let Some(bytes) = self.indexed(&self.trees()?, id)? else {
             return Ok(false);
         };
         let stored = StoredEvent::decode(&bytes)?;

@@ -1,11 +1,13 @@
 //! The embedded store end to end, through the methods the workers and the operator use: queues
 //! resumed from their cursors after a reopen, segments retired only behind every cursor,
-//! one queue's backlog never showing in another's figures, and one event put back on one queue
-//! by id, whatever became of it there.
+//! one queue's backlog never showing in another's figures; lookups by id and time in
+//! [`lookups`].
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+mod lookups;
 
 use super::{wal, EmbeddedStore};
 use crate::base::id::EventId;
@@ -47,6 +49,17 @@ fn accept(
     name: &str,
     queues: &[&SinkQueue],
 ) -> EventId {
+    accept_as(rt, store, name, &format!("{{\"name\":\"{name}\"}}"), queues)
+}
+
+/// Accepts an event named `name` (its dedupe key) with `envelope`.
+fn accept_as(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    name: &str,
+    envelope: &str,
+    queues: &[&SinkQueue],
+) -> EventId {
     let identity = Identity::implied(
         Some(name),
         None,
@@ -64,7 +77,7 @@ fn accept(
         id: id.clone(),
         claim_expires_at_ms: u64::MAX,
         now_ms: 0,
-        envelope: format!("{{\"name\":\"{name}\"}}").into_bytes(),
+        envelope: envelope.as_bytes().to_vec(),
         queues: queues.iter().map(|q| (*q).clone()).collect(),
     }));
     assert_eq!(accepted.unwrap(), Accepted::New);
@@ -381,54 +394,5 @@ fn salvage_with_a_cursor_into_the_damage(read: usize) {
     let store = open(dir.path());
     let crm = queue(&store, "crm");
     assert_eq!(owed(&store, &crm), [ids[4].clone(), ids[5].clone(), last]);
-    close(store);
-}
-
-#[test]
-fn put_back_puts_one_event_back_on_one_queue_whatever_became_of_it_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let store = open(dir.path());
-    let (crm, audit, other) = (
-        queue(&store, "crm"),
-        queue(&store, "audit"),
-        queue(&store, "other"),
-    );
-    let id = accept(&rt, &store, "evt_again", &[&crm, &audit]);
-    // The index entry is applied behind the answer.
-    while store.event(&id).unwrap().is_none() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Read by crm's worker, then delivered.
-    assert_eq!(owed(&store, &crm), std::slice::from_ref(&id));
-    store
-        .complete(&crm, &[(id.clone(), b"{}".to_vec())])
-        .unwrap();
-    assert_eq!((owed(&store, &crm), crm.depth()), (vec![], 0));
-
-    // Delivered: back on crm's queue, with its state and its envelope; audit is untouched.
-    assert!(store.put_back(&crm, &id, b"state").unwrap());
-    assert_eq!((owed(&store, &crm), crm.depth()), (vec![id.clone()], 1));
-    assert_eq!(
-        store.envelope_of(&crm, &id).unwrap().unwrap(),
-        br#"{"name":"evt_again"}"#
-    );
-    assert_eq!(audit.depth(), 1);
-    // Still queued: left as it is, counted once.
-    assert!(store.put_back(&crm, &id, b"state").unwrap());
-    assert_eq!(crm.depth(), 1);
-
-    // Dead: out of the dead letters and back on the queue.
-    store.bury(&crm, &id, b"letter").unwrap();
-    assert_eq!((crm.dead(), owed(&store, &crm)), (1, vec![]));
-    assert!(store.put_back(&crm, &id, b"state").unwrap());
-    assert_eq!((crm.dead(), owed(&store, &crm)), (0, vec![id.clone()]));
-
-    // Never routed there, or never accepted: nothing to put back.
-    assert!(!store.put_back(&other, &id, b"state").unwrap());
-    assert!(!store
-        .put_back(&crm, &EventId::generate(), b"state")
-        .unwrap());
-    assert_eq!(other.depth(), 0);
     close(store);
 }
