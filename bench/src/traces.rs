@@ -61,14 +61,12 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         duration.as_secs(),
         server::LOG_LEVEL
     );
-    println!("load average (1 min) before: {}", machine::load_average());
     let mut runs = Vec::new();
     for _ in 0..ROUNDS {
         for traced in [false, true] {
             runs.push(one(env, traced.then_some(collector), duration).await?);
         }
     }
-    println!("load average (1 min) after: {}", machine::load_average());
     let best = |traced: bool| {
         runs.iter()
             .filter(|r| r.traced == traced)
