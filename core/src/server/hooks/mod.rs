@@ -204,33 +204,19 @@ impl Hooks {
         let keep = async move {
             // The body's bytes count against the budget until the request is answered.
             let _reservation = reservation;
+            let received = (body, received_at);
             let answer = hooks
-                .keep(
-                    &parts.headers,
-                    body,
-                    received_at,
-                    &ws,
-                    &vendor,
-                    &binding,
-                    &mut moved,
-                )
+                .keep(&parts.headers, received, &ws, &vendor, &binding, &mut moved)
                 .await;
             (answer, moved)
         };
-        let mut answer = match tokio::spawn(keep.in_current_span()).await {
-            Ok((answer, kept)) => {
-                *trace = kept;
-                answer
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "delivery task failed");
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the delivery could not be processed; it has been logged",
-                )
-            }
-        };
+        let (mut answer, kept) = (tokio::spawn(keep.in_current_span()).await).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "delivery task failed");
+            let message = "the delivery could not be processed; it has been logged";
+            let answer = error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+            (answer, RequestTrace::off())
+        });
+        *trace = kept;
         answer.extensions_mut().insert(BodyConsumed);
         answer
     }
@@ -241,8 +227,7 @@ impl Hooks {
     async fn keep(
         &self,
         headers: &HeaderMap,
-        body: Bytes,
-        received_at: SystemTime,
+        (body, received_at): (Bytes, SystemTime),
         ws: &Workspace,
         vendor: &VendorName,
         binding: &VendorBinding,
@@ -306,8 +291,10 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
-        let vendor_event_id = mapped.vendor_event_id.as_deref();
-        trace.mapped(mapped.canonical_type.as_str(), vendor_event_id);
+        trace.mapped(
+            mapped.canonical_type.as_str(),
+            mapped.vendor_event_id.as_deref(),
+        );
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
