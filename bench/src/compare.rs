@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::baseline::Baseline;
 use crate::load::{self, Poster, Spec, LOAD_THREADS};
+use crate::machine::{self, Cpu};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::sink::SinkTail;
 use crate::stats::{bytes, ms, Distribution};
-use crate::{machine, BenchResult, Env, Problems};
+use crate::{BenchResult, Env, Problems};
 
 const WORKSPACE: &str = "bench";
 const SECRET: &str = "bench-watsi-secret";
@@ -130,7 +131,11 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         ("switchyard", Some(sy_cpu)),
     ] {
         if let Some((client, server)) = used {
-            println!("  {name}: {client} / {server}");
+            println!(
+                "  {name}: {} / {}",
+                machine::micros(client),
+                machine::micros(server)
+            );
         }
     }
     println!();
@@ -227,38 +232,6 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     );
     println!("server log: {log}");
     Ok(())
-}
-
-/// CPU time of this process (the load client) and of a server over one load.
-struct Cpu {
-    pid: u32,
-    client: Option<Duration>,
-    server: Option<Duration>,
-}
-
-impl Cpu {
-    fn start(pid: u32) -> Cpu {
-        Cpu {
-            pid,
-            client: machine::cpu_time(None),
-            server: machine::cpu_time(Some(pid)),
-        }
-    }
-
-    /// Microseconds per request: (client, server).
-    fn per_request(&self, requests: u64) -> (String, String) {
-        let each = |before: Option<Duration>, now: Option<Duration>| match (before, now) {
-            (Some(b), Some(n)) => format!(
-                "{:.1} µs",
-                (n - b).as_secs_f64() * 1e6 / requests.max(1) as f64
-            ),
-            _ => "?".into(),
-        };
-        (
-            each(self.client, machine::cpu_time(None)),
-            each(self.server, machine::cpu_time(Some(self.pid))),
-        )
-    }
 }
 
 /// When the file sink had every accepted event.

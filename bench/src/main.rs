@@ -373,6 +373,46 @@ pub mod machine {
             .unwrap_or_else(|| "?".into())
     }
 
+    /// CPU time of this process (the load client) and of a server over one load.
+    pub struct Cpu {
+        pid: u32,
+        client: Option<std::time::Duration>,
+        server: Option<std::time::Duration>,
+    }
+
+    impl Cpu {
+        pub fn start(pid: u32) -> Cpu {
+            Cpu {
+                pid,
+                client: cpu_time(None),
+                server: cpu_time(Some(pid)),
+            }
+        }
+
+        /// Microseconds per request since the start: (client, server); `None` where
+        /// /proc could not be read.
+        pub fn per_request(&self, requests: u64) -> (Option<f64>, Option<f64>) {
+            let each =
+                |before: Option<std::time::Duration>, now: Option<std::time::Duration>| match (
+                    before, now,
+                ) {
+                    (Some(b), Some(n)) => {
+                        Some((n - b).as_secs_f64() * 1e6 / requests.max(1) as f64)
+                    }
+                    _ => None,
+                };
+            (
+                each(self.client, cpu_time(None)),
+                each(self.server, cpu_time(Some(self.pid))),
+            )
+        }
+    }
+
+    /// `12.3 µs`, or `?` for a figure that could not be read.
+    pub fn micros(figure: Option<f64>) -> String {
+        figure.map_or_else(|| "?".into(), |us| format!("{us:.1} µs"))
+    }
+
     /// CPU time (user + system) the process `pid` (this one when `None`) has used so far,
     /// from /proc/<pid>/stat in clock ticks of 1/100 s (Linux's USER_HZ).
     pub fn cpu_time(pid: Option<u32>) -> Option<std::time::Duration> {

@@ -2,7 +2,10 @@
 //! collector (this process, answering 200 to every export) vs the same server with traces off:
 //! the same closed-loop load as `ingest` at 32 clients, the two alternating, each three times.
 //! Target: traced intake within 10% of untraced, best against best; each round's own ratio
-//! (traced over the untraced run just before it) is shown too, for the noise.
+//! (traced over the untraced run just before it) is shown too, for the noise. Beside the
+//! rates, the server process's CPU time (user + system, from /proc) per accepted request, and
+//! its ratio traced over untraced: robust to other load on the machine, which the rates are
+//! not. The collector only counts what it is sent: it costs this process, not the server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::load::{self, Poster, Spec};
+use crate::machine::{self, Cpu};
 use crate::payload;
 use crate::server::{self, Server, Site};
 use crate::stats::{self, Distribution};
@@ -43,6 +47,8 @@ struct Run {
     per_second: f64,
     latency: Distribution,
     refused: u64,
+    /// The server's CPU time per accepted request, in µs.
+    cpu: Option<f64>,
 }
 
 pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
@@ -67,29 +73,50 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             .map(|r| r.per_second)
             .fold(0.0, f64::max)
     };
+    // The least CPU per request: the run the machine's other load disturbed least.
+    let least_cpu = |traced: bool| {
+        (runs.iter())
+            .filter(|r| r.traced == traced)
+            .filter_map(|r| r.cpu)
+            .reduce(f64::min)
+    };
     for r in &runs {
         println!(
-            "{:<12} {:>8.0} req/s   p50 {:>9}   p99 {:>9}   not accepted {}",
+            "{:<12} {:>8.0} req/s   p50 {:>9}   p99 {:>9}   server CPU {:>9}/request   not accepted {}",
             if r.traced { "traces 1.0" } else { "traces off" },
             r.per_second,
             stats::ms(r.latency.percentile(50.0)),
             stats::ms(r.latency.percentile(99.0)),
+            machine::micros(r.cpu),
             r.refused
         );
     }
     let rounds: Vec<String> = (runs.chunks(2))
         .map(|pair| {
+            let cpu = match (pair[0].cpu, pair[1].cpu) {
+                (Some(off), Some(on)) => format!("{:.1}%", 100.0 * on / off.max(1e-9)),
+                _ => "?".into(),
+            };
             format!(
-                "{:.1}%",
+                "rate {:.1}% CPU/request {cpu}",
                 100.0 * pair[1].per_second / pair[0].per_second.max(1.0)
             )
         })
         .collect();
-    println!("each round, traced / untraced: {}", rounds.join(", "));
+    println!("each round, traced / untraced: {}", rounds.join("; "));
     let (off, on) = (best(false), best(true));
     let ratio = on / off.max(1.0);
+    let cpu_ratio = match (least_cpu(false), least_cpu(true)) {
+        (Some(off), Some(on)) => format!(
+            "{} traced vs {} off: {:.1}% of untraced",
+            machine::micros(Some(on)),
+            machine::micros(Some(off)),
+            100.0 * on / off.max(1e-9)
+        ),
+        _ => "not read".into(),
+    };
     println!(
-        "best of {ROUNDS}: off {off:.0} req/s, traced {on:.0} req/s: {:.1}% of untraced (target at least {:.0}%); collector took {} exports, {}",
+        "best of {ROUNDS}: off {off:.0} req/s, traced {on:.0} req/s: {:.1}% of untraced (target at least {:.0}%); server CPU per accepted request, least of {ROUNDS}: {cpu_ratio}; collector took {} exports, {}",
         ratio * 100.0,
         TARGET * 100.0,
         taken.exports.load(Ordering::Relaxed),
@@ -128,17 +155,21 @@ async fn one(env: &Env, collector: Option<SocketAddr>, duration: Duration) -> Be
     let server = Server::start(env, &site.write_config(&yaml)?).await?;
     let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET));
     let spec = Spec::closed(CONCURRENCY, duration);
+    let cpu = Cpu::start(server.pid());
     let report = load::run(server.addr(), poster, spec, Arc::default()).await;
+    let (_, server_cpu) = cpu.per_request(report.accepted);
     drop(server);
     Ok(Run {
         traced: collector.is_some(),
         per_second: report.per_second(),
         refused: report.refused_total(),
         latency: Distribution::new(report.latencies),
+        cpu: server_cpu,
     })
 }
 
-/// A collector that takes every export: reads the body, answers 200.
+/// A collector that takes every export: reads the body (counting its bytes, never decoding
+/// it), answers 200.
 async fn collector(taken: Arc<Taken>) -> BenchResult<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -14,8 +14,8 @@ use crate::failure::{config_failure, Failure};
 
 /// Logs go to standard error: standard output belongs to the stdout sink and to commands. The
 /// format is `SWITCHYARD_LOG_FORMAT`, else the routes file's `server.log_format` (read ahead of
-/// the rest, which may log while it loads), else text. With `telemetry`, the server's spans
-/// also become OpenTelemetry spans; the returned handle sends what is left at exit.
+/// the rest, which may log while it loads), else text. With `telemetry`, traces are recorded
+/// and exported too; the returned handle sends what is left at exit.
 pub fn init_logging(
     config_path: &Path,
     telemetry: Option<&TelemetryConfig>,
@@ -29,7 +29,6 @@ pub fn init_logging(
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    // The filter is the log lines' own, so spans it hides can still be traced.
     let lines = match format {
         LogFormat::Text => lines
             .with_ansi(std::io::stderr().is_terminal())
@@ -45,18 +44,11 @@ pub fn init_logging(
             .with_filter(filter)
             .boxed(),
     };
-    let (telemetry, traces) = match telemetry {
-        Some(config) => {
-            let (telemetry, layer) = Telemetry::start(config).map_err(|e| e.to_string())?;
-            (Some(telemetry), Some(layer))
-        }
-        None => (None, None),
-    };
-    tracing_subscriber::registry()
-        .with(lines)
-        .with(traces)
-        .init();
-    Ok(telemetry)
+    tracing_subscriber::registry().with(lines).init();
+    telemetry
+        .map(Telemetry::start)
+        .transpose()
+        .map_err(|e| e.to_string())
 }
 
 /// `server.telemetry` of a routes file that loads; `None` otherwise (`serve` then reports

@@ -1,64 +1,41 @@
 //! One span per delivery attempt (`deliver`: workspace, sink, event id, outcome), a child of
 //! the span of the request that brought the event, which its envelope's `traceparent` names;
 //! and the attempt's own `traceparent`, which the sink passes on; the trace id for the
-//! worker's log lines about an event. With traces off this costs nothing: no span is made and
-//! no envelope read.
+//! worker's log lines about an event. With traces off this costs nothing: no attempt is
+//! recorded and no envelope read.
 
 use serde::Deserialize;
-use tracing::{field, Span};
 
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 use crate::sinks::SinkError;
-use crate::telemetry;
+use crate::telemetry::{self, AttemptTrace};
 
-/// One event's attempt, while it is with the sink: the span ends when this is dropped.
-pub(super) struct Attempt {
-    span: Span,
-    traceparent: Option<String>,
-}
-
-impl Attempt {
-    pub(super) fn traceparent(&self) -> Option<&str> {
-        self.traceparent.as_deref()
-    }
-}
-
-/// The attempts of a batch about to be handed to `sink`, one per event.
+/// The attempts of a batch about to be handed to `sink`, one per event, in its order (`None`
+/// once traces are off); none at all with traces off.
 pub(super) fn start<'a>(
     workspace: &WorkspaceId,
     sink: &SinkName,
     events: impl Iterator<Item = (&'a EventId, &'a [u8])>,
-) -> Vec<Attempt> {
+) -> Vec<Option<AttemptTrace>> {
     if !telemetry::enabled() {
         return Vec::new();
     }
     events
         .map(|(id, envelope)| {
-            let span = tracing::debug_span!(
-                "deliver",
-                workspace = workspace.as_str(),
-                sink = sink.as_str(),
-                event_id = %id,
-                outcome = field::Empty,
-                otel.kind = "client",
-            );
-            if let Some(parent) = stored_traceparent(envelope) {
-                telemetry::follow(&span, &parent);
-            }
-            let traceparent = telemetry::traceparent(&span);
-            Attempt { span, traceparent }
+            let parent = stored_traceparent(envelope);
+            AttemptTrace::start(parent.as_deref(), workspace, sink, id)
         })
         .collect()
 }
 
-/// Records what the sink answered on every attempt of its batch.
-pub(super) fn finish(attempts: &[Attempt], result: &Result<(), SinkError>) {
-    for attempt in attempts {
-        match result {
-            Ok(()) => attempt.span.record("outcome", "delivered"),
-            Err(error) => attempt.span.record("outcome", field::display(error)),
-        };
+/// Ends every attempt of a batch with what the sink answered.
+pub(super) fn finish(attempts: Vec<Option<AttemptTrace>>, result: &Result<(), SinkError>) {
+    for attempt in attempts.into_iter().flatten() {
+        attempt.finish(|| match result {
+            Ok(()) => "delivered".to_owned(),
+            Err(error) => error.to_string(),
+        });
     }
 }
 

@@ -28,6 +28,7 @@ use crate::base::names::{SinkName, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::sinks::{Delivery, Sink, SinkError};
 use crate::store::{SinkQueue, Store, StoreError};
+use crate::telemetry::AttemptTrace;
 
 /// How long a worker waits before using its queue again after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -272,12 +273,15 @@ impl Worker {
                 .map(|(i, (e, id))| Delivery {
                     event_id: id,
                     envelope: &e.envelope,
-                    traceparent: attempts.get(i).and_then(|a| a.traceparent()),
+                    traceparent: attempts
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .map(AttemptTrace::traceparent),
                 })
                 .collect();
             let result = sink.deliver(&deliveries).await;
-            trace::finish(&attempts, &result);
             drop(deliveries);
+            trace::finish(attempts, &result);
             (Batch { events }, result)
         });
     }

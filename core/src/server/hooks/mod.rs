@@ -33,7 +33,7 @@ use crate::metrics::{Metrics, UNKNOWN};
 use crate::plugins::{CallFault, HandshakeOutcome, MapOutcome, SignedDelivery};
 use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
-use crate::telemetry;
+use crate::telemetry::{Phase, RequestTrace};
 use arc_swap::ArcSwap;
 
 #[derive(Clone)]
@@ -104,20 +104,18 @@ impl Hooks {
             event_id = field::Empty,
             answer = field::Empty,
             trace_id = field::Empty,
-            otel.kind = "server",
         );
-        telemetry::continue_from(&span, request.headers());
+        let mut trace = RequestTrace::start(request.headers(), &ws.id, vendor);
         // The trace id in the request's log lines.
-        let traceparent = telemetry::traceparent(&span);
-        if let Some(trace_id) = traceparent.as_deref().and_then(telemetry::trace_id_of) {
-            span.record("trace_id", trace_id);
+        if let Some(trace_id) = trace.trace_id() {
+            span.record("trace_id", field::display(trace_id));
         }
         let client = client::address(peer, request.headers(), &self.trusted_proxies);
         match *request.method() {
             Method::POST => {
                 let started = Instant::now();
                 let answer = self
-                    .delivery(request, client, ws, vendor, binding)
+                    .delivery(request, client, ws, vendor, binding, &mut trace)
                     .instrument(span.clone())
                     .await;
                 let elapsed = started.elapsed();
@@ -126,6 +124,7 @@ impl Hooks {
                 if let Some(outcome) = outcome {
                     self.metrics.hook(ws.id.as_str(), vendor.as_str(), outcome);
                     span.record("answer", outcome);
+                    trace.answer(outcome);
                 }
                 // One line per delivery, inside its span: with `log_format: json` it carries
                 // workspace, vendor, delivery id, type and event id beside the answer.
@@ -167,6 +166,7 @@ impl Hooks {
         ws: &Arc<Workspace>,
         vendor: &VendorName,
         binding: &Arc<VendorBinding>,
+        trace: &mut RequestTrace,
     ) -> Answer {
         let received_at = SystemTime::now();
         if let Some(refused) = refuse_source(client, ws, vendor, binding) {
@@ -198,23 +198,25 @@ impl Hooks {
         // reload meanwhile changes neither its secrets nor its routes.
         let hooks = self.clone();
         let (ws, vendor, binding) = (ws.clone(), vendor.clone(), binding.clone());
+        // The request's trace goes with the task and comes back with its answer; the task
+        // sends it itself if the client is gone by then.
+        let mut moved = std::mem::replace(trace, RequestTrace::off());
         let keep = async move {
             // The body's bytes count against the budget until the request is answered.
             let _reservation = reservation;
-            hooks
-                .keep(&parts.headers, body, received_at, &ws, &vendor, &binding)
-                .await
+            let received = (body, received_at);
+            let answer = hooks
+                .keep(&parts.headers, received, &ws, &vendor, &binding, &mut moved)
+                .await;
+            (answer, moved)
         };
-        let mut answer = tokio::spawn(keep.in_current_span())
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "delivery task failed");
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the delivery could not be processed; it has been logged",
-                )
-            });
+        let (mut answer, kept) = (tokio::spawn(keep.in_current_span()).await).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "delivery task failed");
+            let message = "the delivery could not be processed; it has been logged";
+            let answer = error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+            (answer, RequestTrace::off())
+        });
+        *trace = kept;
         answer.extensions_mut().insert(BodyConsumed);
         answer
     }
@@ -225,11 +227,11 @@ impl Hooks {
     async fn keep(
         &self,
         headers: &HeaderMap,
-        body: Bytes,
-        received_at: SystemTime,
+        (body, received_at): (Bytes, SystemTime),
         ws: &Workspace,
         vendor: &VendorName,
         binding: &VendorBinding,
+        trace: &mut RequestTrace,
     ) -> Answer {
         let span = tracing::Span::current();
         let delivery_id = binding
@@ -240,6 +242,7 @@ impl Hooks {
             .and_then(|v| v.to_str().ok());
         if let Some(id) = delivery_id {
             span.record("delivery_id", id);
+            trace.delivery_id(id);
         }
         let signed = SignedDelivery {
             scheme: binding.scheme.as_ref(),
@@ -249,10 +252,9 @@ impl Hooks {
             secrets: &binding.secrets,
             received_at,
         };
-        let verified = (binding.plugin)
-            .verify_async(signed, binding.plugin_timeout, &self.metrics)
-            .instrument(tracing::debug_span!(parent: &span, "verify"))
-            .await;
+        let verifying =
+            (binding.plugin).verify_async(signed, binding.plugin_timeout, &self.metrics);
+        let verified = trace.phase(Phase::Verify, verifying).await;
         match verified {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -261,12 +263,9 @@ impl Hooks {
             }
             Err(fault) => return plugin_fault(ws, vendor, binding, "verify", fault),
         }
-        let mapped = match binding
-            .plugin
-            .map_event_async(headers, &body, binding.plugin_timeout, &self.metrics)
-            .instrument(tracing::debug_span!(parent: &span, "map"))
-            .await
-        {
+        let mapping =
+            (binding.plugin).map_event_async(headers, &body, binding.plugin_timeout, &self.metrics);
+        let mapped = match trace.phase(Phase::Map, mapping).await {
             MapOutcome::Mapped(mapped) => mapped,
             MapOutcome::InvalidPayload(why) => {
                 tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "delivery refused: payload cannot be mapped");
@@ -292,13 +291,17 @@ impl Hooks {
         if let Some(id) = &mapped.vendor_event_id {
             span.record("vendor_event_id", id.as_str());
         }
+        trace.mapped(
+            mapped.canonical_type.as_str(),
+            mapped.vendor_event_id.as_deref(),
+        );
         let (key, basis) = DedupeKey::derive(&ws.id, vendor, &mapped.identity);
         let id = EventId::generate();
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let mut envelope = Envelope::new(&id, &ws.id, vendor, &mapped, (&key, basis), received_at)
             .received_as(content_type, &body);
         // Kept with the event, so its delivery attempts join this trace.
-        envelope.traceparent = telemetry::traceparent(&span);
+        envelope.traceparent = trace.traceparent();
         let envelope = envelope.to_json();
         drop(body);
         let queues = ws.route(vendor, &mapped.canonical_type, &envelope);
@@ -313,17 +316,17 @@ impl Hooks {
             envelope,
             queues,
         };
-        let committed = (self.store.accept(accept))
-            .instrument(tracing::debug_span!(parent: &span, "commit"))
-            .await;
+        let committed = trace.phase(Phase::Commit, self.store.accept(accept)).await;
         match committed {
             Ok(Accepted::Duplicate(first)) => {
                 span.record("event_id", field::display(&first));
+                trace.event_id(&first);
                 tracing::debug!("duplicate dropped");
                 accepted("duplicate", &first)
             }
             Ok(Accepted::New) => {
                 span.record("event_id", field::display(&id));
+                trace.event_id(&id);
                 if unrouted {
                     tracing::debug!("event kept, but no route matches its type");
                     accepted("unrouted", &id)
