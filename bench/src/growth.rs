@@ -149,7 +149,11 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         }
     }
     for (name, delivered, oldest) in [
-        ("file", (|s: &Sample| s.file) as fn(&Sample) -> u64, (|s: &Sample| s.file_oldest) as fn(&Sample) -> f64),
+        (
+            "file",
+            (|s: &Sample| s.file) as fn(&Sample) -> u64,
+            (|s: &Sample| s.file_oldest) as fn(&Sample) -> f64,
+        ),
         ("http", |s: &Sample| s.http, |s: &Sample| s.http_oldest),
     ] {
         let worst_age = loading.iter().map(oldest).fold(0.0, f64::max);

@@ -53,7 +53,9 @@ impl Watched<'_> {
     pub async fn sample(&mut self) -> BenchResult<Sample> {
         let metrics = self.server.metrics().await?;
         let oldest_of = |sink: Option<&str>| {
-            sink.map_or(0.0, |sink| metrics.sum(OLDEST, &[&format!("sink=\"{sink}\"")]))
+            sink.map_or(0.0, |sink| {
+                metrics.sum(OLDEST, &[&format!("sink=\"{sink}\"")])
+            })
         };
         let file = match self.file.as_mut() {
             Some(tail) => tail.count()?,
