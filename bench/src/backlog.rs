@@ -49,6 +49,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         receiver: None,
         accepted: accepted.clone(),
         started,
+        sinks: [None, Some("crm")],
     };
     let poster = Arc::new(Poster::new(
         WORKSPACE,

@@ -16,7 +16,7 @@ use crate::sample::{self, Sample, Watched};
 use crate::server::{self, disk_usage, Server, Site};
 use crate::sink::SinkTail;
 use crate::stats::{bytes, ms};
-use crate::{BenchResult, Env, Problems};
+use crate::{machine, BenchResult, Env, Problems};
 
 const WORKSPACE: &str = "bench";
 const SECRET: &str = "bench-watsi-secret";
@@ -34,6 +34,9 @@ const GIVEN_BACK: f64 = 0.10;
 /// Issue 18's targets.
 const DELIVERED_DURING_LOAD: f64 = 0.95;
 const OLDEST_AT_END: f64 = 2.0;
+/// The span the worst stretch is measured over, and the warm-up left out before it.
+const STRETCH: Duration = Duration::from_secs(10);
+const QUICK_STRETCH: Duration = Duration::from_secs(2);
 const SUSTAINED_RATE: f64 = 5_000.0;
 pub const RSS_TARGET_MB: f64 = 150.0;
 const DISK_PER_EVENT: f64 = 1_200.0;
@@ -65,6 +68,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         receiver: Some(&receiver),
         accepted: accepted.clone(),
         started,
+        sinks: [Some("audit"), Some("crm")],
     };
     let poster = Arc::new(Poster::new(
         WORKSPACE,
@@ -73,6 +77,7 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     ));
     let spec = Spec::closed(CONNECTIONS, LOAD_LIMIT).events(events);
     let stop = AtomicBool::new(false);
+    let cpu_before = machine::cpu_time(Some(server.pid()));
     let (report, samples) = tokio::join!(
         async {
             let report = load::run(server.addr(), poster, spec, accepted.clone()).await;
@@ -82,8 +87,14 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         watched.series(every, &stop),
     );
     let mut samples = samples?;
+    let cpu_used = cpu_before
+        .zip(machine::cpu_time(Some(server.pid())))
+        .map(|(before, after)| after.saturating_sub(before));
+    let busy = server.metrics().await?;
     // The sample taken as the load ended.
     let end = samples.last().copied().unwrap_or_default();
+    let stretch = if env.quick { QUICK_STRETCH } else { STRETCH };
+    let loading = samples.clone();
     let n = report.accepted;
 
     let (file_done, http_done, drained) = drain(&mut watched, n, every).await?;
@@ -109,6 +120,21 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         report.refused_total(),
         if report.refused_total() > 0 { format!(": {}", report.refused_summary()) } else { String::new() }
     );
+    if let Some(cpu) = cpu_used {
+        println!(
+            "server CPU during the load: {:.1} s = {:.0} us per accepted event",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n.max(1) as f64
+        );
+    }
+    let busy_of = |labels: &[&str]| busy.sum("switchyard_busy_seconds_total", labels);
+    println!(
+        "busy during the load (switchyard_busy_seconds_total): accept {:.1} s, apply {:.1} s, deliver to audit {:.1} s, to crm {:.1} s",
+        busy_of(&["work=\"accept\""]),
+        busy_of(&["work=\"apply\""]),
+        busy_of(&["work=\"deliver\"", "sink=\"audit\""]),
+        busy_of(&["work=\"deliver\"", "sink=\"crm\""]),
+    );
     if rate < SUSTAINED_RATE {
         problems.add(
             "growth",
@@ -120,6 +146,25 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         println!("{name} sink: delivered during the load / accepted = {delivered} / {n} = {share:.2} (target >= {DELIVERED_DURING_LOAD})");
         if share < DELIVERED_DURING_LOAD {
             problems.add("growth", format!("{name} sink delivered {share:.2} of the accepted events during the load (target {DELIVERED_DURING_LOAD})"));
+        }
+    }
+    for (name, delivered, oldest) in [
+        (
+            "file",
+            (|s: &Sample| s.file) as fn(&Sample) -> u64,
+            (|s: &Sample| s.file_oldest) as fn(&Sample) -> f64,
+        ),
+        ("http", |s: &Sample| s.http, |s: &Sample| s.http_oldest),
+    ] {
+        let worst_age = loading.iter().map(oldest).fold(0.0, f64::max);
+        match worst_stretch(&loading, stretch, delivered) {
+            Some((share, at)) => {
+                println!("{name} sink: worst {} s stretch of the load after {} s of warm-up: delivered / accepted = {share:.2} from {} s (target >= {DELIVERED_DURING_LOAD}); oldest queued seen while loading {worst_age:.1} s", stretch.as_secs(), stretch.as_secs(), at.as_secs());
+                if share < DELIVERED_DURING_LOAD {
+                    problems.add("growth", format!("{name} sink fell behind: {share:.2} of the accepted events delivered over the {} s from {} s (target {DELIVERED_DURING_LOAD} in every stretch)", stretch.as_secs(), at.as_secs()));
+                }
+            }
+            None => println!("{name} sink: the load was too short for a {} s stretch after warm-up; oldest queued seen while loading {worst_age:.1} s", stretch.as_secs()),
         }
     }
     println!(
@@ -181,6 +226,31 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     }
 
     give_back(env, events / 10, problems).await
+}
+
+/// The lowest share of the accepted events one sink delivered over any `stretch` of the load
+/// after the first `stretch` (warm-up), and where that stretch starts: each sample paired with
+/// the first at least `stretch` later. `None` when the load is too short for one.
+fn worst_stretch(
+    samples: &[Sample],
+    stretch: Duration,
+    delivered: fn(&Sample) -> u64,
+) -> Option<(f64, Duration)> {
+    let mut worst: Option<(f64, Duration)> = None;
+    for (i, from) in samples.iter().enumerate().filter(|(_, s)| s.at >= stretch) {
+        let Some(to) = samples[i..].iter().find(|s| s.at >= from.at + stretch) else {
+            break;
+        };
+        let accepted = to.accepted.saturating_sub(from.accepted);
+        if accepted == 0 {
+            continue;
+        }
+        let share = delivered(to).saturating_sub(delivered(from)) as f64 / accepted as f64;
+        if worst.is_none_or(|(low, _)| share < low) {
+            worst = Some((share, from.at));
+        }
+    }
+    worst
 }
 
 /// Polls both sinks until each has every accepted event; how long after now each took, and

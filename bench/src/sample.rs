@@ -13,6 +13,8 @@ use crate::sink::SinkTail;
 use crate::stats::bytes;
 use crate::BenchResult;
 
+const OLDEST: &str = "switchyard_sink_oldest_queued_seconds";
+
 /// One point of a series.
 #[derive(Clone, Copy, Default)]
 pub struct Sample {
@@ -29,6 +31,9 @@ pub struct Sample {
     pub queued: u64,
     /// `switchyard_sink_oldest_queued_seconds`, the largest over the sinks.
     pub oldest: f64,
+    /// The same for the file sink and for the http sink (0 without one).
+    pub file_oldest: f64,
+    pub http_oldest: f64,
 }
 
 /// What a sampler watches.
@@ -39,12 +44,19 @@ pub struct Watched<'a> {
     pub receiver: Option<&'a Receiver>,
     pub accepted: Arc<AtomicU64>,
     pub started: Instant,
+    /// The names of the file sink and of the http sink in the configuration, if any.
+    pub sinks: [Option<&'static str>; 2],
 }
 
 impl Watched<'_> {
     /// One sample now.
     pub async fn sample(&mut self) -> BenchResult<Sample> {
         let metrics = self.server.metrics().await?;
+        let oldest_of = |sink: Option<&str>| {
+            sink.map_or(0.0, |sink| {
+                metrics.sum(OLDEST, &[&format!("sink=\"{sink}\"")])
+            })
+        };
         let file = match self.file.as_mut() {
             Some(tail) => tail.count()?,
             None => 0,
@@ -58,6 +70,8 @@ impl Watched<'_> {
             disk: disk_usage(&self.data_dir).1,
             queued: metrics.sum("switchyard_sink_queue_depth", &[]) as u64,
             oldest: metrics.max("switchyard_sink_oldest_queued_seconds"),
+            file_oldest: oldest_of(self.sinks[0]),
+            http_oldest: oldest_of(self.sinks[1]),
         })
     }
 
@@ -82,8 +96,8 @@ impl Watched<'_> {
 /// Prints a series as a table, at most `rows` lines (evenly thinned, the last always shown).
 pub fn print(samples: &[Sample], rows: usize) {
     println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9} {:>8}",
-        "t", "accepted", "file", "http", "RSS", "data dir", "queued", "oldest"
+        "{:>6} {:>9} {:>9} {:>9} {:>10} {:>11} {:>9} {:>8} {:>8}",
+        "t", "accepted", "file", "http", "RSS", "data dir", "queued", "old file", "old http"
     );
     let step = samples.len().div_ceil(rows.max(1)).max(1);
     for (i, s) in samples.iter().enumerate() {
@@ -91,7 +105,7 @@ pub fn print(samples: &[Sample], rows: usize) {
             continue;
         }
         println!(
-            "{:>5}s {:>9} {:>9} {:>9} {:>10} {:>11} {:>9} {:>7.1}s",
+            "{:>5}s {:>9} {:>9} {:>9} {:>10} {:>11} {:>9} {:>7.1}s {:>7.1}s",
             s.at.as_secs(),
             s.accepted,
             s.file,
@@ -99,7 +113,8 @@ pub fn print(samples: &[Sample], rows: usize) {
             bytes(s.rss),
             bytes(s.disk),
             s.queued,
-            s.oldest
+            s.file_oldest,
+            s.http_oldest
         );
     }
 }

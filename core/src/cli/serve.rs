@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use switchyard::server;
+use switchyard::{deliver, server};
 
 use crate::failure::Failure;
 use crate::load::{load, load_plugins, optional_config, plugins_dir_for, vendor_list};
@@ -20,10 +20,13 @@ pub fn serve(config_path: &Path) -> Result<(), Failure> {
     let (config, plugins) = load(config_path)?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let result = runtime.block_on(server::run(config, plugins));
+    let delivery =
+        deliver::runtime().map_err(|e| format!("cannot start the delivery runtime: {e}"))?;
+    let result = runtime.block_on(server::run(config, plugins, delivery.handle().clone()));
     // A plugin call or a sink write stuck in the blocking pool must not keep the process
     // alive past the shutdown deadline.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    delivery.shutdown_timeout(SHUTDOWN_GRACE);
     result.map_err(|e| Failure::Runtime(e.to_string()))
 }
 

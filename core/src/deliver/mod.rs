@@ -1,5 +1,7 @@
 //! Delivery: one worker per sink of each workspace, so a slow or dead sink only ever delays
-//! itself. A worker hands due events to its sink (several requests in flight for http, batches
+//! itself. Workers and their sinks' requests run on delivery's own threads ([`threads`]), so
+//! intake under sustained load cannot starve them: a sink faster than intake keeps pace. A
+//! worker hands due events to its sink (several requests in flight for http, batches
 //! of lines for file and stdout, strictly one at a time when the sink is `ordered`), and drops
 //! an event from the queue only once the sink has it (at least once).
 //!
@@ -22,6 +24,7 @@ mod pace;
 mod policy;
 mod record;
 mod status;
+mod threads;
 mod trace;
 mod worker;
 
@@ -41,6 +44,7 @@ pub use pace::Pacing;
 pub use policy::{DeliveryPolicy, Next};
 pub use record::{decode, Attempt, DeadLetter, Delivered, DeliveryState};
 pub use status::{SinkState, SinkStatus};
+pub use threads::{runtime, Workers};
 
 /// How long a stopped worker's batches in flight may take to finish before they are handed
 /// back to the queue unsettled (the next worker then delivers them again).
@@ -67,9 +71,9 @@ impl Drop for SinkWorker {
 }
 
 impl SinkWorker {
-    /// Starts the worker for one sink once the queue's previous worker has handed it over; it
-    /// first delivers whatever a previous run left queued. Its state changes go to `alerts`,
-    /// if set.
+    /// Starts the worker for one sink on the workers' runtime once the queue's previous worker
+    /// has handed it over; it first delivers whatever a previous run left queued. Its state
+    /// changes go to the workers' alerts, if set.
     pub fn spawn(
         workspace: WorkspaceId,
         sink_name: SinkName,
@@ -77,14 +81,14 @@ impl SinkWorker {
         policy: DeliveryPolicy,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
-        alerts: Option<Alerter>,
+        workers: &Workers,
     ) -> SinkWorker {
         let queue = store.queue(&workspace, &sink_name);
         let status = Arc::new(SinkStatus::default());
         let gate = gate::Gate::new(
             &policy,
             status.clone(),
-            alerts,
+            workers.alerts.clone(),
             workspace.clone(),
             sink_name.clone(),
         );
@@ -98,7 +102,7 @@ impl SinkWorker {
             store,
             metrics,
         };
-        tokio::spawn(in_turn(worker, gate, stopped));
+        workers.runtime.spawn(in_turn(worker, gate, stopped));
         SinkWorker {
             workspace,
             sink: sink_name,

@@ -94,7 +94,8 @@ impl Worker {
             tasks: JoinSet::new(),
             done: Vec::new(),
             head_due: None,
-            busy: worker.metrics.busy("deliver"),
+            busy: (worker.metrics)
+                .deliver_busy(worker.workspace.as_str(), worker.sink_name.as_str()),
         };
         loop {
             if *stop.borrow() {

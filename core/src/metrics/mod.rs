@@ -69,9 +69,12 @@ pub struct SinkStateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkLabels {
     /// `accept` (the commit writer: dedupe, log write and sync, answers), `apply` (sled's
-    /// index, behind the answers) or `deliver` (delivery workers reading their queues and
-    /// settling outcomes, not the time waiting on sinks).
+    /// index, behind the answers) or `deliver` (a delivery worker reading its queue and
+    /// settling outcomes, not the time waiting on its sink).
     pub work: String,
+    /// The sink of `deliver` work; empty (no label, to Prometheus) for the others.
+    pub workspace: String,
+    pub sink: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -243,7 +246,7 @@ impl Metrics {
         let busy_seconds = Family::<WorkLabels, Counter<f64, AtomicU64>>::default();
         registry.register(
             "busy_seconds",
-            "Seconds spent accepting (work=accept), applying to the store's index (apply) and delivering (deliver: reading queues and settling outcomes)",
+            "Seconds spent accepting (work=accept), applying to the store's index (apply) and delivering (deliver, per workspace and sink: reading its queue and settling outcomes)",
             busy_seconds.clone(),
         );
         let store_ready = Gauge::default();
@@ -288,11 +291,24 @@ impl Metrics {
         }
     }
 
-    /// The busy-seconds counter of one kind of work.
+    /// The busy-seconds counter of one kind of work not done for one sink.
     pub fn busy(&self, work: &str) -> Counter<f64, AtomicU64> {
         self.busy_seconds
             .get_or_create(&WorkLabels {
                 work: work.to_owned(),
+                workspace: String::new(),
+                sink: String::new(),
+            })
+            .clone()
+    }
+
+    /// The busy-seconds counter of one sink's delivery worker.
+    pub fn deliver_busy(&self, workspace: &str, sink: &str) -> Counter<f64, AtomicU64> {
+        self.busy_seconds
+            .get_or_create(&WorkLabels {
+                work: "deliver".to_owned(),
+                workspace: workspace.to_owned(),
+                sink: sink.to_owned(),
             })
             .clone()
     }

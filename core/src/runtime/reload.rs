@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
-use crate::deliver::Alerter;
+use crate::deliver::Workers;
 use crate::metrics::Metrics;
 use crate::plugins::{self, PluginError, Plugins};
 use crate::runtime::topology::{Topology, TopologyError};
@@ -54,7 +54,7 @@ pub struct Reloader {
     plugins_dir: PathBuf,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    alerts: Option<Alerter>,
+    workers: Workers,
     topology: Arc<ArcSwap<Topology>>,
     /// The running configuration; held while a reload runs, so two never interleave.
     running: tokio::sync::Mutex<Config>,
@@ -66,7 +66,7 @@ impl Reloader {
         plugins: Arc<ArcSwap<Plugins>>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
-        alerts: Option<Alerter>,
+        workers: Workers,
         topology: Arc<ArcSwap<Topology>>,
     ) -> Reloader {
         Reloader {
@@ -75,7 +75,7 @@ impl Reloader {
             plugins_dir: plugins::plugins_dir(running.server.plugins_dir.as_ref()),
             store,
             metrics,
-            alerts,
+            workers,
             topology,
             running: tokio::sync::Mutex::new(running),
         }
@@ -109,7 +109,7 @@ impl Reloader {
             &plugins,
             &self.store,
             &self.metrics,
-            self.alerts.as_ref(),
+            &self.workers,
             Some(&previous),
         )
         .await?;

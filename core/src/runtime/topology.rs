@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::base::names::{Secret, SinkName, VendorName, WorkspaceId};
 use crate::config::{Config, SignatureConfig, SinkConfig};
-use crate::deliver::{Alerter, DeliveryPolicy, Pacing, SinkWorker};
+use crate::deliver::{DeliveryPolicy, Pacing, SinkWorker, Workers};
 use crate::event::verify::SignatureScheme;
 use crate::metrics::Metrics;
 use crate::plugins::{Plugins, VendorPlugin, DEFAULT_TIME_LIMIT};
@@ -106,14 +106,14 @@ pub struct Topology {
 
 impl Topology {
     /// Builds every workspace and starts one delivery worker per sink, whose state changes go
-    /// to `alerts`; with `previous` (a reload), a sink whose configuration is unchanged keeps
+    /// to the workers' alerts; with `previous` (a reload), a sink whose configuration is unchanged keeps
     /// its running worker.
     pub async fn build(
         config: &Config,
         plugins: &Plugins,
         store: &Arc<Store>,
         metrics: &Arc<Metrics>,
-        alerts: Option<&Alerter>,
+        delivery: &Workers,
         previous: Option<&Topology>,
     ) -> Result<Topology, TopologyError> {
         let mut workspaces = HashMap::new();
@@ -194,7 +194,7 @@ impl Topology {
                     policy,
                     store.clone(),
                     metrics.clone(),
-                    alerts.cloned(),
+                    delivery,
                 );
                 workers.insert(sink_name.clone(), (sink_config.clone(), Arc::new(worker)));
             }

@@ -18,7 +18,7 @@ use self::signals::{
     forward_hangups, hangups, reload_on_hangup, reopen_file_sinks, shutdown_signal, stopping,
 };
 use crate::config::Config;
-use crate::deliver::Alerter;
+use crate::deliver::{Alerter, Workers};
 use crate::http::tls::{self, CertStore, TlsError};
 use crate::http::{self, Listener};
 use crate::metrics::Metrics;
@@ -58,8 +58,13 @@ pub enum ServeError {
     Tls(#[from] TlsError),
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
+/// Runs the server until a shutdown signal, its delivery workers on `deliver_on` (see
+/// [`crate::deliver::runtime`]).
+pub async fn run(
+    config: Config,
+    plugins: Plugins,
+    deliver_on: tokio::runtime::Handle,
+) -> Result<(), ServeError> {
     for default in &config.default_secrets {
         tracing::warn!(
             key = %default.key,
@@ -86,8 +91,12 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
     let alerts = (server.alerts.as_ref())
         .map(|alerts| Alerter::start(alerts.url.clone(), alerts.secret.clone()))
         .transpose()?;
+    let workers = Workers {
+        runtime: deliver_on,
+        alerts,
+    };
     let topology = Arc::new(ArcSwap::from_pointee(
-        Topology::build(&config, &plugins, &store, &metrics, alerts.as_ref(), None).await?,
+        Topology::build(&config, &plugins, &store, &metrics, &workers, None).await?,
     ));
     let shortest_window = config
         .workspaces
@@ -139,7 +148,7 @@ pub async fn run(config: Config, plugins: Plugins) -> Result<(), ServeError> {
         plugins.clone(),
         store.clone(),
         metrics.clone(),
-        alerts,
+        workers,
         topology.clone(),
     ));
     tokio::spawn(reload_on_hangup(reload.subscribe(), reloader.clone()));
