@@ -212,6 +212,18 @@ impl Owed {
         }
     }
 
+    /// Found at start-up behind a cursor logged before its dead letter was: settled, and
+    /// kept only until the lane reads past it, so the lane does not read it in again.
+    pub(super) fn buried_at(at: EventAt) -> Owed {
+        Owed {
+            at: Some(at),
+            envelope: None,
+            state: None,
+            recorded: Some(0),
+            buried: true,
+        }
+    }
+
     fn durable(&self, synced: u64) -> bool {
         self.recorded.is_some_and(|n| n <= synced)
     }
@@ -305,8 +317,11 @@ impl Lane {
     /// (read before the lane was taken: see [`Lanes::logged`]), so an idle queue holds no
     /// segment.
     pub(super) fn cursor(&mut self, synced: u64, end: Position) -> Cursor {
-        self.window
-            .retain(|_, owed| !(owed.buried && owed.durable(synced)));
+        let read = self.read;
+        // A buried event the lane has not read past yet stays, so reading does not owe it again.
+        self.window.retain(|_, owed| {
+            !(owed.buried && owed.durable(synced) && owed.at.is_none_or(|at| at.frame < read))
+        });
         if self.window.is_empty() && self.read >= self.tail {
             self.read = self.read.max(end);
         }

@@ -3,7 +3,7 @@
 //! the checkpoint); [`rebuild`] then finds each queue in the log from its cursor: what it
 //! still owes, how much, and where its last events are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::frame::{self, Cursor, Frame};
@@ -134,6 +134,10 @@ pub(super) fn rebuild(trees: &Trees, wal_dir: &Path) -> Result<Found, StoreError
             counts.entry(prefix.to_vec()).or_default().1 += 1;
         }
     }
+    let has_dead: HashSet<Vec<u8>> = (counts.iter())
+        .filter(|(_, (_, dead))| *dead > 0)
+        .map(|(prefix, _)| prefix.clone())
+        .collect();
     let start = (cursors.values()).map(Cursor::low).min();
     if let Some(start) = start {
         wal::replay(wal_dir, start, |at, next, payload| {
@@ -152,7 +156,18 @@ pub(super) fn rebuild(trees: &Trees, wal_dir: &Path) -> Result<Found, StoreError
                         frame: at,
                         index: i as u32,
                     };
-                    if behind && cursor.owed.binary_search(&here).is_ok() {
+                    let owed = behind && cursor.owed.binary_search(&here).is_ok();
+                    if (owed || !behind) && has_dead.contains(prefix.as_slice()) {
+                        // Dead-lettered, but the crash came before its cursor was logged:
+                        // kept aside as buried, so it is neither delivered nor counted again.
+                        let mut key = prefix.clone();
+                        key.extend_from_slice(&event.id.to_bytes());
+                        if trees.dead.contains_key(&key)? {
+                            lane.window.insert(event.id.clone(), Owed::buried_at(here));
+                            continue;
+                        }
+                    }
+                    if owed {
                         (lane.window.entry(event.id.clone()))
                             .or_insert_with(|| Owed::logged(here, event.envelope));
                     } else if !behind {
@@ -172,7 +187,8 @@ pub(super) fn rebuild(trees: &Trees, wal_dir: &Path) -> Result<Found, StoreError
     }
     for (prefix, lane) in &mut lanes {
         lane.tail = lane.tail.max(lane.read);
-        counts.entry(prefix.clone()).or_default().0 += lane.window.len() as u64;
+        let owed = lane.window.values().filter(|owed| !owed.buried).count();
+        counts.entry(prefix.clone()).or_default().0 += owed as u64;
     }
     Ok((lanes, counts))
 }

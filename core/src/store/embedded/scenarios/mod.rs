@@ -396,3 +396,26 @@ fn salvage_with_a_cursor_into_the_damage(read: usize) {
     assert_eq!(owed(&store, &crm), [ids[4].clone(), ids[5].clone(), last]);
     close(store);
 }
+
+#[test]
+fn a_dead_letter_on_disk_before_its_cursor_is_neither_owed_nor_counted_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = open(dir.path());
+    let crm = queue(&store, "crm");
+    let ids: Vec<EventId> = (0..3)
+        .map(|n| accept(&rt, &store, &format!("evt_{n}"), &[&crm]))
+        .collect();
+    assert_eq!(owed(&store, &crm), ids);
+    store.bury(&crm, &ids[1], b"{}").unwrap();
+    // The dead letter reaches the disk, and the process ends before the store's own sync
+    // moves the cursor past it (as a SIGKILL right after a dead letter can).
+    store.trees().unwrap().dead.flush().unwrap();
+    close(store);
+
+    let store = open(dir.path());
+    let crm = queue(&store, "crm");
+    assert_eq!(owed(&store, &crm), [ids[0].clone(), ids[2].clone()]);
+    assert_eq!((crm.depth(), crm.dead()), (2, 1));
+    close(store);
+}
