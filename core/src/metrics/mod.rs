@@ -293,20 +293,18 @@ impl Metrics {
 
     /// The busy-seconds counter of one kind of work not done for one sink.
     pub fn busy(&self, work: &str) -> Counter<f64, AtomicU64> {
-        self.busy_seconds
-            .get_or_create(&WorkLabels {
-                work: work.to_owned(),
-                workspace: String::new(),
-                sink: String::new(),
-            })
-            .clone()
+        self.work_busy(work, "", "")
     }
 
     /// The busy-seconds counter of one sink's delivery worker.
     pub fn deliver_busy(&self, workspace: &str, sink: &str) -> Counter<f64, AtomicU64> {
+        self.work_busy("deliver", workspace, sink)
+    }
+
+    fn work_busy(&self, work: &str, workspace: &str, sink: &str) -> Counter<f64, AtomicU64> {
         self.busy_seconds
             .get_or_create(&WorkLabels {
-                work: "deliver".to_owned(),
+                work: work.to_owned(),
                 workspace: workspace.to_owned(),
                 sink: sink.to_owned(),
             })

@@ -105,9 +105,9 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds every workspace and starts one delivery worker per sink, whose state changes go
-    /// to the workers' alerts; with `previous` (a reload), a sink whose configuration is unchanged keeps
-    /// its running worker.
+    /// Builds every workspace and starts one delivery worker per sink on `delivery`, whose
+    /// alerts take its state changes; with `previous` (a reload), a sink whose configuration is
+    /// unchanged keeps its running worker.
     pub async fn build(
         config: &Config,
         plugins: &Plugins,
