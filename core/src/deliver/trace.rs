@@ -4,10 +4,9 @@
 //! worker's log lines about an event. With traces off this costs nothing: no attempt is
 //! recorded and no envelope read.
 
-use serde::Deserialize;
-
 use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
+use crate::event::envelope::stored_traceparent;
 use crate::sinks::SinkError;
 use crate::telemetry::{self, AttemptTrace};
 
@@ -23,8 +22,7 @@ pub(super) fn start<'a>(
     }
     events
         .map(|(id, envelope)| {
-            let parent = stored_traceparent(envelope);
-            AttemptTrace::start(parent.as_deref(), workspace, sink, id)
+            AttemptTrace::start(stored_traceparent(envelope), workspace, sink, id)
         })
         .collect()
 }
@@ -45,15 +43,5 @@ pub(super) fn trace_id(envelope: &[u8]) -> Option<String> {
     if !telemetry::enabled() {
         return None;
     }
-    let traceparent = stored_traceparent(envelope)?;
-    telemetry::trace_id_of(&traceparent).map(str::to_owned)
-}
-
-/// The `traceparent` an envelope was stored with.
-fn stored_traceparent(envelope: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Head {
-        traceparent: Option<String>,
-    }
-    serde_json::from_slice::<Head>(envelope).ok()?.traceparent
+    telemetry::trace_id_of(stored_traceparent(envelope)?).map(str::to_owned)
 }

@@ -107,3 +107,87 @@ impl<'a> Envelope<'a> {
         }
     }
 }
+
+/// How [`Envelope::to_json`] ends when the event has a `traceparent`: `,"traceparent":"`, the
+/// 55 characters of a version-00 trace context, `"}`.
+const TRACEPARENT_KEY: &[u8] = b",\"traceparent\":\"";
+const TRACEPARENT_LEN: usize = 55;
+
+/// The `traceparent` a stored envelope carries, read off its end without parsing the rest:
+/// every delivery attempt needs it, and the envelope is mostly `data` and `raw`. It is written
+/// last, right after `raw`; `raw` is valid JSON, so when the envelope has no `traceparent` its
+/// end cannot look like one (a JSON string holds no unescaped quote, and `raw` itself follows
+/// `"raw":`, not this key).
+pub fn stored_traceparent(envelope: &[u8]) -> Option<&str> {
+    let tail = envelope.strip_suffix(b"\"}")?;
+    let (head, value) = tail.split_at_checked(tail.len().checked_sub(TRACEPARENT_LEN)?)?;
+    head.ends_with(TRACEPARENT_KEY)
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::dedupe::DedupeBasis;
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn mapped(raw: &str) -> MappedEvent {
+        let raw = RawValue::from_string(raw.to_owned()).unwrap();
+        MappedEvent {
+            vendor_type: "message".into(),
+            canonical_type: "message.received".into(),
+            vendor_event_id: Some("evt_1".into()),
+            occurred_at: None,
+            data: RawValue::from_string(r#"{"traceparent":"x"}"#.into()).unwrap(),
+            identity: Identity::body_hash(&raw),
+            raw,
+        }
+    }
+
+    fn json(mapped: &MappedEvent, traceparent: Option<&str>) -> Vec<u8> {
+        let (workspace, vendor) = (WorkspaceId::new("acme"), VendorName::new("watsi"));
+        let (key, basis) = DedupeKey::derive(&workspace, &vendor, &mapped.identity);
+        assert_eq!(basis, DedupeBasis::BodyHash);
+        let mut envelope = Envelope::new(
+            &EventId::generate(),
+            &workspace,
+            &vendor,
+            mapped,
+            (&key, basis),
+            SystemTime::now(),
+        );
+        envelope.traceparent = traceparent.map(str::to_owned);
+        envelope.to_json()
+    }
+
+    #[test]
+    fn the_stored_traceparent_is_read_back_off_the_envelopes_end() {
+        let event = mapped(r#"{"id":"evt_1","text":"hi"}"#);
+        let envelope = json(&event, Some(TRACEPARENT));
+        assert_eq!(stored_traceparent(&envelope), Some(TRACEPARENT));
+        let parsed: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+        assert_eq!(parsed["traceparent"], TRACEPARENT);
+    }
+
+    #[test]
+    fn a_raw_body_that_ends_like_a_traceparent_is_not_taken_for_one() {
+        let lookalikes = [
+            format!(r#"{{"a":1,"traceparent":"{TRACEPARENT}"}}"#),
+            format!(r#"["traceparent","{TRACEPARENT}"]"#),
+            format!(r#""{TRACEPARENT}""#),
+            format!(r#""x\",\"traceparent\":\"{TRACEPARENT}""#),
+        ];
+        for raw in lookalikes {
+            let envelope = json(&mapped(&raw), None);
+            assert_eq!(stored_traceparent(&envelope), None, "raw {raw}");
+            let envelope = json(&mapped(&raw), Some(TRACEPARENT));
+            assert_eq!(
+                stored_traceparent(&envelope),
+                Some(TRACEPARENT),
+                "raw {raw}"
+            );
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! How spans leave: finished records ([`Recorder::submit`]) are put aside under a lock, and
 //! one thread of their own takes them all every second (or as soon as a batch is full: no
-//! wake-up per record), turns them into OTLP spans and posts them in batches with the OTLP/HTTP
-//! exporter, on an HTTP client ([`Client`]) running on that thread's runtime, never on the
-//! threads serving requests. A bound on the spans waiting (queued, batched, or in an export not
+//! wake-up per record), turns them into OTLP spans and posts them in batches, each one
+//! OTLP/HTTP request (`ExportTraceServiceRequest` in protobuf, from `opentelemetry-proto`),
+//! with a hyper client running on that thread's runtime, never on the threads serving
+//! requests. A bound on the spans waiting (queued, batched, or in an export not
 //! yet ended) drops and counts what is past it, and every span of a batch the collector did
 //! not take is counted too: a slow, hanging or dead collector costs spans, never memory or a
 //! request's time, and no span is dropped uncounted.
@@ -13,20 +14,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, Response};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, Request};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::InstrumentationScope;
-use opentelemetry_http::{HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prometheus_client::metrics::counter::Counter;
+use prost::Message;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::record::Record;
+use super::record::{attribute, Record};
 use super::{TelemetryConfig, TelemetryError};
 
 /// Spans wait at most this long for their batch to go.
@@ -106,7 +108,7 @@ pub(super) fn start(config: &TelemetryConfig, dropped: Counter) -> Result<(), Te
         .enable_all()
         .build()
         .map_err(|e| TelemetryError::Start(e.to_string()))?;
-    let exporter = exporter(config)?;
+    let collector = Collector::new(config);
     let (stop, stopped) = mpsc::unbounded_channel();
     let mut fresh = false;
     let recorder = RECORDER.get_or_init(|| {
@@ -125,7 +127,7 @@ pub(super) fn start(config: &TelemetryConfig, dropped: Counter) -> Result<(), Te
     }
     std::thread::Builder::new()
         .name("otlp-export".into())
-        .spawn(move || runtime.block_on(run(stopped, exporter, recorder)))
+        .spawn(move || runtime.block_on(run(stopped, collector, recorder)))
         .map_err(|e| TelemetryError::Start(e.to_string()))?;
     ON.store(true, Ordering::Relaxed);
     Ok(())
@@ -143,39 +145,13 @@ pub(super) fn shutdown(limit: Duration) {
     }
 }
 
-/// The OTLP/HTTP protobuf exporter for `config`, naming the service.
-fn exporter(config: &TelemetryConfig) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = Client {
-        http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector),
-    };
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(config.traces_url.to_string())
-        .with_timeout(EXPORT_TIMEOUT)
-        .with_http_client(client)
-        .build()
-        .map_err(|e| TelemetryError::Start(e.to_string()))?;
-    let resource = Resource::builder()
-        .with_service_name(config.service_name.clone())
-        .build();
-    exporter.set_resource(&resource);
-    Ok(exporter)
-}
-
 /// The export thread: every second, or once a batch is full, the records pending become
 /// spans, posted in batches; at shutdown, once more.
-async fn run<E: SpanExporter>(
+async fn run(
     mut stop: mpsc::UnboundedReceiver<std::sync::mpsc::SyncSender<()>>,
-    exporter: E,
+    collector: Collector,
     recorder: &Recorder,
 ) {
-    let scope = InstrumentationScope::builder("switchyard").build();
     loop {
         let due = Instant::now() + EXPORT_EVERY;
         let stopping = tokio::select! {
@@ -183,7 +159,7 @@ async fn run<E: SpanExporter>(
             _ = recorder.full.notified() => None,
             done = stop.recv() => Some(done),
         };
-        export(recorder.take(), &scope, &exporter, recorder).await;
+        export(recorder.take(), &collector, recorder).await;
         if let Some(done) = stopping {
             if let Some(done) = done {
                 let _ = done.send(());
@@ -194,52 +170,101 @@ async fn run<E: SpanExporter>(
 }
 
 /// Posts `records` as spans, at most a batch per export.
-async fn export<E: SpanExporter>(
-    records: Vec<Record>,
-    scope: &InstrumentationScope,
-    exporter: &E,
-    recorder: &Recorder,
-) {
+async fn export(records: Vec<Record>, collector: &Collector, recorder: &Recorder) {
     let mut batch = Vec::with_capacity(MAX_EXPORT_BATCH.min(4 * records.len()));
     for record in records {
         if batch.len() + record.spans() > MAX_EXPORT_BATCH {
-            send(exporter, std::mem::take(&mut batch), recorder).await;
+            send(collector, std::mem::take(&mut batch), recorder).await;
         }
-        record.into_spans(scope, &mut batch);
+        record.into_spans(&mut batch);
     }
-    send(exporter, batch, recorder).await;
+    send(collector, batch, recorder).await;
 }
 
 /// Posts `batch`: its spans no longer wait, and are counted as dropped unless the collector
 /// took them.
-async fn send<E: SpanExporter>(exporter: &E, batch: Vec<SpanData>, recorder: &Recorder) {
+async fn send(collector: &Collector, batch: Vec<Span>, recorder: &Recorder) {
     if batch.is_empty() {
         return;
     }
     let spans = batch.len();
-    let taken = exporter.export(batch).await.is_ok();
+    let taken = collector.post(batch).await;
     recorder.waiting.fetch_sub(spans, Ordering::Relaxed);
     if !taken {
         recorder.dropped.inc_by(spans as u64);
     }
 }
 
-/// An HTTP client for the exporter on hyper, on the export thread's runtime.
-#[derive(Debug)]
-struct Client {
+/// The collector's OTLP/HTTP traces endpoint, and what every export names: the service (the
+/// resource) and the instrumentation scope.
+struct Collector {
+    url: hyper::Uri,
     http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    resource: Resource,
+    scope: InstrumentationScope,
 }
 
-#[async_trait::async_trait]
-impl HttpClient for Client {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let request = Request::from_parts(parts, Full::new(body));
-        let response = tokio::time::timeout(EXPORT_TIMEOUT, self.http.request(request))
-            .await
-            .map_err(|_| format!("the collector did not answer within {EXPORT_TIMEOUT:?}"))??;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await?;
-        Ok(Response::from_parts(parts, body.to_bytes()))
+impl Collector {
+    fn new(config: &TelemetryConfig) -> Collector {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let service = attribute("service.name", config.service_name.clone());
+        Collector {
+            url: config.traces_url.clone(),
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .build(connector),
+            resource: Resource {
+                attributes: vec![service],
+                ..Resource::default()
+            },
+            scope: InstrumentationScope {
+                name: "switchyard".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                ..InstrumentationScope::default()
+            },
+        }
+    }
+
+    /// Posts `spans` as one export request; whether the collector took them (answered 2xx
+    /// within [`EXPORT_TIMEOUT`]).
+    async fn post(&self, spans: Vec<Span>) -> bool {
+        let export = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(self.scope.clone()),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let body = Bytes::from(export.encode_to_vec());
+        drop(export);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(body));
+        let Ok(request) = request else {
+            return false;
+        };
+        let answered = async {
+            let response = self.http.request(request).await.ok()?;
+            let taken = response.status().is_success();
+            // Read (a bounded part of) the answer so the connection can serve the next export.
+            Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .ok()?;
+            Some(taken)
+        };
+        matches!(
+            tokio::time::timeout(EXPORT_TIMEOUT, answered).await,
+            Ok(Some(true))
+        )
     }
 }

@@ -1,16 +1,14 @@
 //! What a finished request or delivery attempt hands to the export thread: one plain record
 //! (ids, times, attributes as the server already holds them), and how that thread turns it
-//! into OTLP spans. Everything costly (attribute strings, the phases' span ids, timestamps)
-//! is made there, off the request path.
+//! into OTLP spans, the protobuf messages themselves (`opentelemetry-proto`): nothing in
+//! between to build, group or copy. Everything costly (attribute strings, the phases' span
+//! ids, timestamps) is made there, off the request path.
 
-use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext as OtelContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{Span, SpanFlags, Status};
 
 use super::context::{new_span_id, SpanContext};
 use crate::base::id::EventId;
@@ -90,15 +88,15 @@ impl Record {
     }
 
     /// Appends this record's OTLP spans to `out`.
-    pub(super) fn into_spans(self, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+    pub(super) fn into_spans(self, out: &mut Vec<Span>) {
         match self {
-            Record::Hook(hook) => hook_spans(*hook, scope, out),
-            Record::Attempt(attempt) => out.push(attempt_span(*attempt, scope)),
+            Record::Hook(hook) => hook_spans(*hook, out),
+            Record::Attempt(attempt) => out.push(attempt_span(*attempt)),
         }
     }
 }
 
-fn hook_spans(hook: HookRecord, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+fn hook_spans(hook: HookRecord, out: &mut Vec<Span>) {
     let (wall, mono) = hook.started;
     let at = |instant: Instant| wall + instant.saturating_duration_since(mono);
     for (phase, times) in Phase::ALL.into_iter().zip(hook.phases) {
@@ -107,7 +105,7 @@ fn hook_spans(hook: HookRecord, scope: &InstrumentationScope, out: &mut Vec<Span
             span_id: new_span_id(),
             ..hook.context
         };
-        let span = Span {
+        let span = Parts {
             context,
             parent: Some((hook.context.span_id, false)),
             kind: SpanKind::Internal,
@@ -115,12 +113,11 @@ fn hook_spans(hook: HookRecord, scope: &InstrumentationScope, out: &mut Vec<Span
             times: (at(start), at(end)),
             attributes: Vec::new(),
         };
-        out.push(span.data(scope));
+        out.push(span.into_span());
     }
-    let mut attributes = vec![
-        KeyValue::new("workspace", hook.workspace.as_str().to_owned()),
-        KeyValue::new("vendor", hook.vendor.as_str().to_owned()),
-    ];
+    let mut attributes = Vec::with_capacity(7);
+    attributes.push(attribute("workspace", hook.workspace.as_str().to_owned()));
+    attributes.push(attribute("vendor", hook.vendor.as_str().to_owned()));
     let optional = [
         ("delivery_id", hook.delivery_id),
         ("event_type", hook.event_type),
@@ -129,8 +126,8 @@ fn hook_spans(hook: HookRecord, scope: &InstrumentationScope, out: &mut Vec<Span
         ("answer", hook.answer.map(str::to_owned)),
     ];
     attributes
-        .extend((optional.into_iter()).filter_map(|(key, value)| Some(KeyValue::new(key, value?))));
-    let span = Span {
+        .extend((optional.into_iter()).filter_map(|(key, value)| Some(attribute(key, value?))));
+    let span = Parts {
         context: hook.context,
         parent: hook.parent.map(|id| (id, true)),
         kind: SpanKind::Server,
@@ -138,19 +135,21 @@ fn hook_spans(hook: HookRecord, scope: &InstrumentationScope, out: &mut Vec<Span
         times: (wall, at(hook.ended)),
         attributes,
     };
-    out.push(span.data(scope));
+    out.push(span.into_span());
 }
 
-fn attempt_span(attempt: AttemptRecord, scope: &InstrumentationScope) -> SpanData {
-    let mut attributes = vec![
-        KeyValue::new("workspace", attempt.workspace.as_str().to_owned()),
-        KeyValue::new("sink", attempt.sink.as_str().to_owned()),
-        KeyValue::new("event_id", attempt.event_id.to_string()),
-    ];
+fn attempt_span(attempt: AttemptRecord) -> Span {
+    let mut attributes = Vec::with_capacity(4);
+    attributes.push(attribute(
+        "workspace",
+        attempt.workspace.as_str().to_owned(),
+    ));
+    attributes.push(attribute("sink", attempt.sink.as_str().to_owned()));
+    attributes.push(attribute("event_id", attempt.event_id.to_string()));
     if let Some(outcome) = attempt.outcome {
-        attributes.push(KeyValue::new("outcome", outcome));
+        attributes.push(attribute("outcome", outcome));
     }
-    let span = Span {
+    let span = Parts {
         context: attempt.context,
         parent: attempt.parent.map(|id| (id, true)),
         kind: SpanKind::Client,
@@ -158,11 +157,22 @@ fn attempt_span(attempt: AttemptRecord, scope: &InstrumentationScope) -> SpanDat
         times: (attempt.started, attempt.ended),
         attributes,
     };
-    span.data(scope)
+    span.into_span()
+}
+
+/// A string attribute.
+pub(super) fn attribute(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..KeyValue::default()
+    }
 }
 
 /// What differs between the spans we make.
-struct Span {
+struct Parts {
     context: SpanContext,
     /// The parent's span id, and whether it is another service's.
     parent: Option<(u64, bool)>,
@@ -172,31 +182,43 @@ struct Span {
     attributes: Vec<KeyValue>,
 }
 
-impl Span {
-    fn data(self, scope: &InstrumentationScope) -> SpanData {
-        let (parent, remote) = self.parent.unwrap_or((0, false));
-        SpanData {
-            span_context: OtelContext::new(
-                TraceId::from(self.context.trace_id),
-                SpanId::from(self.context.span_id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: remote,
-            span_kind: self.kind,
-            name: Cow::Borrowed(self.name),
-            start_time: self.times.0,
-            end_time: self.times.1,
+impl Parts {
+    fn into_span(self) -> Span {
+        // The low byte is the W3C trace flags (sampled: every span recorded is); the next two
+        // bits say whether the parent's remoteness is known, and whether it is remote.
+        let mut flags = 0x01 | SpanFlags::ContextHasIsRemoteMask as u32;
+        let parent_span_id = match self.parent {
+            Some((id, remote)) => {
+                if remote {
+                    flags |= SpanFlags::ContextIsRemoteMask as u32;
+                }
+                id.to_be_bytes().to_vec()
+            }
+            None => Vec::new(),
+        };
+        Span {
+            trace_id: self.context.trace_id.to_be_bytes().to_vec(),
+            span_id: self.context.span_id.to_be_bytes().to_vec(),
+            trace_state: String::new(),
+            parent_span_id,
+            flags,
+            name: self.name.to_owned(),
+            kind: self.kind as i32,
+            start_time_unix_nano: unix_nanos(self.times.0),
+            end_time_unix_nano: unix_nanos(self.times.1),
             attributes: self.attributes,
             dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: scope.clone(),
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Some(Status::default()),
         }
     }
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    (time.duration_since(SystemTime::UNIX_EPOCH)).map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]
@@ -205,10 +227,16 @@ mod tests {
 
     use super::*;
 
-    fn attribute(span: &SpanData, key: &str) -> Option<String> {
-        (span.attributes.iter())
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.as_str().into_owned())
+    fn value(span: &Span, key: &str) -> Option<String> {
+        let kv = span.attributes.iter().find(|kv| kv.key == key)?;
+        match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(text) => Some(text.clone()),
+            other => panic!("{key} is not a string: {other:?}"),
+        }
+    }
+
+    fn remote(span: &Span) -> bool {
+        span.flags & SpanFlags::ContextIsRemoteMask as u32 != 0
     }
 
     fn context() -> SpanContext {
@@ -243,39 +271,65 @@ mod tests {
         let record = Record::Hook(Box::new(hook));
         assert_eq!(record.spans(), 3);
         let mut spans = Vec::new();
-        record.into_spans(&InstrumentationScope::builder("test").build(), &mut spans);
-        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        record.into_spans(&mut spans);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["verify", "commit", "hook"]);
         let hook = &spans[2];
+        assert_eq!(hook.trace_id, context().trace_id.to_be_bytes());
+        assert_eq!(hook.span_id, 0x1111u64.to_be_bytes());
+        assert_eq!(hook.parent_span_id, 0x2222u64.to_be_bytes());
+        assert!(remote(hook));
+        assert_eq!(hook.flags & 0xff, 0x01, "sampled");
+        assert_eq!(hook.kind, SpanKind::Server as i32);
+        let second = 1_000_000_000;
         assert_eq!(
-            hook.span_context.trace_id(),
-            TraceId::from(context().trace_id)
+            (hook.start_time_unix_nano, hook.end_time_unix_nano),
+            (1_000 * second, 1_000 * second + 9_000_000)
         );
-        assert_eq!(hook.span_context.span_id(), SpanId::from(0x1111));
-        assert_eq!(hook.parent_span_id, SpanId::from(0x2222));
-        assert!(hook.parent_span_is_remote);
-        assert_eq!(hook.span_kind, SpanKind::Server);
+        assert_eq!(value(hook, "workspace").as_deref(), Some("acme"));
+        assert_eq!(value(hook, "vendor").as_deref(), Some("watsi"));
         assert_eq!(
-            (hook.start_time, hook.end_time),
-            (wall, wall + Duration::from_millis(9))
-        );
-        assert_eq!(attribute(hook, "workspace").as_deref(), Some("acme"));
-        assert_eq!(attribute(hook, "vendor").as_deref(), Some("watsi"));
-        assert_eq!(
-            attribute(hook, "event_type").as_deref(),
+            value(hook, "event_type").as_deref(),
             Some("message.received")
         );
-        assert_eq!(attribute(hook, "answer").as_deref(), Some("accepted"));
-        assert_eq!(attribute(hook, "event_id"), None);
+        assert_eq!(value(hook, "answer").as_deref(), Some("accepted"));
+        assert_eq!(value(hook, "event_id"), None);
         for phase in &spans[..2] {
-            assert_eq!(phase.span_context.trace_id(), hook.span_context.trace_id());
-            assert_eq!(phase.parent_span_id, SpanId::from(0x1111));
-            assert!(!phase.parent_span_is_remote);
-            assert_ne!(phase.span_context.span_id(), SpanId::from(0x1111));
+            assert_eq!(phase.trace_id, hook.trace_id);
+            assert_eq!(phase.parent_span_id, 0x1111u64.to_be_bytes());
+            assert!(!remote(phase));
+            assert_eq!(phase.kind, SpanKind::Internal as i32);
+            assert_ne!(phase.span_id, hook.span_id);
         }
         let commit = &spans[1];
-        assert_eq!(commit.start_time, wall + Duration::from_millis(5));
-        assert_eq!(commit.end_time, wall + Duration::from_millis(8));
+        assert_eq!(commit.start_time_unix_nano, 1_000 * second + 5_000_000);
+        assert_eq!(commit.end_time_unix_nano, 1_000 * second + 8_000_000);
+    }
+
+    #[test]
+    fn a_request_with_no_vendor_parent_is_a_root_span() {
+        let now = (SystemTime::now(), Instant::now());
+        let record = Record::Hook(Box::new(HookRecord {
+            context: context(),
+            parent: None,
+            started: now,
+            ended: now.1,
+            workspace: WorkspaceId::new("acme"),
+            vendor: VendorName::new("watsi"),
+            delivery_id: None,
+            event_type: None,
+            vendor_event_id: None,
+            event_id: None,
+            answer: Some("unauthorized"),
+            phases: [None; 3],
+        }));
+        let mut spans = Vec::new();
+        record.into_spans(&mut spans);
+        let [hook] = &spans[..] else {
+            panic!("one span: {spans:?}")
+        };
+        assert!(hook.parent_span_id.is_empty());
+        assert!(!remote(hook));
     }
 
     #[test]
@@ -294,15 +348,15 @@ mod tests {
         }));
         assert_eq!(record.spans(), 1);
         let mut spans = Vec::new();
-        record.into_spans(&InstrumentationScope::builder("test").build(), &mut spans);
+        record.into_spans(&mut spans);
         let [deliver] = &spans[..] else {
             panic!("one span: {spans:?}")
         };
         assert_eq!(deliver.name, "deliver");
-        assert_eq!(deliver.span_kind, SpanKind::Client);
-        assert_eq!(deliver.parent_span_id, SpanId::from(0x3333));
-        assert_eq!(attribute(deliver, "sink").as_deref(), Some("crm"));
-        assert_eq!(attribute(deliver, "outcome").as_deref(), Some("delivered"));
-        assert_eq!(attribute(deliver, "event_id"), Some(id.to_string()));
+        assert_eq!(deliver.kind, SpanKind::Client as i32);
+        assert_eq!(deliver.parent_span_id, 0x3333u64.to_be_bytes());
+        assert_eq!(value(deliver, "sink").as_deref(), Some("crm"));
+        assert_eq!(value(deliver, "outcome").as_deref(), Some("delivered"));
+        assert_eq!(value(deliver, "event_id"), Some(id.to_string()));
     }
 }
