@@ -2,7 +2,8 @@
 //! the protobuf: the request's spans with their names, attributes and parents, the vendor's
 //! `traceparent` continued, a delivery attempt in the same trace and its `traceparent` at the
 //! receiver, the trace id in JSON log lines and with the stored event; and a dead collector
-//! costs no request, only spans, counted.
+//! costs no request, only spans, counted; spans still waiting at shutdown are sent before the
+//! process ends.
 
 use std::time::{Duration, Instant};
 
@@ -247,4 +248,40 @@ fn a_dead_collector_refuses_no_delivery_and_its_spans_are_counted_as_dropped() {
     server
         .deliver("acme", &WATSI, SECRET, body, &[])
         .expect_accepted();
+}
+
+#[test]
+fn spans_still_waiting_when_the_server_stops_reach_the_collector_before_it_exits() {
+    let collector = Collector::start();
+    let dir = TestDir::new();
+    let acme = Workspace::new("acme")
+        .vendor(Vendor::new("watsi", &[SECRET]))
+        .file_sink("events")
+        .route(Route::new("*", &["events"]));
+    let config = Config::new()
+        .telemetry(collector.url(), 1.0)
+        .workspace(acme);
+    let mut server = dir.serve(&config);
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let body = format!(r#"{{"type":"message.received","id":"evt_last_{n}","data":{{}}}}"#);
+        ids.push(
+            server
+                .deliver("acme", &WATSI, SECRET, &body, &[])
+                .expect_accepted(),
+        );
+    }
+    // Right after the last answer, well inside the exporter's one-second wait: only the
+    // flush at shutdown can send the latest requests' spans.
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "exit: {status:?}");
+    let spans = collector.spans();
+    for id in &ids {
+        assert!(
+            (spans.iter()).any(|s| s.name == "hook" && s.attribute("event_id") == Some(id)),
+            "no hook span for {id} among {} spans",
+            spans.len()
+        );
+    }
 }
