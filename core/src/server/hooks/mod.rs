@@ -5,6 +5,7 @@
 
 mod body;
 mod budget;
+mod handshake;
 mod router;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,10 +28,10 @@ use crate::config::ServerConfig;
 use crate::event::dedupe::DedupeKey;
 use crate::event::envelope::Envelope;
 use crate::event::verify::VerifyError;
-use crate::http::answer::{error, reply, retry_later, with_type, Answer, BodyConsumed, Outcome};
+use crate::http::answer::{error, reply, retry_later, Answer, BodyConsumed, Outcome};
 use crate::http::client;
 use crate::metrics::{Metrics, UNKNOWN};
-use crate::plugins::{CallFault, HandshakeOutcome, MapOutcome, SignedDelivery};
+use crate::plugins::{CallFault, MapOutcome, SignedDelivery};
 use crate::runtime::topology::{Topology, VendorBinding, Workspace};
 use crate::store::{Accept, Accepted, Store, StoreError};
 use crate::telemetry::{Phase, RequestTrace};
@@ -141,7 +142,7 @@ impl Hooks {
             Method::GET => match refuse_source(client, ws, vendor, binding) {
                 Some(refused) => refused,
                 None => {
-                    let answer = handshake(request, ws, vendor, binding, &self.metrics);
+                    let answer = handshake::answer(request, ws, vendor, binding, &self.metrics);
                     answer.instrument(span).await
                 }
             },
@@ -370,7 +371,7 @@ fn refuse_source(
 
 /// The answer to a delivery or handshake the vendor's plugin gave no answer for: 500 when it
 /// failed, 503 (the vendor retries) when it timed out or is quarantined.
-fn plugin_fault(
+pub(super) fn plugin_fault(
     ws: &Workspace,
     vendor: &VendorName,
     binding: &VendorBinding,
@@ -395,50 +396,6 @@ fn plugin_fault(
         CallFault::Quarantined(why) => {
             tracing::warn!(workspace = %ws.id, %vendor, reason = %why, "request refused: vendor plugin quarantined");
             retry_later("plugin_quarantined", &why)
-        }
-    }
-}
-
-async fn handshake(
-    request: Request<Incoming>,
-    ws: &Workspace,
-    vendor: &VendorName,
-    binding: &VendorBinding,
-    metrics: &Metrics,
-) -> Answer {
-    let query = request.uri().query().unwrap_or("");
-    let answered = (binding.plugin)
-        .handshake_async(request.headers(), query, binding.plugin_timeout, metrics)
-        .await;
-    let outcome = match answered {
-        Ok(outcome) => outcome,
-        Err(fault) => return plugin_fault(ws, vendor, binding, "handshake", fault),
-    };
-    match outcome {
-        HandshakeOutcome::Reply {
-            status,
-            body,
-            content_type,
-        } => {
-            tracing::info!(status, "handshake answered");
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            with_type(status, body, content_type)
-        }
-        HandshakeOutcome::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_handshake", &why),
-        HandshakeOutcome::NotSupported => {
-            let mut answer = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this vendor has no GET handshake; deliveries are POST",
-            );
-            answer
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            answer
-        }
-        HandshakeOutcome::Failed => {
-            let why = "the plugin failed in its handshake".to_owned();
-            plugin_fault(ws, vendor, binding, "handshake", CallFault::Failed(why))
         }
     }
 }
