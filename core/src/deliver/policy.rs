@@ -1,15 +1,37 @@
 //! A sink's delivery settings from routes.yaml, and the verdicts on a delivery attempt:
-//! delivered, tried again after a wait, or a dead letter with why. Pure: the worker records
-//! what they say.
+//! delivered, tried again after a wait, or a dead letter with why; and when a batch smaller
+//! than the sink takes waits for more ([`gather_until`]). Pure: the worker records what they
+//! say.
 
 use std::fmt::Display;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::pace::Pacing;
 
 /// The longest a receiver's Retry-After is honoured for; beyond it a misbehaving receiver
 /// could park its events for ever.
 pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The least time between two batches smaller than the sink takes at once. A sink that
+/// batches (file, stdout, NATS, Redis) pays a write and a sync per batch, whatever its size:
+/// while intake commits a few events every millisecond, handing each commit out alone cost a
+/// wake-up of the delivery thread, a batch and a sync on the disk the log syncs on, per commit.
+pub const GATHER: Duration = Duration::from_millis(5);
+
+/// When a batch of the `ready` events may be handed out, the last one having gone at `last`
+/// and the sink taking up to `per_batch` at once: `None` at once (nothing to wait for, a full
+/// batch, or none has gone for [`GATHER`]: an event alone is not held); else when [`GATHER`]
+/// has passed.
+pub fn gather_until(
+    now: Instant,
+    last: Option<Instant>,
+    ready: u64,
+    per_batch: usize,
+) -> Option<Instant> {
+    let small = ready > 0 && ready < per_batch as u64;
+    let until = last? + GATHER;
+    (small && until > now).then_some(until)
+}
 
 /// How one sink delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +174,25 @@ mod tests {
             pace: None,
             disable_after: None,
         }
+    }
+
+    #[test]
+    fn a_small_batch_waits_only_right_after_another_and_a_full_one_never() {
+        let now = Instant::now();
+        let recent = now - GATHER / 5;
+        // Idle: the first batch, or one long after the last, goes at once however small.
+        assert_eq!(gather_until(now, None, 1, 256), None);
+        assert_eq!(gather_until(now, Some(now - GATHER), 1, 256), None);
+        // Right after a batch went, a small one waits for the rest of the gather time...
+        assert_eq!(
+            gather_until(now, Some(recent), 3, 256),
+            Some(recent + GATHER)
+        );
+        // ...but not a full one, nor on a sink that takes one event at a time.
+        assert_eq!(gather_until(now, Some(recent), 256, 256), None);
+        assert_eq!(gather_until(now, Some(recent), 1, 1), None);
+        // Nothing ready: nothing to wait for (new events wake the worker).
+        assert_eq!(gather_until(now, Some(recent), 0, 256), None);
     }
 
     #[test]

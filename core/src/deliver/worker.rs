@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use super::gate::Gate;
 use super::health::State;
-use super::policy::DeliveryPolicy;
+use super::policy::{gather_until, DeliveryPolicy};
 use super::record::{decode, DeliveryState};
 use super::trace;
 use crate::base::id::{millis, EventId};
@@ -77,6 +77,10 @@ struct Run {
     done: Vec<(EventId, Vec<u8>)>,
     /// The head of an ordered queue is not due until then.
     head_due: Option<Instant>,
+    /// When the last batch was handed to the sink, and until when a small one waits for more
+    /// (see [`gather_until`]).
+    launched: Option<Instant>,
+    gather: Option<Instant>,
     /// Seconds spent reading the queue and settling outcomes (`switchyard_busy_seconds_total`).
     busy: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
 }
@@ -94,6 +98,8 @@ impl Worker {
             tasks: JoinSet::new(),
             done: Vec::new(),
             head_due: None,
+            launched: None,
+            gather: None,
             busy: (worker.metrics)
                 .deliver_busy(worker.workspace.as_str(), worker.sink_name.as_str()),
         };
@@ -111,6 +117,10 @@ impl Worker {
             }
             worker.queue.set_in_flight(run.in_flight.len() as u64);
             let wake_at = worker.wake_at(&mut run);
+            // With every slot taken, or a small batch gathering, a new entry is not handed out
+            // now: it is read once a batch settles or the gathering ends (the store keeps the
+            // lowest id added), so intake's commits do not each wake this thread for nothing.
+            let room = run.tasks.len() < worker.policy.concurrency && run.gather.is_none();
             tokio::select! {
                 Some(joined) = run.tasks.join_next(), if !run.tasks.is_empty() => {
                     let started = Instant::now();
@@ -120,7 +130,7 @@ impl Worker {
                     }
                     run.busy.inc_by(started.elapsed().as_secs_f64());
                 }
-                () = worker.queue.changed() => run.at_end = false,
+                () = worker.queue.changed(), if room => run.at_end = false,
                 () = run.health.woken() => {}
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
                 _ = stop.changed() => {}
@@ -148,6 +158,15 @@ impl Worker {
         };
         let probing = matches!(run.health.state(now), State::Probing);
         let per_batch = if probing { 1 } else { self.sink.max_batch() };
+        // An ordered sink hands out its head alone: it has no batch to gather.
+        let takes = if self.policy.ordered { 1 } else { per_batch };
+        let ready = (self.queue.depth()).saturating_sub(run.in_flight.len() as u64);
+        run.gather = (slots > 0)
+            .then(|| gather_until(now, run.launched, ready, takes))
+            .flatten();
+        if run.gather.is_some() {
+            return Ok(());
+        }
         for _ in 0..slots {
             let limit = run.health.room(now, per_batch);
             if limit == 0 {
@@ -259,6 +278,7 @@ impl Worker {
     }
 
     fn launch(&self, run: &mut Run, events: Vec<Pending>) {
+        run.launched = Some(Instant::now());
         for event in &events {
             run.in_flight.insert(event.id.clone());
         }
@@ -297,10 +317,10 @@ impl Worker {
         let retry = run.waiting.first().map(|(due, _)| {
             now + Duration::from_millis(due.saturating_sub(millis(SystemTime::now())))
         });
-        let due = match (retry, run.head_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let due = [retry, run.head_due, run.gather]
+            .into_iter()
+            .flatten()
+            .min();
         run.health.wake(now, due)
     }
 

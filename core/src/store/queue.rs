@@ -108,10 +108,10 @@ impl SinkQueue {
         self.0.wake.notify_one();
     }
 
-    /// Counts an entry the worker can see from now on; counted before it can be delivered,
+    /// Counts entries the worker can see from now on; counted before they can be delivered,
     /// so a fast delivery never settles an entry not yet counted.
-    pub(super) fn counted(&self) {
-        self.0.depth.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn counted(&self, entries: u64) {
+        self.0.depth.fetch_add(entries, Ordering::Relaxed);
     }
 
     /// Makes the worker read its queue again from `id` (a new entry, or one found behind

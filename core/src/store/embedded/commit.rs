@@ -18,7 +18,7 @@ use super::applier::{Applier, Logged, PendingClaims, Progress};
 use super::checkpoint::checkpointer;
 use super::decide::{answer, decide, Decision};
 use super::frame::{self, Cursor};
-use super::gather::{Gathered, Held, Work};
+use super::gather::{Gathered, Held, Touched, Work};
 use super::lanes::Lanes;
 use super::record;
 use super::wal::Wal;
@@ -253,14 +253,10 @@ impl Writer {
         if payload.len() >= self.failed_len && !self.log_ok.swap(true, Ordering::Relaxed) {
             tracing::info!("the write-ahead log takes writes again");
         }
-        let mut queues: Vec<&[u8]> = fresh
-            .iter()
-            .flat_map(|a| a.queues.iter().map(|q| q.prefix()))
-            .collect();
-        queues.sort_unstable();
-        queues.dedup();
-        for q in fresh.iter().flat_map(|a| &a.queues) {
-            q.counted();
+        let touched = Touched::of(&fresh);
+        let queues: Vec<&[u8]> = touched.iter().map(|t| t.queue.prefix()).collect();
+        for t in &touched {
+            t.queue.counted(t.events);
         }
         if self.wal.take_lost() {
             self.unsynced.clear();
@@ -288,6 +284,12 @@ impl Writer {
                 h.observe(fresh.len() as f64);
             }
         }
+        // Each sink's worker is woken once per frame, from its lowest new id: a wake crosses
+        // to the delivery runtime's thread, so one per event cost a wake-up each.
+        for t in &touched {
+            t.queue.read_again_from(t.lowest);
+        }
+        drop(touched);
         drop(fresh);
         // Counted before the answers, so a lookup the vendor's answer leads to waits for it.
         self.progress.logged();

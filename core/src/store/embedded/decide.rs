@@ -71,15 +71,14 @@ pub(super) fn decide(
     (decisions, replaced_expiry)
 }
 
-/// Answers every request of a batch (`failed`: the log write failed) and wakes the workers
-/// of the sinks the new events go to.
+/// Answers every request of a batch (`failed`: the log write failed).
 pub(super) fn answer(
     batch: Vec<(Accept, Reply)>,
     decisions: Vec<Decision>,
     failed: Option<String>,
 ) {
     let ids: Vec<EventId> = batch.iter().map(|(a, _)| a.id.clone()).collect();
-    for ((accept, reply), decision) in batch.into_iter().zip(decisions) {
+    for ((_, reply), decision) in batch.into_iter().zip(decisions) {
         let answer = match (decision, &failed) {
             (Decision::Seen(first), _) => Ok(Accepted::Duplicate(first)),
             (Decision::Failed(error), _) => Err(error),
@@ -87,13 +86,8 @@ pub(super) fn answer(
                 Err(StoreError::Write(error.clone()))
             }
             (Decision::RepeatInBatch(first), None) => Ok(Accepted::Duplicate(ids[first].clone())),
-            (Decision::New, None) => {
-                // Counted when logged (see `Writer::commit`); this wakes the workers.
-                for queue in &accept.queues {
-                    queue.read_again_from(&accept.id);
-                }
-                Ok(Accepted::New)
-            }
+            // Counted and its workers woken when logged (see `Writer::commit`).
+            (Decision::New, None) => Ok(Accepted::New),
         };
         // A waiter that went away (its client disconnected) is fine: its event is kept.
         let _ = reply.send(answer);

@@ -1,5 +1,5 @@
 //! What the commit writer is handed and how it gathers a batch: requests to accept, queue
-//! cursors, probes and syncs. Cursors that no frame of events would carry wait here a short
+//! cursors, probes and syncs; and the sink queues a batch's new events go to ([`Touched`]). Cursors that no frame of events would carry wait here a short
 //! while ([`HOLD_CURSORS`]) instead of each costing a frame of their own, a sled insert and
 //! the memory of both: while a backlog drains, every completion batch moves a cursor.
 
@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 
 use super::frame::{Cursor, MAX_BATCH_EVENTS};
 use super::StoreError;
-use crate::store::{Accept, Accepted};
+use crate::base::id::EventId;
+use crate::store::{Accept, Accepted, SinkQueue};
 
 /// A batch stops growing here, so one huge burst does not delay its first waiters for long.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -114,6 +115,41 @@ impl Held {
             gathered.cursors.entry(prefix).or_insert(cursor);
         }
         Some(gathered)
+    }
+}
+
+/// A sink queue a frame's new events go to: how many, and the lowest id among them.
+pub(super) struct Touched<'a> {
+    pub queue: &'a SinkQueue,
+    pub events: u64,
+    pub lowest: &'a EventId,
+}
+
+impl<'a> Touched<'a> {
+    /// Each queue of `fresh` once, in prefix order.
+    pub fn of(fresh: &[&'a Accept]) -> Vec<Touched<'a>> {
+        let mut touched: Vec<Touched<'a>> = Vec::new();
+        for accept in fresh {
+            for queue in &accept.queues {
+                // A handful of sinks per workspace: a scan beats a map here.
+                match touched
+                    .iter_mut()
+                    .find(|t| t.queue.prefix() == queue.prefix())
+                {
+                    Some(t) => {
+                        t.events += 1;
+                        t.lowest = t.lowest.min(&accept.id);
+                    }
+                    None => touched.push(Touched {
+                        queue,
+                        events: 1,
+                        lowest: &accept.id,
+                    }),
+                }
+            }
+        }
+        touched.sort_unstable_by(|a, b| a.queue.prefix().cmp(b.queue.prefix()));
+        touched
     }
 }
 
