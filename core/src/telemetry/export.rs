@@ -262,17 +262,18 @@ impl Collector {
         )
     }
 
-    /// The batch as an `ExportTraceServiceRequest` in protobuf; the batch is emptied, the
-    /// resource and scope kept for the next one.
+    /// The batch as an `ExportTraceServiceRequest` in protobuf; the batch is emptied, its
+    /// buffer kept for the next one.
     fn encode(&mut self) -> Bytes {
+        let scope_spans = ScopeSpans {
+            scope: Some(self.scope.clone()),
+            spans: std::mem::take(&mut self.spans),
+            schema_url: String::new(),
+        };
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(std::mem::take(&mut self.resource)),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(std::mem::take(&mut self.scope)),
-                    spans: std::mem::take(&mut self.spans),
-                    schema_url: String::new(),
-                }],
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![scope_spans],
                 schema_url: String::new(),
             }],
         };
@@ -280,14 +281,13 @@ impl Collector {
         self.body.reserve(request.encoded_len());
         // Cannot fail: the buffer was just given the room the request takes.
         let _ = request.encode(&mut self.body);
-        for resource_spans in request.resource_spans {
-            self.resource = resource_spans.resource.unwrap_or_default();
-            for scope_spans in resource_spans.scope_spans {
-                self.scope = scope_spans.scope.unwrap_or_default();
-                self.spans = scope_spans.spans;
-            }
+        let taken_back = (request.resource_spans.into_iter())
+            .flat_map(|resource| resource.scope_spans)
+            .next();
+        if let Some(mut batch) = taken_back {
+            batch.spans.clear();
+            self.spans = batch.spans;
         }
-        self.spans.clear();
         self.body.split().freeze()
     }
 }
