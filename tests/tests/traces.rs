@@ -25,6 +25,16 @@ fn acme(receiver: &Receiver) -> Workspace {
         .route(Route::new("*", &["crm"]))
 }
 
+/// `count` Watsi events to `acme`, each accepted: their ids.
+fn deliver_each(server: &Server, prefix: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let body = format!(r#"{{"type":"message.received","id":"{prefix}_{n}","data":{{}}}}"#);
+            (server.deliver("acme", &WATSI, SECRET, &body, &[])).expect_accepted()
+        })
+        .collect()
+}
+
 fn named<'a>(spans: &'a [CollectedSpan], name: &str, trace: &str) -> Option<&'a CollectedSpan> {
     spans.iter().find(|s| s.name == name && s.trace_id == trace)
 }
@@ -216,15 +226,7 @@ fn a_dead_collector_refuses_no_delivery_and_its_spans_are_counted_as_dropped() {
         .telemetry(&dead, 1.0)
         .workspace(acme(&receiver));
     let server = dir.serve(&config);
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        let body = format!(r#"{{"type":"message.received","id":"evt_dead_{n}","data":{{}}}}"#);
-        ids.push(
-            server
-                .deliver("acme", &WATSI, SECRET, &body, &[])
-                .expect_accepted(),
-        );
-    }
+    let ids = deliver_each(&server, "evt_dead", 5);
     receiver.wait_for_delivered(&ids, DELIVERY_DEADLINE);
     let deadline = Instant::now() + EXPORT_DEADLINE;
     loop {
@@ -253,24 +255,13 @@ fn a_dead_collector_refuses_no_delivery_and_its_spans_are_counted_as_dropped() {
 #[test]
 fn spans_still_waiting_when_the_server_stops_reach_the_collector_before_it_exits() {
     let collector = Collector::start();
+    let receiver = Receiver::start(Mode::Accept);
     let dir = TestDir::new();
-    let acme = Workspace::new("acme")
-        .vendor(Vendor::new("watsi", &[SECRET]))
-        .file_sink("events")
-        .route(Route::new("*", &["events"]));
     let config = Config::new()
         .telemetry(collector.url(), 1.0)
-        .workspace(acme);
+        .workspace(acme(&receiver));
     let mut server = dir.serve(&config);
-    let mut ids = Vec::new();
-    for n in 0..20 {
-        let body = format!(r#"{{"type":"message.received","id":"evt_last_{n}","data":{{}}}}"#);
-        ids.push(
-            server
-                .deliver("acme", &WATSI, SECRET, &body, &[])
-                .expect_accepted(),
-        );
-    }
+    let ids = deliver_each(&server, "evt_last", 20);
     // Right after the last answer, well inside the exporter's one-second wait: only the
     // flush at shutdown can send the latest requests' spans.
     server.signal("TERM");
