@@ -1,7 +1,8 @@
 //! What the commit writer is handed and how it gathers a batch: requests to accept, queue
-//! cursors, probes and syncs; and the sink queues a batch's new events go to ([`Touched`]). Cursors that no frame of events would carry wait here a short
-//! while ([`HOLD_CURSORS`]) instead of each costing a frame of their own, a sled insert and
-//! the memory of both: while a backlog drains, every completion batch moves a cursor.
+//! cursors, probes and syncs; and the sink queues a batch's new events go to ([`Touched`]).
+//! Cursors that no frame of events would carry wait here a short while ([`HOLD_CURSORS`])
+//! instead of each costing a frame of their own, a sled insert and the memory of both: while a
+//! backlog drains, every completion batch moves a cursor.
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
