@@ -1,5 +1,6 @@
-//! The commit path's second stage, behind the answers: applies each logged frame to sled (the
-//! event index, the dedupe claims, the queue cursors), then lets the checkpoint cover it.
+//! The commit path's second stage, behind the answers: adds each logged frame's events to the
+//! event index beside the log, applies the frame to sled (the dedupe claims, the queue
+//! cursors), then lets the checkpoint cover it.
 //! Nothing waits for it but the claims it carries, which the writer keeps deciding against
 //! until they are in sled, and lookups by id or time ([`Progress`]), which must see every event
 //! answered before they were asked.
@@ -9,6 +10,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::frame;
+use super::index::EventIndex;
 use super::replay::apply;
 use super::wal::Position;
 use super::{lock, Engine, StoreError, StoreMetrics};
@@ -92,6 +94,7 @@ impl Progress {
 
 pub(super) struct Applier {
     pub(super) engine: Arc<Engine>,
+    pub(super) index: Arc<EventIndex>,
     pub(super) metrics: StoreMetrics,
     pub(super) pending: PendingClaims,
     /// Where the log stands once everything in it is applied to sled.
@@ -118,8 +121,11 @@ impl Applier {
             .and_then(|frame| {
                 let replaced: Vec<&[u8]> =
                     logged.replaced_expiry.iter().map(Vec::as_slice).collect();
+                if let Err(error) = self.index.append(logged.at, &frame) {
+                    tracing::error!(%error, segment = logged.at.segment, "the event index could not be written: lookups miss this segment's newer events until the next start indexes it again");
+                }
                 let trees = self.engine.trees()?;
-                apply(&trees, logged.at, &frame, &replaced, false)?;
+                apply(&trees, &frame, &replaced, false)?;
                 Ok(frame
                     .events
                     .iter()

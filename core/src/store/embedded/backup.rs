@@ -1,5 +1,5 @@
-//! A consistent copy of a running store: the log (every segment: it is the queues), then
-//! sled's trees copied into a new database. sled is copied second so that it holds at least
+//! A consistent copy of a running store: the log (every segment: it is the queues, and its
+//! event index), then sled's trees copied into a new database. sled is copied second so that it holds at least
 //! what the log copy's checkpoint covers and every attempt or dead letter written while the
 //! log was copied; a start on the copy replays the log over the trees and holds every event
 //! accepted before the backup began (a delivery finished meanwhile may be made once more: at
@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{lock, sync_sled, wal, EmbeddedStore, StoreError};
+use super::{index, lock, sync_sled, wal, EmbeddedStore, StoreError};
 use crate::base::durable;
 
 impl EmbeddedStore {
@@ -40,6 +40,15 @@ impl EmbeddedStore {
             fs::copy(&name, &target)
                 .and_then(|_| fs::File::open(&target)?.sync_all())
                 .map_err(|e| fail("copying the log", &e))?;
+            // Its index too, if there is one: derived from the segment, and written again
+            // by the copy's first start when it is not whole, but long to make for a big log.
+            let index = index::path(&wal_dir, segment);
+            if index.exists() {
+                let target = to.join("wal").join(index.file_name().unwrap_or_default());
+                fs::copy(&index, &target)
+                    .and_then(|_| fs::File::open(&target)?.sync_all())
+                    .map_err(|e| fail("copying the event index", &e))?;
+            }
         }
 
         let trees = self.trees()?;
@@ -47,7 +56,7 @@ impl EmbeddedStore {
             .path(to)
             .open()
             .map_err(|e| fail("creating its store", &e))?;
-        let mut events = 0;
+        let mut events = self.index.len() as usize;
         for name in trees.db.tree_names() {
             let source = trees.db.open_tree(&name)?;
             let target = copy
@@ -58,7 +67,7 @@ impl EmbeddedStore {
                 target.insert(key, value).map_err(|e| fail("writing", &e))?;
             }
             if name.as_ref() == b"events" {
-                events = source.len();
+                events += source.len();
             }
         }
         sync_sled(&copy, to).map_err(|e| fail("syncing", &e))?;

@@ -4,7 +4,7 @@
 //! queue cursors logged meanwhile; cursors alone wait briefly for such a batch, see
 //! [`super::gather`]) to the write-ahead log with one write and one sync, and
 //! answers at once: the log is the queue, so the sinks' workers read the events from it. An
-//! applier thread brings sled's index and claims up to date behind it, and a checkpointer
+//! applier thread brings the event index and sled's claims up to date behind it, and a checkpointer
 //! thread flushes sled behind that and moves the log's checkpoint on.
 
 use std::path::Path;
@@ -19,6 +19,7 @@ use super::checkpoint::checkpointer;
 use super::decide::{answer, decide, Decision};
 use super::frame::{self, Cursor};
 use super::gather::{Gathered, Held, Touched, Work};
+use super::index::EventIndex;
 use super::lanes::Lanes;
 use super::record;
 use super::wal::Wal;
@@ -34,6 +35,9 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 pub(super) struct Committer {
     sender: std_mpsc::Sender<Work>,
     checkpoint: std_mpsc::Sender<()>,
+    /// How far the applier is behind the writer, for lookups that must see every event
+    /// answered before them.
+    pub(super) progress: Arc<Progress>,
 }
 
 impl Committer {
@@ -43,9 +47,10 @@ impl Committer {
         wal_dir: &Path,
         segment_age: Duration,
         log_ok: Arc<AtomicBool>,
-        progress: Arc<Progress>,
+        index: Arc<EventIndex>,
         metrics: StoreMetrics,
     ) -> std::io::Result<Committer> {
+        let progress = Arc::new(Progress::default());
         let mut wal = Wal::open(wal_dir, segment_age)?;
         lanes.set_end(wal.prepare()?);
         let applied = Arc::new(Mutex::new(None));
@@ -67,10 +72,11 @@ impl Committer {
         };
         let applier = Applier {
             engine: engine.clone(),
+            index,
             metrics,
             pending,
             applied: applied.clone(),
-            progress,
+            progress: progress.clone(),
         };
         std::thread::Builder::new()
             .name("switchyard-commit".into())
@@ -83,7 +89,11 @@ impl Committer {
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
             .spawn(move || checkpointer(engine, lanes, wal_dir, applied, requests))?;
-        Ok(Committer { sender, checkpoint })
+        Ok(Committer {
+            sender,
+            checkpoint,
+            progress,
+        })
     }
 
     pub(super) async fn accept(&self, mut accept: Accept) -> Result<Accepted, StoreError> {
@@ -378,6 +388,7 @@ mod tests {
         };
         let applier = Applier {
             engine,
+            index: Arc::new(EventIndex::open(&dir.path().join("wal")).unwrap()),
             metrics: StoreMetrics::default(),
             pending,
             applied: Arc::default(),

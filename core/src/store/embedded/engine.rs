@@ -161,6 +161,13 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
     })?;
     match meta.get("format")? {
         Some(v) if v.as_ref() == [STORE_FORMAT] => Ok(()),
+        // Version 2 kept the event index in sled's `events` tree. Its entries stay there and
+        // are read as before until retention sweeps them; new events are indexed beside
+        // the log. Recorded as 3 so that a release reading only 2 refuses the directory.
+        Some(v) if v.as_ref() == [2] => {
+            meta.insert("format", &[STORE_FORMAT])?;
+            Ok(())
+        }
         Some(v) => Err(StoreError::Version {
             path: dir.to_path_buf(),
             found: v.first().copied().unwrap_or(0),

@@ -2,13 +2,13 @@
 //! expiry, dedupe key, queues, compressed envelope), then the sink cursors logged with it.
 //! Encoded by the writer, decoded by the applier, the queues' readers and the recovery.
 //!
-//! Payload: the store format byte, `u16` queue count and each queue's prefix, `u32` event
+//! Payload: the frame format byte, `u16` queue count and each queue's prefix, `u32` event
 //! count and each event, `u32` cursor count and each cursor (queue prefix, read position, the
 //! events it still owes behind that position). Queues are named once per frame; an event
 //! names its queues by their index in that table.
 
 use super::super::Accept;
-use super::record::STORE_FORMAT;
+use super::record::FRAME_FORMAT;
 use super::wal::Position;
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader, RecordError};
@@ -115,7 +115,7 @@ pub(super) fn encode(events: &[&Accept], cursors: &[(Vec<u8>, Cursor)]) -> Vec<u
             }
         }
     }
-    let mut out = vec![STORE_FORMAT];
+    let mut out = vec![FRAME_FORMAT];
     out.extend_from_slice(&(table.len() as u16).to_be_bytes());
     for q in &table {
         codec::put_bytes16(&mut out, q);
@@ -148,7 +148,7 @@ pub(super) fn encode(events: &[&Accept], cursors: &[(Vec<u8>, Cursor)]) -> Vec<u
 pub(super) fn decode(payload: &[u8]) -> Result<Frame<'_>, RecordError> {
     let mut r = Reader(payload);
     match r.u8()? {
-        STORE_FORMAT => {}
+        FRAME_FORMAT => {}
         other => return Err(RecordError::Version(other)),
     }
     let queues = (0..r.u16()?)
@@ -214,7 +214,7 @@ pub(super) fn empty(len: usize) -> Option<Vec<u8>> {
         rest -= take;
     }
     let count = u16::try_from(entries.len()).ok()?;
-    let mut out = vec![STORE_FORMAT];
+    let mut out = vec![FRAME_FORMAT];
     out.extend_from_slice(&count.to_be_bytes());
     for padding in entries {
         codec::put_bytes16(&mut out, &vec![0; padding]);

@@ -1,13 +1,15 @@
 //! The embedded store, the default: one process, nothing else to run. A write-ahead log
 //! ([`wal`]) makes each accepted batch durable with one write and one sync, and is also every
-//! sink's queue: each sink reads it forward from its cursor ([`lanes`]). sled holds the dedupe
-//! claims, an index for lookups, and per-event records only for events that failed.
+//! sink's queue: each sink reads it forward from its cursor ([`lanes`]). Beside each log
+//! segment, a file indexes its events for lookups and search ([`index`]), and goes with it.
+//! sled holds the dedupe claims and per-event records only for events that failed.
 //!
 //! sled trees (every value starts with a format version, see [`record`]):
 //! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: expiry + key.
-//! - `events`: event id (16 bytes, time-ordered) -> the queues it went to + where its envelope
-//!   is in the log + the fields search filters on (for `switchyard event` and `switchyard
-//!   events`, until retention).
+//! - `events`: event id (16 bytes, time-ordered) -> the same entry as the index files (the
+//!   queues it went to, where its envelope is, the fields search filters on), only for an
+//!   event whose segment was retired while it was still retried or held dead, until
+//!   retention (and entries a store of format 2 wrote for every event).
 //! - `cursors`: `{workspace}/{sink}\0` -> the queue's cursor, as last logged.
 //! - `attempts`: queue key (prefix + event id) -> the delivery state of an event that failed,
 //!   with its envelope (see [`crate::deliver`]).
@@ -24,6 +26,7 @@ mod decide;
 mod engine;
 mod frame;
 mod gather;
+mod index;
 mod lanes;
 mod queue;
 pub mod record;
@@ -52,6 +55,7 @@ use crate::base::id::EventId;
 use crate::base::names::{SinkName, WorkspaceId};
 
 use self::engine::{check_format, open_trees, sync_sled, Engine, Trees};
+use self::index::EventIndex;
 use self::lanes::Lanes;
 use self::record::{Kept, StoredEvent};
 use super::codec::RecordError;
@@ -70,9 +74,8 @@ pub struct EmbeddedStore {
     unreadable: Counter,
     /// Held while log segments are retired, and while a backup copies them.
     retiring: Mutex<()>,
-    /// How far sled's index is behind the log, for lookups that must see every event
-    /// accepted before them.
-    progress: Arc<applier::Progress>,
+    /// Every event's entry, beside the log.
+    index: Arc<EventIndex>,
 }
 
 impl EmbeddedStore {
@@ -113,6 +116,7 @@ impl EmbeddedStore {
             );
         }
         let (lanes, found) = replay::rebuild(&trees, &wal_dir)?;
+        let index = Arc::new(EventIndex::open(&wal_dir).map_err(log_error)?);
         // Queues that owe nothing and hold no dead letter are listed only while configured.
         let found: HashMap<Vec<u8>, (u64, u64)> = (found.into_iter())
             .filter(|(_, (depth, dead))| *depth > 0 || *dead > 0)
@@ -126,14 +130,13 @@ impl EmbeddedStore {
             std::time::Duration::from_secs(3600),
         );
         let unreadable = metrics.unreadable.clone();
-        let progress = Arc::new(applier::Progress::default());
         let committer = commit::Committer::start(
             engine.clone(),
             lanes.clone(),
             &wal_dir,
             segment_age,
             log_ok.clone(),
-            progress.clone(),
+            index.clone(),
             metrics,
         )
         .map_err(log_error)?;
@@ -148,7 +151,7 @@ impl EmbeddedStore {
             found: Mutex::new(found),
             unreadable,
             retiring: Mutex::new(()),
-            progress,
+            index,
         });
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new()
@@ -235,11 +238,11 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Waits (at most [`APPLY_WAIT`]) until sled's index holds every event accepted before
-    /// the call: the answer to the vendor waits only for the log, the index is written behind
-    /// it. Blocking, and at once unless the applier is behind.
+    /// Waits (at most [`APPLY_WAIT`]) until the index holds every event accepted before the
+    /// call: the answer to the vendor waits only for the log, the index is written behind it.
+    /// Blocking, and at once unless the applier is behind.
     fn settle(&self) {
-        if !self.progress.wait_applied(APPLY_WAIT) {
+        if !self.committer.progress.wait_applied(APPLY_WAIT) {
             tracing::warn!(
                 waited_ms = APPLY_WAIT.as_millis() as u64,
                 "the event index is behind the log; a lookup may miss an event just accepted"
@@ -249,12 +252,44 @@ impl EmbeddedStore {
 
     /// An event's index entry; a miss waits for the applier first (see
     /// [`EmbeddedStore::settle`]), so an event accepted before the call is found.
-    fn indexed(&self, trees: &Trees, id: &EventId) -> Result<Option<sled::IVec>, StoreError> {
-        if let Some(found) = trees.events.get(id.to_bytes())? {
+    fn indexed(&self, trees: &Trees, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(found) = self.entry(trees, id)? {
             return Ok(Some(found));
         }
         self.settle();
-        Ok(trees.events.get(id.to_bytes())?)
+        self.entry(trees, id)
+    }
+
+    /// An event's index entry as it stands: beside the log, or carried into sled.
+    fn entry(&self, trees: &Trees, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_bytes();
+        let beside = (self.index.get(&id))
+            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
+        match beside {
+            Some(found) => Ok(Some(found)),
+            None => Ok(trees.events.get(id)?.map(|v| v.to_vec())),
+        }
+    }
+
+    /// The index entries with ids in `low..high`, newest or oldest first, from the files
+    /// beside the log and sled's `events` tree.
+    fn entries(
+        &self,
+        trees: &Trees,
+        low: [u8; 16],
+        high: Option<[u8; 16]>,
+        newest_first: bool,
+    ) -> Result<index::Scan, StoreError> {
+        let scan = (self.index.scan(&low, high.as_ref(), newest_first))
+            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
+        let rows = match high {
+            Some(high) => trees.events.range(low..high),
+            None => trees.events.range(low..),
+        };
+        Ok(scan.tree(match newest_first {
+            true => Box::new(rows.rev()),
+            false => Box::new(rows),
+        }))
     }
 
     /// A kept event's envelope: from the log, or, once its segment is retired, from the
@@ -312,11 +347,17 @@ impl EmbeddedStore {
         sled + wal
     }
 
-    /// Records sled's state as checkpointed, so the next start replays nothing; called on a
-    /// clean shutdown.
+    /// Records sled's state as checkpointed, so the next start replays nothing, and seals the
+    /// index of the segment being written, so it is not indexed again; called on a clean
+    /// shutdown.
     pub fn close(&self) {
         self.committer.flush();
         self.committer.checkpoint_now();
+        // Sealed only once the applier has written every frame logged.
+        self.settle();
+        if let Err(error) = self.index.seal() {
+            tracing::warn!(%error, "the event index could not be sealed; the next start indexes the last segment again");
+        }
     }
 }
 
@@ -339,7 +380,7 @@ fn healer(store: std::sync::Weak<EmbeddedStore>) {
     }
 }
 
-/// The longest a lookup waits for sled's index to catch up with the log (see
+/// The longest a lookup waits for the index to catch up with the log (see
 /// [`EmbeddedStore::settle`]): the applier is at most a few batches behind unless it fails.
 const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 

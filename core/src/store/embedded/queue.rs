@@ -347,7 +347,7 @@ impl EmbeddedStore {
                 codec::payload(&record)?.to_vec(),
             )));
         }
-        let Some(bytes) = trees.events.get(id.to_bytes())? else {
+        let Some(bytes) = self.entry(&trees, id)? else {
             return Ok(DeliveryOf::Unknown);
         };
         let event = StoredEvent::decode(&bytes)?;

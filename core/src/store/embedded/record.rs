@@ -7,9 +7,13 @@ use std::cell::RefCell;
 use crate::base::id::EventId;
 use crate::store::codec::{payload, put_bytes16, put_bytes32, Reader, RecordError, VERSION};
 
-/// The store's layout: recorded in sled's `meta` tree and at the start of every log frame.
-/// Version 1 kept queue entries and envelopes in sled; version 2 makes the log the queue.
-pub const STORE_FORMAT: u8 = 2;
+/// The store's layout, recorded in sled's `meta` tree. Version 1 kept queue entries and
+/// envelopes in sled; version 2 makes the log the queue; version 3 moves the event index out
+/// of sled into files beside the log's segments (a version 2 store is taken up in place).
+pub const STORE_FORMAT: u8 = 3;
+
+/// The layout of a log frame, written at its start: unchanged since store format 2.
+pub const FRAME_FORMAT: u8 = 2;
 
 /// Where an envelope's bytes are in the log: zstd-compressed, in the frame that made it
 /// durable.

@@ -8,20 +8,18 @@ use std::path::Path;
 
 use super::frame::{self, Cursor, Frame};
 use super::lanes::{Lane, Owed};
-use super::record::{Claim, Kept, LogSpan, StoredEvent};
+use super::record::{Claim, Kept};
 use super::scan;
-use super::search;
-use super::wal::{self, Position, FRAME_HEADER};
+use super::wal::{self, Position};
 use super::{sync_sled, StoreError, Trees};
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader, RecordError};
 
-/// Brings sled up to date with one logged frame starting at `at`: each new event's index
-/// entry and dedupe claim, and the cursors it carries. A replay (after a crash) may meet
-/// claims sled already has: it keeps the newer one.
+/// Brings sled up to date with one logged frame: each new event's dedupe claim, and the
+/// cursors it carries (the event index is beside the log, see [`super::index`]). A replay
+/// (after a crash) may meet claims sled already has: it keeps the newer one.
 pub(super) fn apply(
     trees: &Trees,
-    at: Position,
     frame: &Frame<'_>,
     replaced_expiry: &[&[u8]],
     replay: bool,
@@ -33,18 +31,6 @@ pub(super) fn apply(
         trees.dedupe_expiry.remove(*old)?;
     }
     for e in &frame.events {
-        let span = LogSpan {
-            segment: at.segment,
-            offset: at.offset + (FRAME_HEADER + e.envelope_at) as u64,
-            len: e.envelope.len() as u32,
-        };
-        let queues: Vec<&[u8]> = (e.queues.iter())
-            .filter_map(|i| frame.queues.get(usize::from(*i)).copied())
-            .collect();
-        let fields = search::index_fields(e.envelope);
-        trees
-            .events
-            .insert(e.id.to_bytes(), StoredEvent::encode(&queues, span, &fields))?;
         let claim = Claim {
             expires_at_ms: e.expires_at_ms,
             event_id: e.id.clone(),
@@ -76,7 +62,7 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let frames = wal::replay(wal_dir, from, |at, _, payload| {
         let frame = frame::decode(payload).map_err(|e| undecodable(wal_dir, at, &e))?;
-        apply(trees, at, &frame, &[], true).map_err(invalid)
+        apply(trees, &frame, &[], true).map_err(invalid)
     })?;
     if frames > 0 {
         let sled_dir = wal_dir.parent().unwrap_or(wal_dir);

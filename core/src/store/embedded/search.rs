@@ -1,7 +1,8 @@
 //! Event search over the index: each entry carries the fields a search filters on, taken from
 //! the envelope once, when the applier writes the entry; a search then walks the index newest
-//! first within its time range (event ids are time-ordered) without reading the log, and asks
-//! each sink's lane, attempts and dead letters where the event stands there.
+//! first within its time range (event ids are time-ordered, see [`super::index`]) without
+//! reading the log, and asks each sink's lane, attempts and dead letters where the event
+//! stands there.
 
 use std::borrow::Cow;
 
@@ -116,17 +117,12 @@ impl EmbeddedStore {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let range = match high {
-            Some(high) if high <= low => return Ok(SearchPage::default()),
-            Some(high) => trees.events.range(low..high),
-            None => trees.events.range(low..),
-        };
+        if high.is_some_and(|high| high <= low) {
+            return Ok(SearchPage::default());
+        }
         let mut page = SearchPage::default();
-        for entry in range.rev() {
-            let (key, bytes) = entry?;
-            let Ok(id) = <[u8; 16]>::try_from(key.as_ref()) else {
-                continue;
-            };
+        for entry in self.entries(&trees, low, high, true)? {
+            let (id, bytes) = entry?;
             let stored = match StoredEvent::decode(&bytes) {
                 Ok(stored) => stored,
                 Err(error) => {

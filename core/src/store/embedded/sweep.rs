@@ -1,13 +1,14 @@
 //! Background upkeep: expired dedupe claims, index entries and delivery records past
-//! retention, idle queues' cursors, and log segments that every queue has passed and retention
-//! allows to go. An event still owed from the log keeps its segment; one that failed carries
+//! retention, idle queues' cursors, and log segments (with their index) that every queue has
+//! passed and retention allows to go. An event still owed from the log keeps its segment; one that failed carries
 //! its envelope in sled (its attempts, its dead letter), so it keeps none.
 
 use std::time::{Duration, SystemTime};
 
 use super::record::{self, Claim, StoredEvent};
+use super::replay::split_key;
 use super::wal;
-use super::{EmbeddedStore, StoreError};
+use super::{sync_sled, EmbeddedStore, StoreError};
 use crate::base::id::millis;
 
 impl EmbeddedStore {
@@ -35,9 +36,11 @@ impl EmbeddedStore {
         Ok(removed)
     }
 
-    /// Removes index entries and delivery records older than `retention` (both keyed by the
+    /// Removes delivery records and sled's index entries (those carried from retired
+    /// segments, and a format 2 store's) older than `retention` (both keyed by the
     /// time-ordered event id first), except the index entries of events a queue's attempts
-    /// or a dead letter still holds (for `switchyard event`).
+    /// or a dead letter still holds (for `switchyard event`). The index beside the log goes
+    /// with its segments.
     pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;
         let cutoff_ms = millis(now).saturating_sub(retention.as_millis() as u64);
@@ -91,11 +94,37 @@ impl EmbeddedStore {
             if modified + retention > now {
                 break;
             }
+            self.carry(segment)?;
+            self.index.retire(segment).map_err(io)?;
             self.log.retire(segment).map_err(io)?;
             tracing::debug!(segment, "log segment retired");
             retired += 1;
         }
         Ok(retired)
+    }
+
+    /// Before a segment goes with its index: the entries of its events that a queue still
+    /// retries or holds dead move into sled's `events` tree (durably), so that `switchyard
+    /// event` still finds them; [`EmbeddedStore::sweep_events`] removes them in time.
+    fn carry(&self, segment: u64) -> Result<(), StoreError> {
+        let trees = self.trees()?;
+        let mut held = Vec::new();
+        for key in trees.attempts.iter().keys().chain(trees.dead.iter().keys()) {
+            if let Some((_, id)) = split_key(&key?) {
+                held.push(id.to_bytes());
+            }
+        }
+        held.sort_unstable();
+        held.dedup();
+        let found = (self.index.find_in(segment, &held))
+            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
+        for (id, entry) in &found {
+            trees.events.insert(id, entry.as_slice())?;
+        }
+        if !found.is_empty() {
+            sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Whether an event's index entry must stay: a queue has still to read it, retries it or

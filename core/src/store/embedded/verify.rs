@@ -6,7 +6,7 @@
 //!
 //! With `salvage`, each damaged segment is copied aside (`<data_dir>/salvaged/<unix time>/`)
 //! and rewritten with its unreadable bytes replaced by an empty frame of the same length
-//! ([`super::frame::empty`]) rather than cut out: sled's index, the sinks' cursors and the
+//! ([`super::frame::empty`]) rather than cut out: the event index, the sinks' cursors and the
 //! checkpoint address the log by byte offset, so every readable frame must stay where it is.
 //! Then the log is replayed into sled, any position that pointed inside the replaced bytes is
 //! moved to their start, and a checkpoint at the log's end keeps recovery from replaying the
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::engine::{check_format, open_trees, sync_sled, Trees};
 use super::frame::{self, Cursor};
+use super::index;
 use super::record::{self, StoredEvent};
 use super::replay;
 use super::scan::{self, At, Position, FRAME_HEADER};
@@ -341,7 +342,7 @@ fn rewrite(path: &Path, aside: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// After the log is readable again: sled brought up to date with it, every position inside a
 /// replaced place moved to its start, and a checkpoint at the log's end, so that recovery does
 /// not replay the cursors logged before the salvage over the moved ones. Returns the segment
-/// of every event sled's index placed in a replaced place.
+/// of every event the index placed in a replaced place.
 fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<u64>> {
     let wal_dir = dir.join("wal");
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
@@ -369,9 +370,21 @@ fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<
                 .map_err(|e| invalid(e.into()))?;
         }
     }
-    let mut lost = Vec::new();
-    for entry in trees.events.iter().values() {
-        let value = entry.map_err(|e| invalid(e.into()))?;
+    let mut entries = Vec::new();
+    for entry in trees.events.iter() {
+        let (id, value) = entry.map_err(|e| invalid(e.into()))?;
+        entries.push((id.to_vec(), value.to_vec()));
+    }
+    let mut segments: Vec<u64> = regions.iter().map(|(segment, _, _)| *segment).collect();
+    segments.dedup();
+    for segment in segments {
+        // Rewritten: its index is made again from it at the next start.
+        for (id, value) in index::take(&wal_dir, segment)? {
+            entries.push((id.to_vec(), value));
+        }
+    }
+    let mut lost = std::collections::HashMap::new();
+    for (id, value) in entries {
         let Ok(event) = StoredEvent::decode(&value) else {
             continue;
         };
@@ -379,7 +392,7 @@ fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<
         if (regions.iter()).any(|(s, start, end)| {
             span.segment == *s && *start <= span.offset && span.offset < *end
         }) {
-            lost.push(span.segment);
+            lost.insert(id, span.segment);
         }
     }
     sync_sled(&trees.db, dir)?;
@@ -389,7 +402,7 @@ fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<
         Ok(())
     })?;
     wal::write_checkpoint(&wal_dir, end)?;
-    Ok(lost)
+    Ok(lost.into_values().collect())
 }
 
 #[cfg(test)]

@@ -30,11 +30,8 @@ impl EmbeddedStore {
         if high <= low {
             return Ok(replayed);
         }
-        for entry in trees.events.range(low..high) {
-            let (key, bytes) = entry?;
-            let Ok(id) = <[u8; 16]>::try_from(key.as_ref()) else {
-                continue;
-            };
+        for entry in self.entries(&trees, low, Some(high), false)? {
+            let (id, bytes) = entry?;
             let stored = match StoredEvent::decode(&bytes) {
                 Ok(stored) => stored,
                 Err(error) => {

@@ -72,13 +72,13 @@ fn read_while_unapplied<T: Send + 'static>(
     read: impl FnOnce(&EmbeddedStore, &EventId) -> T + Send + 'static,
 ) -> (EventId, T) {
     let rt = runtime();
-    let held = lock(&store.progress.hold);
+    let held = lock(&store.committer.progress.hold);
     let id = accept_as(&rt, store, name, &envelope(name), queues);
     let reader = {
         let (store, id) = (store.clone(), id.clone());
         std::thread::spawn(move || read(&store, &id))
     };
-    while store.progress.waiting() == 0 && !reader.is_finished() {
+    while store.committer.progress.waiting() == 0 && !reader.is_finished() {
         std::thread::yield_now();
     }
     drop(held);

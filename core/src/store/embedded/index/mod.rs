@@ -1,0 +1,258 @@
+//! The event index, beside the log: for each log segment, one file mapping every event id in
+//! it to its entry (the queues it went to, where its envelope is, the fields search filters
+//! on). The applier appends a frame's entries as it applies the frame; when the log moves to
+//! another segment the file is sealed with a sorted table ([`file`]); it is deleted with its
+//! segment. So the index costs sled nothing per event, and what retention frees is given
+//! back to the disk with the segment.
+//!
+//! The files are derived from the log: at start-up a segment whose file is missing, not
+//! sealed or damaged is indexed again from its frames. An event that failed and is still held
+//! (attempts, a dead letter) when its segment goes has its entry carried into sled's `events`
+//! tree, which lookups and scans read as well ([`merge`]).
+
+mod file;
+mod merge;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::frame::{self, Frame};
+use super::record::{LogSpan, StoredEvent};
+use super::search;
+use super::wal::{self, Position, FRAME_HEADER};
+pub use file::{path, Id};
+use file::{Sealed, Writing};
+pub use merge::Scan;
+
+pub struct EventIndex {
+    wal_dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sealed: BTreeMap<u64, Arc<Sealed>>,
+    writing: Option<Writing>,
+}
+
+impl EventIndex {
+    /// The index of every segment in `wal_dir`, each segment without a sealed file indexed
+    /// again from its frames (the log's writer starts a new segment at every open, so every
+    /// existing one is complete). Files of segments that are gone are deleted.
+    pub fn open(wal_dir: &Path) -> io::Result<EventIndex> {
+        let segments = wal::segments(wal_dir)?;
+        for entry in std::fs::read_dir(wal_dir)? {
+            let name = entry?.file_name();
+            let segment = (name.to_str())
+                .and_then(|n| n.strip_suffix(".idx"))
+                .and_then(|n| u64::from_str_radix(n, 16).ok());
+            if segment.is_some_and(|s| segments.binary_search(&s).is_err()) {
+                std::fs::remove_file(wal_dir.join(name))?;
+            }
+        }
+        let mut sealed = BTreeMap::new();
+        let mut indexed = 0;
+        for segment in segments {
+            let found = match Sealed::open(wal_dir, segment)? {
+                Some(found) => Some(found),
+                None => {
+                    indexed += 1;
+                    index_segment(wal_dir, segment)?
+                }
+            };
+            if let Some(found) = found {
+                sealed.insert(segment, Arc::new(found));
+            }
+        }
+        if indexed > 0 {
+            tracing::info!(segments = indexed, "log segments indexed again");
+        }
+        Ok(EventIndex {
+            wal_dir: wal_dir.to_owned(),
+            inner: Mutex::new(Inner {
+                sealed,
+                writing: None,
+            }),
+        })
+    }
+
+    /// Adds the entries of the frame logged at `at`, sealing the previous segment's file first
+    /// when the log has moved on.
+    pub fn append(&self, at: Position, frame: &Frame<'_>) -> io::Result<()> {
+        if frame.events.is_empty() {
+            return Ok(());
+        }
+        let entries = entries(at, frame);
+        let mut inner = super::lock(&self.inner);
+        if inner.sealed.contains_key(&at.segment) {
+            // Sealed at a shutdown that did not wait for this frame: the file goes, so the
+            // next start indexes the whole segment again.
+            inner.sealed.remove(&at.segment);
+            return std::fs::remove_file(file::path(&self.wal_dir, at.segment));
+        }
+        if inner
+            .writing
+            .as_ref()
+            .is_none_or(|w| w.segment != at.segment)
+        {
+            inner.seal()?;
+            inner.writing = Some(Writing::create(&self.wal_dir, at.segment)?);
+        }
+        match inner.writing.as_mut() {
+            Some(writing) => writing.append(&entries),
+            None => Ok(()),
+        }
+    }
+
+    /// Seals the file of the segment being written: at a clean shutdown, since the next start
+    /// writes to a new segment.
+    pub fn seal(&self) -> io::Result<()> {
+        super::lock(&self.inner).seal()
+    }
+
+    /// An event's entry, wherever its segment's index is.
+    pub fn get(&self, id: &Id) -> io::Result<Option<Vec<u8>>> {
+        let sealed: Vec<Arc<Sealed>> = {
+            let inner = super::lock(&self.inner);
+            if let Some(found) = inner.writing.as_ref().map(|w| w.get(id)).transpose()? {
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            (inner.sealed.values().rev())
+                .filter(|s| s.min <= *id && *id <= s.max)
+                .cloned()
+                .collect()
+        };
+        for index in sealed {
+            if let Some(found) = index.get(id)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The entries with ids in `low..high` (no upper bound with `None`), merged with sled's
+    /// rows of the same range added by [`Scan::tree`].
+    pub fn scan(&self, low: &Id, high: Option<&Id>, newest_first: bool) -> io::Result<Scan> {
+        let mut scan = Scan::new(newest_first);
+        let (sealed, writing) = {
+            let inner = super::lock(&self.inner);
+            let sealed: Vec<Arc<Sealed>> = (inner.sealed.values())
+                .filter(|s| s.overlaps(low, high))
+                .cloned()
+                .collect();
+            (sealed, inner.writing.as_ref().map(|w| w.rows(low, high)))
+        };
+        for index in sealed {
+            let from = index.lower_bound(low)?;
+            let to = match high {
+                Some(high) => index.lower_bound(high)?,
+                None => index.count,
+            };
+            scan.sealed(index, from, to);
+        }
+        if let Some((file, rows)) = writing {
+            scan.writing(file, rows);
+        }
+        Ok(scan)
+    }
+
+    /// The entry of each of `ids` that the segment's index holds.
+    pub fn find_in(&self, segment: u64, ids: &[Id]) -> io::Result<Vec<(Id, Vec<u8>)>> {
+        let Some(sealed) = super::lock(&self.inner).sealed.get(&segment).cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for id in ids {
+            if let Some(value) = sealed.get(id)? {
+                found.push((*id, value));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes a retired segment's index.
+    pub fn retire(&self, segment: u64) -> io::Result<()> {
+        let mut inner = super::lock(&self.inner);
+        inner.sealed.remove(&segment);
+        // The log moved on with frames that carried no event: nothing more comes here.
+        if inner.writing.as_ref().is_some_and(|w| w.segment == segment) {
+            inner.writing = None;
+        }
+        drop(inner);
+        match std::fs::remove_file(file::path(&self.wal_dir, segment)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Entries in every segment's index.
+    pub fn len(&self) -> u64 {
+        let inner = super::lock(&self.inner);
+        let sealed: u64 = inner.sealed.values().map(|s| s.count).sum();
+        sealed + inner.writing.as_ref().map_or(0, Writing::len)
+    }
+}
+
+impl Inner {
+    fn seal(&mut self) -> io::Result<()> {
+        if let Some(done) = self.writing.take() {
+            let segment = done.segment;
+            if let Some(sealed) = done.seal()? {
+                self.sealed.insert(segment, Arc::new(sealed));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every entry of a segment's sealed index, and the file deleted (for a salvaged segment,
+/// which the next start indexes again); none when it has no sealed index.
+pub fn take(wal_dir: &Path, segment: u64) -> io::Result<Vec<(Id, Vec<u8>)>> {
+    let mut entries = Vec::new();
+    if let Some(sealed) = Sealed::open(wal_dir, segment)? {
+        for (id, offset) in sealed.rows(0, sealed.count)? {
+            entries.push((id, file::read_entry(sealed.file(), offset)?));
+        }
+    }
+    match std::fs::remove_file(file::path(wal_dir, segment)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(entries),
+    }
+}
+
+/// A frame's index entries: each event's id and its [`StoredEvent`].
+fn entries(at: Position, frame: &Frame<'_>) -> Vec<(Id, Vec<u8>)> {
+    (frame.events.iter())
+        .map(|e| {
+            let span = LogSpan {
+                segment: at.segment,
+                offset: at.offset + (FRAME_HEADER + e.envelope_at) as u64,
+                len: e.envelope.len() as u32,
+            };
+            let queues: Vec<&[u8]> = (e.queues.iter())
+                .filter_map(|i| frame.queues.get(usize::from(*i)).copied())
+                .collect();
+            let fields = search::index_fields(e.envelope);
+            (e.id.to_bytes(), StoredEvent::encode(&queues, span, &fields))
+        })
+        .collect()
+}
+
+/// Indexes a segment from its frames and seals the file. Frames stop at the first that does
+/// not read (a torn tail; damage before readable frames is recovery's to refuse).
+fn index_segment(wal_dir: &Path, segment: u64) -> io::Result<Option<Sealed>> {
+    let log = wal::LogReader::new(wal_dir);
+    let mut writing = Writing::create(wal_dir, segment)?;
+    let mut at = Position { segment, offset: 0 };
+    while let Some((payload, next)) = log.frame(at)? {
+        if let Ok(frame) = frame::decode(&payload) {
+            writing.append(&entries(at, &frame))?;
+        }
+        at = next;
+    }
+    writing.seal()
+}
