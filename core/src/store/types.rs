@@ -109,7 +109,7 @@ pub struct StoreMetrics {
     pub commits: Counter,
     /// Seconds the commit writer spent deciding, logging and answering batches.
     pub accept_busy: Counter<f64, AtomicU64>,
-    /// Seconds spent applying logged batches to sled's index, behind the answers.
+    /// Seconds spent applying logged batches to the event index and sled, behind the answers.
     pub apply_busy: Counter<f64, AtomicU64>,
     /// Events per committed batch.
     pub batch_events: Option<Histogram>,

@@ -33,7 +33,7 @@ pub(super) struct Logged {
 /// How far the applier is behind the writer, in frames: the writer counts each frame before
 /// it answers its events, the applier once it is done with it (applied, or failed and left to
 /// the heal). A lookup waits until the second count reaches what the first was when it was
-/// asked: an event accepted before then is in sled's index by the time it reads.
+/// asked: an event accepted before then is in the index by the time it reads.
 #[derive(Default)]
 pub(super) struct Progress {
     counts: Mutex<Counts>,

@@ -1,10 +1,10 @@
-//! A consistent copy of a running store: the log (every segment: it is the queues, and its
-//! event index), then sled's trees copied into a new database. sled is copied second so that it holds at least
-//! what the log copy's checkpoint covers and every attempt or dead letter written while the
-//! log was copied; a start on the copy replays the log over the trees and holds every event
-//! accepted before the backup began (a delivery finished meanwhile may be made once more: at
-//! least once). Every file of the copy, its directories and the directory holding it are
-//! synced before it counts as made.
+//! A consistent copy of a running store: the log (every segment, which is the queues, and its
+//! event index), then sled's trees copied into a new database. sled is copied second so that
+//! it holds at least what the log copy's checkpoint covers and every attempt or dead letter
+//! written while the log was copied; a start on the copy replays the log over the trees and
+//! holds every event accepted before the backup began (a delivery finished meanwhile may be
+//! made once more: at least once). Every file of the copy, its directories and the directory
+//! holding it are synced before it counts as made.
 
 use std::fs;
 use std::path::Path;

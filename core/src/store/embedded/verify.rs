@@ -109,7 +109,7 @@ pub struct Salvaged {
     /// Frames (batches) lost in the replaced bytes, when their lengths still chain from one
     /// end to the other; `None` when a damaged length hides how many.
     pub frames_lost: Option<u64>,
-    /// Events sled's index placed in the replaced bytes: those known lost (the index may not
+    /// Events the index placed in the replaced bytes: those known lost (the index may not
     /// have had the newest ones).
     pub events_lost: u64,
 }

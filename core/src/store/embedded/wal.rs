@@ -1,11 +1,11 @@
 //! The write-ahead log: where an accepted batch becomes durable, where its envelopes stay, and
 //! the sinks' queue (each sink reads it forward from its cursor, see [`super::lanes`]). One
 //! writer appends a batch as one checksummed frame and syncs it (`fdatasync`) before anyone is
-//! answered; sled's index is brought up to date behind it, and a checkpoint records how far
-//! sled is known to be on disk, so start-up replays only what came after. The log is a
-//! directory of numbered segments; a new segment is started at every open and after any failed
-//! write, so a torn or failed tail is never appended to. A segment is retired once every
-//! queue's cursor has passed it and retention allows (see the store's sweep).
+//! answered; the event index and sled are brought up to date behind it, and a checkpoint
+//! records how far sled is known to be on disk, so start-up replays only what came after. The
+//! log is a directory of numbered segments; a new segment is started at every open and after
+//! any failed write, so a torn or failed tail is never appended to. A segment is retired once
+//! every queue's cursor has passed it and retention allows (see the store's sweep).
 //!
 //! Reading segments back, and what a torn or damaged frame means, is [`super::scan`]'s.
 

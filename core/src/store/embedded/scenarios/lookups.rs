@@ -56,14 +56,14 @@ fn put_back_puts_one_event_back_on_one_queue_whatever_became_of_it_there() {
 }
 
 /// An envelope search can index (workspace, vendor, type, dedupe key and basis, time).
-fn envelope(name: &str) -> String {
+pub(super) fn envelope(name: &str) -> String {
     format!(
         r#"{{"workspace":"acme","vendor":"watsi","type":"message.received","dedupe_key":"acme:watsi:{name}","dedupe_basis":"payload_hash","received_at":"2026-12-03T08:00:00Z","name":"{name}"}}"#
     )
 }
 
 /// Accepts `name` while the applier is held back from its frame (answered, so logged, but not
-/// yet in sled's index), runs `read` on another thread and lets the applier go once `read` is
+/// yet in the index), runs `read` on another thread and lets the applier go once `read` is
 /// waiting for it or has answered without waiting: what `read` found.
 fn read_while_unapplied<T: Send + 'static>(
     store: &Arc<EmbeddedStore>,
