@@ -26,8 +26,6 @@ pub(super) struct Logged {
     /// Where the frame starts in the log, and where the log ends after it.
     pub(super) at: Position,
     pub(super) next: Position,
-    /// Expiry-index entries of ended claims the frame's events replace.
-    pub(super) replaced_expiry: Vec<Vec<u8>>,
 }
 
 /// How far the applier is behind the writer, in frames: the writer counts each frame before
@@ -119,13 +117,11 @@ impl Applier {
         let applied = frame::decode(&logged.payload)
             .map_err(StoreError::from)
             .and_then(|frame| {
-                let replaced: Vec<&[u8]> =
-                    logged.replaced_expiry.iter().map(Vec::as_slice).collect();
                 if let Err(error) = self.index.append(logged.at, &frame) {
                     tracing::error!(%error, segment = logged.at.segment, "the event index could not be written: lookups miss this segment's newer events until the next start indexes it again");
                 }
                 let trees = self.engine.trees()?;
-                apply(&trees, &frame, &replaced, false)?;
+                apply(&trees, logged.at, &frame, false)?;
                 Ok(frame
                     .events
                     .iter()

@@ -213,8 +213,7 @@ impl Writer {
             sync,
             ..
         } = gathered;
-        let (decisions, replaced_expiry) =
-            decide(&self.engine, &self.pending, &self.metrics, &batch);
+        let decisions = decide(&self.engine, &self.pending, &self.metrics, &batch);
         let fresh: Vec<&Accept> = (batch.iter().zip(&decisions))
             .filter(|(_, d)| matches!(d, Decision::New))
             .map(|((accept, _), _)| accept)
@@ -304,12 +303,7 @@ impl Writer {
         // Counted before the answers, so a lookup the vendor's answer leads to waits for it.
         self.progress.logged();
         answer(batch, decisions, None);
-        Some(Logged {
-            payload,
-            at,
-            next,
-            replaced_expiry,
-        })
+        Some(Logged { payload, at, next })
     }
 
     /// Makes the cursors written without a sync durable.

@@ -21,15 +21,15 @@ pub(super) enum Decision {
     Failed(StoreError),
 }
 
-/// Each request's decision, and the expiry entries of the ended claims it replaces.
+/// Each request's decision. A claim whose window has ended is claimed anew; the sweep leaves
+/// the new claim (see [`super::record::expiry_entries`]).
 pub(super) fn decide(
     engine: &Engine,
     pending: &PendingClaims,
     metrics: &StoreMetrics,
     batch: &[(Accept, Reply)],
-) -> (Vec<Decision>, Vec<Vec<u8>>) {
+) -> Vec<Decision> {
     let mut decisions = Vec::with_capacity(batch.len());
-    let mut replaced_expiry = Vec::new();
     let pending = lock(pending);
     // Keys claimed earlier in this batch: a second copy is a duplicate of the first.
     let mut claimed: HashMap<&[u8], usize> = HashMap::new();
@@ -58,17 +58,17 @@ pub(super) fn decide(
                 decisions.push(Decision::Seen(claim.event_id));
                 continue;
             }
-            Some(Ok(expired)) => replaced_expiry.push(expired.expiry_key(key)),
             Some(Err(error)) => {
                 metrics.unreadable.inc();
                 tracing::error!(dedupe_key = %accept.key, %error, "dedupe entry unreadable; the key is claimed anew");
             }
-            None => {}
+            // None yet, or one whose window has ended: claimed anew.
+            Some(Ok(_)) | None => {}
         }
         claimed.insert(key, index);
         decisions.push(Decision::New);
     }
-    (decisions, replaced_expiry)
+    decisions
 }
 
 /// Answers every request of a batch (`failed`: the log write failed).
