@@ -6,10 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{close, open, queue, runtime};
 use crate::base::id::EventId;
-use crate::base::names::{VendorName, WorkspaceId};
-use crate::event::dedupe::{DedupeKey, Identity};
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{Accept, Accepted};
+use crate::store::Accepted;
 
 /// Offers an event with dedupe key `name` at `now_ms`, claiming it until `until_ms`.
 fn offer(
@@ -19,27 +17,9 @@ fn offer(
     now_ms: u64,
     until_ms: u64,
 ) -> (EventId, Accepted) {
-    let identity = Identity::implied(
-        Some(name),
-        None,
-        &serde_json::value::RawValue::NULL.to_owned(),
-    );
-    let key = DedupeKey::derive(
-        &WorkspaceId::new("acme"),
-        &VendorName::new("watsi"),
-        &identity,
-    )
-    .0;
-    let id = EventId::generate();
-    let accepted = rt.block_on(store.accept(Accept {
-        key,
-        id: id.clone(),
-        claim_expires_at_ms: until_ms,
-        now_ms,
-        envelope: format!("{{\"name\":\"{name}\"}}").into_bytes(),
-        queues: vec![queue(store, "crm")],
-    }));
-    (id, accepted.unwrap())
+    let envelope = format!("{{\"name\":\"{name}\"}}");
+    let crm = queue(store, "crm");
+    super::offer(rt, store, name, &envelope, &[&crm], (now_ms, until_ms))
 }
 
 fn at_ms(ms: u64) -> SystemTime {

@@ -62,6 +62,21 @@ fn accept_as(
     envelope: &str,
     queues: &[&SinkQueue],
 ) -> EventId {
+    let (id, accepted) = offer(rt, store, name, envelope, queues, (0, u64::MAX));
+    assert_eq!(accepted, Accepted::New);
+    id
+}
+
+/// Offers an event named `name` (its dedupe key) with `envelope` at `now_ms`, claiming the key
+/// until `until_ms`: its id, and the store's answer.
+fn offer(
+    rt: &tokio::runtime::Runtime,
+    store: &EmbeddedStore,
+    name: &str,
+    envelope: &str,
+    queues: &[&SinkQueue],
+    (now_ms, until_ms): (u64, u64),
+) -> (EventId, Accepted) {
     let identity = Identity::implied(
         Some(name),
         None,
@@ -77,13 +92,12 @@ fn accept_as(
     let accepted = rt.block_on(store.accept(Accept {
         key,
         id: id.clone(),
-        claim_expires_at_ms: u64::MAX,
-        now_ms: 0,
+        claim_expires_at_ms: until_ms,
+        now_ms,
         envelope: envelope.as_bytes().to_vec(),
         queues: queues.iter().map(|q| (*q).clone()).collect(),
     }));
-    assert_eq!(accepted.unwrap(), Accepted::New);
-    id
+    (id, accepted.unwrap())
 }
 
 fn queue(store: &EmbeddedStore, sink: &str) -> SinkQueue {
