@@ -1,6 +1,8 @@
-//! The byte layout of what the embedded store keeps in sled: the event index (where each
-//! envelope is in the log), dedupe claims, records that carry their envelope, each behind the
-//! format version of [`crate::store::codec`].
+//! The byte layout of what the embedded store keeps: the event index entry (where each
+//! envelope is in the log; in the index files beside the log, see [`super::index`], and in
+//! sled for events that outlive their segment), dedupe claims and their expiry entries,
+//! records that carry their envelope, each behind the format version of
+//! [`crate::store::codec`].
 
 use std::cell::RefCell;
 
