@@ -281,17 +281,16 @@ impl EmbeddedStore {
         low: [u8; 16],
         high: Option<[u8; 16]>,
         newest_first: bool,
-    ) -> Result<index::Scan, StoreError> {
-        let scan = (self.index.scan(&low, high.as_ref(), newest_first))
-            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
+    ) -> index::Scan {
+        let scan = self.index.scan(&low, high.as_ref(), newest_first);
         let rows = match high {
             Some(high) => trees.events.range(low..high),
             None => trees.events.range(low..),
         };
-        Ok(scan.tree(match newest_first {
+        scan.tree(match newest_first {
             true => Box::new(rows.rev()),
             false => Box::new(rows),
-        }))
+        })
     }
 
     /// A kept event's envelope: from the log, or, once its segment is retired, from the

@@ -121,7 +121,7 @@ impl EmbeddedStore {
             return Ok(SearchPage::default());
         }
         let mut page = SearchPage::default();
-        for entry in self.entries(&trees, low, high, true)? {
+        for entry in self.entries(&trees, low, high, true) {
             let (id, bytes) = entry?;
             let stored = match StoredEvent::decode(&bytes) {
                 Ok(stored) => stored,

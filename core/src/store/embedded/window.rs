@@ -30,7 +30,7 @@ impl EmbeddedStore {
         if high <= low {
             return Ok(replayed);
         }
-        for entry in self.entries(&trees, low, Some(high), false)? {
+        for entry in self.entries(&trees, low, Some(high), false) {
             let (id, bytes) = entry?;
             let stored = match StoredEvent::decode(&bytes) {
                 Ok(stored) => stored,

@@ -92,14 +92,32 @@ impl Writing {
         }
     }
 
-    /// The rows with ids in `low..high`, in id order: a snapshot, so the writer goes on.
-    pub fn rows(&self, low: &Id, high: Option<&Id>) -> (Arc<File>, Vec<(Id, u64)>) {
-        let rows = match high {
-            Some(high) if high <= low => Vec::new(),
-            Some(high) => self.ids.range(*low..*high).map(|(i, o)| (*i, *o)).collect(),
-            None => self.ids.range(*low..).map(|(i, o)| (*i, *o)).collect(),
-        };
-        (self.file.clone(), rows)
+    /// At most `limit` rows with ids in `low..high`, in id order, from the newest or the
+    /// oldest end: a copy, so the writer goes on.
+    pub fn chunk(&self, low: &Id, high: &Id, newest_first: bool, limit: usize) -> Vec<(Id, u64)> {
+        if high <= low {
+            return Vec::new();
+        }
+        let range = self.ids.range(*low..*high).map(|(i, o)| (*i, *o));
+        match newest_first {
+            true => {
+                let mut rows: Vec<(Id, u64)> = range.rev().take(limit).collect();
+                rows.reverse();
+                rows
+            }
+            false => range.take(limit).collect(),
+        }
+    }
+
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The smallest and largest ids so far.
+    pub fn bounds(&self) -> Option<(Id, Id)> {
+        let min = self.ids.first_key_value()?.0;
+        let max = self.ids.last_key_value()?.0;
+        Some((*min, *max))
     }
 
     pub fn len(&self) -> u64 {
@@ -189,9 +207,20 @@ impl Sealed {
         }))
     }
 
-    /// Whether an id in `low..high` may be here.
-    pub fn overlaps(&self, low: &Id, high: Option<&Id>) -> bool {
-        self.count > 0 && self.max >= *low && high.is_none_or(|high| self.min < *high)
+    /// At most `limit` rows with ids in `low..high`, in id order, from the newest or the
+    /// oldest end.
+    pub fn chunk(
+        &self,
+        low: &Id,
+        high: &Id,
+        newest_first: bool,
+        limit: u64,
+    ) -> io::Result<Vec<(Id, u64)>> {
+        let (from, to) = (self.lower_bound(low)?, self.lower_bound(high)?);
+        match newest_first {
+            true => self.rows(to.saturating_sub(limit).max(from), to),
+            false => self.rows(from, (from + limit).min(to)),
+        }
     }
 
     /// Rows `from..to` of the table, in id order.
@@ -224,7 +253,7 @@ impl Sealed {
     }
 
     pub fn get(&self, id: &Id) -> io::Result<Option<Vec<u8>>> {
-        if !self.overlaps(id, None) || *id < self.min {
+        if self.count == 0 || *id < self.min || *id > self.max {
             return Ok(None);
         }
         let at = self.lower_bound(id)?;

@@ -28,7 +28,7 @@ pub use merge::Scan;
 
 pub struct EventIndex {
     wal_dir: PathBuf,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Default)]
@@ -71,10 +71,10 @@ impl EventIndex {
         }
         Ok(EventIndex {
             wal_dir: wal_dir.to_owned(),
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 sealed,
                 writing: None,
-            }),
+            })),
         })
     }
 
@@ -135,29 +135,18 @@ impl EventIndex {
     }
 
     /// The entries with ids in `low..high` (no upper bound with `None`), merged with sled's
-    /// rows of the same range added by [`Scan::tree`].
-    pub fn scan(&self, low: &Id, high: Option<&Id>, newest_first: bool) -> io::Result<Scan> {
-        let mut scan = Scan::new(newest_first);
-        let (sealed, writing) = {
-            let inner = super::lock(&self.inner);
-            let sealed: Vec<Arc<Sealed>> = (inner.sealed.values())
-                .filter(|s| s.overlaps(low, high))
-                .cloned()
-                .collect();
-            (sealed, inner.writing.as_ref().map(|w| w.rows(low, high)))
-        };
-        for index in sealed {
-            let from = index.lower_bound(low)?;
-            let to = match high {
-                Some(high) => index.lower_bound(high)?,
-                None => index.count,
-            };
-            scan.sealed(index, from, to);
-        }
-        if let Some((file, rows)) = writing {
-            scan.writing(file, rows);
-        }
-        Ok(scan)
+    /// rows of the same range added by [`Scan::tree`]. Each segment is read only once the
+    /// walk reaches its ids, a chunk of rows at a time.
+    pub fn scan(&self, low: &Id, high: Option<&Id>, newest_first: bool) -> Scan {
+        let high = high.copied().unwrap_or([0xff; 16]);
+        let inner = super::lock(&self.inner);
+        let sealed = (inner.sealed.iter()).map(|(segment, s)| (*segment, (s.min, s.max)));
+        let writing = (inner.writing.as_ref()).and_then(|w| Some((w.segment, w.bounds()?)));
+        let segments = sealed
+            .chain(writing)
+            .filter(|(_, (min, max))| max >= low && min < &high)
+            .collect();
+        Scan::new(self.inner.clone(), segments, (*low, high), newest_first)
     }
 
     /// The entry of each of `ids` that the segment's index holds.
@@ -224,6 +213,36 @@ pub fn take(wal_dir: &Path, segment: u64) -> io::Result<Vec<(Id, Vec<u8>)>> {
     }
 }
 
+/// Rows of a segment's index (id, where its entry is) and the file the entries are in.
+type Chunk = (Arc<std::fs::File>, Vec<(Id, u64)>);
+
+/// At most `limit` rows of a segment's index with ids in `low..high`, from the newest or the
+/// oldest end, and the file their entries are in; none once the segment is retired. A sealed
+/// file is read outside the lock, so the applier is not held up.
+fn chunk(
+    inner: &Mutex<Inner>,
+    segment: u64,
+    (low, high): (&Id, &Id),
+    newest_first: bool,
+    limit: usize,
+) -> io::Result<Option<Chunk>> {
+    let sealed = {
+        let inner = super::lock(inner);
+        if let Some(w) = inner.writing.as_ref().filter(|w| w.segment == segment) {
+            let rows = w.chunk(low, high, newest_first, limit);
+            return Ok(Some((w.file().clone(), rows)));
+        }
+        inner.sealed.get(&segment).cloned()
+    };
+    match sealed {
+        Some(s) => {
+            let rows = s.chunk(low, high, newest_first, limit as u64)?;
+            Ok(Some((s.file().clone(), rows)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// A frame's index entries: each event's id and its [`StoredEvent`].
 fn entries(at: Position, frame: &Frame<'_>) -> Vec<(Id, Vec<u8>)> {
     (frame.events.iter())
@@ -255,4 +274,67 @@ fn index_segment(wal_dir: &Path, segment: u64) -> io::Result<Option<Sealed>> {
         at = next;
     }
     writing.seal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Id {
+        n.to_be_bytes()
+    }
+
+    /// Segment 1 sealed with ids 0..1500 and 1600 (a late one), segment 2 sealed with the rest
+    /// up to 3000, and 2999 again in segment 3, being written, with 3000..3100.
+    fn index(dir: &Path) -> EventIndex {
+        let entries = |ids: &mut dyn Iterator<Item = u128>| -> Vec<(Id, Vec<u8>)> {
+            ids.map(|n| (id(n), n.to_string().into_bytes())).collect()
+        };
+        let mut inner = Inner::default();
+        for (segment, ids) in [
+            (1, entries(&mut (0..1500).chain([1600]).rev())),
+            (2, entries(&mut (1500..3000).filter(|n| *n != 1600))),
+        ] {
+            let mut writing = Writing::create(dir, segment).unwrap();
+            writing.append(&ids).unwrap();
+            let sealed = writing.seal().unwrap().unwrap();
+            inner.sealed.insert(segment, Arc::new(sealed));
+        }
+        let mut writing = Writing::create(dir, 3).unwrap();
+        writing.append(&entries(&mut (2999..3100))).unwrap();
+        inner.writing = Some(writing);
+        EventIndex {
+            wal_dir: dir.to_owned(),
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn walk(scan: Scan) -> Vec<u128> {
+        scan.map(|row| {
+            let (found, value) = row.unwrap();
+            let n = u128::from_be_bytes(found);
+            assert_eq!(value, n.to_string().into_bytes());
+            n
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_scan_merges_overlapping_segments_in_id_order_each_id_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index(dir.path());
+        let newest: Vec<u128> = (0..3100).rev().collect();
+        assert_eq!(walk(index.scan(&id(0), None, true)), newest);
+        let window: Vec<u128> = (100..2000).collect();
+        assert_eq!(walk(index.scan(&id(100), Some(&id(2000)), false)), window);
+        // The newest: the older segments are not opened yet.
+        let mut scan = index.scan(&id(0), None, true);
+        assert_eq!(scan.next().unwrap().unwrap().0, id(3099));
+        assert_eq!(scan.unopened(), 2);
+        for n in [0, 1600, 2999, 3050] {
+            assert!(index.get(&id(n)).unwrap().is_some(), "{n}");
+        }
+        assert_eq!(index.get(&id(3100)).unwrap(), None);
+        assert_eq!(index.len(), 3000 + 101);
+    }
 }
