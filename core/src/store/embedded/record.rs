@@ -6,7 +6,6 @@
 
 use std::cell::RefCell;
 
-use super::wal::Position;
 use crate::base::id::EventId;
 use crate::store::codec::{payload, put_bytes16, put_bytes32, Reader, RecordError, VERSION};
 
@@ -180,8 +179,8 @@ const EXPIRY_SLACK_MS: u64 = 1_000;
 /// frame mixes workspaces with different windows), keyed by the last end of the run (so the
 /// sweep reads only what has ended), the frame's log position and the run's index. One entry
 /// per frame instead of one per claim: sled's cost is per entry far more than per byte. Its
-/// value: the dedupe keys.
-pub fn expiry_entries(mut claims: Vec<(u64, &[u8])>, at: Position) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// value: the dedupe keys. `at` is the frame's log position (segment, offset).
+pub fn expiry_entries(mut claims: Vec<(u64, &[u8])>, at: (u64, u64)) -> Vec<(Vec<u8>, Vec<u8>)> {
     claims.sort_unstable();
     let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut first = 0u64;
@@ -203,8 +202,8 @@ pub fn expiry_entries(mut claims: Vec<(u64, &[u8])>, at: Position) -> Vec<(Vec<u
         .map(|(run, (last, keys))| {
             let mut key = Vec::with_capacity(26);
             key.extend_from_slice(&last.to_be_bytes());
-            key.extend_from_slice(&at.segment.to_be_bytes());
-            key.extend_from_slice(&at.offset.to_be_bytes());
+            key.extend_from_slice(&at.0.to_be_bytes());
+            key.extend_from_slice(&at.1.to_be_bytes());
             key.extend_from_slice(&(run as u16).to_be_bytes());
             (key, keys)
         })
@@ -283,10 +282,7 @@ mod tests {
     fn a_frames_claims_share_an_expiry_entry_unless_their_windows_end_far_apart() {
         // Two claims of a 10 s window a few ms apart, one of a 72 h window.
         let long = 10_000 + 72 * 3600 * 1000;
-        let at = Position {
-            segment: 3,
-            offset: 77,
-        };
+        let at = (3, 77);
         let entries = expiry_entries(vec![(long, &b"c"[..]), (10_007, b"b"), (10_000, b"a")], at);
         assert_eq!(entries.len(), 2);
         let ends: Vec<u64> = (entries.iter())

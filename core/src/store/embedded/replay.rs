@@ -46,7 +46,7 @@ pub(super) fn apply(
             claimed.push((e.expires_at_ms, e.key));
         }
     }
-    for (key, value) in record::expiry_entries(claimed, at) {
+    for (key, value) in record::expiry_entries(claimed, (at.segment, at.offset)) {
         trees.dedupe_expiry.insert(key, value)?;
     }
     for (prefix, cursor) in &frame.cursors {
