@@ -265,9 +265,7 @@ impl EmbeddedStore {
     /// An event's index entry as it stands: beside the log, or carried into sled.
     fn entry(&self, trees: &Trees, id: &EventId) -> Result<Option<Vec<u8>>, StoreError> {
         let id = id.to_bytes();
-        let beside = (self.index.get(&id))
-            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
-        match beside {
+        match self.index.get(&id)? {
             Some(found) => Ok(Some(found)),
             None => Ok(trees.events.get(id)?.map(|v| v.to_vec())),
         }

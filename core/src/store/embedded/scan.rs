@@ -141,12 +141,17 @@ pub fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
 
 /// Segment numbers present, ascending.
 pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    numbered(dir, ".wal")
+}
+
+/// The segment numbers of the files in `dir` named `<number in hex><suffix>`, ascending.
+pub fn numbered(dir: &Path, suffix: &str) -> io::Result<Vec<u64>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
         if let Some(n) = name
-            .strip_suffix(".wal")
+            .strip_suffix(suffix)
             .and_then(|n| u64::from_str_radix(n, 16).ok())
         {
             found.push(n);

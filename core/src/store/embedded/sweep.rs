@@ -97,6 +97,8 @@ impl EmbeddedStore {
         let checkpoint = wal::read_checkpoint(&dir).map_err(io)?;
         let low = self.lanes.low();
         let mut retired = 0;
+        // Read once, at the first segment to go.
+        let mut held = None;
         for segment in wal::segments(&dir).map_err(io)? {
             if segment >= checkpoint.segment || segment >= low.segment {
                 break;
@@ -107,7 +109,10 @@ impl EmbeddedStore {
             if modified + retention > now {
                 break;
             }
-            self.carry(segment)?;
+            if held.is_none() {
+                held = Some(self.held()?);
+            }
+            self.carry(segment, held.as_deref().unwrap_or_default())?;
             self.index.retire(segment).map_err(io)?;
             self.log.retire(segment).map_err(io)?;
             tracing::debug!(segment, "log segment retired");
@@ -116,10 +121,8 @@ impl EmbeddedStore {
         Ok(retired)
     }
 
-    /// Before a segment goes with its index: the entries of its events that a queue still
-    /// retries or holds dead move into sled's `events` tree (durably), so that `switchyard
-    /// event` still finds them; [`EmbeddedStore::sweep_events`] removes them in time.
-    fn carry(&self, segment: u64) -> Result<(), StoreError> {
+    /// The ids of every event a queue still retries or holds dead, sorted.
+    fn held(&self) -> Result<Vec<[u8; 16]>, StoreError> {
         let trees = self.trees()?;
         let mut held = Vec::new();
         for key in trees.attempts.iter().keys().chain(trees.dead.iter().keys()) {
@@ -129,8 +132,15 @@ impl EmbeddedStore {
         }
         held.sort_unstable();
         held.dedup();
-        let found = (self.index.find_in(segment, &held))
-            .map_err(|e| StoreError::Write(format!("reading the event index: {e}")))?;
+        Ok(held)
+    }
+
+    /// Before a segment goes with its index: the entries of its events among `held` (see
+    /// [`EmbeddedStore::held`]) move into sled's `events` tree (durably), so that `switchyard
+    /// event` still finds them; [`EmbeddedStore::sweep_events`] removes them in time.
+    fn carry(&self, segment: u64, held: &[[u8; 16]]) -> Result<(), StoreError> {
+        let trees = self.trees()?;
+        let found = self.index.find_in(segment, held)?;
         for (id, entry) in &found {
             trees.events.insert(id, entry.as_slice())?;
         }

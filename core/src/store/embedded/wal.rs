@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::record::LogSpan;
-pub use super::scan::{replay, segment_path, segments, Position, FRAME_HEADER};
+pub use super::scan::{numbered, replay, segment_path, segments, Position, FRAME_HEADER};
 use crate::base::durable;
 
 /// A segment is closed and a new one started past this size.

@@ -29,8 +29,19 @@ const HEAD: usize = 16 + 4;
 /// bytes (queues, a log span, search fields).
 const MAX_VALUE: u32 = 1 << 20;
 
+/// Index files are named like their segments, `.idx` for `.wal`.
+pub const SUFFIX: &str = ".idx";
+
 pub fn path(wal_dir: &Path, segment: u64) -> PathBuf {
-    wal_dir.join(format!("{segment:016x}.idx"))
+    wal_dir.join(format!("{segment:016x}{SUFFIX}"))
+}
+
+/// Deletes a segment's index file, if it has one.
+pub fn remove(wal_dir: &Path, segment: u64) -> io::Result<()> {
+    match std::fs::remove_file(path(wal_dir, segment)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// The index of the segment the log is writing.
@@ -145,10 +156,10 @@ impl Writing {
         self.file
             .write_all_at(&footer, self.len + table.len() as u64)?;
         self.file.sync_data()?;
-        let bounds = |row: Option<(&Id, &u64)>| row.map(|(id, _)| *id).unwrap_or_default();
+        let (min, max) = self.bounds().unwrap_or_default();
         Ok(Some(Sealed {
-            min: bounds(self.ids.first_key_value()),
-            max: bounds(self.ids.last_key_value()),
+            min,
+            max,
             file: self.file,
             table_at: self.len,
             count: self.ids.len() as u64,

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use super::file::{read_entry, Id};
-use super::Inner;
+use super::{unreadable, Inner};
 use crate::store::StoreError;
 
 /// Rows read at a time from one segment's index.
@@ -37,10 +37,6 @@ enum Source {
     Tree(TreeRows),
 }
 
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Write(format!("reading the event index: {e}"))
-}
-
 impl Source {
     fn next(
         &mut self,
@@ -57,7 +53,9 @@ impl Source {
             } => {
                 if rows.is_empty() && low < high {
                     let bounds = (&*low, &*high);
-                    match super::chunk(inner, *segment, bounds, newest_first, CHUNK).map_err(io)? {
+                    match super::chunk(inner, *segment, bounds, newest_first, CHUNK)
+                        .map_err(unreadable)?
+                    {
                         Some((from, chunk)) if !chunk.is_empty() => {
                             // The next chunk starts past this one.
                             match newest_first {
@@ -199,7 +197,9 @@ impl Scan {
             }
             self.last = Some(id);
             let value = match taken {
-                Some((_, Value::At(file, offset))) => read_entry(&file, offset).map_err(io)?,
+                Some((_, Value::At(file, offset))) => {
+                    read_entry(&file, offset).map_err(unreadable)?
+                }
                 Some((_, Value::Bytes(bytes))) => bytes,
                 None => continue,
             };

@@ -22,6 +22,7 @@ use super::frame::{self, Frame};
 use super::record::{LogSpan, StoredEvent};
 use super::search;
 use super::wal::{self, Position, FRAME_HEADER};
+use crate::store::StoreError;
 pub use file::{path, Id};
 use file::{Sealed, Writing};
 pub use merge::Scan;
@@ -43,13 +44,9 @@ impl EventIndex {
     /// existing one is complete). Files of segments that are gone are deleted.
     pub fn open(wal_dir: &Path) -> io::Result<EventIndex> {
         let segments = wal::segments(wal_dir)?;
-        for entry in std::fs::read_dir(wal_dir)? {
-            let name = entry?.file_name();
-            let segment = (name.to_str())
-                .and_then(|n| n.strip_suffix(".idx"))
-                .and_then(|n| u64::from_str_radix(n, 16).ok());
-            if segment.is_some_and(|s| segments.binary_search(&s).is_err()) {
-                std::fs::remove_file(wal_dir.join(name))?;
+        for stray in wal::numbered(wal_dir, file::SUFFIX)? {
+            if segments.binary_search(&stray).is_err() {
+                file::remove(wal_dir, stray)?;
             }
         }
         let mut sealed = BTreeMap::new();
@@ -90,7 +87,7 @@ impl EventIndex {
             // Sealed at a shutdown that did not wait for this frame: the file goes, so the
             // next start indexes the whole segment again.
             inner.sealed.remove(&at.segment);
-            return std::fs::remove_file(file::path(&self.wal_dir, at.segment));
+            return file::remove(&self.wal_dir, at.segment);
         }
         if inner
             .writing
@@ -113,13 +110,12 @@ impl EventIndex {
     }
 
     /// An event's entry, wherever its segment's index is.
-    pub fn get(&self, id: &Id) -> io::Result<Option<Vec<u8>>> {
+    pub fn get(&self, id: &Id) -> Result<Option<Vec<u8>>, StoreError> {
         let sealed: Vec<Arc<Sealed>> = {
             let inner = super::lock(&self.inner);
-            if let Some(found) = inner.writing.as_ref().map(|w| w.get(id)).transpose()? {
-                if found.is_some() {
-                    return Ok(found);
-                }
+            let writing = inner.writing.as_ref().map(|w| w.get(id));
+            if let Some(found) = writing.transpose().map_err(unreadable)?.flatten() {
+                return Ok(Some(found));
             }
             (inner.sealed.values().rev())
                 .filter(|s| s.min <= *id && *id <= s.max)
@@ -127,7 +123,7 @@ impl EventIndex {
                 .collect()
         };
         for index in sealed {
-            if let Some(found) = index.get(id)? {
+            if let Some(found) = index.get(id).map_err(unreadable)? {
                 return Ok(Some(found));
             }
         }
@@ -150,13 +146,13 @@ impl EventIndex {
     }
 
     /// The entry of each of `ids` that the segment's index holds.
-    pub fn find_in(&self, segment: u64, ids: &[Id]) -> io::Result<Vec<(Id, Vec<u8>)>> {
+    pub fn find_in(&self, segment: u64, ids: &[Id]) -> Result<Vec<(Id, Vec<u8>)>, StoreError> {
         let Some(sealed) = super::lock(&self.inner).sealed.get(&segment).cloned() else {
             return Ok(Vec::new());
         };
         let mut found = Vec::new();
         for id in ids {
-            if let Some(value) = sealed.get(id)? {
+            if let Some(value) = sealed.get(id).map_err(unreadable)? {
                 found.push((*id, value));
             }
         }
@@ -172,10 +168,7 @@ impl EventIndex {
             inner.writing = None;
         }
         drop(inner);
-        match std::fs::remove_file(file::path(&self.wal_dir, segment)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        file::remove(&self.wal_dir, segment)
     }
 
     /// Entries in every segment's index.
@@ -207,10 +200,13 @@ pub fn take(wal_dir: &Path, segment: u64) -> io::Result<Vec<(Id, Vec<u8>)>> {
             entries.push((id, file::read_entry(sealed.file(), offset)?));
         }
     }
-    match std::fs::remove_file(file::path(wal_dir, segment)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(entries),
-    }
+    file::remove(wal_dir, segment)?;
+    Ok(entries)
+}
+
+/// A failed read of the index files, as the store reports it.
+fn unreadable(error: io::Error) -> StoreError {
+    StoreError::Write(format!("reading the event index (wal/*.idx): {error}"))
 }
 
 /// Rows of a segment's index (id, where its entry is) and the file the entries are in.
