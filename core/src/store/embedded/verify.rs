@@ -370,29 +370,29 @@ fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<
                 .map_err(|e| invalid(e.into()))?;
         }
     }
-    let mut entries = Vec::new();
+    // By id: an event both carried into sled and in its segment's index counts once.
+    let mut lost = std::collections::HashMap::new();
+    let mut note = |id: &[u8], value: &[u8]| {
+        let Ok(event) = StoredEvent::decode(value) else {
+            return;
+        };
+        let span = event.span;
+        if (regions.iter()).any(|(s, start, end)| {
+            span.segment == *s && *start <= span.offset && span.offset < *end
+        }) {
+            lost.insert(id.to_vec(), span.segment);
+        }
+    };
     for entry in trees.events.iter() {
         let (id, value) = entry.map_err(|e| invalid(e.into()))?;
-        entries.push((id.to_vec(), value.to_vec()));
+        note(&id, &value);
     }
     let mut segments: Vec<u64> = regions.iter().map(|(segment, _, _)| *segment).collect();
     segments.dedup();
     for segment in segments {
         // Rewritten: its index is made again from it at the next start.
         for (id, value) in index::take(&wal_dir, segment)? {
-            entries.push((id.to_vec(), value));
-        }
-    }
-    let mut lost = std::collections::HashMap::new();
-    for (id, value) in entries {
-        let Ok(event) = StoredEvent::decode(&value) else {
-            continue;
-        };
-        let span = event.span;
-        if (regions.iter()).any(|(s, start, end)| {
-            span.segment == *s && *start <= span.offset && span.offset < *end
-        }) {
-            lost.insert(id, span.segment);
+            note(&id, &value);
         }
     }
     sync_sled(&trees.db, dir)?;
