@@ -34,20 +34,18 @@ impl EmbeddedStore {
 
         // Frames appended while this runs are whole or cut at a frame boundary, which a
         // replay recognises as a torn tail.
+        let copy_into_wal = |from: &Path| {
+            let target = to.join("wal").join(from.file_name().unwrap_or_default());
+            fs::copy(from, &target).and_then(|_| fs::File::open(&target)?.sync_all())
+        };
         for segment in wal::segments(&wal_dir).map_err(|e| fail("listing the log", &e))? {
-            let name = wal::segment_path(&wal_dir, segment);
-            let target = to.join("wal").join(name.file_name().unwrap_or_default());
-            fs::copy(&name, &target)
-                .and_then(|_| fs::File::open(&target)?.sync_all())
+            copy_into_wal(&wal::segment_path(&wal_dir, segment))
                 .map_err(|e| fail("copying the log", &e))?;
             // Its index too, if there is one: derived from the segment, and written again
             // by the copy's first start when it is not whole, but long to make for a big log.
             let index = index::path(&wal_dir, segment);
             if index.exists() {
-                let target = to.join("wal").join(index.file_name().unwrap_or_default());
-                fs::copy(&index, &target)
-                    .and_then(|_| fs::File::open(&target)?.sync_all())
-                    .map_err(|e| fail("copying the event index", &e))?;
+                copy_into_wal(&index).map_err(|e| fail("copying the event index", &e))?;
             }
         }
 
