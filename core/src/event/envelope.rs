@@ -20,7 +20,8 @@ pub struct MappedEvent {
     pub occurred_at: Option<String>,
     pub data: Box<RawValue>,
     pub identity: Identity,
-    /// The request body: its bytes, checked to be JSON, never re-serialised (see [`crate::plugins::wire::raw_json`]).
+    /// The request body: its bytes, checked to be JSON, never re-serialised (see
+    /// [`crate::plugins::wire::raw_json`]).
     pub raw: Box<RawValue>,
 }
 
