@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::engine::FreeRetired;
 use super::frame;
 use super::index::EventIndex;
 use super::replay::apply;
@@ -106,6 +107,7 @@ impl Applier {
             #[cfg(test)]
             let _held = lock(&self.progress.hold);
             let started = Instant::now();
+            let _free = FreeRetired;
             self.apply(frame);
             self.metrics
                 .apply_busy

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use super::applier::{Applier, Logged, PendingClaims, Progress};
 use super::checkpoint::checkpointer;
 use super::decide::{answer, decide, Decision};
+use super::engine::FreeRetired;
 use super::frame::{self, Cursor};
 use super::gather::{Gathered, Held, Touched, Work};
 use super::index::EventIndex;
@@ -185,8 +186,10 @@ impl Writer {
                 continue;
             };
             let started = Instant::now();
+            let free = FreeRetired;
             let synced = std::mem::take(&mut gathered.synced);
             let logged = self.commit(gathered);
+            drop(free);
             self.metrics
                 .accept_busy
                 .inc_by(started.elapsed().as_secs_f64());

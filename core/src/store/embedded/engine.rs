@@ -95,6 +95,19 @@ impl Engine {
     }
 }
 
+/// Hands what sled retired on this thread to the shared collector when dropped. sled frees a
+/// replaced page, or an IO buffer it has written (512 KiB each), through crossbeam-epoch,
+/// which keeps them in a bag per thread until 64 have piled up: up to 32 MiB per thread that
+/// writes to sled, let go in bulk, or when the thread ends. Held across each batch a thread
+/// writes, so that memory is freed as soon as no reader can still see it.
+pub(super) struct FreeRetired;
+
+impl Drop for FreeRetired {
+    fn drop(&mut self) {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
 pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
     // The write-ahead log is the durability point; sled's own periodic flush only keeps
     // the replay after a crash short. `cache_bytes` bounds sled's page cache (sled's own
@@ -135,6 +148,7 @@ pub(super) struct Trees {
 /// directory without syncing it: all synced here, the directory last, so every name a
 /// checkpoint relies on is durable before the checkpoint is written.
 pub(super) fn sync_sled(db: &sled::Db, dir: &Path) -> std::io::Result<()> {
+    let _free = FreeRetired;
     db.flush().map_err(std::io::Error::other)?;
     File::open(dir.join("db"))?.sync_data()?;
     File::open(dir.join("conf"))?.sync_all()?;

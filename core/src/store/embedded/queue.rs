@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::engine::FreeRetired;
 use super::lanes::{Lane, Owed, Slot};
 use super::record::{self, Kept, StoredEvent};
 use super::wal::Position;
@@ -84,6 +85,7 @@ impl EmbeddedStore {
     /// moves to the log's end), its dead letters stay. Returns how many entries went.
     pub fn drop_queue(&self, q: &SinkQueue) -> Result<u64, StoreError> {
         let trees = self.trees()?;
+        let _free = FreeRetired;
         for key in trees.attempts.scan_prefix(q.prefix()).keys() {
             trees.attempts.remove(key?)?;
         }
@@ -145,6 +147,7 @@ impl EmbeddedStore {
             return Ok(());
         };
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let mut lane = lane.lane();
         let Some(owed) = lane.window.get_mut(id) else {
             return Ok(());
@@ -181,6 +184,7 @@ impl EmbeddedStore {
         }
         if !retried.is_empty() {
             let trees = self.trees()?;
+            let _free = FreeRetired;
             for (id, record) in retried {
                 let mut key = id.to_bytes().to_vec();
                 key.extend_from_slice(q.prefix());
@@ -206,6 +210,7 @@ impl EmbeddedStore {
             return Ok(());
         };
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let mut lane = lane.lane();
         let Some(owed) = lane.window.get_mut(id).filter(|owed| !owed.buried) else {
             return Ok(());
@@ -277,6 +282,7 @@ impl EmbeddedStore {
     /// dedupe index is not consulted: a replay is deliberate.
     pub fn requeue(&self, q: &SinkQueue, id: &EventId, state: &[u8]) -> Result<bool, StoreError> {
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let key = q.key(id);
         let Some(dead) = trees.dead.remove(&key)? else {
             return Ok(false);
@@ -317,6 +323,7 @@ impl EmbeddedStore {
     /// Deletes a dead letter for good; its event then leaves with retention.
     pub fn delete_dead_letter(&self, q: &SinkQueue, id: &EventId) -> Result<bool, StoreError> {
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let removed = trees.dead.remove(q.key(id))?.is_some();
         if removed {
             q.0.dead.fetch_sub(1, Ordering::Relaxed);

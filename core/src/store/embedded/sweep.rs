@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::engine::FreeRetired;
 use super::record::{self, Claim, Expiring, StoredEvent};
 use super::replay::split_key;
 use super::wal;
@@ -28,6 +29,7 @@ impl EmbeddedStore {
     /// Removes dedupe claims whose window ended before `now`; returns how many.
     pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let now_ms = millis(now);
         let mut removed = 0;
         for entry in trees.dedupe_expiry.range(..now_ms.to_be_bytes().as_slice()) {
@@ -56,6 +58,7 @@ impl EmbeddedStore {
     /// with its segments.
     pub fn sweep_events(&self, retention: Duration, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;
+        let _free = FreeRetired;
         let cutoff_ms = millis(now).saturating_sub(retention.as_millis() as u64);
         let end = ulid::Ulid::from_parts(cutoff_ms, 0).to_bytes();
         let mut removed = 0;
