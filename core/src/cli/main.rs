@@ -19,6 +19,12 @@ use clap::Parser;
 use crate::args::{Cli, Command, RouteCommand, StoreCommand, VendorCommand};
 use crate::failure::{Failure, EX_CONFIG, EX_DATAERR};
 
+/// See `tikv-jemallocator` in core/Cargo.toml for why; the library and its tests keep the
+/// system's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve { .. }) {
