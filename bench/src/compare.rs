@@ -1,10 +1,13 @@
 //! `compare`: the issue's headline figures in one run. The same closed-loop load (32 keep-alive
 //! connections, unique signed Watsi events) against a bare hyper server, the Watsi document's
-//! Node handler (when `node` is installed) and switchyard with a file sink (durable accepts);
-//! then switchyard at a fixed rate of half its own maximum, latency measured from each
-//! request's intended send time. Bare hyper must reach 3x the Node handler in the same run,
-//! or the ratios are flagged: the load client would then be their limit.
+//! Node handler (when `node` is installed) and switchyard with a file sink (durable accepts),
+//! in alternating rounds: on a shared machine whose speed drifts during a run, each server
+//! meets the drift alike, and the ratios are the medians of the rounds' ratios. Then
+//! switchyard at a fixed rate of half its own maximum, latency measured from each request's
+//! intended send time. Bare hyper must reach 3x the Node handler, or the ratios are flagged:
+//! the load client would then be their limit.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,8 @@ const CLIENT_HEADROOM: f64 = 3.0;
 /// Issue 18's targets: intake at least the Node handler's; p99 at half the maximum rate.
 const VS_NODE_TARGET: f64 = 1.0;
 const P99_TARGET: Duration = Duration::from_millis(3);
+/// Closed-loop rounds of the three servers (one with `--quick`).
+const ROUNDS: usize = 3;
 /// How long the sinks may take to catch up after the load before the figure is called a miss.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -44,27 +49,14 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         machine::cores()
     );
     let closed = Spec::closed(CONNECTIONS, duration);
+    let rounds = if env.quick { 1 } else { ROUNDS };
 
     let bare = Baseline::bare_hyper().await?;
-    let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET).baseline("/"));
-    let cpu = Cpu::start(bare.pid());
-    let bare_report = load::run(bare.addr, poster, closed, Arc::default()).await;
-    let bare_cpu = cpu.per_request(bare_report.sent);
-    drop(bare);
-
+    let bare_poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET).baseline("/"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/webhook-server.mjs");
-    let node_report = match Baseline::node(&script, SECRET).await? {
-        Some(node) => {
-            let poster = Arc::new(
-                Poster::new(WORKSPACE, payload::watsi(), SECRET).baseline("/webhooks/watsi"),
-            );
-            let cpu = Cpu::start(node.pid());
-            let report = load::run(node.addr, poster, closed, Arc::default()).await;
-            let used = cpu.per_request(report.sent);
-            Some((report, used))
-        }
-        None => None,
-    };
+    let node = Baseline::node(&script, SECRET).await?;
+    let node_poster =
+        Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET).baseline("/webhooks/watsi"));
 
     let site = Site::new()?;
     let file = site.sink_path(WORKSPACE, "audit");
@@ -77,73 +69,73 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let spawned = Instant::now();
     let server = Server::start(env, &config).await?;
     let ready = spawned.elapsed();
-
     let poster = Arc::new(Poster::new(WORKSPACE, payload::watsi(), SECRET));
+
+    let mut results = Vec::new();
+    let mut sy_reports = Vec::new();
     let started = Instant::now();
-    let cpu = Cpu::start(server.pid());
-    let report = load::run(server.addr(), poster.clone(), closed, Arc::default()).await;
-    let sy_cpu = cpu.per_request(report.sent);
-    let ended = report.ended.unwrap_or_else(Instant::now);
-    let file_done = drain(&file, report.accepted).await?;
+    for _ in 0..rounds {
+        let bare_run = measure(bare.addr, bare.pid(), &bare_poster, closed).await;
+        let node_run = match &node {
+            Some(node) => Some(measure(node.addr, node.pid(), &node_poster, closed).await),
+            None => None,
+        };
+        let (sy_run, report) = measure_keeping(server.addr(), server.pid(), &poster, closed).await;
+        results.push(Round {
+            bare: bare_run,
+            node: node_run,
+            switchyard: sy_run,
+        });
+        sy_reports.push(report);
+    }
+    drop((bare, node));
+    let accepted: u64 = sy_reports.iter().map(|r| r.accepted).sum();
+    let ended = (sy_reports.last())
+        .and_then(|r| r.ended)
+        .unwrap_or_else(Instant::now);
+    let file_done = drain(&file, accepted).await?;
     let metrics = server.metrics().await?;
     let depth = metrics.sum("switchyard_sink_queue_depth", &[]);
     let (_, allocated) = server::disk_usage(&site.data_dir());
 
-    let max_rate = report.accepted_per_second();
+    let max_rate = median(results.iter().map(|r| r.switchyard.rate));
     let half = Spec::rate(CONNECTIONS, duration, (max_rate / 2.0).max(1.0));
     let fixed = load::run(server.addr(), poster, half, Arc::default()).await;
     let peak_rss = server.peak_rss_bytes().unwrap_or(0);
     let (log, _) = server.log_summary();
     drop(server);
 
-    let (bare_rate, sy_rate) = (
-        bare_report.accepted_per_second(),
-        report.accepted_per_second(),
-    );
     println!();
-    println!("| server | requests/s | not taken |");
-    println!("| --- | --- | --- |");
-    println!(
-        "| bare hyper (read body, 200) | {bare_rate:.0} | {} |",
-        bare_report.refused_total()
-    );
-    let (node_report, node_cpu) = match node_report {
-        Some((r, cpu)) => (Some(r), Some(cpu)),
-        None => (None, None),
-    };
-    match &node_report {
-        Some(r) => println!(
-            "| Watsi document's Node handler | {:.0} | {} |",
-            r.accepted_per_second(),
-            r.refused_total()
-        ),
-        None => println!("| Watsi document's Node handler | not run: `node` is not installed | |"),
-    }
-    println!(
-        "| switchyard (file sink, durable accept) | {sy_rate:.0} | {} |",
-        report.refused_total()
-    );
-    println!();
-    println!("CPU time per request (user + system), load client / server:");
-    for (name, used) in [
-        ("bare hyper", Some(bare_cpu)),
-        ("Node handler", node_cpu),
-        ("switchyard", Some(sy_cpu)),
-    ] {
-        if let Some((client, server)) = used {
-            println!(
-                "  {name}: {} / {}",
-                machine::micros(client),
-                machine::micros(server)
-            );
+    println!("| round | server | requests/s | not taken | CPU per request, load client / server |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (i, round) in results.iter().enumerate() {
+        let n = i + 1;
+        println!(
+            "| {n} | bare hyper (read body, 200) | {} |",
+            round.bare.row()
+        );
+        match &round.node {
+            Some(node) => println!("| {n} | Watsi document's Node handler | {} |", node.row()),
+            None => println!(
+                "| {n} | Watsi document's Node handler | not run: `node` is not installed | | |"
+            ),
         }
+        println!(
+            "| {n} | switchyard (file sink, durable accept) | {} |",
+            round.switchyard.row()
+        );
     }
     println!();
+    let bare_rate = median(results.iter().map(|r| r.bare.rate));
+    let node_rate = (results.iter())
+        .map(|r| r.node.as_ref().map(|n| n.rate))
+        .collect::<Option<Vec<f64>>>()
+        .map(|rates| median(rates.into_iter()));
     // The ratios mean something only if the client could drive a far faster server.
-    let client_ok = match &node_report {
-        Some(r) => {
-            let headroom = bare_rate / r.accepted_per_second().max(1e-9);
-            println!("load client headroom: bare hyper / Node handler = {headroom:.2}x (needs >= {CLIENT_HEADROOM:.0}x, or the client may be the limit of the ratios)");
+    let client_ok = match node_rate {
+        Some(node_rate) => {
+            let headroom = bare_rate / node_rate.max(1e-9);
+            println!("load client headroom: bare hyper / Node handler = {headroom:.2}x, medians (needs >= {CLIENT_HEADROOM:.0}x, or the client may be the limit of the ratios)");
             if headroom < CLIENT_HEADROOM {
                 problems.add(
                     "compare",
@@ -154,14 +146,23 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         }
         None => false,
     };
-    println!(
-        "switchyard / bare hyper: {:.1} % (no target)",
-        sy_rate / bare_rate.max(1e-9) * 100.0
-    );
-    if let Some(r) = &node_report {
-        let vs_node = sy_rate / r.accepted_per_second().max(1e-9);
+    let per_round = |f: &dyn Fn(&Round) -> Option<f64>| -> Option<(f64, String)> {
+        let ratios = results.iter().map(f).collect::<Option<Vec<f64>>>()?;
+        let listed = (ratios.iter())
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>();
+        Some((median(ratios.into_iter()), listed.join(", ")))
+    };
+    if let Some((vs_bare, listed)) = per_round(&|r| Some(r.switchyard.rate / r.bare.rate.max(1e-9)))
+    {
+        println!(
+            "switchyard / bare hyper: {vs_bare:.3}, median of the rounds' {listed} (no target)"
+        );
+    }
+    let vs_node = per_round(&|r| (r.node.as_ref()).map(|n| r.switchyard.rate / n.rate.max(1e-9)));
+    if let Some((vs_node, listed)) = vs_node {
         let mark = if !client_ok { " (client-limited)" } else { "" };
-        println!("switchyard / Node handler: {vs_node:.2}x{mark} (target >= {VS_NODE_TARGET:.1}x)");
+        println!("switchyard / Node handler: {vs_node:.3}x{mark}, median of the rounds' {listed} (target >= {VS_NODE_TARGET:.1}x)");
         if vs_node < VS_NODE_TARGET {
             problems.add(
                 "compare",
@@ -171,6 +172,14 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             );
         }
     }
+    let report = sy_reports
+        .into_iter()
+        .reduce(|mut all, r| {
+            all.latencies.extend(r.latencies);
+            all.accepted += r.accepted;
+            all
+        })
+        .ok_or("compare ran no round")?;
     let closed_latency = Distribution::new(report.latencies.clone());
     println!(
         "switchyard closed loop latency: p50 {}  p99 {}  p99.9 {}",
@@ -201,8 +210,9 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     match file_done {
         Some(at) => {
             let behind = at.saturating_duration_since(ended);
+            // The rounds' baselines ran in between: this is a floor, not the sink's speed.
             let per_second = report.accepted as f64 / at.duration_since(started).as_secs_f64();
-            println!("file sink: every accepted event delivered {} after the last answer; {per_second:.0} events/s delivered", ms(behind));
+            println!("file sink: every accepted event delivered {} after the last answer; {per_second:.0} events/s delivered over all rounds", ms(behind));
             if behind > Duration::from_secs(5) {
                 problems.add(
                     "compare",
@@ -232,6 +242,64 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     );
     println!("server log: {log}");
     Ok(())
+}
+
+/// One server's closed-loop figures in one round.
+struct Run {
+    rate: f64,
+    refused: u64,
+    /// Load client, server.
+    cpu: (Option<f64>, Option<f64>),
+}
+
+impl Run {
+    /// The table's cells after the server's name.
+    fn row(&self) -> String {
+        format!(
+            "{:.0} | {} | {} / {}",
+            self.rate,
+            self.refused,
+            machine::micros(self.cpu.0),
+            machine::micros(self.cpu.1)
+        )
+    }
+}
+
+struct Round {
+    bare: Run,
+    node: Option<Run>,
+    switchyard: Run,
+}
+
+async fn measure(addr: SocketAddr, pid: u32, poster: &Arc<Poster>, spec: Spec) -> Run {
+    measure_keeping(addr, pid, poster, spec).await.0
+}
+
+/// [`measure`], and the load's report.
+async fn measure_keeping(
+    addr: SocketAddr,
+    pid: u32,
+    poster: &Arc<Poster>,
+    spec: Spec,
+) -> (Run, load::Report) {
+    let cpu = Cpu::start(pid);
+    let report = load::run(addr, poster.clone(), spec, Arc::default()).await;
+    let run = Run {
+        rate: report.accepted_per_second(),
+        refused: report.refused_total(),
+        cpu: cpu.per_request(report.sent),
+    };
+    (run, report)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// When the file sink had every accepted event.

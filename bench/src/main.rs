@@ -91,8 +91,9 @@ Build first: cargo build --release --workspace (the bench runs target/release/sw
 loads the plugins beside it).
 
 scenarios (default: all, in this order):
-  compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run:
-              rates and ratios, latency (closed loop and at half the maximum rate), sink
+  compare     bare hyper vs the Watsi document's Node handler vs switchyard, same load and run,
+              3 alternating rounds (1 with --quick): rates, CPU per request, the median
+              ratios, latency (closed loop and at half the maximum rate), sink
               drain, queue depth, bytes on disk per event, peak RSS, time to ready
   map         VendorPlugin::map_event and verify_with on a 1 KB payload, per vendor, library and
               definition; a route's where (4 conditions) and Router::sinks_for with filters
