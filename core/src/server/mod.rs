@@ -205,28 +205,42 @@ pub async fn run(
 
 /// The embedded store's housekeeping; cluster mode leaves it to JetStream's limits.
 async fn sweep(store: Arc<Store>, retention: Duration, every: Duration) {
+    if store.embedded().is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        // On the blocking pool: the sweep after a busy window removes every claim it made,
+        // which would hold one of the threads that take requests for as long.
+        if let Err(error) = tokio::task::spawn_blocking(move || sweep_once(&store, retention)).await
+        {
+            tracing::error!(%error, "the sweep task failed");
+        }
+    }
+}
+
+fn sweep_once(store: &Store, retention: Duration) {
     let Some(store) = store.embedded() else {
         return;
     };
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let now = SystemTime::now();
-        match store.sweep_dedupe(now) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "expired dedupe keys swept"),
-            Err(error) => tracing::error!(%error, "dedupe sweep failed"),
-        }
-        match store.sweep_events(retention, now) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "events past retention swept"),
-            Err(error) => tracing::error!(%error, "event retention sweep failed"),
-        }
-        match store.sweep_log(retention, now) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(segments = n, "log segments past retention retired"),
-            Err(error) => tracing::error!(%error, "log retention sweep failed"),
-        }
+    let now = SystemTime::now();
+    match store.sweep_dedupe(now) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "expired dedupe keys swept"),
+        Err(error) => tracing::error!(%error, "dedupe sweep failed"),
+    }
+    match store.sweep_events(retention, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "events past retention swept"),
+        Err(error) => tracing::error!(%error, "event retention sweep failed"),
+    }
+    match store.sweep_log(retention, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(segments = n, "log segments past retention retired"),
+        Err(error) => tracing::error!(%error, "log retention sweep failed"),
     }
 }
 
