@@ -48,6 +48,8 @@ pub enum StoreError {
     },
     #[error("the store could not sync to disk: {0}")]
     Sync(String),
+    #[error("the store could not read {0}")]
+    Read(String),
     #[error("a stored record could not be read: {0}")]
     Record(#[from] RecordError),
     #[error("cannot reach NATS JetStream at {servers}: {reason}")]

@@ -206,7 +206,7 @@ pub fn take(wal_dir: &Path, segment: u64) -> io::Result<Vec<(Id, Vec<u8>)>> {
 
 /// A failed read of the index files, as the store reports it.
 fn unreadable(error: io::Error) -> StoreError {
-    StoreError::Write(format!("reading the event index (wal/*.idx): {error}"))
+    StoreError::Read(format!("the event index (wal/*.idx): {error}"))
 }
 
 /// Rows of a segment's index (id, where its entry is) and the file the entries are in.
