@@ -75,12 +75,12 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
     let mut sy_reports = Vec::new();
     let started = Instant::now();
     for _ in 0..rounds {
-        let bare_run = measure(bare.addr, bare.pid(), &bare_poster, closed).await;
+        let (bare_run, _) = measure(bare.addr, bare.pid(), &bare_poster, closed).await;
         let node_run = match &node {
-            Some(node) => Some(measure(node.addr, node.pid(), &node_poster, closed).await),
+            Some(node) => Some(measure(node.addr, node.pid(), &node_poster, closed).await.0),
             None => None,
         };
-        let (sy_run, report) = measure_keeping(server.addr(), server.pid(), &poster, closed).await;
+        let (sy_run, report) = measure(server.addr(), server.pid(), &poster, closed).await;
         results.push(Round {
             bare: bare_run,
             node: node_run,
@@ -89,11 +89,18 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
         sy_reports.push(report);
     }
     drop((bare, node));
-    let accepted: u64 = sy_reports.iter().map(|r| r.accepted).sum();
-    let ended = (sy_reports.last())
-        .and_then(|r| r.ended)
-        .unwrap_or_else(Instant::now);
-    let file_done = drain(&file, accepted).await?;
+    // The rounds' loads as one: every answer's latency, every accept, the last round's end.
+    let report = sy_reports
+        .into_iter()
+        .reduce(|mut all, r| {
+            all.latencies.extend(r.latencies);
+            all.accepted += r.accepted;
+            all.ended = r.ended;
+            all
+        })
+        .ok_or("compare ran no round")?;
+    let ended = report.ended.unwrap_or_else(Instant::now);
+    let file_done = drain(&file, report.accepted).await?;
     let metrics = server.metrics().await?;
     let depth = metrics.sum("switchyard_sink_queue_depth", &[]);
     let (_, allocated) = server::disk_usage(&site.data_dir());
@@ -172,14 +179,6 @@ pub async fn run(env: &Env, problems: &mut Problems) -> BenchResult<()> {
             );
         }
     }
-    let report = sy_reports
-        .into_iter()
-        .reduce(|mut all, r| {
-            all.latencies.extend(r.latencies);
-            all.accepted += r.accepted;
-            all
-        })
-        .ok_or("compare ran no round")?;
     let closed_latency = Distribution::new(report.latencies.clone());
     println!(
         "switchyard closed loop latency: p50 {}  p99 {}  p99.9 {}",
@@ -271,12 +270,8 @@ struct Round {
     switchyard: Run,
 }
 
-async fn measure(addr: SocketAddr, pid: u32, poster: &Arc<Poster>, spec: Spec) -> Run {
-    measure_keeping(addr, pid, poster, spec).await.0
-}
-
-/// [`measure`], and the load's report.
-async fn measure_keeping(
+/// One server's round, and the load's report.
+async fn measure(
     addr: SocketAddr,
     pid: u32,
     poster: &Arc<Poster>,
