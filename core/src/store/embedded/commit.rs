@@ -1,8 +1,8 @@
 //! The one commit path. Requests hand their verified, mapped event to a single writer thread,
 //! which takes everything waiting, decides each dedupe key against the index, the claims still
 //! on their way into it and the rest of the batch, appends the batch's new events (and the
-//! queue cursors logged meanwhile; cursors alone wait briefly for such a batch, see
-//! [`super::gather`]) to the write-ahead log with one write and one sync, and
+//! queue cursors that have waited their while, see [`super::gather`]) to the write-ahead log
+//! with one write and one sync, and
 //! answers at once: the log is the queue, so the sinks' workers read the events from it. An
 //! applier thread brings the event index and sled's claims up to date behind it, and a checkpointer
 //! thread flushes sled behind that and moves the log's checkpoint on.
@@ -119,16 +119,12 @@ impl Committer {
         let _ = self.sender.send(Work::Probe);
     }
 
-    /// Asks the writer to log the cursors it holds and sync those logged without a sync.
-    pub(super) fn sync_cursors(&self) {
-        let _ = self.sender.send(Work::Sync(None));
-    }
-
-    /// Like [`Committer::sync_cursors`], and waits for it (bounded): a clean shutdown then
-    /// re-delivers nothing on the next start.
+    /// Has the writer log the cursors it holds and sync those logged without a sync, and waits
+    /// for it (bounded): a clean shutdown then re-delivers nothing on the next start, and a
+    /// sweep weighs segments against every cursor so far.
     pub(super) fn flush(&self) {
         let (done, flushed) = std_mpsc::sync_channel(1);
-        if self.sender.send(Work::Sync(Some(done))).is_ok() {
+        if self.sender.send(Work::Sync(done)).is_ok() {
             let _ = flushed.recv_timeout(FLUSH_WAIT);
         }
     }

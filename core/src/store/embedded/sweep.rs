@@ -92,8 +92,9 @@ impl EmbeddedStore {
         for (prefix, _) in self.lanes.all() {
             self.advance(&prefix);
         }
-        // What is durable of them by now frees segments at the next sweep.
-        self.committer.sync_cursors();
+        // Logged and synced before the segments are weighed, waiting for the writer (bounded):
+        // cursors wait a while for a frame to carry them (see `gather`).
+        self.committer.flush();
         let dir = self.dir.join("wal");
         let io = |e: std::io::Error| StoreError::Write(format!("the log: {e}"));
         let _retiring = super::lock(&self.retiring);
