@@ -4,11 +4,12 @@
 //! (id, entry offset) sorted by id, then a footer. Nothing here is synced until the seal: the
 //! file is derived from the segment, and one that is not sealed is simply written again.
 //!
-//! Layout: entries `[id: 16][len: u32][value]` (the value is a
+//! Layout: entries `[len: u32][value]` (the value is a
 //! [`super::super::record::StoredEvent`]); the table, `count` rows of `[id: 16][offset: u64]`;
 //! the footer `[table offset: u64][count: u64][table crc32: u32][MAGIC]`. The footer is
 //! written and synced only after the table is on disk, so a footer that reads well vouches for
-//! everything before it.
+//! everything before it. Files of the first layout (`SYX1`, until store format 4) began each
+//! entry with its id as well, which the table already holds: they are read as they are.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -20,11 +21,14 @@ use std::sync::Arc;
 /// An event id's bytes (time-ordered).
 pub type Id = [u8; 16];
 
-const MAGIC: &[u8; 4] = b"SYX1";
+const MAGIC: &[u8; 4] = b"SYX2";
+/// The first layout's: its table's offsets point at each entry's id, 16 bytes before its
+/// length.
+const MAGIC_WITH_IDS: &[u8; 4] = b"SYX1";
 const FOOTER: u64 = 8 + 8 + 4 + 4;
 const ROW: u64 = 16 + 8;
-/// An entry's header: id and value length.
-const HEAD: usize = 16 + 4;
+/// An entry's header: its value's length.
+const HEAD: usize = 4;
 /// Guards a damaged length from asking for an absurd allocation: an entry is a few hundred
 /// bytes (queues, a log span, search fields).
 const MAX_VALUE: u32 = 1 << 20;
@@ -79,9 +83,8 @@ impl Writing {
         }
         let mut bytes = Vec::with_capacity(entries.iter().map(|(_, v)| HEAD + v.len()).sum());
         let mut offsets = Vec::with_capacity(entries.len());
-        for (id, value) in entries {
+        for (_, value) in entries {
             offsets.push(self.len + bytes.len() as u64);
-            bytes.extend_from_slice(id);
             bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
             bytes.extend_from_slice(value);
         }
@@ -163,6 +166,7 @@ impl Writing {
             file: self.file,
             table_at: self.len,
             count: self.ids.len() as u64,
+            skip: 0,
         }))
     }
 }
@@ -174,6 +178,8 @@ pub struct Sealed {
     file: Arc<File>,
     table_at: u64,
     pub count: u64,
+    /// Added to the table's offsets to reach an entry's length: 16 in the first layout.
+    skip: u64,
 }
 
 impl Sealed {
@@ -195,9 +201,12 @@ impl Sealed {
         let (table_at, count) = (number(0), number(8));
         let crc = u32::from_be_bytes(footer[16..20].try_into().unwrap_or_default());
         let table_len = count.checked_mul(ROW);
-        if &footer[20..] != MAGIC
-            || table_len.and_then(|t| t.checked_add(table_at)) != Some(footer_at)
-        {
+        let skip = match &footer[20..] {
+            magic if magic == MAGIC => 0,
+            magic if magic == MAGIC_WITH_IDS => 16,
+            _ => return Ok(None),
+        };
+        if table_len.and_then(|t| t.checked_add(table_at)) != Some(footer_at) {
             return Ok(None);
         }
         let mut table = vec![0u8; (footer_at - table_at) as usize];
@@ -215,6 +224,7 @@ impl Sealed {
             file: Arc::new(file),
             table_at,
             count,
+            skip,
         }))
     }
 
@@ -243,7 +253,12 @@ impl Sealed {
         let mut bytes = vec![0u8; ((to - from) * ROW) as usize];
         self.file
             .read_exact_at(&mut bytes, self.table_at + from * ROW)?;
-        Ok(bytes.chunks_exact(ROW as usize).map(row).collect())
+        let entry = |(id, offset): (Id, u64)| (id, offset + self.skip);
+        Ok(bytes
+            .chunks_exact(ROW as usize)
+            .map(row)
+            .map(entry)
+            .collect())
     }
 
     /// The first row whose id is not below `id` (`count` when there is none).
@@ -289,7 +304,7 @@ fn row(bytes: &[u8]) -> (Id, u64) {
 pub fn read_entry(file: &File, offset: u64) -> io::Result<Vec<u8>> {
     let mut head = [0u8; HEAD];
     file.read_exact_at(&mut head, offset)?;
-    let len = u32::from_be_bytes(head[16..].try_into().unwrap_or_default());
+    let len = u32::from_be_bytes(head);
     if len > MAX_VALUE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -333,6 +348,32 @@ mod tests {
         assert_eq!(index.get(&id(9)).unwrap().as_deref(), Some(&b"nine"[..]));
         assert_eq!(index.get(&id(4)).unwrap(), None);
         assert_eq!(index.get(&id(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn an_index_of_the_first_layout_with_an_id_before_each_entry_is_read_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        let mut table = Vec::new();
+        for (n, value) in [(2u8, &b"two"[..]), (5, b"five")] {
+            table.extend_from_slice(&id(n));
+            table.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(&id(n));
+            bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(value);
+        }
+        let table_at = bytes.len() as u64;
+        bytes.extend_from_slice(&table);
+        bytes.extend_from_slice(&table_at.to_be_bytes());
+        bytes.extend_from_slice(&2u64.to_be_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&table).to_be_bytes());
+        bytes.extend_from_slice(MAGIC_WITH_IDS);
+        std::fs::write(path(dir.path(), 7), bytes).unwrap();
+        let index = Sealed::open(dir.path(), 7).unwrap().unwrap();
+        assert_eq!(index.get(&id(2)).unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(index.get(&id(5)).unwrap().as_deref(), Some(&b"five"[..]));
+        let (_, offset) = index.rows(1, 2).unwrap()[0];
+        assert_eq!(read_entry(index.file(), offset).unwrap(), b"five");
     }
 
     #[test]
