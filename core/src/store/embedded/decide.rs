@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::applier::PendingClaims;
 use super::gather::Reply;
-use super::record::{claim_key, Claim};
+use super::record::Claim;
 use super::{lock, Engine, StoreError, StoreMetrics};
 use crate::base::id::EventId;
 use crate::store::{Accept, Accepted};
@@ -43,10 +43,7 @@ pub(super) fn decide(
             decisions.push(Decision::Seen(first.clone()));
             continue;
         }
-        let existing = match engine
-            .trees()
-            .and_then(|t| Ok(t.claims.get(claim_key(key))?))
-        {
+        let existing = match engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
             Ok(existing) => existing,
             Err(e) => {
                 // sled fails reads once its own background flush has failed (a full

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use sled::Tree;
 
-use super::record::{claim_key, STORE_FORMAT};
+use super::record::STORE_FORMAT;
 use super::replay;
 use crate::base::durable;
 use crate::store::{lock, StoreError};
@@ -118,7 +118,7 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Er
         .flush_every_ms(Some(500))
         .open()?;
     Ok(Trees {
-        claims: db.open_tree("claims")?,
+        dedupe: db.open_tree("dedupe")?,
         dedupe_expiry: db.open_tree("dedupe_expiry")?,
         events: db.open_tree("events")?,
         cursors: db.open_tree("cursors")?,
@@ -132,7 +132,7 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Er
 #[derive(Clone)]
 pub(super) struct Trees {
     pub(super) db: sled::Db,
-    pub(super) claims: Tree,
+    pub(super) dedupe: Tree,
     pub(super) dedupe_expiry: Tree,
     pub(super) events: Tree,
     pub(super) cursors: Tree,
@@ -177,16 +177,8 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
         Some(v) if v.as_ref() == [STORE_FORMAT] => Ok(()),
         // Version 2 kept the event index in sled's `events` tree. Its entries stay there and
         // are read as before until retention sweeps them; new events are indexed beside
-        // the log. Versions 2 and 3 keyed claims by the whole dedupe key. Recorded as 4 once
-        // the claims are moved, so that an older release refuses the directory.
-        Some(v) if v.as_ref() == [2] || v.as_ref() == [3] => {
-            let moved = take_up_claims(db, trees)?;
-            if moved > 0 {
-                tracing::info!(
-                    claims = moved,
-                    "dedupe claims keyed anew for store format {STORE_FORMAT}"
-                );
-            }
+        // the log. Recorded as 3 so that a release reading only 2 refuses the directory.
+        Some(v) if v.as_ref() == [2] => {
             meta.insert("format", &[STORE_FORMAT])?;
             Ok(())
         }
@@ -202,28 +194,4 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
             Ok(())
         }
     }
-}
-
-/// Moves each claim of the `dedupe` tree (store formats 2 and 3: keyed by the whole dedupe
-/// key) into `claims` under its [`claim_key`], then drops the old tree; returns how many.
-/// sled recovers a prefix of its writes, so a crash part way leaves each claim in one tree or
-/// both, and the next start moves what is left.
-fn take_up_claims(db: &sled::Db, trees: &Trees) -> Result<usize, sled::Error> {
-    if !db
-        .tree_names()
-        .iter()
-        .any(|name| name.as_ref() == b"dedupe")
-    {
-        return Ok(0);
-    }
-    let old = db.open_tree("dedupe")?;
-    let mut moved = 0;
-    for entry in old.iter() {
-        let (key, claim) = entry?;
-        trees.claims.insert(claim_key(&key), claim)?;
-        old.remove(&key)?;
-        moved += 1;
-    }
-    db.drop_tree("dedupe")?;
-    Ok(moved)
 }

@@ -5,11 +5,9 @@
 //! sled holds the dedupe claims and per-event records only for events that failed.
 //!
 //! sled trees (every value starts with a format version, see [`record`]):
-//! - `claims`: claim key (a hash of the dedupe key, [`record::claim_key`]) -> claim (expiry,
-//!   first event id); `dedupe_expiry`: per applied frame, its claims' last window end + the
-//!   frame's position -> their claim keys (see [`record::expiry_entries`]; a format 2 store
-//!   left one entry per claim, and formats 2 and 3 listed whole dedupe keys, in a `dedupe`
-//!   tree taken up at open).
+//! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: per applied
+//!   frame, its claims' last window end + the frame's position -> their dedupe keys (see
+//!   [`record::expiry_entries`]; a format 2 store left one entry per claim).
 //! - `events`: event id (16 bytes, time-ordered) -> the same entry as the index files (the
 //!   queues it went to, where its envelope is, the fields search filters on), only for an
 //!   event whose segment was retired while it was still retried or held dead, until

@@ -6,16 +6,13 @@
 
 use std::cell::RefCell;
 
-use sha2::{Digest, Sha256};
-
 use crate::base::id::EventId;
 use crate::store::codec::{payload, put_bytes16, put_bytes32, Reader, RecordError, VERSION};
 
 /// The store's layout, recorded in sled's `meta` tree. Version 1 kept queue entries and
 /// envelopes in sled; version 2 makes the log the queue; version 3 moves the event index out
-/// of sled into files beside the log's segments; version 4 keys dedupe claims by
-/// [`claim_key`]. Stores of versions 2 and 3 are taken up in place.
-pub const STORE_FORMAT: u8 = 4;
+/// of sled into files beside the log's segments (a version 2 store is taken up in place).
+pub const STORE_FORMAT: u8 = 3;
 
 /// The layout of a log frame, written at its start: unchanged since store format 2.
 pub const FRAME_FORMAT: u8 = 2;
@@ -146,24 +143,7 @@ pub fn decompress(compressed: &[u8]) -> Result<Vec<u8>, RecordError> {
         .map_err(|_| RecordError::Damaged)
 }
 
-/// A dedupe claim's key in sled: the first 16 bytes of its dedupe key's SHA-256. Dedupe keys
-/// run from 40 to over 100 bytes (a body's hash in hex), and sled keeps each twice, in the
-/// claim and in its expiry entry, at a cost that grows with the key. 128 bits: two of even a
-/// billion claims collide with odds of about 10^-21.
-pub type ClaimKey = [u8; 16];
-
-pub fn claim_key(dedupe_key: &[u8]) -> ClaimKey {
-    let digest = Sha256::digest(dedupe_key);
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
-}
-
-/// The version byte of an expiry entry that lists claim keys (store format 4); format 3's
-/// listed whole dedupe keys behind [`VERSION`].
-const CLAIM_KEYS: u8 = 2;
-
-/// A dedupe claim: when it ends and which event made it.
+/// A dedupe index entry: when the claim ends and which event made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub expires_at_ms: u64,
@@ -194,13 +174,13 @@ impl Claim {
 /// its window all the same, see [`super::decide`]).
 const EXPIRY_SLACK_MS: u64 = 1_000;
 
-/// The `dedupe_expiry` entries for the claims one frame made, each `(window end, claim
+/// The `dedupe_expiry` entries for the claims one frame made, each `(window end, dedupe
 /// key)`: one entry per run of window ends at most [`EXPIRY_SLACK_MS`] apart (one, unless the
 /// frame mixes workspaces with different windows), keyed by the last end of the run (so the
 /// sweep reads only what has ended), the frame's log position and the run's index. One entry
 /// per frame instead of one per claim: sled's cost is per entry far more than per byte. Its
-/// value: the claim keys. `at` is the frame's log position (segment, offset).
-pub fn expiry_entries(mut claims: Vec<(u64, ClaimKey)>, at: (u64, u64)) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// value: the dedupe keys. `at` is the frame's log position (segment, offset).
+pub fn expiry_entries(mut claims: Vec<(u64, &[u8])>, at: (u64, u64)) -> Vec<(Vec<u8>, Vec<u8>)> {
     claims.sort_unstable();
     let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut first = 0u64;
@@ -208,12 +188,12 @@ pub fn expiry_entries(mut claims: Vec<(u64, ClaimKey)>, at: (u64, u64)) -> Vec<(
         match runs.last_mut() {
             Some((last, keys)) if end <= first.saturating_add(EXPIRY_SLACK_MS) => {
                 *last = end;
-                keys.extend_from_slice(&key);
+                put_bytes16(keys, key);
             }
             _ => {
                 first = end;
-                let mut keys = vec![CLAIM_KEYS];
-                keys.extend_from_slice(&key);
+                let mut keys = vec![VERSION];
+                put_bytes16(&mut keys, key);
                 runs.push((end, keys));
             }
         }
@@ -231,40 +211,29 @@ pub fn expiry_entries(mut claims: Vec<(u64, ClaimKey)>, at: (u64, u64)) -> Vec<(
 }
 
 /// What a `dedupe_expiry` entry says is to be swept once its key's first 8 bytes (a window
-/// end) have passed. Entries of stores taken up from formats 2 and 3 name whole dedupe keys:
-/// they are read as the claim keys of those.
-pub enum Expiring {
-    /// A frame's claims: each claim's key, swept if its claim has ended.
-    Frame(Vec<ClaimKey>),
+/// end) have passed.
+pub enum Expiring<'a> {
+    /// A frame's claims (store format 3): each dedupe key, swept if its claim has ended.
+    Frame(Vec<&'a [u8]>),
     /// One claim, as store format 2 wrote them (expiry + dedupe key, empty value): swept if
     /// its claim still ends then (a claim made again has its own entry).
-    Claim { expires_at_ms: u64, key: ClaimKey },
+    Claim { expires_at_ms: u64, key: &'a [u8] },
 }
 
-pub fn expiring(key: &[u8], value: &[u8]) -> Result<Expiring, RecordError> {
-    match value.split_first() {
-        None => {
-            let (at, key) = key.split_first_chunk::<8>().ok_or(RecordError::Damaged)?;
-            Ok(Expiring::Claim {
-                expires_at_ms: u64::from_be_bytes(*at),
-                key: claim_key(key),
-            })
-        }
-        Some((&CLAIM_KEYS, keys)) if keys.len() % 16 == 0 => Ok(Expiring::Frame(
-            (keys.chunks_exact(16))
-                .map(|k| k.try_into().unwrap_or_default())
-                .collect(),
-        )),
-        Some((&CLAIM_KEYS, _)) => Err(RecordError::Damaged),
-        Some(_) => {
-            let mut r = Reader(payload(value)?);
-            let mut keys = Vec::new();
-            while !r.0.is_empty() {
-                keys.push(claim_key(r.bytes16()?));
-            }
-            Ok(Expiring::Frame(keys))
-        }
+pub fn expiring<'a>(key: &'a [u8], value: &'a [u8]) -> Result<Expiring<'a>, RecordError> {
+    if value.is_empty() {
+        let (at, key) = key.split_first_chunk::<8>().ok_or(RecordError::Damaged)?;
+        return Ok(Expiring::Claim {
+            expires_at_ms: u64::from_be_bytes(*at),
+            key,
+        });
     }
+    let mut r = Reader(payload(value)?);
+    let mut keys = Vec::new();
+    while !r.0.is_empty() {
+        keys.push(r.bytes16()?);
+    }
+    Ok(Expiring::Frame(keys))
 }
 
 #[cfg(test)]
@@ -314,8 +283,7 @@ mod tests {
         // Two claims of a 10 s window a few ms apart, one of a 72 h window.
         let long = 10_000 + 72 * 3600 * 1000;
         let at = (3, 77);
-        let [a, b, c] = [b"a", b"b", b"c"].map(|k| claim_key(k));
-        let entries = expiry_entries(vec![(long, c), (10_007, b), (10_000, a)], at);
+        let entries = expiry_entries(vec![(long, &b"c"[..]), (10_007, b"b"), (10_000, b"a")], at);
         assert_eq!(entries.len(), 2);
         let ends: Vec<u64> = (entries.iter())
             .map(|(key, _)| u64::from_be_bytes(key[..8].try_into().unwrap()))
@@ -328,36 +296,23 @@ mod tests {
         );
         assert_eq!(entries[1].0[24..], [0, 1]);
         let keys = |(key, value): &(Vec<u8>, Vec<u8>)| match expiring(key, value).unwrap() {
-            Expiring::Frame(keys) => keys,
+            Expiring::Frame(keys) => keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>(),
             Expiring::Claim { .. } => panic!("a frame's entry"),
         };
-        assert_eq!(keys(&entries[0]), [a, b]);
-        assert_eq!(keys(&entries[1]), [c]);
+        assert_eq!(keys(&entries[0]), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(keys(&entries[1]), [b"c".to_vec()]);
         assert!(expiring(&entries[0].0, &entries[0].1[..3]).is_err());
         assert!(expiry_entries(Vec::new(), at).is_empty());
-    }
-
-    #[test]
-    fn expiry_entries_of_formats_2_and_3_name_the_claim_keys_of_their_dedupe_keys() {
-        // Format 3's: a frame's whole dedupe keys, each behind its length.
-        let mut frame = vec![VERSION];
-        put_bytes16(&mut frame, b"acme/watsi/d-1");
-        put_bytes16(&mut frame, b"acme/watsi/d-2");
-        assert!(matches!(
-            expiring(&[0; 26], &frame),
-            Ok(Expiring::Frame(keys)) if keys == [claim_key(b"acme/watsi/d-1"), claim_key(b"acme/watsi/d-2")]
-        ));
         // Format 2's: one claim, its end first in the key.
         let mut legacy = 42u64.to_be_bytes().to_vec();
         legacy.extend_from_slice(b"acme/watsi/d-1");
         assert!(matches!(
             expiring(&legacy, &[]),
-            Ok(Expiring::Claim { expires_at_ms: 42, key }) if key == claim_key(b"acme/watsi/d-1")
+            Ok(Expiring::Claim {
+                expires_at_ms: 42,
+                key: b"acme/watsi/d-1"
+            })
         ));
-        assert_eq!(
-            expiring(&[0; 26], &[9, 1]).err(),
-            Some(RecordError::Version(9))
-        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::frame::{self, Cursor, Frame};
 use super::lanes::{Lane, Owed};
-use super::record::{self, claim_key, Claim, Kept};
+use super::record::{self, Claim, Kept};
 use super::scan;
 use super::wal::{self, Position};
 use super::{sync_sled, StoreError, Trees};
@@ -35,14 +35,15 @@ pub(super) fn apply(
             expires_at_ms: e.expires_at_ms,
             event_id: e.id.clone(),
         };
-        let key = claim_key(e.key);
         let newer = replay
-            && (trees.claims.get(key)?)
+            && trees
+                .dedupe
+                .get(e.key)?
                 .and_then(|v| Claim::decode(&v).ok())
                 .is_some_and(|c| c.expires_at_ms >= e.expires_at_ms);
         if !newer {
-            trees.claims.insert(key, claim.encode())?;
-            claimed.push((e.expires_at_ms, key));
+            trees.dedupe.insert(e.key, claim.encode())?;
+            claimed.push((e.expires_at_ms, e.key));
         }
     }
     for (key, value) in record::expiry_entries(claimed, (at.segment, at.offset)) {

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::engine::FreeRetired;
-use super::record::{self, Claim, ClaimKey, Expiring, StoredEvent};
+use super::record::{self, Claim, Expiring, StoredEvent};
 use super::replay::split_key;
 use super::wal;
 use super::{sync_sled, EmbeddedStore, StoreError, Trees};
@@ -14,18 +14,14 @@ use crate::base::id::millis;
 
 /// Removes the claim under `key` if `ended` says so of it, unless the writer replaced it
 /// meanwhile; 1 when it went.
-fn unclaim(
-    trees: &Trees,
-    key: &ClaimKey,
-    ended: impl Fn(&Claim) -> bool,
-) -> Result<usize, StoreError> {
-    let Some(current) = trees.claims.get(key)? else {
+fn unclaim(trees: &Trees, key: &[u8], ended: impl Fn(&Claim) -> bool) -> Result<usize, StoreError> {
+    let Some(current) = trees.dedupe.get(key)? else {
         return Ok(0);
     };
     if !Claim::decode(&current).is_ok_and(|c| ended(&c)) {
         return Ok(0);
     }
-    let swapped = (trees.claims).compare_and_swap(key, Some(current), None::<&[u8]>)?;
+    let swapped = (trees.dedupe).compare_and_swap(key, Some(current), None::<&[u8]>)?;
     Ok(usize::from(swapped.is_ok()))
 }
 
@@ -41,12 +37,12 @@ impl EmbeddedStore {
             match record::expiring(&expiry_key, &value) {
                 // A claim made again after its window ended is left to its own entry.
                 Ok(Expiring::Frame(keys)) => {
-                    for key in &keys {
+                    for key in keys {
                         removed += unclaim(&trees, key, |c| c.expires_at_ms <= now_ms)?;
                     }
                 }
                 Ok(Expiring::Claim { expires_at_ms, key }) => {
-                    removed += unclaim(&trees, &key, |c| c.expires_at_ms == expires_at_ms)?;
+                    removed += unclaim(&trees, key, |c| c.expires_at_ms == expires_at_ms)?;
                 }
                 Err(error) => self.unreadable("dedupe expiry entry", &error),
             }

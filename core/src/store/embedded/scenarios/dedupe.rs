@@ -1,14 +1,11 @@
 //! Dedupe claims through their whole life: deciding repeats, swept once their window ends
 //! (from the expiry entries each applied frame leaves, or one a format 2 store left per
-//! claim), and both across a restart, a clean one and one that replays the log; claims a
-//! format 3 store keyed by their whole dedupe key, taken up at the next start.
+//! claim), and both across a restart, a clean one and one that replays the log.
 
 use std::time::{Duration, SystemTime};
 
 use super::{close, open, queue, runtime};
 use crate::base::id::EventId;
-use crate::store::codec;
-use crate::store::embedded::record::Claim;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Accepted;
 
@@ -90,53 +87,14 @@ fn a_claim_a_format_2_store_left_with_its_own_expiry_entry_is_swept_by_it() {
     store.settle();
     // As format 2 wrote it: the claim's end, then its dedupe key; no value.
     let trees = store.trees().unwrap();
+    let (key, _) = (trees.dedupe.iter().next().unwrap()).unwrap();
     trees.dedupe_expiry.clear().unwrap();
     let mut legacy = 5_000u64.to_be_bytes().to_vec();
-    legacy.extend_from_slice(super::dedupe_key("old").as_bytes());
+    legacy.extend_from_slice(&key);
     trees.dedupe_expiry.insert(legacy, &[]).unwrap();
     assert_eq!(
         offer(&rt, &store, "old", 4_000, 9_000).1,
         Accepted::Duplicate(old)
-    );
-    assert_eq!(sweep(&store, 5_001), 1);
-    assert!(trees.dedupe_expiry.is_empty());
-    assert_eq!(offer(&rt, &store, "old", 5_002, 9_000).1, Accepted::New);
-    close(store);
-}
-
-#[test]
-fn a_claim_a_format_3_store_kept_under_its_whole_dedupe_key_still_dedupes_and_is_swept() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let store = open(dir.path());
-    // As format 3 kept a claim no frame of this log made: under the whole dedupe key in
-    // `dedupe`, with an expiry entry that lists the whole key.
-    let trees = store.trees().unwrap();
-    let first = EventId::generate();
-    let claim = Claim {
-        expires_at_ms: 5_000,
-        event_id: first.clone(),
-    };
-    let key = super::dedupe_key("old");
-    let old = trees.db.open_tree("dedupe").unwrap();
-    old.insert(key.as_bytes(), claim.encode()).unwrap();
-    let mut listed = vec![codec::VERSION];
-    codec::put_bytes16(&mut listed, key.as_bytes());
-    let mut expiry = 5_000u64.to_be_bytes().to_vec();
-    expiry.extend_from_slice(&[0; 18]);
-    trees.dedupe_expiry.insert(expiry, listed).unwrap();
-    let meta = trees.db.open_tree("meta").unwrap();
-    meta.insert("format", &[3u8]).unwrap();
-    trees.db.flush().unwrap();
-    drop((trees, old, meta));
-    close(store);
-
-    let store = open(dir.path());
-    let trees = store.trees().unwrap();
-    assert!(!(trees.db.tree_names().iter()).any(|name| name.as_ref() == b"dedupe"));
-    assert_eq!(
-        offer(&rt, &store, "old", 4_000, 9_000).1,
-        Accepted::Duplicate(first)
     );
     assert_eq!(sweep(&store, 5_001), 1);
     assert!(trees.dedupe_expiry.is_empty());
