@@ -177,8 +177,10 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
         Some(v) if v.as_ref() == [STORE_FORMAT] => Ok(()),
         // Version 2 kept the event index in sled's `events` tree. Its entries stay there and
         // are read as before until retention sweeps them; new events are indexed beside
-        // the log. Recorded as 3 so that a release reading only 2 refuses the directory.
-        Some(v) if v.as_ref() == [2] => {
+        // the log. Versions 2 and 3 compressed envelopes without a dictionary: those are read
+        // as they are. Recorded as 4 so that an older release, which could not read the new
+        // envelopes, refuses the directory.
+        Some(v) if v.as_ref() == [2] || v.as_ref() == [3] => {
             meta.insert("format", &[STORE_FORMAT])?;
             Ok(())
         }

@@ -25,6 +25,7 @@ mod backup;
 mod checkpoint;
 mod commit;
 mod decide;
+mod dictionary;
 mod engine;
 mod frame;
 mod gather;

@@ -7,7 +7,7 @@ use super::lookups::envelope;
 use super::{accept_as, close, open, queue, runtime};
 use crate::base::id::EventId;
 use crate::store::embedded::engine::open_trees;
-use crate::store::embedded::index;
+use crate::store::embedded::{index, record};
 use crate::store::search::SearchQuery;
 
 /// The ids a search finds, newest first.
@@ -101,7 +101,10 @@ fn a_store_of_format_2_is_taken_up_in_place_and_its_index_entries_in_sled_are_st
 
     let store = open(dir.path());
     let format = store.trees().unwrap().db.open_tree("meta").unwrap();
-    assert_eq!(format.get("format").unwrap().unwrap().as_ref(), [3]);
+    assert_eq!(
+        format.get("format").unwrap().unwrap().as_ref(),
+        [record::STORE_FORMAT]
+    );
     let mut found = searched(&store);
     found.sort();
     let mut both = vec![kept.clone(), legacy.clone()];
