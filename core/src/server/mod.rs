@@ -229,7 +229,7 @@ fn sweep_once(store: &Store, retention: Duration) {
     let now = SystemTime::now();
     match store.sweep_dedupe(now) {
         Ok(0) => {}
-        Ok(n) => tracing::debug!(removed = n, "expired dedupe keys swept"),
+        Ok(n) => tracing::debug!(generations = n, "dedupe claim generations deleted"),
         Err(error) => tracing::error!(%error, "dedupe sweep failed"),
     }
     match store.sweep_events(retention, now) {

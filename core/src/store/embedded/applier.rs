@@ -123,7 +123,7 @@ impl Applier {
                     tracing::error!(%error, segment = logged.at.segment, "the event index could not be written: lookups miss this segment's newer events until the next start indexes it again");
                 }
                 let trees = self.engine.trees()?;
-                apply(&trees, logged.at, &frame, false)?;
+                apply(&trees, &frame, false)?;
                 Ok(frame
                     .events
                     .iter()

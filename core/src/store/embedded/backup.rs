@@ -1,5 +1,6 @@
 //! A consistent copy of a running store: the log (every segment, which is the queues, and its
-//! event index), then sled's trees copied into a new database. sled is copied second so that
+//! event index), then sled's trees copied into a new database, and each claim generation into
+//! one of its own (see [`super::claims`]). sled is copied second so that
 //! it holds at least what the log copy's checkpoint covers and every attempt or dead letter
 //! written while the log was copied; a start on the copy replays the log over the trees and
 //! holds every event accepted before the backup began (a delivery finished meanwhile may be
@@ -70,6 +71,8 @@ impl EmbeddedStore {
         }
         sync_sled(&copy, to).map_err(|e| fail("syncing", &e))?;
         drop(copy);
+        (trees.claims.copy_into(&to.join("claims")))
+            .map_err(|e| fail("copying the dedupe claims", &e))?;
 
         // Syncs `wal/` as well.
         wal::write_checkpoint(&to.join("wal"), from).map_err(|e| fail("the checkpoint", &e))?;

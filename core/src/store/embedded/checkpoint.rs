@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::lanes::Lanes;
 use super::wal::{self, Position};
-use super::{lock, sync_sled, Engine};
+use super::{lock, Engine};
 
 /// How often sled is flushed and the log's checkpoint moved on while there is traffic.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -39,7 +39,7 @@ pub(super) fn checkpointer(
             let result = engine
                 .trees()
                 .map_err(std::io::Error::other)
-                .and_then(|trees| sync_sled(&trees.db, &sled_dir))
+                .and_then(|trees| trees.sync(&sled_dir))
                 .and_then(|()| match at {
                     Some(at) => wal::write_checkpoint(&wal_dir, at),
                     None => Ok(()),

@@ -21,8 +21,8 @@ pub(super) enum Decision {
     Failed(StoreError),
 }
 
-/// Each request's decision. A claim whose window has ended is claimed anew; the sweep leaves
-/// the new claim (see [`super::record::expiry_entries`]).
+/// Each request's decision. A claim whose window has ended is claimed anew, in the current
+/// claim generation (see [`super::claims`]).
 pub(super) fn decide(
     engine: &Engine,
     pending: &PendingClaims,
@@ -43,7 +43,10 @@ pub(super) fn decide(
             decisions.push(Decision::Seen(first.clone()));
             continue;
         }
-        let existing = match engine.trees().and_then(|t| Ok(t.dedupe.get(key)?)) {
+        let existing = match engine
+            .trees()
+            .and_then(|t| t.claims.get(key, accept.now_ms))
+        {
             Ok(existing) => existing,
             Err(e) => {
                 // sled fails reads once its own background flush has failed (a full

@@ -4,11 +4,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sled::Tree;
 
-use super::record::STORE_FORMAT;
+use super::claims::{Claims, NewClaim};
+use super::record::{Claim, STORE_FORMAT};
 use super::replay;
 use crate::base::durable;
 use crate::store::{lock, StoreError};
@@ -63,7 +64,7 @@ impl Engine {
     pub(super) fn heal(&self) -> Result<(), StoreError> {
         let _exclusive = lock(&self.exclusive);
         let poisoned = match self.trees() {
-            Ok(trees) => sync_sled(&trees.db, &self.dir).is_err(),
+            Ok(trees) => trees.sync(&self.dir).is_err(),
             Err(_) => true,
         };
         if poisoned {
@@ -89,7 +90,9 @@ impl Engine {
             .map_err(|e| StoreError::Write(format!("replaying the log: {e}")))?;
         // Healed only once what was replayed is on disk: sled's inserts land in memory
         // first, so without this a disk that is still full would pass for a healed one.
-        sync_sled(&trees.db, &self.dir).map_err(|e| StoreError::Sync(e.to_string()))?;
+        trees
+            .sync(&self.dir)
+            .map_err(|e| StoreError::Sync(e.to_string()))?;
         self.stuck.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -110,16 +113,16 @@ impl Drop for FreeRetired {
 
 pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Error> {
     // The write-ahead log is the durability point; sled's own periodic flush only keeps
-    // the replay after a crash short. `cache_bytes` bounds sled's page cache (sled's own
-    // default is 1 GiB).
+    // the replay after a crash short. `cache_bytes` bounds sled's page caches (sled's own
+    // default is 1 GiB): half for each of the (usually two) current claim generations, a
+    // quarter for the rest, which is written only for events that fail and for cursors.
     let db = sled::Config::new()
         .path(dir)
-        .cache_capacity(cache_bytes)
+        .cache_capacity(cache_bytes / 4)
         .flush_every_ms(Some(500))
         .open()?;
     Ok(Trees {
-        dedupe: db.open_tree("dedupe")?,
-        dedupe_expiry: db.open_tree("dedupe_expiry")?,
+        claims: Arc::new(Claims::open(&dir.join("claims"), cache_bytes / 2)?),
         events: db.open_tree("events")?,
         cursors: db.open_tree("cursors")?,
         attempts: db.open_tree("attempts")?,
@@ -132,13 +135,20 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, sled::Er
 #[derive(Clone)]
 pub(super) struct Trees {
     pub(super) db: sled::Db,
-    pub(super) dedupe: Tree,
-    pub(super) dedupe_expiry: Tree,
+    pub(super) claims: Arc<Claims>,
     pub(super) events: Tree,
     pub(super) cursors: Tree,
     pub(super) attempts: Tree,
     pub(super) dead: Tree,
     pub(super) delivered: Tree,
+}
+
+impl Trees {
+    /// Makes everything in sled durable: the trees, then the claims' generations.
+    pub(super) fn sync(&self, dir: &Path) -> std::io::Result<()> {
+        sync_sled(&self.db, dir)?;
+        self.claims.sync()
+    }
 }
 
 /// sled's flush ends in sync_file_range, which neither empties the disk's write cache nor
@@ -178,9 +188,17 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
         // Version 2 kept the event index in sled's `events` tree. Its entries stay there and
         // are read as before until retention sweeps them; new events are indexed beside
         // the log. Versions 2 and 3 compressed envelopes without a dictionary: those are read
-        // as they are. Recorded as 4 so that an older release, which could not read the new
-        // envelopes, refuses the directory.
+        // as they are; and kept claims in the `dedupe` tree, moved into a generation. Recorded
+        // as 4 so that an older release, which could not read the new envelopes, refuses the
+        // directory.
         Some(v) if v.as_ref() == [2] || v.as_ref() == [3] => {
+            let moved = take_up_claims(dir, db, trees)?;
+            if moved > 0 {
+                tracing::info!(
+                    claims = moved,
+                    "dedupe claims moved into a claim generation"
+                );
+            }
             meta.insert("format", &[STORE_FORMAT])?;
             Ok(())
         }
@@ -196,4 +214,53 @@ pub(super) fn check_format(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<(
             Ok(())
         }
     }
+}
+
+/// Moves the claims still live of the `dedupe` tree (store formats 2 and 3) into the claim
+/// generations, makes them durable, then drops it and its `dedupe_expiry` entries; returns
+/// how many. A crash part way leaves the old trees, and the next start moves them again.
+fn take_up_claims(dir: &Path, db: &sled::Db, trees: &Trees) -> Result<usize, StoreError> {
+    let names = db.tree_names();
+    let has = |name: &[u8]| names.iter().any(|n| n.as_ref() == name);
+    if !has(b"dedupe") {
+        return Ok(0);
+    }
+    let now_ms = crate::base::id::millis(std::time::SystemTime::now());
+    let old = db.open_tree("dedupe")?;
+    let mut moved = 0;
+    let mut batch: Vec<(sled::IVec, Claim)> = Vec::new();
+    let mut entries = old.iter();
+    loop {
+        let entry = entries.next().transpose()?;
+        if let Some((key, value)) = entry.as_ref() {
+            match Claim::decode(value) {
+                Ok(claim) if claim.expires_at_ms > now_ms => batch.push((key.clone(), claim)),
+                // Ended, or unreadable: it would claim nothing any more.
+                _ => {}
+            }
+        }
+        if batch.len() >= 4096 || (entry.is_none() && !batch.is_empty()) {
+            let claims: Vec<NewClaim<'_>> = (batch.iter())
+                .map(|(key, claim)| NewClaim {
+                    key,
+                    accepted_ms: claim.event_id.timestamp_ms(),
+                    claim: claim.clone(),
+                })
+                .collect();
+            trees.claims.record(&claims, true)?;
+            moved += claims.len();
+            batch.clear();
+        }
+        if entry.is_none() {
+            break;
+        }
+    }
+    trees
+        .sync(dir)
+        .map_err(|e| StoreError::Sync(e.to_string()))?;
+    db.drop_tree("dedupe")?;
+    if has(b"dedupe_expiry") {
+        db.drop_tree("dedupe_expiry")?;
+    }
+    Ok(moved)
 }

@@ -2,12 +2,15 @@
 //! ([`wal`]) makes each accepted batch durable with one write and one sync, and is also every
 //! sink's queue: each sink reads it forward from its cursor ([`lanes`]). Beside each log
 //! segment, a file indexes its events for lookups and search ([`index`]), and goes with it.
-//! sled holds the dedupe claims and per-event records only for events that failed.
+//! sled holds the dedupe claims, in generations that are deleted whole ([`claims`]), and
+//! per-event records only for events that failed.
 //!
-//! sled trees (every value starts with a format version, see [`record`]):
-//! - `dedupe`: dedupe key -> claim (expiry, first event id); `dedupe_expiry`: per applied
-//!   frame, its claims' last window end + the frame's position -> their dedupe keys (see
-//!   [`record::expiry_entries`]; a format 2 store left one entry per claim).
+//! `claims/<start>/`: a sled database per claim generation, its `claims` tree dedupe key ->
+//! claim (expiry, first event id), its `meta` tree the generation's window and latest end.
+//! Stores of formats 2 and 3 kept claims in a `dedupe` tree, taken up at open.
+//!
+//! sled trees of the main database (every value starts with a format version, see
+//! [`record`]):
 //! - `events`: event id (16 bytes, time-ordered) -> the same entry as the index files (the
 //!   queues it went to, where its envelope is, the fields search filters on), only for an
 //!   event whose segment was retired while it was still retried or held dead, until
@@ -23,6 +26,7 @@
 mod applier;
 mod backup;
 mod checkpoint;
+mod claims;
 mod commit;
 mod decide;
 mod dictionary;
@@ -111,7 +115,7 @@ impl EmbeddedStore {
         let replayed = replay::recover(&trees, &wal_dir).map_err(log_error)?;
         // The names sled created (`db`, `conf`, `blobs`), `wal/` and the format record: until
         // this sync a power cut can leave an empty directory behind, and a fresh store on it.
-        sync_sled(&db, dir).map_err(open_error)?;
+        trees.sync(dir).map_err(open_error)?;
         if replayed > 0 {
             tracing::info!(
                 batches = replayed,
@@ -230,7 +234,7 @@ impl EmbeddedStore {
         let trees = self.trees()?;
         let dir = self.dir.clone();
         let written = self.lanes.written();
-        tokio::task::spawn_blocking(move || sync_sled(&trees.db, &dir))
+        tokio::task::spawn_blocking(move || trees.sync(&dir))
             .await
             .map_err(|e| StoreError::Sync(format!("the sync task failed: {e}")))?
             .map_err(|e| StoreError::Sync(e.to_string()))?;

@@ -200,73 +200,6 @@ impl Claim {
     }
 }
 
-/// How far apart the ends of two claims' windows may be for one expiry entry to hold both:
-/// a claim is swept up to this much after its window ended (it stops deduping at the end of
-/// its window all the same, see [`super::decide`]).
-const EXPIRY_SLACK_MS: u64 = 1_000;
-
-/// The `dedupe_expiry` entries for the claims one frame made, each `(window end, dedupe
-/// key)`: one entry per run of window ends at most [`EXPIRY_SLACK_MS`] apart (one, unless the
-/// frame mixes workspaces with different windows), keyed by the last end of the run (so the
-/// sweep reads only what has ended), the frame's log position and the run's index. One entry
-/// per frame instead of one per claim: sled's cost is per entry far more than per byte. Its
-/// value: the dedupe keys. `at` is the frame's log position (segment, offset).
-pub fn expiry_entries(mut claims: Vec<(u64, &[u8])>, at: (u64, u64)) -> Vec<(Vec<u8>, Vec<u8>)> {
-    claims.sort_unstable();
-    let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut first = 0u64;
-    for (end, key) in claims {
-        match runs.last_mut() {
-            Some((last, keys)) if end <= first.saturating_add(EXPIRY_SLACK_MS) => {
-                *last = end;
-                put_bytes16(keys, key);
-            }
-            _ => {
-                first = end;
-                let mut keys = vec![VERSION];
-                put_bytes16(&mut keys, key);
-                runs.push((end, keys));
-            }
-        }
-    }
-    (runs.into_iter().enumerate())
-        .map(|(run, (last, keys))| {
-            let mut key = Vec::with_capacity(26);
-            key.extend_from_slice(&last.to_be_bytes());
-            key.extend_from_slice(&at.0.to_be_bytes());
-            key.extend_from_slice(&at.1.to_be_bytes());
-            key.extend_from_slice(&(run as u16).to_be_bytes());
-            (key, keys)
-        })
-        .collect()
-}
-
-/// What a `dedupe_expiry` entry says is to be swept once its key's first 8 bytes (a window
-/// end) have passed.
-pub enum Expiring<'a> {
-    /// A frame's claims (store format 3): each dedupe key, swept if its claim has ended.
-    Frame(Vec<&'a [u8]>),
-    /// One claim, as store format 2 wrote them (expiry + dedupe key, empty value): swept if
-    /// its claim still ends then (a claim made again has its own entry).
-    Claim { expires_at_ms: u64, key: &'a [u8] },
-}
-
-pub fn expiring<'a>(key: &'a [u8], value: &'a [u8]) -> Result<Expiring<'a>, RecordError> {
-    if value.is_empty() {
-        let (at, key) = key.split_first_chunk::<8>().ok_or(RecordError::Damaged)?;
-        return Ok(Expiring::Claim {
-            expires_at_ms: u64::from_be_bytes(*at),
-            key,
-        });
-    }
-    let mut r = Reader(payload(value)?);
-    let mut keys = Vec::new();
-    while !r.0.is_empty() {
-        keys.push(r.bytes16()?);
-    }
-    Ok(Expiring::Frame(keys))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,43 +240,6 @@ mod tests {
         };
         assert_eq!(Claim::decode(&claim.encode()), Ok(claim.clone()));
         assert!(Claim::decode(b"\x01junk").is_err());
-    }
-
-    #[test]
-    fn a_frames_claims_share_an_expiry_entry_unless_their_windows_end_far_apart() {
-        // Two claims of a 10 s window a few ms apart, one of a 72 h window.
-        let long = 10_000 + 72 * 3600 * 1000;
-        let at = (3, 77);
-        let entries = expiry_entries(vec![(long, &b"c"[..]), (10_007, b"b"), (10_000, b"a")], at);
-        assert_eq!(entries.len(), 2);
-        let ends: Vec<u64> = (entries.iter())
-            .map(|(key, _)| u64::from_be_bytes(key[..8].try_into().unwrap()))
-            .collect();
-        assert_eq!(ends, [10_007, long]);
-        // Unique per frame and run, so a replayed frame writes the same entries again.
-        assert_eq!(
-            &entries[0].0[8..],
-            &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 77, 0, 0]
-        );
-        assert_eq!(entries[1].0[24..], [0, 1]);
-        let keys = |(key, value): &(Vec<u8>, Vec<u8>)| match expiring(key, value).unwrap() {
-            Expiring::Frame(keys) => keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>(),
-            Expiring::Claim { .. } => panic!("a frame's entry"),
-        };
-        assert_eq!(keys(&entries[0]), [b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(keys(&entries[1]), [b"c".to_vec()]);
-        assert!(expiring(&entries[0].0, &entries[0].1[..3]).is_err());
-        assert!(expiry_entries(Vec::new(), at).is_empty());
-        // Format 2's: one claim, its end first in the key.
-        let mut legacy = 42u64.to_be_bytes().to_vec();
-        legacy.extend_from_slice(b"acme/watsi/d-1");
-        assert!(matches!(
-            expiring(&legacy, &[]),
-            Ok(Expiring::Claim {
-                expires_at_ms: 42,
-                key: b"acme/watsi/d-1"
-            })
-        ));
     }
 
     #[test]

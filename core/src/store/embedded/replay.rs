@@ -6,49 +6,35 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use super::claims::NewClaim;
 use super::frame::{self, Cursor, Frame};
 use super::lanes::{Lane, Owed};
-use super::record::{self, Claim, Kept};
+use super::record::{Claim, Kept};
 use super::scan;
 use super::wal::{self, Position};
-use super::{sync_sled, StoreError, Trees};
+use super::{StoreError, Trees};
 use crate::base::id::EventId;
 use crate::store::codec::{self, Reader, RecordError};
 
-/// Brings sled up to date with one logged frame starting at `at`: each new event's dedupe
-/// claim, the frame's expiry entries for those claims, and the cursors it carries (the event
-/// index is beside the log, see [`super::index`]). A replay (after a crash) may meet claims
-/// sled already has: it keeps the newer one; the expiry entries are keyed by the frame's
-/// position, so a replay writes the same ones.
-pub(super) fn apply(
-    trees: &Trees,
-    at: Position,
-    frame: &Frame<'_>,
-    replay: bool,
-) -> Result<(), StoreError> {
+/// Brings sled up to date with one logged frame: each new event's dedupe claim (in its claim
+/// generation, see [`super::claims`]) and the cursors it carries (the event index is beside
+/// the log, see [`super::index`]). A replay (after a crash) may meet claims sled already has:
+/// it keeps the newer one.
+pub(super) fn apply(trees: &Trees, frame: &Frame<'_>, replay: bool) -> Result<(), StoreError> {
     // Plain inserts, not `apply_batch`: sled 0.34 runs a batch as a transaction, with a
     // process-wide lock and a log reservation per call; atomicity across them is the log's
     // job (a crash replays the frame).
-    let mut claimed = Vec::with_capacity(frame.events.len());
-    for e in &frame.events {
-        let claim = Claim {
-            expires_at_ms: e.expires_at_ms,
-            event_id: e.id.clone(),
-        };
-        let newer = replay
-            && trees
-                .dedupe
-                .get(e.key)?
-                .and_then(|v| Claim::decode(&v).ok())
-                .is_some_and(|c| c.expires_at_ms >= e.expires_at_ms);
-        if !newer {
-            trees.dedupe.insert(e.key, claim.encode())?;
-            claimed.push((e.expires_at_ms, e.key));
-        }
-    }
-    for (key, value) in record::expiry_entries(claimed, (at.segment, at.offset)) {
-        trees.dedupe_expiry.insert(key, value)?;
-    }
+    let claims: Vec<NewClaim<'_>> = (frame.events.iter())
+        .map(|e| NewClaim {
+            key: e.key,
+            accepted_ms: e.id.timestamp_ms(),
+            claim: Claim {
+                expires_at_ms: e.expires_at_ms,
+                event_id: e.id.clone(),
+            },
+        })
+        .collect();
+    trees.claims.record(&claims, replay)?;
     for (prefix, cursor) in &frame.cursors {
         let mut value = vec![codec::VERSION];
         cursor.encode(&mut value);
@@ -65,11 +51,11 @@ pub(super) fn recover(trees: &Trees, wal_dir: &Path) -> std::io::Result<usize> {
     let invalid = |e: StoreError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let frames = wal::replay(wal_dir, from, |at, _, payload| {
         let frame = frame::decode(payload).map_err(|e| undecodable(wal_dir, at, &e))?;
-        apply(trees, at, &frame, true).map_err(invalid)
+        apply(trees, &frame, true).map_err(invalid)
     })?;
     if frames > 0 {
         let sled_dir = wal_dir.parent().unwrap_or(wal_dir);
-        sync_sled(&trees.db, sled_dir)?;
+        trees.sync(sled_dir)?;
     }
     Ok(frames)
 }

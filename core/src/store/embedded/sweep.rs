@@ -1,4 +1,4 @@
-//! Background upkeep: expired dedupe claims, index entries and delivery records past
+//! Background upkeep: claim generations whose claims have all ended, index entries and delivery records past
 //! retention, idle queues' cursors, and log segments (with their index) that every queue has
 //! passed and retention allows to go. An event still owed from the log keeps its segment; one
 //! that failed carries its envelope in sled (its attempts, its dead letter), so it keeps none.
@@ -6,49 +6,19 @@
 use std::time::{Duration, SystemTime};
 
 use super::engine::FreeRetired;
-use super::record::{self, Claim, Expiring, StoredEvent};
+use super::record::StoredEvent;
 use super::replay::split_key;
 use super::wal;
-use super::{sync_sled, EmbeddedStore, StoreError, Trees};
+use super::{sync_sled, EmbeddedStore, StoreError};
 use crate::base::id::millis;
 
-/// Removes the claim under `key` if `ended` says so of it, unless the writer replaced it
-/// meanwhile; 1 when it went.
-fn unclaim(trees: &Trees, key: &[u8], ended: impl Fn(&Claim) -> bool) -> Result<usize, StoreError> {
-    let Some(current) = trees.dedupe.get(key)? else {
-        return Ok(0);
-    };
-    if !Claim::decode(&current).is_ok_and(|c| ended(&c)) {
-        return Ok(0);
-    }
-    let swapped = (trees.dedupe).compare_and_swap(key, Some(current), None::<&[u8]>)?;
-    Ok(usize::from(swapped.is_ok()))
-}
-
 impl EmbeddedStore {
-    /// Removes dedupe claims whose window ended before `now`; returns how many.
+    /// Deletes the claim generations whose claims have all ended by `now` (see
+    /// [`super::claims`]); returns how many.
     pub fn sweep_dedupe(&self, now: SystemTime) -> Result<usize, StoreError> {
         let trees = self.trees()?;
-        let _free = FreeRetired;
-        let now_ms = millis(now);
-        let mut removed = 0;
-        for entry in trees.dedupe_expiry.range(..now_ms.to_be_bytes().as_slice()) {
-            let (expiry_key, value) = entry?;
-            match record::expiring(&expiry_key, &value) {
-                // A claim made again after its window ended is left to its own entry.
-                Ok(Expiring::Frame(keys)) => {
-                    for key in keys {
-                        removed += unclaim(&trees, key, |c| c.expires_at_ms <= now_ms)?;
-                    }
-                }
-                Ok(Expiring::Claim { expires_at_ms, key }) => {
-                    removed += unclaim(&trees, key, |c| c.expires_at_ms == expires_at_ms)?;
-                }
-                Err(error) => self.unreadable("dedupe expiry entry", &error),
-            }
-            trees.dedupe_expiry.remove(&expiry_key)?;
-        }
-        Ok(removed)
+        (trees.claims.sweep(millis(now)))
+            .map_err(|e| StoreError::Write(format!("deleting a claim generation: {e}")))
     }
 
     /// Removes delivery records and sled's index entries (those carried from retired

@@ -15,7 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::engine::{check_format, open_trees, sync_sled, Trees};
+use super::engine::{check_format, open_trees, Trees};
 use super::frame::{self, Cursor};
 use super::index;
 use super::record::{self, StoredEvent};
@@ -395,7 +395,7 @@ fn settle(dir: &Path, trees: &Trees, regions: &[Region]) -> std::io::Result<Vec<
             note(&id, &value);
         }
     }
-    sync_sled(&trees.db, dir)?;
+    trees.sync(dir)?;
     let mut end = Position::default();
     scan::replay(&wal_dir, Position::default(), |_, next, _| {
         end = next;

@@ -1,11 +1,14 @@
-//! Dedupe claims through their whole life: deciding repeats, swept once their window ends
-//! (from the expiry entries each applied frame leaves, or one a format 2 store left per
-//! claim), and both across a restart, a clean one and one that replays the log.
+//! Dedupe claims through their whole life: deciding repeats until their window ends, across a
+//! restart (a clean one and one that replays the log), their generation deleted once every
+//! claim in it has ended; and the claims a format 3 store kept in its `dedupe` tree, taken
+//! up at the next start.
 
 use std::time::{Duration, SystemTime};
 
 use super::{close, open, queue, runtime};
-use crate::base::id::EventId;
+use crate::base::id::{millis, EventId};
+use crate::store::codec;
+use crate::store::embedded::record::Claim;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Accepted;
 
@@ -26,78 +29,121 @@ fn at_ms(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Sweeps at `ms` once sled has every claim accepted so far (the applier runs behind).
+/// Sweeps at `ms` once sled has every claim accepted so far (the applier runs behind); returns
+/// the claim generations deleted.
 fn sweep(store: &EmbeddedStore, ms: u64) -> usize {
     store.settle();
     store.sweep_dedupe(at_ms(ms)).unwrap()
 }
 
+/// The names in the store's `claims/` directory.
+fn generations(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("claims")).unwrap().count()
+}
+
 #[test]
-fn a_claim_past_its_window_is_swept_and_no_longer_dedupes_even_after_a_restart() {
+fn a_claim_dedupes_until_its_window_ends_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
+    let t = millis(SystemTime::now());
     let store = open(dir.path());
-    let (short, _) = offer(&rt, &store, "short", 1_000, 2_000);
-    let (long, _) = offer(&rt, &store, "long", 1_000, 10_000);
+    let (first, _) = offer(&rt, &store, "a", t, t + 10_000);
     assert_eq!(
-        offer(&rt, &store, "short", 1_500, 2_500).1,
-        Accepted::Duplicate(short)
+        offer(&rt, &store, "a", t + 5_000, t + 15_000).1,
+        Accepted::Duplicate(first.clone())
     );
-    assert_eq!(sweep(&store, 1_999), 0);
-    // No clean close: the next start replays the log over sled, expiry entries included.
+    // No clean close: the next start replays the log into the claims.
     drop(store);
     let store = open(dir.path());
-    assert_eq!(sweep(&store, 2_001), 1);
-    // Offered as if still inside the first window: only the sweep can have freed the key.
-    let (again, accepted) = offer(&rt, &store, "short", 1_500, 3_000);
-    assert_eq!(accepted, Accepted::New);
     assert_eq!(
-        offer(&rt, &store, "long", 1_500, 11_000).1,
-        Accepted::Duplicate(long)
+        offer(&rt, &store, "a", t + 6_000, t + 16_000).1,
+        Accepted::Duplicate(first)
     );
+    // Once its window has ended the key is claimed anew, and that claim outlives a restart.
+    let (second, accepted) = offer(&rt, &store, "a", t + 10_001, t + 20_000);
+    assert_eq!(accepted, Accepted::New);
     close(store);
     let store = open(dir.path());
     assert_eq!(
-        offer(&rt, &store, "short", 2_900, 4_000).1,
-        Accepted::Duplicate(again)
+        offer(&rt, &store, "a", t + 11_000, t + 21_000).1,
+        Accepted::Duplicate(second)
     );
-    // Claimed again once its window ended, before a sweep: the first claim's entry goes and
-    // leaves the new claim.
-    let (long_again, accepted) = offer(&rt, &store, "long", 10_500, 30_000);
-    assert_eq!(accepted, Accepted::New);
-    assert_eq!(sweep(&store, 10_600), 1);
-    assert_eq!(
-        offer(&rt, &store, "long", 10_700, 40_000).1,
-        Accepted::Duplicate(long_again)
-    );
-    assert_eq!(sweep(&store, 30_001), 1);
-    assert_eq!(sweep(&store, 30_001), 0);
-    for name in ["short", "long"] {
-        assert_eq!(offer(&rt, &store, name, 10_700, 50_000).1, Accepted::New);
-    }
     close(store);
 }
 
 #[test]
-fn a_claim_a_format_2_store_left_with_its_own_expiry_entry_is_swept_by_it() {
+fn a_claim_generation_is_deleted_whole_once_every_claim_in_it_has_ended() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
+    let t = millis(SystemTime::now());
     let store = open(dir.path());
-    let (old, _) = offer(&rt, &store, "old", 1_000, 5_000);
+    offer(&rt, &store, "short", t, t + 10_000);
+    let (long, _) = offer(&rt, &store, "long", t, t + 20_000);
     store.settle();
-    // As format 2 wrote it: the claim's end, then its dedupe key; no value.
-    let trees = store.trees().unwrap();
-    let (key, _) = (trees.dedupe.iter().next().unwrap()).unwrap();
-    trees.dedupe_expiry.clear().unwrap();
-    let mut legacy = 5_000u64.to_be_bytes().to_vec();
-    legacy.extend_from_slice(&key);
-    trees.dedupe_expiry.insert(legacy, &[]).unwrap();
+    assert_eq!(store.trees().unwrap().claims.count(), (1, 2));
+    // One claim has ended, the other still dedupes: the generation stays.
+    assert_eq!(sweep(&store, t + 10_001), 0);
     assert_eq!(
-        offer(&rt, &store, "old", 4_000, 9_000).1,
-        Accepted::Duplicate(old)
+        offer(&rt, &store, "long", t + 15_000, t + 35_000).1,
+        Accepted::Duplicate(long)
     );
-    assert_eq!(sweep(&store, 5_001), 1);
-    assert!(trees.dedupe_expiry.is_empty());
-    assert_eq!(offer(&rt, &store, "old", 5_002, 9_000).1, Accepted::New);
+    assert_eq!(sweep(&store, t + 20_001), 1);
+    assert_eq!(store.trees().unwrap().claims.count(), (0, 0));
+    assert_eq!(generations(dir.path()), 0);
+    assert_eq!(
+        offer(&rt, &store, "long", t + 20_002, t + 40_000).1,
+        Accepted::New
+    );
+    close(store);
+    // What is left after the deletion opens again.
+    let store = open(dir.path());
+    assert_eq!(store.trees().unwrap().claims.count(), (1, 1));
+    close(store);
+}
+
+#[test]
+fn a_claim_a_format_3_store_kept_in_its_dedupe_tree_still_dedupes_after_the_take_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let t = millis(SystemTime::now());
+    let store = open(dir.path());
+    // As format 3 kept a claim no frame of this log made: in `dedupe` under its dedupe key,
+    // with an expiry entry; and one that has ended, which is not taken up.
+    let trees = store.trees().unwrap();
+    let first = EventId::generate();
+    let live = Claim {
+        expires_at_ms: t + 60_000,
+        event_id: first.clone(),
+    };
+    let ended = Claim {
+        expires_at_ms: t - 1,
+        event_id: EventId::generate(),
+    };
+    let old = trees.db.open_tree("dedupe").unwrap();
+    old.insert(super::dedupe_key("old").as_bytes(), live.encode())
+        .unwrap();
+    old.insert(super::dedupe_key("gone").as_bytes(), ended.encode())
+        .unwrap();
+    let expiry = trees.db.open_tree("dedupe_expiry").unwrap();
+    let mut listed = vec![codec::VERSION];
+    codec::put_bytes16(&mut listed, super::dedupe_key("old").as_bytes());
+    expiry.insert((t + 60_000).to_be_bytes(), listed).unwrap();
+    let meta = trees.db.open_tree("meta").unwrap();
+    meta.insert("format", &[3u8]).unwrap();
+    trees.db.flush().unwrap();
+    drop((trees, old, expiry, meta));
+    close(store);
+
+    let store = open(dir.path());
+    let trees = store.trees().unwrap();
+    let names = trees.db.tree_names();
+    assert!(!names.iter().any(|n| n.as_ref() == b"dedupe"));
+    assert!(!names.iter().any(|n| n.as_ref() == b"dedupe_expiry"));
+    assert_eq!(trees.claims.count(), (1, 1));
+    assert_eq!(
+        offer(&rt, &store, "old", t + 1_000, t + 61_000).1,
+        Accepted::Duplicate(first)
+    );
+    assert_eq!(offer(&rt, &store, "gone", t, t + 1_000).1, Accepted::New);
     close(store);
 }

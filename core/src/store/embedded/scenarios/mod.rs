@@ -77,20 +77,9 @@ fn offer(
     queues: &[&SinkQueue],
     (now_ms, until_ms): (u64, u64),
 ) -> (EventId, Accepted) {
-    let identity = Identity::implied(
-        Some(name),
-        None,
-        &serde_json::value::RawValue::NULL.to_owned(),
-    );
-    let key = DedupeKey::derive(
-        &WorkspaceId::new("acme"),
-        &VendorName::new("watsi"),
-        &identity,
-    )
-    .0;
     let id = EventId::generate();
     let accepted = rt.block_on(store.accept(Accept {
-        key,
+        key: dedupe_key(name),
         id: id.clone(),
         claim_expires_at_ms: until_ms,
         now_ms,
@@ -98,6 +87,17 @@ fn offer(
         queues: queues.iter().map(|q| (*q).clone()).collect(),
     }));
     (id, accepted.unwrap())
+}
+
+/// The dedupe key of an event named `name`.
+fn dedupe_key(name: &str) -> DedupeKey {
+    let identity = Identity::implied(
+        Some(name),
+        None,
+        &serde_json::value::RawValue::NULL.to_owned(),
+    );
+    let (ws, vendor) = (WorkspaceId::new("acme"), VendorName::new("watsi"));
+    DedupeKey::derive(&ws, &vendor, &identity).0
 }
 
 fn queue(store: &EmbeddedStore, sink: &str) -> SinkQueue {
