@@ -125,10 +125,13 @@ impl PowerCut {
             // A descriptor still open does not hold a power cut back: it reads EIO from now
             // on, and the mount goes once it is closed.
             Some(session) => session.umount_and_join().or_else(|error| {
-                if error.raw_os_error() == Some(libc::EBUSY) {
-                    detach(&self.mountpoint)
-                } else {
-                    Err(error)
+                match error.raw_os_error() {
+                    Some(libc::EBUSY) => detach(&self.mountpoint),
+                    // The unmount went through, and the kernel aborted the connection while a
+                    // request of the killed server was still on it: the session's last read
+                    // says so. Unmounted all the same.
+                    Some(libc::ECONNABORTED) => Ok(()),
+                    _ => Err(error),
                 }
             }),
             None => Ok(()),

@@ -199,6 +199,13 @@ impl Claims {
         durable::sync_dir(to).map_err(|e| StoreError::Sync(e.to_string()))
     }
 
+    /// Bytes the generations occupy on disk.
+    pub(super) fn size_on_disk(&self) -> u64 {
+        (self.list().iter())
+            .map(|(_, g)| g.db.size_on_disk().unwrap_or(0))
+            .sum()
+    }
+
     /// How many generations there are, and the claims they hold.
     #[cfg(test)]
     pub(super) fn count(&self) -> (usize, usize) {
@@ -279,6 +286,7 @@ mod tests {
         claims.record(&[claim("b", 1_050, 1_150)], false).unwrap();
         claims.record(&[claim("c", 1_100, 1_200)], false).unwrap();
         assert_eq!(claims.count(), (2, 3));
+        assert!(claims.size_on_disk() > 0);
         // Each found until its end, whichever generation holds it.
         assert!(claims.get(b"a", 1_099).unwrap().is_some());
         assert!(claims.get(b"c", 1_199).unwrap().is_some());
@@ -302,6 +310,7 @@ mod tests {
         assert_eq!(claims.sweep(1_200).unwrap(), 0);
         assert_eq!(claims.sweep(1_250).unwrap(), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(claims.size_on_disk(), 0);
     }
 
     #[test]

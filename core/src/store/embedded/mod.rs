@@ -338,7 +338,7 @@ impl EmbeddedStore {
         Ok(Some(record::decompress(&compressed)?))
     }
 
-    /// Bytes the store occupies on disk (sled and the log).
+    /// Bytes the store occupies on disk (sled, its claim generations and the log).
     pub fn size_on_disk(&self) -> u64 {
         let wal: u64 = std::fs::read_dir(self.dir.join("wal"))
             .into_iter()
@@ -347,7 +347,9 @@ impl EmbeddedStore {
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum();
-        let sled = self.trees().map_or(0, |t| t.db.size_on_disk().unwrap_or(0));
+        let sled = self.trees().map_or(0, |t| {
+            t.db.size_on_disk().unwrap_or(0) + t.claims.size_on_disk()
+        });
         sled + wal
     }
 
